@@ -1,0 +1,421 @@
+
+/*
+ * ngx_commerce: a commerce API (balance, products, orders, payments) served
+ * from inside the nginx worker over non-blocking Postgres.
+ *
+ * This file holds the module definition: directives, configuration,
+ * phase registration and per-worker start/stop.  See README.md.
+ */
+
+
+#include "ngx_commerce.h"
+
+
+static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
+static char *ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_commerce_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_commerce_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_commerce_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_commerce_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
+static ngx_int_t ngx_commerce_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_commerce_init_process(ngx_cycle_t *cycle);
+static void ngx_commerce_exit_process(ngx_cycle_t *cycle);
+
+
+typedef struct {
+    ngx_conf_post_handler_pt  post_handler;
+    ngx_int_t                 low;
+    ngx_int_t                 high;
+} ngx_commerce_bounds_t;
+
+
+static ngx_commerce_bounds_t  ngx_commerce_pool_size_bounds = {
+    ngx_commerce_check_bounds, 1, 1024
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_queue_length_bounds = {
+    ngx_commerce_check_bounds, 0, 1048576
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_timeout_bounds = {
+    ngx_commerce_check_bounds, 1, 86400000
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_body_max_bounds = {
+    ngx_commerce_check_bounds, 64, 16777216
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_money_bounds = {
+    ngx_commerce_check_bounds, 1, 1000000000000LL
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_ttl_bounds = {
+    ngx_commerce_check_bounds, 1, 31536000
+};
+
+
+static ngx_command_t  ngx_commerce_commands[] = {
+
+    { ngx_string("commerce_pg_conninfo"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, conninfo),
+      NULL },
+
+    { ngx_string("commerce_pg_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, pool_size),
+      &ngx_commerce_pool_size_bounds },
+
+    { ngx_string("commerce_pg_queue_length"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, queue_length),
+      &ngx_commerce_queue_length_bounds },
+
+    { ngx_string("commerce_pg_queue_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, queue_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_pg_statement_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, statement_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_pg_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, connect_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_jwt_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, jwt_secret),
+      NULL },
+
+    { ngx_string("commerce_jwt_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, jwt_secret_file),
+      NULL },
+
+    { ngx_string("commerce_body_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, body_max),
+      &ngx_commerce_body_max_bounds },
+
+    { ngx_string("commerce_charge_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, charge_max),
+      &ngx_commerce_money_bounds },
+
+    { ngx_string("commerce_balance_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, balance_max),
+      &ngx_commerce_money_bounds },
+
+    { ngx_string("commerce_order_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, order_ttl),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_order_expiry_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, expiry_interval),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_commerce_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_commerce_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_commerce_postconfiguration,        /* postconfiguration */
+
+    ngx_commerce_create_main_conf,         /* create main configuration */
+    ngx_commerce_init_main_conf,           /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_commerce_create_loc_conf,          /* create location configuration */
+    ngx_commerce_merge_loc_conf            /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_commerce_module = {
+    NGX_MODULE_V1,
+    &ngx_commerce_module_ctx,              /* module context */
+    ngx_commerce_commands,                 /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_commerce_init_process,             /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_commerce_exit_process,             /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+ngx_commerce_main_conf_t *
+ngx_commerce_main_conf(void)
+{
+    return ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_commerce_module);
+}
+
+
+static void *
+ngx_commerce_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->conninfo = { 0, NULL };
+     *     mcf->jwt_secret = { 0, NULL };
+     *     mcf->jwt_secret_file = { 0, NULL };
+     *     mcf->used = 0;
+     *     mcf->pool = NULL;
+     */
+
+    mcf->pool_size = NGX_CONF_UNSET_UINT;
+    mcf->queue_length = NGX_CONF_UNSET_UINT;
+    mcf->queue_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->statement_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->body_max = NGX_CONF_UNSET_SIZE;
+    mcf->charge_max = NGX_CONF_UNSET;
+    mcf->balance_max = NGX_CONF_UNSET;
+    mcf->order_ttl = NGX_CONF_UNSET;
+    mcf->expiry_interval = NGX_CONF_UNSET_MSEC;
+    mcf->request_id_index = NGX_ERROR;
+
+    return mcf;
+}
+
+
+static char *
+ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_commerce_main_conf_t *mcf = conf;
+
+    ngx_str_t  name = ngx_string("request_id");
+
+    ngx_conf_init_uint_value(mcf->pool_size, 8);
+    ngx_conf_init_uint_value(mcf->queue_length, 1024);
+    ngx_conf_init_msec_value(mcf->queue_timeout, 3000);
+    ngx_conf_init_msec_value(mcf->statement_timeout, 5000);
+    ngx_conf_init_msec_value(mcf->connect_timeout, 3000);
+    ngx_conf_init_size_value(mcf->body_max, 64 * 1024);
+    ngx_conf_init_value(mcf->charge_max, 1000000);
+    ngx_conf_init_value(mcf->balance_max, 100000000);
+    ngx_conf_init_value(mcf->order_ttl, 30 * 60);
+    ngx_conf_init_msec_value(mcf->expiry_interval, 10000);
+
+    if (!mcf->used) {
+        return NGX_CONF_OK;
+    }
+
+    if (mcf->conninfo.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_pg_conninfo\" is required when "
+                           "\"commerce_api\" is used");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_commerce_pg_conf_check(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_commerce_auth_conf(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (mcf->request_id_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_commerce_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_commerce_loc_conf_t  *lcf;
+
+    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_loc_conf_t));
+    if (lcf == NULL) {
+        return NULL;
+    }
+
+    lcf->api = NGX_CONF_UNSET;
+
+    return lcf;
+}
+
+
+static char *
+ngx_commerce_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_commerce_loc_conf_t *prev = parent;
+    ngx_commerce_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->api, prev->api, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_commerce_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_commerce_loc_conf_t *lcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_commerce_main_conf_t  *mcf;
+
+    if (lcf->api != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    lcf->api = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_commerce_api_handler;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
+    mcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* like ngx_conf_check_num_bounds(), but the message names the directive */
+
+static char *
+ngx_commerce_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_commerce_bounds_t  *b = post;
+    ngx_int_t              *np = data;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (*np >= b->low && *np <= b->high) {
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" must be between %i and %i, not \"%V\"",
+                       &value[0], b->low, b->high, &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_commerce_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+    ngx_commerce_main_conf_t   *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
+    if (!mcf->used) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_commerce_access_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_commerce_init_process(ngx_cycle_t *cycle)
+{
+    ngx_commerce_main_conf_t  *mcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_commerce_module);
+    if (mcf == NULL || !mcf->used) {
+        return NGX_OK;
+    }
+
+    if (ngx_commerce_pg_init_worker(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_commerce_jobs_init_worker(cycle, mcf);
+}
+
+
+static void
+ngx_commerce_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_commerce_module);
+    if (mcf == NULL || !mcf->used) {
+        return;
+    }
+
+    ngx_commerce_pg_exit_worker(mcf);
+}

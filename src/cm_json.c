@@ -1,0 +1,1236 @@
+/*
+ * cm_json: request body validation on yajl's event parser, and JSON
+ * string escaping.  No nginx headers: unit-tested and fuzzed as plain C.
+ */
+
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "cm_json.h"
+
+
+#define cm_json_key_is(p, len, s)                                             \
+    ((len) == sizeof(s) - 1 && memcmp(p, s, sizeof(s) - 1) == 0)
+
+
+/* bits for the fields of one object, to find duplicates and missing ones */
+#define CM_ORDER_F_ITEMS      0x01
+#define CM_ORDER_F_PAYMENT    0x02
+
+#define CM_ITEM_F_PRODUCT     0x01
+#define CM_ITEM_F_QUANTITY    0x02
+
+#define CM_PAY_F_METHOD       0x01
+#define CM_PAY_F_CARD_TYPE    0x02
+#define CM_PAY_F_CARD_NO      0x04
+
+#define CM_CARD_NO_LEN        19        /* dddd-dddd-dddd-dddd */
+
+
+typedef struct {
+    int64_t            max;
+    int64_t            amount;
+    unsigned           seen:1;
+} cm_charge_parse_t;
+
+
+/* the "payment" object of an order, or the whole body of a payment */
+typedef struct {
+    unsigned           field;      /* CM_PAY_F_* whose value comes next */
+    unsigned           seen;
+    unsigned           bad;        /* card fields not a short string */
+    unsigned           done:1;
+    cm_pay_method_e    method;
+    size_t             card_type_len;
+    size_t             card_no_len;
+    char               card_type[16];
+    char               card_no[20];
+} cm_pay_parse_t;
+
+
+typedef struct {
+    cm_order_req_t    *out;
+    cm_pay_parse_t     pay;
+    unsigned           field;      /* CM_ORDER_F_* whose value is parsed */
+    unsigned           seen;
+
+    size_t             count;      /* elements of "items" so far */
+    unsigned           item_field;
+    unsigned           item_seen;
+    int64_t            product_id;
+    int64_t            quantity;
+} cm_order_parse_t;
+
+
+typedef struct {
+    cm_payment_req_t  *out;
+    cm_pay_parse_t     pay;
+} cm_payment_parse_t;
+
+
+static int cm_json_yajl_null(void *ctx);
+static int cm_json_yajl_boolean(void *ctx, int val);
+static int cm_json_yajl_number(void *ctx, const char *p, size_t len);
+static int cm_json_yajl_string(void *ctx, const unsigned char *p,
+    size_t len);
+static int cm_json_yajl_start_map(void *ctx);
+static int cm_json_yajl_map_key(void *ctx, const unsigned char *p,
+    size_t len);
+static int cm_json_yajl_end_map(void *ctx);
+static int cm_json_yajl_start_array(void *ctx);
+static int cm_json_yajl_end_array(void *ctx);
+static int cm_json_scalar(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_json_open(cm_json_walk_t *w, cm_json_event_e ev);
+static int cm_json_close(cm_json_walk_t *w, cm_json_event_e ev);
+static int cm_json_call(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_json_int_value(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len, int64_t min, int64_t max,
+    const char *name, int64_t *out);
+
+static int cm_charge_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_order_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op,
+    const unsigned char *p, size_t len);
+static int cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len);
+static int cm_order_item_value(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len);
+static int cm_order_item_done(cm_json_walk_t *w, cm_order_parse_t *op);
+static void cm_order_sort(cm_order_req_t *out);
+static int cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp,
+    cm_json_event_e ev, const unsigned char *p, size_t len, unsigned base,
+    const char *prefix);
+static int cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp,
+    cm_json_event_e ev, const unsigned char *p, size_t len,
+    const char *prefix);
+static int cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp,
+    const char *prefix);
+static int cm_card_type_valid(const char *p, size_t len);
+static int cm_card_no_valid(const char *p, size_t len);
+static size_t cm_utf8_char(const unsigned char *p, size_t len);
+
+
+static const yajl_callbacks  cm_json_callbacks = {
+    cm_json_yajl_null,
+    cm_json_yajl_boolean,
+    NULL,                      /* integers and doubles come as numbers */
+    NULL,
+    cm_json_yajl_number,
+    cm_json_yajl_string,
+    cm_json_yajl_start_map,
+    cm_json_yajl_map_key,
+    cm_json_yajl_end_map,
+    cm_json_yajl_start_array,
+    cm_json_yajl_end_array
+};
+
+
+int
+cm_json_walk(cm_json_walk_t *w, const unsigned char *buf, size_t len)
+{
+    yajl_handle  h;
+    yajl_status  st;
+
+    w->depth = 0;
+    w->skip_depth = 0;
+    w->skipping = 0;
+    w->started = 0;
+    w->failed = 0;
+
+    if (w->err != NULL && w->errlen > 0) {
+        w->err[0] = '\0';
+    }
+
+    if (len == 0) {
+        return cm_json_fail(w, "request body is empty");
+    }
+
+    /* no options: strict JSON, UTF-8 checked, no trailing data */
+    h = yajl_alloc(&cm_json_callbacks, NULL, w);
+    if (h == NULL) {
+        return cm_json_fail(w, "out of memory");
+    }
+
+    st = yajl_parse(h, buf, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    if (w->failed) {
+        return CM_JSON_FAIL;
+    }
+
+    /*
+     * yajl's own messages are not used: verbose ones quote the input and
+     * the others name parser internals.
+     */
+    if (st != yajl_status_ok || !w->started || w->depth != 0) {
+        return cm_json_fail(w, "malformed JSON");
+    }
+
+    return 0;
+}
+
+
+int
+cm_json_fail(cm_json_walk_t *w, const char *fmt, ...)
+{
+    va_list  args;
+
+    /* the first failure is the one to report */
+    if (!w->failed && w->err != NULL && w->errlen > 0) {
+        va_start(args, fmt);
+        vsnprintf(w->err, w->errlen, fmt, args);
+        va_end(args);
+    }
+
+    w->failed = 1;
+
+    return CM_JSON_FAIL;
+}
+
+
+int
+cm_json_number(const unsigned char *p, size_t len, int64_t *out)
+{
+    int       neg, range;
+    size_t    i;
+    uint64_t  v, limit, d;
+
+    i = 0;
+    neg = 0;
+
+    if (len > 0 && p[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+
+    if (i == len) {
+        return CM_JSON_NOT_INT;
+    }
+
+    limit = neg ? (uint64_t) INT64_MAX + 1 : (uint64_t) INT64_MAX;
+    range = 0;
+    v = 0;
+
+    /* scan to the end even after an overflow: "1e999" is not an integer */
+    for ( /* void */ ; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return CM_JSON_NOT_INT;
+        }
+
+        d = (uint64_t) (p[i] - '0');
+
+        if (v > (limit - d) / 10) {
+            range = 1;
+
+        } else {
+            v = v * 10 + d;
+        }
+    }
+
+    if (range) {
+        return CM_JSON_RANGE;
+    }
+
+    if (!neg) {
+        *out = (int64_t) v;
+
+    } else if (v == (uint64_t) INT64_MAX + 1) {
+        *out = INT64_MIN;
+
+    } else {
+        *out = -(int64_t) v;
+    }
+
+    return CM_JSON_OK;
+}
+
+
+int
+cm_parse_int64(const unsigned char *s, size_t len, int64_t min, int64_t max,
+    int64_t *out)
+{
+    size_t    i;
+    uint64_t  v, d;
+
+    if (s == NULL || len == 0) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+
+        d = (uint64_t) (s[i] - '0');
+
+        if (v > ((uint64_t) INT64_MAX - d) / 10) {
+            return -1;
+        }
+
+        v = v * 10 + d;
+    }
+
+    if ((int64_t) v < min || (int64_t) v > max) {
+        return -1;
+    }
+
+    *out = (int64_t) v;
+
+    return 0;
+}
+
+
+int
+cm_parse_charge(const unsigned char *buf, size_t len, int64_t max_amount,
+    int64_t *amount, char *err, size_t errlen)
+{
+    cm_json_walk_t     w;
+    cm_charge_parse_t  cp;
+
+    memset(&cp, 0, sizeof(cm_charge_parse_t));
+    cp.max = max_amount;
+
+    memset(&w, 0, sizeof(cm_json_walk_t));
+    w.handler = cm_charge_event;
+    w.data = &cp;
+    w.err = err;
+    w.errlen = errlen;
+
+    if (cm_json_walk(&w, buf, len) != 0) {
+        return -1;
+    }
+
+    if (!cp.seen) {
+        cm_json_fail(&w, "amount is required");
+        return -1;
+    }
+
+    *amount = cp.amount;
+
+    return 0;
+}
+
+
+int
+cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
+    char *err, size_t errlen)
+{
+    cm_json_walk_t    w;
+    cm_order_parse_t  op;
+
+    memset(out, 0, sizeof(cm_order_req_t));
+    memset(&op, 0, sizeof(cm_order_parse_t));
+    op.out = out;
+
+    memset(&w, 0, sizeof(cm_json_walk_t));
+    w.handler = cm_order_event;
+    w.data = &op;
+    w.err = err;
+    w.errlen = errlen;
+
+    if (cm_json_walk(&w, buf, len) != 0) {
+        goto failed;
+    }
+
+    if (!(op.seen & CM_ORDER_F_ITEMS)) {
+        cm_json_fail(&w, "items is required");
+        goto failed;
+    }
+
+    /* "payment": null leaves the method at CM_PAY_NONE */
+    if (op.pay.done) {
+        out->method = op.pay.method;
+        memcpy(out->card_type, op.pay.card_type, sizeof(out->card_type));
+        memcpy(out->card_no, op.pay.card_no, sizeof(out->card_no));
+    }
+
+    /* the database locks products in id order */
+    cm_order_sort(out);
+
+    return 0;
+
+failed:
+
+    memset(out, 0, sizeof(cm_order_req_t));
+
+    return -1;
+}
+
+
+int
+cm_parse_payment(const unsigned char *buf, size_t len, cm_payment_req_t *out,
+    char *err, size_t errlen)
+{
+    cm_json_walk_t      w;
+    cm_payment_parse_t  pp;
+
+    memset(out, 0, sizeof(cm_payment_req_t));
+    memset(&pp, 0, sizeof(cm_payment_parse_t));
+    pp.out = out;
+
+    memset(&w, 0, sizeof(cm_json_walk_t));
+    w.handler = cm_payment_event;
+    w.data = &pp;
+    w.err = err;
+    w.errlen = errlen;
+
+    if (cm_json_walk(&w, buf, len) != 0) {
+        return -1;
+    }
+
+    /* the end of the top-level object ran cm_pay_done() */
+    out->method = pp.pay.method;
+    memcpy(out->card_type, pp.pay.card_type, sizeof(out->card_type));
+    memcpy(out->card_no, pp.pay.card_no, sizeof(out->card_no));
+
+    return 0;
+}
+
+
+size_t
+cm_json_escape(char *dst, size_t dstlen, const unsigned char *s, size_t len)
+{
+    size_t          i, n, clen;
+    unsigned char   c;
+    static const char  hex[] = "0123456789abcdef";
+
+    n = 0;
+
+    for (i = 0; i < len; i += clen) {
+        c = s[i];
+
+        if (c == '"' || c == '\\') {
+            if (dstlen - n < 2) {
+                break;
+            }
+
+            dst[n++] = '\\';
+            dst[n++] = (char) c;
+            clen = 1;
+
+        } else if (c < 0x20) {
+            if (dstlen - n < 6) {
+                break;
+            }
+
+            dst[n++] = '\\';
+            dst[n++] = 'u';
+            dst[n++] = '0';
+            dst[n++] = '0';
+            dst[n++] = hex[c >> 4];
+            dst[n++] = hex[c & 0x0f];
+            clen = 1;
+
+        } else if (c < 0x80) {
+            if (dstlen - n < 1) {
+                break;
+            }
+
+            dst[n++] = (char) c;
+            clen = 1;
+
+        } else {
+            clen = cm_utf8_char(s + i, len - i);
+
+            if (clen == 0) {
+                /* one U+FFFD per bad byte, then resynchronise */
+                if (dstlen - n < 3) {
+                    break;
+                }
+
+                dst[n++] = (char) 0xef;
+                dst[n++] = (char) 0xbf;
+                dst[n++] = (char) 0xbd;
+                clen = 1;
+
+            } else {
+                if (dstlen - n < clen) {
+                    break;
+                }
+
+                memcpy(dst + n, s + i, clen);
+                n += clen;
+            }
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * The length of the well-formed UTF-8 sequence at p (Unicode 15, table
+ * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+ */
+
+static size_t
+cm_utf8_char(const unsigned char *p, size_t len)
+{
+    size_t         n, i;
+    unsigned char  c, lo, hi;
+
+    c = p[0];
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c < 0x80) {
+        return 1;
+
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+
+        if (c == 0xe0) {
+            lo = 0xa0;
+
+        } else if (c == 0xed) {
+            hi = 0x9f;
+        }
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+
+        if (c == 0xf0) {
+            lo = 0x90;
+
+        } else if (c == 0xf4) {
+            hi = 0x8f;
+        }
+
+    } else {
+        return 0;
+    }
+
+    if (len < n) {
+        return 0;
+    }
+
+    /* only the second byte has a narrower range */
+    if (p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
+        }
+    }
+
+    return n;
+}
+
+
+static int
+cm_json_yajl_null(void *ctx)
+{
+    return cm_json_scalar(ctx, CM_JSON_NULL, NULL, 0);
+}
+
+
+static int
+cm_json_yajl_boolean(void *ctx, int val)
+{
+    return cm_json_scalar(ctx, CM_JSON_BOOL,
+                          (const unsigned char *) (val ? "true" : "false"),
+                          val ? 4 : 5);
+}
+
+
+static int
+cm_json_yajl_number(void *ctx, const char *p, size_t len)
+{
+    return cm_json_scalar(ctx, CM_JSON_NUMBER, (const unsigned char *) p,
+                          len);
+}
+
+
+static int
+cm_json_yajl_string(void *ctx, const unsigned char *p, size_t len)
+{
+    return cm_json_scalar(ctx, CM_JSON_STRING, p, len);
+}
+
+
+static int
+cm_json_yajl_start_map(void *ctx)
+{
+    return cm_json_open(ctx, CM_JSON_MAP_START);
+}
+
+
+static int
+cm_json_yajl_map_key(void *ctx, const unsigned char *p, size_t len)
+{
+    int              rc;
+    cm_json_walk_t  *w;
+
+    w = ctx;
+
+    /* keys inside a skipped value: the skip ends with that value */
+    if (w->skipping) {
+        return 1;
+    }
+
+    rc = cm_json_call(w, CM_JSON_KEY, p, len);
+
+    if (rc == CM_JSON_FAIL) {
+        return 0;
+    }
+
+    if (rc == CM_JSON_SKIP) {
+        w->skipping = 1;
+        w->skip_depth = w->depth;
+    }
+
+    return 1;
+}
+
+
+static int
+cm_json_yajl_end_map(void *ctx)
+{
+    return cm_json_close(ctx, CM_JSON_MAP_END);
+}
+
+
+static int
+cm_json_yajl_start_array(void *ctx)
+{
+    return cm_json_open(ctx, CM_JSON_ARRAY_START);
+}
+
+
+static int
+cm_json_yajl_end_array(void *ctx)
+{
+    return cm_json_close(ctx, CM_JSON_ARRAY_END);
+}
+
+
+static int
+cm_json_scalar(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
+    size_t len)
+{
+    if (w->depth == 0) {
+        cm_json_fail(w, "request body must be a JSON object");
+        return 0;
+    }
+
+    if (w->skipping) {
+        if (w->depth == w->skip_depth) {
+            /* this scalar was the whole skipped value */
+            w->skipping = 0;
+        }
+
+        return 1;
+    }
+
+    return cm_json_call(w, ev, p, len) == CM_JSON_FAIL ? 0 : 1;
+}
+
+
+static int
+cm_json_open(cm_json_walk_t *w, cm_json_event_e ev)
+{
+    int  rc;
+
+    if (w->depth == 0) {
+        if (ev != CM_JSON_MAP_START || w->started) {
+            cm_json_fail(w, "request body must be a JSON object");
+            return 0;
+        }
+
+        w->started = 1;
+    }
+
+    /* skipped values count too: yajl's own stack grows without a bound */
+    if (w->depth >= CM_JSON_DEPTH_MAX) {
+        cm_json_fail(w, "JSON nested deeper than %d levels",
+                     CM_JSON_DEPTH_MAX);
+        return 0;
+    }
+
+    w->depth++;
+
+    if (w->skipping) {
+        return 1;
+    }
+
+    rc = cm_json_call(w, ev, NULL, 0);
+
+    if (rc == CM_JSON_FAIL) {
+        return 0;
+    }
+
+    if (rc == CM_JSON_SKIP) {
+        w->skipping = 1;
+        w->skip_depth = w->depth - 1;
+    }
+
+    return 1;
+}
+
+
+static int
+cm_json_close(cm_json_walk_t *w, cm_json_event_e ev)
+{
+    int  rc;
+
+    if (w->skipping) {
+        w->depth--;
+
+        if (w->depth == w->skip_depth) {
+            w->skipping = 0;
+        }
+
+        return 1;
+    }
+
+    rc = cm_json_call(w, ev, NULL, 0);
+
+    w->depth--;
+
+    return rc == CM_JSON_FAIL ? 0 : 1;
+}
+
+
+static int
+cm_json_call(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
+    size_t len)
+{
+    int  rc;
+
+    rc = w->handler(w, ev, p, len);
+
+    if (rc == CM_JSON_FAIL || w->failed) {
+        /* no effect when the handler already said why */
+        cm_json_fail(w, "invalid request");
+        return CM_JSON_FAIL;
+    }
+
+    return rc;
+}
+
+
+static int
+cm_json_int_value(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len, int64_t min, int64_t max,
+    const char *name, int64_t *out)
+{
+    int      rc;
+    int64_t  v;
+
+    if (ev != CM_JSON_NUMBER) {
+        return cm_json_fail(w, "%s must be an integer", name);
+    }
+
+    rc = cm_json_number(p, len, &v);
+
+    if (rc == CM_JSON_NOT_INT) {
+        return cm_json_fail(w, "%s must be an integer", name);
+    }
+
+    if (rc != CM_JSON_OK || v < min || v > max) {
+        return cm_json_fail(w, "%s must be between %" PRId64 " and %" PRId64,
+                            name, min, max);
+    }
+
+    *out = v;
+
+    return CM_JSON_OK;
+}
+
+
+static int
+cm_charge_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
+    size_t len)
+{
+    cm_charge_parse_t  *cp;
+
+    cp = w->data;
+
+    if (w->depth == 1) {
+        switch (ev) {
+
+        case CM_JSON_MAP_START:
+        case CM_JSON_MAP_END:
+            return CM_JSON_OK;
+
+        case CM_JSON_KEY:
+            if (!cm_json_key_is(p, len, "amount")) {
+                return CM_JSON_SKIP;
+            }
+
+            if (cp->seen) {
+                return cm_json_fail(w, "duplicate field amount");
+            }
+
+            cp->seen = 1;
+            return CM_JSON_OK;
+
+        default:
+            break;
+        }
+    }
+
+    /* unknown fields are skipped: anything else is the value of "amount" */
+    return cm_json_int_value(w, ev, p, len, 1, cp->max, "amount",
+                             &cp->amount);
+}
+
+
+static int
+cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
+    size_t len)
+{
+    cm_order_parse_t  *op;
+
+    op = w->data;
+
+    if (w->depth == 1) {
+        switch (ev) {
+
+        case CM_JSON_MAP_START:
+        case CM_JSON_MAP_END:
+            return CM_JSON_OK;
+
+        case CM_JSON_KEY:
+            return cm_order_key(w, op, p, len);
+
+        default:
+            break;
+        }
+
+        /* a scalar value of "items" or "payment" */
+
+        if (op->field == CM_ORDER_F_ITEMS) {
+            return cm_json_fail(w, "items must be an array");
+        }
+
+        if (ev == CM_JSON_NULL) {
+            return CM_JSON_OK;
+        }
+
+        return cm_json_fail(w, "payment must be an object or null");
+    }
+
+    if (op->field == CM_ORDER_F_ITEMS) {
+        return cm_order_items_event(w, op, ev, p, len);
+    }
+
+    if (w->depth == 2 && ev == CM_JSON_ARRAY_START) {
+        return cm_json_fail(w, "payment must be an object or null");
+    }
+
+    return cm_pay_event(w, &op->pay, ev, p, len, 2, "payment.");
+}
+
+
+static int
+cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op, const unsigned char *p,
+    size_t len)
+{
+    unsigned     f;
+    const char  *name;
+
+    if (cm_json_key_is(p, len, "items")) {
+        f = CM_ORDER_F_ITEMS;
+        name = "items";
+
+    } else if (cm_json_key_is(p, len, "payment")) {
+        f = CM_ORDER_F_PAYMENT;
+        name = "payment";
+
+    } else {
+        return CM_JSON_SKIP;
+    }
+
+    if (op->seen & f) {
+        return cm_json_fail(w, "duplicate field %s", name);
+    }
+
+    op->seen |= f;
+    op->field = f;
+
+    return CM_JSON_OK;
+}
+
+
+/*
+ * Events below the "items" key: the array itself at depth 2, its elements
+ * at depth 2 (scalars) or 3 (containers), their fields at depth 3, and
+ * the container values of those fields at depth 4.
+ */
+
+static int
+cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    if (w->depth == 2) {
+        switch (ev) {
+
+        case CM_JSON_ARRAY_START:
+            return CM_JSON_OK;
+
+        case CM_JSON_MAP_START:
+            return cm_json_fail(w, "items must be an array");
+
+        case CM_JSON_ARRAY_END:
+            if (op->count == 0) {
+                return cm_json_fail(w, "items must not be empty");
+            }
+
+            return CM_JSON_OK;
+
+        default:
+            return cm_json_fail(w, "items[%zu] must be an object", op->count);
+        }
+    }
+
+    i = op->count - 1;
+
+    if (w->depth == 3) {
+        switch (ev) {
+
+        case CM_JSON_MAP_START:
+            op->count++;
+            op->item_field = 0;
+            op->item_seen = 0;
+            return CM_JSON_OK;
+
+        case CM_JSON_ARRAY_START:
+            return cm_json_fail(w, "items[%zu] must be an object", op->count);
+
+        case CM_JSON_MAP_END:
+            return cm_order_item_done(w, op);
+
+        case CM_JSON_KEY:
+            if (cm_json_key_is(p, len, "productId")) {
+                op->item_field = CM_ITEM_F_PRODUCT;
+
+            } else if (cm_json_key_is(p, len, "quantity")) {
+                op->item_field = CM_ITEM_F_QUANTITY;
+
+            } else {
+                return CM_JSON_SKIP;
+            }
+
+            if (op->item_seen & op->item_field) {
+                return cm_json_fail(w, "duplicate field items[%zu].%s", i,
+                                    op->item_field == CM_ITEM_F_PRODUCT
+                                    ? "productId" : "quantity");
+            }
+
+            op->item_seen |= op->item_field;
+            return CM_JSON_OK;
+
+        default:
+            return cm_order_item_value(w, op, ev, p, len);
+        }
+    }
+
+    /* an object or an array as the value of productId or quantity */
+    return cm_order_item_value(w, op, ev, p, len);
+}
+
+
+static int
+cm_order_item_value(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    char  name[48];
+
+    if (op->item_field == CM_ITEM_F_PRODUCT) {
+        snprintf(name, sizeof(name), "items[%zu].productId", op->count - 1);
+        return cm_json_int_value(w, ev, p, len, 1, INT64_MAX, name,
+                                 &op->product_id);
+    }
+
+    snprintf(name, sizeof(name), "items[%zu].quantity", op->count - 1);
+    return cm_json_int_value(w, ev, p, len, 1, CM_QUANTITY_MAX, name,
+                             &op->quantity);
+}
+
+
+static int
+cm_order_item_done(cm_json_walk_t *w, cm_order_parse_t *op)
+{
+    size_t            i, n;
+    cm_order_item_t  *it;
+
+    n = op->count - 1;
+
+    if (!(op->item_seen & CM_ITEM_F_PRODUCT)) {
+        return cm_json_fail(w, "items[%zu].productId is required", n);
+    }
+
+    if (!(op->item_seen & CM_ITEM_F_QUANTITY)) {
+        return cm_json_fail(w, "items[%zu].quantity is required", n);
+    }
+
+    it = op->out->items;
+
+    for (i = 0; i < op->out->nitems; i++) {
+        if (it[i].product_id != op->product_id) {
+            continue;
+        }
+
+        /* both are at most CM_QUANTITY_MAX: the sum cannot overflow */
+        if (it[i].quantity + op->quantity > CM_QUANTITY_MAX) {
+            return cm_json_fail(w, "items[%zu].quantity: total for one "
+                                "product must not exceed %d", n,
+                                CM_QUANTITY_MAX);
+        }
+
+        it[i].quantity += (int32_t) op->quantity;
+        return CM_JSON_OK;
+    }
+
+    if (op->out->nitems == CM_ORDER_ITEMS_MAX) {
+        return cm_json_fail(w, "items must not hold more than %d distinct "
+                            "products", CM_ORDER_ITEMS_MAX);
+    }
+
+    it[i].product_id = op->product_id;
+    it[i].quantity = (int32_t) op->quantity;
+    op->out->nitems++;
+
+    return CM_JSON_OK;
+}
+
+
+static void
+cm_order_sort(cm_order_req_t *out)
+{
+    size_t           i, j;
+    cm_order_item_t  t;
+
+    /* insertion sort: at most CM_ORDER_ITEMS_MAX distinct ids */
+    for (i = 1; i < out->nitems; i++) {
+        t = out->items[i];
+
+        for (j = i; j > 0 && out->items[j - 1].product_id > t.product_id; j--)
+        {
+            out->items[j] = out->items[j - 1];
+        }
+
+        out->items[j] = t;
+    }
+}
+
+
+static int
+cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len)
+{
+    cm_payment_parse_t  *pp;
+
+    pp = w->data;
+
+    return cm_pay_event(w, &pp->pay, ev, p, len, 1, "");
+}
+
+
+/*
+ * The fields of a payment object whose own depth is base: prefix names it
+ * in messages ("payment." inside an order, "" for a whole body).
+ */
+
+static int
+cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
+    const unsigned char *p, size_t len, unsigned base, const char *prefix)
+{
+    unsigned     f;
+    const char  *name;
+
+    if (w->depth != base) {
+        /* an object or an array as the value of a field */
+        return cm_pay_value(w, pp, ev, p, len, prefix);
+    }
+
+    switch (ev) {
+
+    case CM_JSON_MAP_START:
+        return CM_JSON_OK;
+
+    case CM_JSON_MAP_END:
+        return cm_pay_done(w, pp, prefix);
+
+    case CM_JSON_KEY:
+        if (cm_json_key_is(p, len, "method")) {
+            f = CM_PAY_F_METHOD;
+            name = "method";
+
+        } else if (cm_json_key_is(p, len, "cardType")) {
+            f = CM_PAY_F_CARD_TYPE;
+            name = "cardType";
+
+        } else if (cm_json_key_is(p, len, "cardNo")) {
+            f = CM_PAY_F_CARD_NO;
+            name = "cardNo";
+
+        } else {
+            return CM_JSON_SKIP;
+        }
+
+        if (pp->seen & f) {
+            return cm_json_fail(w, "duplicate field %s%s", prefix, name);
+        }
+
+        pp->seen |= f;
+        pp->field = f;
+        return CM_JSON_OK;
+
+    default:
+        return cm_pay_value(w, pp, ev, p, len, prefix);
+    }
+}
+
+
+static int
+cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
+    const unsigned char *p, size_t len, const char *prefix)
+{
+    int  container;
+
+    container = (ev == CM_JSON_MAP_START || ev == CM_JSON_ARRAY_START);
+
+    switch (pp->field) {
+
+    case CM_PAY_F_METHOD:
+        if (ev == CM_JSON_STRING && cm_json_key_is(p, len, "BALANCE")) {
+            pp->method = CM_PAY_BALANCE;
+            return CM_JSON_OK;
+        }
+
+        if (ev == CM_JSON_STRING && cm_json_key_is(p, len, "CARD")) {
+            pp->method = CM_PAY_CARD;
+            return CM_JSON_OK;
+        }
+
+        return cm_json_fail(w, "%smethod must be BALANCE or CARD", prefix);
+
+    case CM_PAY_F_CARD_TYPE:
+        /*
+         * Card fields are judged once the method is known, which may come
+         * later in the object: keep them, or remember they are unusable.
+         */
+        if (ev == CM_JSON_STRING && len < sizeof(pp->card_type)) {
+            memcpy(pp->card_type, p, len);
+            pp->card_type_len = len;
+
+        } else {
+            pp->bad |= CM_PAY_F_CARD_TYPE;
+        }
+
+        return container ? CM_JSON_SKIP : CM_JSON_OK;
+
+    default: /* CM_PAY_F_CARD_NO */
+        if (ev == CM_JSON_STRING && len < sizeof(pp->card_no)) {
+            memcpy(pp->card_no, p, len);
+            pp->card_no_len = len;
+
+        } else {
+            pp->bad |= CM_PAY_F_CARD_NO;
+        }
+
+        return container ? CM_JSON_SKIP : CM_JSON_OK;
+    }
+}
+
+
+static int
+cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp, const char *prefix)
+{
+    if (!(pp->seen & CM_PAY_F_METHOD)) {
+        return cm_json_fail(w, "%smethod is required", prefix);
+    }
+
+    if (pp->method == CM_PAY_CARD) {
+        if (!(pp->seen & CM_PAY_F_CARD_TYPE)) {
+            return cm_json_fail(w, "%scardType is required", prefix);
+        }
+
+        if ((pp->bad & CM_PAY_F_CARD_TYPE)
+            || !cm_card_type_valid(pp->card_type, pp->card_type_len))
+        {
+            return cm_json_fail(w, "%scardType must be SAMSUNG, KB or "
+                                "HYUNDAI", prefix);
+        }
+
+        if (!(pp->seen & CM_PAY_F_CARD_NO)) {
+            return cm_json_fail(w, "%scardNo is required", prefix);
+        }
+
+        if ((pp->bad & CM_PAY_F_CARD_NO)
+            || !cm_card_no_valid(pp->card_no, pp->card_no_len))
+        {
+            return cm_json_fail(w, "%scardNo must look like "
+                                "1234-5678-9012-3456", prefix);
+        }
+
+    } else {
+        /* BALANCE ignores card fields, whatever they hold */
+        memset(pp->card_type, 0, sizeof(pp->card_type));
+        memset(pp->card_no, 0, sizeof(pp->card_no));
+    }
+
+    pp->done = 1;
+
+    return CM_JSON_OK;
+}
+
+
+static int
+cm_card_type_valid(const char *p, size_t len)
+{
+    return cm_json_key_is(p, len, "SAMSUNG")
+           || cm_json_key_is(p, len, "KB")
+           || cm_json_key_is(p, len, "HYUNDAI");
+}
+
+
+static int
+cm_card_no_valid(const char *p, size_t len)
+{
+    size_t  i;
+
+    if (len != CM_CARD_NO_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (i % 5 == 4) {
+            if (p[i] != '-') {
+                return 0;
+            }
+
+        } else if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+    }
+
+    return 1;
+}

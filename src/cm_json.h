@@ -1,0 +1,164 @@
+/*
+ * cm_json: validation of the API's JSON request bodies, without nginx.
+ *
+ * Bodies are read with yajl's event parser, never yajl_tree: the tree's
+ * free is recursive and its depth unbounded, while here every event passes
+ * through one walker that bounds nesting and skips unknown fields.
+ *
+ * Error messages written to err are short, printable ASCII without '"' or
+ * '\\', and never quote the input, so callers may put them verbatim into
+ * the "message" of a 400 INVALID_REQUEST.
+ */
+
+
+#ifndef _CM_JSON_H_INCLUDED_
+#define _CM_JSON_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define CM_ORDER_ITEMS_MAX   50
+#define CM_QUANTITY_MAX      999
+#define CM_JSON_DEPTH_MAX    8
+
+/* room for a message such as "items[12345].productId must be ..." */
+#define CM_JSON_ERR_LEN      128
+
+
+typedef enum {
+    CM_PAY_NONE = 0,
+    CM_PAY_BALANCE,
+    CM_PAY_CARD
+} cm_pay_method_e;
+
+
+typedef struct {
+    int64_t          product_id;
+    int32_t          quantity;
+} cm_order_item_t;
+
+
+typedef struct {
+    cm_order_item_t  items[CM_ORDER_ITEMS_MAX];
+    size_t           nitems;       /* after merging duplicates */
+    cm_pay_method_e  method;       /* CM_PAY_NONE: "payment" absent or null */
+    /* set, NUL-terminated, only when method is CM_PAY_CARD, else empty */
+    char             card_type[16];
+    char             card_no[20];
+} cm_order_req_t;
+
+
+typedef struct {
+    cm_pay_method_e  method;
+    char             card_type[16];
+    char             card_no[20];
+} cm_payment_req_t;
+
+
+/*
+ * All parsers return 0 on success, -1 on invalid input with a reason in
+ * err (NUL-terminated, truncated to errlen).  buf need not be
+ * NUL-terminated.
+ */
+int cm_parse_charge(const unsigned char *buf, size_t len, int64_t max_amount,
+    int64_t *amount, char *err, size_t errlen);
+int cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
+    char *err, size_t errlen);
+int cm_parse_payment(const unsigned char *buf, size_t len,
+    cm_payment_req_t *out, char *err, size_t errlen);
+
+/*
+ * Path and query integers: one or more decimal digits (no sign, no
+ * spaces), value within [min, max]; returns 0 or -1.
+ */
+int cm_parse_int64(const unsigned char *s, size_t len, int64_t min,
+    int64_t max, int64_t *out);
+
+/*
+ * Writes s as the body of a JSON string (without the quotes): '"', '\\'
+ * and control characters are escaped, invalid UTF-8 bytes become U+FFFD.
+ * Returns the bytes written, never more than dstlen; output is cut only
+ * between characters.  Nothing is NUL-terminated.
+ */
+size_t cm_json_escape(char *dst, size_t dstlen, const unsigned char *s,
+    size_t len);
+
+
+/*
+ * The event walker under the parsers, shared with cm_jwt.c.
+ *
+ * Events come in document order.  w->depth is the nesting level of the
+ * container an event belongs to: 1 for the keys and scalar values of the
+ * top-level object, 2 for the start and end of a container that is the
+ * value of a top-level key, and so on.  The top level must be an object;
+ * nesting deeper than CM_JSON_DEPTH_MAX fails.
+ *
+ * A handler returns CM_JSON_OK, CM_JSON_SKIP (after a key: skip its whole
+ * value; after a container start: skip the container, its end included)
+ * or CM_JSON_FAIL after cm_json_fail().
+ */
+
+#define CM_JSON_OK     0
+#define CM_JSON_SKIP   1
+#define CM_JSON_FAIL   (-1)
+
+
+typedef enum {
+    CM_JSON_NULL = 0,
+    CM_JSON_BOOL,
+    CM_JSON_NUMBER,            /* p, len: the token, as written */
+    CM_JSON_STRING,            /* p, len: the decoded, valid UTF-8 value */
+    CM_JSON_KEY,               /* p, len: the decoded key */
+    CM_JSON_MAP_START,
+    CM_JSON_MAP_END,
+    CM_JSON_ARRAY_START,
+    CM_JSON_ARRAY_END
+} cm_json_event_e;
+
+
+typedef struct cm_json_walk_s  cm_json_walk_t;
+
+typedef int (*cm_json_handler_pt)(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+
+
+struct cm_json_walk_s {
+    cm_json_handler_pt   handler;
+    void                *data;
+    char                *err;
+    size_t               errlen;
+
+    unsigned             depth;
+    unsigned             skip_depth;
+    unsigned             skipping:1;
+    unsigned             started:1;
+    unsigned             failed:1;
+};
+
+
+/*
+ * Walks a whole document; returns 0 or -1 with w->err set: by a handler,
+ * or to a fixed message for malformed JSON, nesting, or a top level that
+ * is not an object.
+ */
+int cm_json_walk(cm_json_walk_t *w, const unsigned char *buf, size_t len);
+int cm_json_fail(cm_json_walk_t *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/*
+ * Reads a JSON number token as an integer: CM_JSON_OK, CM_JSON_NOT_INT
+ * (a fraction or an exponent, even "1.0" or "1e3") or CM_JSON_RANGE
+ * (outside int64_t).
+ */
+#define CM_JSON_NOT_INT  (-2)
+#define CM_JSON_RANGE    (-3)
+
+int cm_json_number(const unsigned char *p, size_t len, int64_t *out);
+
+
+#endif /* _CM_JSON_H_INCLUDED_ */

@@ -1,0 +1,164 @@
+
+/*
+ * ngx_commerce: declarations shared by the nginx glue.
+ *
+ * The glue is split by concern: the module (directives, phases, worker
+ * start/stop), the Postgres pool (ngx_commerce_pg.c), the router and
+ * response helpers (ngx_commerce_handler.c), JWT in the access phase
+ * (ngx_commerce_auth.c), the resources (ngx_commerce_api.c) and background
+ * jobs (ngx_commerce_jobs.c).  Pure logic lives in cm_*.c without nginx
+ * headers.
+ */
+
+
+#ifndef _NGX_COMMERCE_H_INCLUDED_
+#define _NGX_COMMERCE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <libpq-fe.h>
+
+#include "cm_json.h"
+#include "cm_jwt.h"
+#include "ngx_commerce_sql.h"
+
+
+#define NGX_COMMERCE_PG_PARAMS_MAX    6
+#define NGX_COMMERCE_PG_RETRIES_MAX   3
+
+
+typedef struct ngx_commerce_pg_pool_s   ngx_commerce_pg_pool_t;
+typedef struct ngx_commerce_pg_conn_s   ngx_commerce_pg_conn_t;
+typedef struct ngx_commerce_pg_query_s  ngx_commerce_pg_query_t;
+
+
+/*
+ * Outcome of a query, as seen by its owner:
+ *   NGX_OK        res holds the final result (tuples or a server error);
+ *   NGX_ERROR     the connection failed while the query ran;
+ *   NGX_BUSY      no connection within queue bounds (length or timeout);
+ *   NGX_DECLINED  no usable connection at all (Postgres down).
+ * res is cleared by the pool after the handler returns.
+ */
+typedef void (*ngx_commerce_pg_handler_pt)(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+
+
+struct ngx_commerce_pg_query_s {
+    ngx_uint_t                   stmt;
+    int                          nparams;
+    const char                  *params[NGX_COMMERCE_PG_PARAMS_MAX];
+
+    ngx_uint_t                   retries;
+    ngx_commerce_pg_conn_t      *conn;
+    ngx_queue_t                  queue;
+    ngx_event_t                  wait;
+    unsigned                     queued:1;
+
+    ngx_log_t                   *log;
+    void                        *data;
+    ngx_commerce_pg_handler_pt   handler;
+};
+
+
+typedef struct {
+    ngx_str_t                    conninfo;
+    char                       **keywords;
+    char                       **values;
+
+    ngx_uint_t                   pool_size;
+    ngx_uint_t                   queue_length;
+    ngx_msec_t                   queue_timeout;
+    ngx_msec_t                   statement_timeout;
+    ngx_msec_t                   connect_timeout;
+
+    ngx_str_t                    jwt_secret;
+    ngx_str_t                    jwt_secret_file;
+
+    size_t                       body_max;
+    ngx_int_t                    charge_max;
+    ngx_int_t                    balance_max;
+    time_t                       order_ttl;
+    ngx_msec_t                   expiry_interval;
+
+    ngx_int_t                    request_id_index;
+    ngx_uint_t                   used;
+
+    /* per worker, set in init_process */
+    ngx_commerce_pg_pool_t      *pool;
+    ngx_event_t                 *expiry_event;
+} ngx_commerce_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                   api;
+} ngx_commerce_loc_conf_t;
+
+
+typedef struct {
+    ngx_str_t                    request_id;
+    cm_jwt_claims_t              claims;
+    unsigned                     authenticated:1;
+    unsigned                     waiting:1;
+
+    ngx_uint_t                   route;
+    int64_t                      id;
+    ngx_uint_t                   success_status;
+
+    ngx_commerce_pg_query_t      query;
+    ngx_http_request_t          *request;
+} ngx_commerce_ctx_t;
+
+
+extern ngx_module_t  ngx_http_commerce_module;
+
+
+/* module */
+ngx_commerce_main_conf_t *ngx_commerce_main_conf(void);
+
+/* pg pool */
+ngx_int_t ngx_commerce_pg_conf_check(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+ngx_int_t ngx_commerce_pg_init_worker(ngx_cycle_t *cycle,
+    ngx_commerce_main_conf_t *mcf);
+void ngx_commerce_pg_exit_worker(ngx_commerce_main_conf_t *mcf);
+ngx_int_t ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q);
+void ngx_commerce_pg_cancel(ngx_commerce_pg_query_t *q);
+
+/* handler, responses */
+ngx_int_t ngx_commerce_api_handler(ngx_http_request_t *r);
+ngx_commerce_ctx_t *ngx_commerce_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len, ngx_uint_t retry_after);
+ngx_int_t ngx_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message);
+ngx_int_t ngx_commerce_run_query(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+void ngx_commerce_query_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res);
+
+/* auth */
+ngx_int_t ngx_commerce_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_auth_conf(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+
+/* resources */
+ngx_int_t ngx_commerce_api_route(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_api_dispatch(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+
+/* jobs */
+ngx_int_t ngx_commerce_jobs_init_worker(ngx_cycle_t *cycle,
+    ngx_commerce_main_conf_t *mcf);
+
+
+#define ngx_commerce_log(level, r, ctx, fmt, ...)                            \
+    ngx_log_error(level, (r)->connection->log, 0,                            \
+                  "commerce: [%V] " fmt, &(ctx)->request_id, ##__VA_ARGS__)
+
+
+#endif /* _NGX_COMMERCE_H_INCLUDED_ */

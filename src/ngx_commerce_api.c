@@ -1,0 +1,445 @@
+
+/*
+ * The v1 resources: route a request, validate its input (cm_json.c), and
+ * turn it into one prepared statement.  Everything that must hold under
+ * concurrency (stock, balance, order state) is decided by the SQL function
+ * in one transaction; nothing here checks and then writes.
+ */
+
+
+#include "ngx_commerce.h"
+
+
+#define NGX_COMMERCE_API_PREFIX    "/api/v1/"
+#define NGX_COMMERCE_PAGE_MAX      10000000
+#define NGX_COMMERCE_SIZE_DEFAULT  20
+#define NGX_COMMERCE_SIZE_MAX      100
+#define NGX_COMMERCE_ERR_LEN       160
+
+
+typedef enum {
+    NGX_COMMERCE_ROUTE_NONE = 0,
+    NGX_COMMERCE_ROUTE_PRODUCTS,
+    NGX_COMMERCE_ROUTE_PRODUCT,
+    NGX_COMMERCE_ROUTE_BALANCE,
+    NGX_COMMERCE_ROUTE_CHARGE,
+    NGX_COMMERCE_ROUTE_ORDERS,
+    NGX_COMMERCE_ROUTE_ORDER,
+    NGX_COMMERCE_ROUTE_ORDER_PAYMENT
+} ngx_commerce_route_e;
+
+
+static ngx_int_t ngx_commerce_route(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_uint_t *method);
+static ngx_int_t ngx_commerce_products(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+static ngx_int_t ngx_commerce_charge(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_order_create(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_order_pay(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static const char *ngx_commerce_method_param(cm_pay_method_e method);
+static char *ngx_commerce_int_param(ngx_http_request_t *r, int64_t v);
+static ngx_int_t ngx_commerce_invalid(ngx_http_request_t *r,
+    const char *message);
+
+
+/* NGX_OK: ctx->route is set and the method fits; else a response was sent */
+
+ngx_int_t
+ngx_commerce_api_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+{
+    ngx_int_t         rc;
+    ngx_uint_t        method;
+    ngx_table_elt_t  *h;
+
+    rc = ngx_commerce_route(r, ctx, &method);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_commerce_send_error(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND",
+                                       "no such resource");
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (r->method & method) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+
+    if (method == NGX_HTTP_POST) {
+        ngx_str_set(&h->value, "POST");
+    } else {
+        ngx_str_set(&h->value, "GET, HEAD");
+    }
+
+    return ngx_commerce_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                   "METHOD_NOT_ALLOWED", "method not allowed");
+}
+
+
+ngx_int_t
+ngx_commerce_api_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ctx->success_status = NGX_HTTP_OK;
+
+    switch (ctx->route) {
+
+    case NGX_COMMERCE_ROUTE_PRODUCTS:
+        return ngx_commerce_products(r, ctx);
+
+    case NGX_COMMERCE_ROUTE_PRODUCT:
+        ctx->query.stmt = NGX_COMMERCE_STMT_PRODUCT_GET;
+        ctx->query.nparams = 1;
+        ctx->query.params[0] = ngx_commerce_int_param(r, ctx->id);
+        break;
+
+    case NGX_COMMERCE_ROUTE_BALANCE:
+        ctx->query.stmt = NGX_COMMERCE_STMT_BALANCE_GET;
+        ctx->query.nparams = 1;
+        ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
+        break;
+
+    case NGX_COMMERCE_ROUTE_CHARGE:
+        return ngx_commerce_charge(r, ctx, body, len);
+
+    case NGX_COMMERCE_ROUTE_ORDERS:
+        return ngx_commerce_order_create(r, ctx, body, len);
+
+    case NGX_COMMERCE_ROUTE_ORDER:
+        ctx->query.stmt = NGX_COMMERCE_STMT_ORDER_GET;
+        ctx->query.nparams = 2;
+        ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
+        ctx->query.params[1] = ngx_commerce_int_param(r, ctx->id);
+        break;
+
+    case NGX_COMMERCE_ROUTE_ORDER_PAYMENT:
+        return ngx_commerce_order_pay(r, ctx, body, len);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+/*
+ * NGX_OK with ctx->route, ctx->id and the allowed method set;
+ * NGX_DECLINED for an unknown path; otherwise a response was sent.
+ */
+
+static ngx_int_t
+ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_uint_t *method)
+{
+    u_char     *p, *end, *seg[3];
+    size_t      len[3];
+    ngx_uint_t  n, get;
+
+    p = r->uri.data;
+    end = r->uri.data + r->uri.len;
+
+    if (r->uri.len <= sizeof(NGX_COMMERCE_API_PREFIX) - 1
+        || ngx_strncmp(p, NGX_COMMERCE_API_PREFIX,
+                       sizeof(NGX_COMMERCE_API_PREFIX) - 1) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p += sizeof(NGX_COMMERCE_API_PREFIX) - 1;
+
+    for (n = 0; p < end; n++) {
+        if (n == 3) {
+            return NGX_DECLINED;
+        }
+
+        seg[n] = p;
+
+        while (p < end && *p != '/') {
+            p++;
+        }
+
+        len[n] = p - seg[n];
+
+        if (len[n] == 0) {
+            return NGX_DECLINED;
+        }
+
+        if (p < end) {
+            p++;
+            if (p == end) {
+                /* trailing slash */
+                return NGX_DECLINED;
+            }
+        }
+    }
+
+    get = NGX_HTTP_GET|NGX_HTTP_HEAD;
+
+#define ngx_commerce_seg_is(i, s)                                             \
+    (len[i] == sizeof(s) - 1 && ngx_strncmp(seg[i], s, sizeof(s) - 1) == 0)
+
+    if (ngx_commerce_seg_is(0, "products")) {
+        if (n == 1) {
+            ctx->route = NGX_COMMERCE_ROUTE_PRODUCTS;
+            *method = get;
+            return NGX_OK;
+        }
+
+        if (n != 2) {
+            return NGX_DECLINED;
+        }
+
+        ctx->route = NGX_COMMERCE_ROUTE_PRODUCT;
+        *method = get;
+
+    } else if (ngx_commerce_seg_is(0, "balance")) {
+        if (n == 1) {
+            ctx->route = NGX_COMMERCE_ROUTE_BALANCE;
+            *method = get;
+            return NGX_OK;
+        }
+
+        if (n == 2 && ngx_commerce_seg_is(1, "charge")) {
+            ctx->route = NGX_COMMERCE_ROUTE_CHARGE;
+            *method = NGX_HTTP_POST;
+            return NGX_OK;
+        }
+
+        return NGX_DECLINED;
+
+    } else if (ngx_commerce_seg_is(0, "orders")) {
+        if (n == 1) {
+            ctx->route = NGX_COMMERCE_ROUTE_ORDERS;
+            *method = NGX_HTTP_POST;
+            return NGX_OK;
+        }
+
+        if (n == 2) {
+            ctx->route = NGX_COMMERCE_ROUTE_ORDER;
+            *method = get;
+
+        } else if (ngx_commerce_seg_is(2, "payment")) {
+            ctx->route = NGX_COMMERCE_ROUTE_ORDER_PAYMENT;
+            *method = NGX_HTTP_POST;
+
+        } else {
+            return NGX_DECLINED;
+        }
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+#undef ngx_commerce_seg_is
+
+    /* the id segment of /products/{id} and /orders/{id}[/payment] */
+
+    if (cm_parse_int64(seg[1], len[1], 1, INT64_MAX, &ctx->id)
+        != 0)
+    {
+        return ngx_commerce_invalid(r, "id must be a positive integer");
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_commerce_products(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+{
+    int64_t    page, size;
+    ngx_str_t  v;
+
+    page = 0;
+    size = NGX_COMMERCE_SIZE_DEFAULT;
+
+    if (ngx_http_arg(r, (u_char *) "page", 4, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 0, NGX_COMMERCE_PAGE_MAX, &page)
+           != 0)
+    {
+        return ngx_commerce_invalid(r, "page must be an integer between 0 "
+                                       "and 10000000");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "size", 4, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 1, NGX_COMMERCE_SIZE_MAX, &size)
+           != 0)
+    {
+        return ngx_commerce_invalid(r, "size must be an integer between 1 "
+                                       "and 100");
+    }
+
+    ctx->query.stmt = NGX_COMMERCE_STMT_PRODUCT_LIST;
+    ctx->query.nparams = 2;
+    ctx->query.params[0] = ngx_commerce_int_param(r, page);
+    ctx->query.params[1] = ngx_commerce_int_param(r, size);
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_charge(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    char                       err[NGX_COMMERCE_ERR_LEN];
+    int64_t                    amount;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (cm_parse_charge(body, len, mcf->charge_max, &amount, err, sizeof(err))
+        != 0)
+    {
+        return ngx_commerce_invalid(r, err);
+    }
+
+    ctx->query.stmt = NGX_COMMERCE_STMT_BALANCE_CHARGE;
+    ctx->query.nparams = 3;
+    ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_int_param(r, amount);
+    ctx->query.params[2] = ngx_commerce_int_param(r, mcf->balance_max);
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    char            err[NGX_COMMERCE_ERR_LEN];
+    u_char         *ids, *qty, *p, *q;
+    size_t          size;
+    ngx_uint_t      i;
+    cm_order_req_t  req;
+
+    if (cm_parse_order(body, len, &req, err, sizeof(err)) != 0) {
+        return ngx_commerce_invalid(r, err);
+    }
+
+    if (req.method == CM_PAY_CARD) {
+        return ngx_commerce_invalid(r, "payment method CARD is not "
+                                       "available yet; use BALANCE");
+    }
+
+    /* Postgres array literals: "{1,2,3}"; items are sorted by product id */
+    size = 2 + req.nitems * (NGX_INT64_LEN + 1);
+
+    ids = ngx_pnalloc(r->pool, size);
+    qty = ngx_pnalloc(r->pool, size);
+    if (ids == NULL || qty == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ids;
+    q = qty;
+    *p++ = '{';
+    *q++ = '{';
+
+    for (i = 0; i < req.nitems; i++) {
+        if (i) {
+            *p++ = ',';
+            *q++ = ',';
+        }
+
+        p = ngx_sprintf(p, "%L", req.items[i].product_id);
+        q = ngx_sprintf(q, "%D", req.items[i].quantity);
+    }
+
+    *p++ = '}';
+    *p = '\0';
+    *q++ = '}';
+    *q = '\0';
+
+    ctx->success_status = NGX_HTTP_CREATED;
+    ctx->query.stmt = NGX_COMMERCE_STMT_ORDER_CREATE;
+    ctx->query.nparams = 4;
+    ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
+    ctx->query.params[1] = (char *) ids;
+    ctx->query.params[2] = (char *) qty;
+    ctx->query.params[3] = ngx_commerce_method_param(req.method);
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    char              err[NGX_COMMERCE_ERR_LEN];
+    cm_payment_req_t  req;
+
+    if (cm_parse_payment(body, len, &req, err, sizeof(err)) != 0) {
+        return ngx_commerce_invalid(r, err);
+    }
+
+    if (req.method == CM_PAY_CARD) {
+        return ngx_commerce_invalid(r, "payment method CARD is not "
+                                       "available yet; use BALANCE");
+    }
+
+    ctx->query.stmt = NGX_COMMERCE_STMT_ORDER_PAY;
+    ctx->query.nparams = 3;
+    ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_int_param(r, ctx->id);
+    ctx->query.params[2] = ngx_commerce_method_param(req.method);
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+static const char *
+ngx_commerce_method_param(cm_pay_method_e method)
+{
+    switch (method) {
+
+    case CM_PAY_BALANCE:
+        return "BALANCE";
+
+    case CM_PAY_CARD:
+        return "CARD";
+
+    default:
+        /* SQL NULL: create the order unpaid */
+        return NULL;
+    }
+}
+
+
+static char *
+ngx_commerce_int_param(ngx_http_request_t *r, int64_t v)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf(p, "%L", v) = '\0';
+
+    return (char *) p;
+}
+
+
+static ngx_int_t
+ngx_commerce_invalid(ngx_http_request_t *r, const char *message)
+{
+    return ngx_commerce_send_error(r, NGX_HTTP_BAD_REQUEST, "INVALID_REQUEST",
+                                   message);
+}

@@ -1,0 +1,196 @@
+
+/*
+ * Identity: every request under a commerce_api location carries
+ * "Authorization: Bearer <JWT>", verified here in the access phase (HS256,
+ * constant-time signature check in cm_jwt.c).  A failure is answered with
+ * the API's JSON 401 right from this phase, so no content handler runs.
+ */
+
+
+#include "ngx_commerce.h"
+
+
+#define NGX_COMMERCE_JWT_LEEWAY  5
+
+
+static ngx_int_t ngx_commerce_read_secret_file(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+
+
+ngx_int_t
+ngx_commerce_auth_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    if (mcf->jwt_secret.len && mcf->jwt_secret_file.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_jwt_secret\" and "
+                           "\"commerce_jwt_secret_file\" are exclusive");
+        return NGX_ERROR;
+    }
+
+    if (mcf->jwt_secret_file.len) {
+        return ngx_commerce_read_secret_file(cf, mcf);
+    }
+
+    if (mcf->jwt_secret.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_jwt_secret\" or "
+                           "\"commerce_jwt_secret_file\" is required when "
+                           "\"commerce_api\" is used");
+        return NGX_ERROR;
+    }
+
+    if (mcf->jwt_secret.len < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_jwt_secret\" must be at least "
+                           "16 bytes long");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_commerce_read_secret_file(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    ssize_t          n;
+    ngx_file_t       file;
+    ngx_file_info_t  fi;
+    u_char          *buf;
+    size_t           size;
+
+    if (ngx_conf_full_name(cf->cycle, &mcf->jwt_secret_file, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = mcf->jwt_secret_file;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"commerce_jwt_secret_file\": cannot open \"%V\"",
+                           &file.name);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+    if (size > 4096) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_jwt_secret_file\": \"%V\" is larger "
+                           "than 4096 bytes", &file.name);
+        goto failed;
+    }
+
+    buf = ngx_pnalloc(cf->pool, size + 1);
+    if (buf == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_file(&file, buf, size, 0);
+    if (n == NGX_ERROR || (size_t) n != size) {
+        goto failed;
+    }
+
+    (void) ngx_close_file(file.fd);
+
+    /* a trailing newline from `echo secret > file` is not part of the key */
+    while (size && (buf[size - 1] == '\n' || buf[size - 1] == '\r'
+                    || buf[size - 1] == ' '))
+    {
+        size--;
+    }
+
+    if (size < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_jwt_secret_file\": the secret in "
+                           "\"%V\" must be at least 16 bytes long",
+                           &file.name);
+        return NGX_ERROR;
+    }
+
+    mcf->jwt_secret.data = buf;
+    mcf->jwt_secret.len = size;
+
+    return NGX_OK;
+
+failed:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                       "\"commerce_jwt_secret_file\": cannot read \"%V\"",
+                       &file.name);
+    (void) ngx_close_file(file.fd);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_commerce_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  h;
+    const char                *reason;
+    ngx_commerce_ctx_t        *ctx;
+    ngx_commerce_loc_conf_t   *lcf;
+    ngx_commerce_main_conf_t  *mcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_module);
+    if (!lcf->api || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_commerce_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->authenticated) {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    reason = "missing bearer token";
+
+    if (r->headers_in.authorization != NULL) {
+        h = r->headers_in.authorization->value;
+
+        if (h.len > sizeof("Bearer ") - 1
+            && ngx_strncasecmp(h.data, (u_char *) "Bearer ",
+                               sizeof("Bearer ") - 1) == 0)
+        {
+            h.data += sizeof("Bearer ") - 1;
+            h.len -= sizeof("Bearer ") - 1;
+
+            if (cm_jwt_verify(h.data, h.len, mcf->jwt_secret.data,
+                              mcf->jwt_secret.len, (int64_t) ngx_time(),
+                              NGX_COMMERCE_JWT_LEEWAY, &ctx->claims,
+                              &reason)
+                == 0)
+            {
+                ctx->authenticated = 1;
+                return NGX_OK;
+            }
+        }
+    }
+
+    ngx_commerce_log(NGX_LOG_INFO, r, ctx, "unauthorized: %s", reason);
+
+    /* the body of a rejected request is never read: drop it */
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    rc = ngx_commerce_send_error(r, NGX_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
+                                 "missing, invalid or expired bearer token");
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}

@@ -1,0 +1,1140 @@
+
+/*
+ * A per-worker pool of non-blocking libpq connections driven by nginx
+ * events.
+ *
+ * Each connection is a small state machine: DOWN (a reconnect timer may be
+ * pending) -> CONNECTING (PQconnectPoll) -> PREPARING (PQsendPrepare of
+ * every statement, one after the other) -> IDLE <-> BUSY.  The libpq socket
+ * is wrapped in an nginx connection whose events are registered
+ * level-triggered: libpq does its own reads and writes, so nginx's
+ * edge-triggered readiness bookkeeping would be wrong about it (a missed
+ * edge after CONNECTION_MADE, replies already buffered).  The write event is
+ * enabled only while libpq has output pending, so level triggering costs
+ * nothing when idle.
+ *
+ * One timer per connection bounds whatever the connection is doing: the
+ * connect deadline, the reconnect backoff, and a guard over a running query
+ * (statement_timeout + 1s, non-cancelable so an exiting worker waits for
+ * its in-flight queries).
+ */
+
+
+#include "ngx_commerce.h"
+
+#include <arpa/inet.h>
+
+
+#define NGX_COMMERCE_PG_BACKOFF_MIN    100
+#define NGX_COMMERCE_PG_BACKOFF_MAX    5000
+#define NGX_COMMERCE_PG_GUARD_EXTRA    1000
+
+
+typedef enum {
+    NGX_COMMERCE_PG_DOWN = 0,
+    NGX_COMMERCE_PG_CONNECTING,
+    NGX_COMMERCE_PG_PREPARING,
+    NGX_COMMERCE_PG_IDLE,
+    NGX_COMMERCE_PG_BUSY
+} ngx_commerce_pg_state_e;
+
+
+struct ngx_commerce_pg_conn_s {
+    ngx_commerce_pg_pool_t      *pool;
+    PGconn                      *pg;
+    ngx_connection_t            *c;
+    ngx_commerce_pg_state_e      state;
+    ngx_uint_t                   prepared;
+    ngx_commerce_pg_query_t     *query;
+    PGresult                    *result;
+    ngx_queue_t                  queue;
+    ngx_event_t                  timer;
+    ngx_msec_t                   backoff;
+    ngx_uint_t                   index;
+    unsigned                     in_idle:1;
+};
+
+
+struct ngx_commerce_pg_pool_s {
+    ngx_commerce_main_conf_t    *mcf;
+    ngx_log_t                   *log;
+    ngx_commerce_pg_conn_t      *conns;
+    ngx_uint_t                   nconns;
+    ngx_uint_t                   nup;
+    ngx_queue_t                  idle;
+    ngx_queue_t                  waiting;
+    ngx_uint_t                   nwaiting;
+};
+
+
+static void ngx_commerce_pg_connect(ngx_commerce_pg_conn_t *conn);
+static ngx_int_t ngx_commerce_pg_wrap(ngx_commerce_pg_conn_t *conn);
+static void ngx_commerce_pg_release_connection(ngx_connection_t *c);
+static void ngx_commerce_pg_connect_poll(ngx_commerce_pg_conn_t *conn);
+static ngx_int_t ngx_commerce_pg_want_write(ngx_commerce_pg_conn_t *conn,
+    ngx_uint_t on);
+static ngx_int_t ngx_commerce_pg_flush(ngx_commerce_pg_conn_t *conn);
+static void ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn);
+static ngx_int_t ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn,
+    ngx_commerce_pg_query_t *q);
+static void ngx_commerce_pg_read_handler(ngx_event_t *ev);
+static void ngx_commerce_pg_write_handler(ngx_event_t *ev);
+static void ngx_commerce_pg_timer_handler(ngx_event_t *ev);
+static void ngx_commerce_pg_wait_handler(ngx_event_t *ev);
+static void ngx_commerce_pg_collect(ngx_commerce_pg_conn_t *conn);
+static void ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn);
+static void ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn);
+static void ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn,
+    const char *why);
+static void ngx_commerce_pg_close(ngx_commerce_pg_conn_t *conn);
+static void ngx_commerce_pg_set_state(ngx_commerce_pg_conn_t *conn,
+    ngx_commerce_pg_state_e state);
+static void ngx_commerce_pg_fail_waiting(ngx_commerce_pg_pool_t *pool,
+    ngx_int_t rc);
+static ngx_int_t ngx_commerce_pg_host_ok(const char *hosts);
+static char *ngx_commerce_pg_strdup(ngx_pool_t *pool, const char *s);
+static ngx_int_t ngx_commerce_pg_retryable(PGresult *res);
+static char *ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn);
+
+
+#define NGX_COMMERCE_STMT_ENTRY(id, name, sql, n)  { name, sql, n },
+
+const ngx_commerce_stmt_t  ngx_commerce_statements[] = {
+    NGX_COMMERCE_STATEMENTS(NGX_COMMERCE_STMT_ENTRY)
+    { NULL, NULL, 0 }
+};
+
+
+/*
+ * Runs at configuration time (in the master): parse and validate the
+ * conninfo, refuse anything that would make libpq resolve a host name in a
+ * worker, and build the keyword/value arrays for PQconnectStartParams with
+ * our statement_timeout and application_name added.
+ */
+
+ngx_int_t
+ngx_commerce_pg_conf_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    char               *err, *ci, **kw, **val;
+    u_char             *opts;
+    size_t              n;
+    ngx_uint_t          i, has_options, has_app, has_hostaddr;
+    const char         *host;
+    PQconninfoOption   *opt, *o;
+
+    ci = ngx_pnalloc(cf->pool, mcf->conninfo.len + 1);
+    if (ci == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn((u_char *) ci, mcf->conninfo.data,
+                       mcf->conninfo.len + 1);
+
+    err = NULL;
+    opt = PQconninfoParse(ci, &err);
+
+    if (opt == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "commerce_pg_conninfo: invalid conninfo: %s",
+                           err ? err : "out of memory");
+        if (err) {
+            PQfreemem(err);
+        }
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    host = NULL;
+    has_hostaddr = 0;
+
+    for (o = opt; o->keyword != NULL; o++) {
+        if (o->val == NULL) {
+            continue;
+        }
+
+        n++;
+
+        if (ngx_strcmp(o->keyword, "host") == 0) {
+            host = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0
+                   && o->val[0] != '\0')
+        {
+            has_hostaddr = 1;
+        }
+    }
+
+    if (host != NULL && !has_hostaddr
+        && ngx_commerce_pg_host_ok(host) != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "commerce_pg_conninfo: host \"%s\" is not an IP "
+                           "address or a socket directory; a worker must "
+                           "not resolve names, give hostaddr= too", host);
+        PQconninfoFree(opt);
+        return NGX_ERROR;
+    }
+
+    kw = ngx_pcalloc(cf->pool, (n + 3) * sizeof(char *));
+    val = ngx_pcalloc(cf->pool, (n + 3) * sizeof(char *));
+    if (kw == NULL || val == NULL) {
+        PQconninfoFree(opt);
+        return NGX_ERROR;
+    }
+
+    i = 0;
+    has_options = 0;
+    has_app = 0;
+
+    for (o = opt; o->keyword != NULL; o++) {
+        if (o->val == NULL) {
+            continue;
+        }
+
+        kw[i] = (char *) ngx_commerce_pg_strdup(cf->pool, o->keyword);
+
+        if (ngx_strcmp(o->keyword, "options") == 0) {
+            /* append our statement_timeout to the operator's options */
+            has_options = 1;
+            opts = ngx_pnalloc(cf->pool, ngx_strlen(o->val) + 64);
+            if (opts == NULL) {
+                PQconninfoFree(opt);
+                return NGX_ERROR;
+            }
+            (void) ngx_sprintf(opts, "%s -c statement_timeout=%M%Z",
+                               o->val, mcf->statement_timeout);
+            val[i] = (char *) opts;
+
+        } else {
+            if (ngx_strcmp(o->keyword, "application_name") == 0) {
+                has_app = 1;
+            }
+            val[i] = (char *) ngx_commerce_pg_strdup(cf->pool, o->val);
+        }
+
+        if (kw[i] == NULL || val[i] == NULL) {
+            PQconninfoFree(opt);
+            return NGX_ERROR;
+        }
+
+        i++;
+    }
+
+    PQconninfoFree(opt);
+
+    if (!has_options) {
+        opts = ngx_pnalloc(cf->pool, 64);
+        if (opts == NULL) {
+            return NGX_ERROR;
+        }
+        (void) ngx_sprintf(opts, "-c statement_timeout=%M%Z",
+                           mcf->statement_timeout);
+        kw[i] = "options";
+        val[i] = (char *) opts;
+        i++;
+    }
+
+    if (!has_app) {
+        kw[i] = "application_name";
+        val[i] = "ngx_commerce";
+        i++;
+    }
+
+    kw[i] = NULL;
+    val[i] = NULL;
+
+    mcf->keywords = kw;
+    mcf->values = val;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_commerce_pg_strdup(ngx_pool_t *pool, const char *s)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = ngx_strlen(s) + 1;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s, len);
+
+    return (char *) p;
+}
+
+
+static ngx_int_t
+ngx_commerce_pg_host_ok(const char *hosts)
+{
+    char           buf[256];
+    const char    *p, *end;
+    size_t         len;
+    unsigned char  addr[16];
+
+    p = hosts;
+
+    for ( ;; ) {
+        end = strchr(p, ',');
+        len = end ? (size_t) (end - p) : ngx_strlen(p);
+
+        if (len >= sizeof(buf)) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(buf, p, len);
+        buf[len] = '\0';
+
+        if (len != 0 && buf[0] != '/'
+            && inet_pton(AF_INET, buf, addr) != 1
+            && inet_pton(AF_INET6, buf, addr) != 1)
+        {
+            return NGX_ERROR;
+        }
+
+        if (end == NULL) {
+            return NGX_OK;
+        }
+
+        p = end + 1;
+    }
+}
+
+
+ngx_int_t
+ngx_commerce_pg_init_worker(ngx_cycle_t *cycle, ngx_commerce_main_conf_t *mcf)
+{
+    ngx_uint_t               i;
+    ngx_commerce_pg_conn_t  *conn;
+    ngx_commerce_pg_pool_t  *pool;
+
+    pool = ngx_pcalloc(cycle->pool, sizeof(ngx_commerce_pg_pool_t));
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->conns = ngx_pcalloc(cycle->pool,
+                              mcf->pool_size * sizeof(ngx_commerce_pg_conn_t));
+    if (pool->conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->mcf = mcf;
+    pool->log = cycle->log;
+    pool->nconns = mcf->pool_size;
+    ngx_queue_init(&pool->idle);
+    ngx_queue_init(&pool->waiting);
+
+    mcf->pool = pool;
+
+    for (i = 0; i < pool->nconns; i++) {
+        conn = &pool->conns[i];
+        conn->pool = pool;
+        conn->index = i;
+        conn->backoff = NGX_COMMERCE_PG_BACKOFF_MIN;
+        conn->timer.handler = ngx_commerce_pg_timer_handler;
+        conn->timer.data = conn;
+        conn->timer.log = cycle->log;
+
+        ngx_commerce_pg_connect(conn);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_commerce_pg_exit_worker(ngx_commerce_main_conf_t *mcf)
+{
+    ngx_uint_t               i;
+    ngx_commerce_pg_pool_t  *pool;
+
+    pool = mcf->pool;
+    if (pool == NULL) {
+        return;
+    }
+
+    for (i = 0; i < pool->nconns; i++) {
+        ngx_commerce_pg_close(&pool->conns[i]);
+    }
+
+    mcf->pool = NULL;
+}
+
+
+/*
+ * Submit a query.  NGX_OK: the handler will be called later, exactly once
+ * (unless the query is cancelled).  Anything else: the handler will not be
+ * called; NGX_DECLINED means Postgres is down, NGX_BUSY the queue is full,
+ * NGX_ERROR the send failed.
+ */
+
+ngx_int_t
+ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q)
+{
+    ngx_queue_t             *qu;
+    ngx_commerce_pg_conn_t  *conn;
+
+    q->conn = NULL;
+    q->queued = 0;
+
+    if (pool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_queue_empty(&pool->idle)) {
+        qu = ngx_queue_head(&pool->idle);
+        conn = ngx_queue_data(qu, ngx_commerce_pg_conn_t, queue);
+
+        return ngx_commerce_pg_send(conn, q);
+    }
+
+    if (pool->nup == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (pool->nwaiting >= pool->mcf->queue_length) {
+        return NGX_BUSY;
+    }
+
+    ngx_queue_insert_tail(&pool->waiting, &q->queue);
+    pool->nwaiting++;
+    q->queued = 1;
+
+    ngx_memzero(&q->wait, sizeof(ngx_event_t));
+    q->wait.handler = ngx_commerce_pg_wait_handler;
+    q->wait.data = q;
+    q->wait.log = q->log;
+    ngx_add_timer(&q->wait, pool->mcf->queue_timeout);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_commerce_pg_cancel(ngx_commerce_pg_query_t *q)
+{
+    ngx_commerce_pg_pool_t  *pool;
+
+    pool = ngx_commerce_main_conf()->pool;
+
+    if (q->queued) {
+        ngx_queue_remove(&q->queue);
+        q->queued = 0;
+
+        if (pool != NULL) {
+            pool->nwaiting--;
+        }
+
+        if (q->wait.timer_set) {
+            ngx_del_timer(&q->wait);
+        }
+    }
+
+    if (q->conn != NULL) {
+        /* the result is read and discarded; the connection stays clean */
+        q->conn->query = NULL;
+        q->conn = NULL;
+    }
+}
+
+
+static void
+ngx_commerce_pg_wait_handler(ngx_event_t *ev)
+{
+    ngx_commerce_pg_query_t  *q;
+    ngx_commerce_pg_pool_t   *pool;
+
+    q = ev->data;
+    pool = ngx_commerce_main_conf()->pool;
+
+    ngx_queue_remove(&q->queue);
+    q->queued = 0;
+
+    if (pool != NULL) {
+        pool->nwaiting--;
+    }
+
+    q->handler(q, NGX_BUSY, NULL);
+}
+
+
+static void
+ngx_commerce_pg_connect(ngx_commerce_pg_conn_t *conn)
+{
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = conn->pool->mcf;
+
+    conn->pg = PQconnectStartParams((const char *const *) mcf->keywords,
+                                    (const char *const *) mcf->values, 0);
+
+    if (conn->pg == NULL) {
+        ngx_commerce_pg_broken(conn, "out of memory");
+        return;
+    }
+
+    if (PQstatus(conn->pg) == CONNECTION_BAD
+        || PQsetnonblocking(conn->pg, 1) != 0)
+    {
+        ngx_commerce_pg_broken(conn, "connect failed");
+        return;
+    }
+
+    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_CONNECTING);
+
+    if (ngx_commerce_pg_wrap(conn) != NGX_OK) {
+        ngx_commerce_pg_broken(conn, "cannot register socket");
+        return;
+    }
+
+    conn->timer.cancelable = 1;
+    ngx_add_timer(&conn->timer, mcf->connect_timeout);
+
+    ngx_commerce_pg_connect_poll(conn);
+}
+
+
+static ngx_int_t
+ngx_commerce_pg_wrap(ngx_commerce_pg_conn_t *conn)
+{
+    int                fd;
+    ngx_connection_t  *c;
+
+    fd = PQsocket(conn->pg);
+    if (fd < 0) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(fd, conn->pool->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = conn;
+    c->read->handler = ngx_commerce_pg_read_handler;
+    c->write->handler = ngx_commerce_pg_write_handler;
+    c->read->log = conn->pool->log;
+    c->write->log = conn->pool->log;
+
+    conn->c = c;
+
+    /* level-triggered: see the comment at the top of the file */
+    if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        ngx_commerce_pg_release_connection(c);
+        conn->c = NULL;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Give the nginx connection back without closing the descriptor: libpq owns
+ * the socket and closes it itself (PQfinish, or a reconnect inside
+ * PQconnectPoll).
+ */
+
+static void
+ngx_commerce_pg_release_connection(ngx_connection_t *c)
+{
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    c->read->closed = 1;
+    c->write->closed = 1;
+
+    ngx_free_connection(c);
+
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+static void
+ngx_commerce_pg_connect_poll(ngx_commerce_pg_conn_t *conn)
+{
+    PostgresPollingStatusType  st;
+
+    st = PQconnectPoll(conn->pg);
+
+    if (st == PGRES_POLLING_FAILED) {
+        ngx_commerce_pg_broken(conn, "connect failed");
+        return;
+    }
+
+    if (PQsocket(conn->pg) != conn->c->fd) {
+        /* libpq moved to a new socket (next host, or SSL fallback) */
+        ngx_commerce_pg_release_connection(conn->c);
+        conn->c = NULL;
+
+        if (ngx_commerce_pg_wrap(conn) != NGX_OK) {
+            ngx_commerce_pg_broken(conn, "cannot register socket");
+            return;
+        }
+    }
+
+    switch (st) {
+
+    case PGRES_POLLING_READING:
+        (void) ngx_commerce_pg_want_write(conn, 0);
+        return;
+
+    case PGRES_POLLING_WRITING:
+        (void) ngx_commerce_pg_want_write(conn, 1);
+        return;
+
+    case PGRES_POLLING_OK:
+        break;
+
+    default:
+        ngx_commerce_pg_broken(conn, "connect failed");
+        return;
+    }
+
+    (void) ngx_commerce_pg_want_write(conn, 0);
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->pool->log, 0,
+                   "commerce: pg connection #%ui connected", conn->index);
+
+    conn->prepared = 0;
+    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_PREPARING);
+    ngx_commerce_pg_prepare_next(conn);
+}
+
+
+static ngx_int_t
+ngx_commerce_pg_want_write(ngx_commerce_pg_conn_t *conn, ngx_uint_t on)
+{
+    ngx_event_t  *wev;
+
+    wev = conn->c->write;
+
+    if (on && !wev->active) {
+        return ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+
+    if (!on && wev->active) {
+        return ngx_del_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+
+    return NGX_OK;
+}
+
+
+/* push libpq's output buffer; the write event stays on until it is empty */
+
+static ngx_int_t
+ngx_commerce_pg_flush(ngx_commerce_pg_conn_t *conn)
+{
+    int  rc;
+
+    rc = PQflush(conn->pg);
+
+    if (rc < 0) {
+        return NGX_ERROR;
+    }
+
+    return ngx_commerce_pg_want_write(conn, rc == 1);
+}
+
+
+static void
+ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
+{
+    const ngx_commerce_stmt_t  *st;
+
+    if (conn->prepared == NGX_COMMERCE_STMT_COUNT) {
+        conn->backoff = NGX_COMMERCE_PG_BACKOFF_MIN;
+        ngx_commerce_pg_release(conn);
+        return;
+    }
+
+    st = &ngx_commerce_statements[conn->prepared];
+
+    if (!PQsendPrepare(conn->pg, st->name, st->sql, st->nparams, NULL)
+        || ngx_commerce_pg_flush(conn) != NGX_OK)
+    {
+        ngx_commerce_pg_broken(conn, "prepare failed");
+        return;
+    }
+
+    conn->timer.cancelable = 1;
+    ngx_add_timer(&conn->timer, conn->pool->mcf->connect_timeout);
+}
+
+
+static ngx_int_t
+ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
+{
+    const ngx_commerce_stmt_t  *st;
+
+    if (conn->in_idle) {
+        ngx_queue_remove(&conn->queue);
+        conn->in_idle = 0;
+    }
+
+    conn->c->idle = 0;
+
+    st = &ngx_commerce_statements[q->stmt];
+
+    if (!PQsendQueryPrepared(conn->pg, st->name, q->nparams, q->params,
+                             NULL, NULL, 0)
+        || ngx_commerce_pg_flush(conn) != NGX_OK)
+    {
+        ngx_commerce_pg_broken(conn, "send failed");
+        return NGX_ERROR;
+    }
+
+    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_BUSY);
+    conn->query = q;
+    q->conn = conn;
+
+    /* non-cancelable: an exiting worker waits for its in-flight queries */
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+    conn->timer.cancelable = 0;
+    ngx_add_timer(&conn->timer, conn->pool->mcf->statement_timeout
+                                + NGX_COMMERCE_PG_GUARD_EXTRA);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_commerce_pg_read_handler(ngx_event_t *ev)
+{
+    PGnotify                *n;
+    ngx_connection_t        *c;
+    ngx_commerce_pg_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (c->close) {
+        /* ngx_close_idle_connections() at worker shutdown */
+        ngx_commerce_pg_close(conn);
+        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
+        return;
+    }
+
+    switch (conn->state) {
+
+    case NGX_COMMERCE_PG_CONNECTING:
+        ngx_commerce_pg_connect_poll(conn);
+        return;
+
+    case NGX_COMMERCE_PG_PREPARING:
+    case NGX_COMMERCE_PG_BUSY:
+        if (!PQconsumeInput(conn->pg)) {
+            ngx_commerce_pg_broken(conn, "read failed");
+            return;
+        }
+
+        ngx_commerce_pg_collect(conn);
+        return;
+
+    case NGX_COMMERCE_PG_IDLE:
+        /* the server closing an idle connection (restart, idle timeout) */
+        if (!PQconsumeInput(conn->pg) || PQstatus(conn->pg) == CONNECTION_BAD)
+        {
+            ngx_commerce_pg_broken(conn, "idle connection closed");
+            return;
+        }
+
+        while ((n = PQnotifies(conn->pg)) != NULL) {
+            PQfreemem(n);
+        }
+
+        return;
+
+    default:
+        return;
+    }
+}
+
+
+static void
+ngx_commerce_pg_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t        *c;
+    ngx_commerce_pg_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (conn->state == NGX_COMMERCE_PG_CONNECTING) {
+        ngx_commerce_pg_connect_poll(conn);
+        return;
+    }
+
+    if (conn->pg != NULL && ngx_commerce_pg_flush(conn) != NGX_OK) {
+        ngx_commerce_pg_broken(conn, "write failed");
+    }
+}
+
+
+static void
+ngx_commerce_pg_timer_handler(ngx_event_t *ev)
+{
+    ngx_commerce_pg_conn_t  *conn;
+
+    conn = ev->data;
+
+    switch (conn->state) {
+
+    case NGX_COMMERCE_PG_DOWN:
+        if (ngx_exiting || ngx_terminate || ngx_quit) {
+            return;
+        }
+
+        ngx_commerce_pg_connect(conn);
+        return;
+
+    case NGX_COMMERCE_PG_CONNECTING:
+    case NGX_COMMERCE_PG_PREPARING:
+        ngx_commerce_pg_broken(conn, "connect timed out");
+        return;
+
+    case NGX_COMMERCE_PG_BUSY:
+        ngx_commerce_pg_broken(conn, "query timed out");
+        return;
+
+    default:
+        return;
+    }
+}
+
+
+static void
+ngx_commerce_pg_collect(ngx_commerce_pg_conn_t *conn)
+{
+    PGresult  *res;
+
+    while (!PQisBusy(conn->pg)) {
+        res = PQgetResult(conn->pg);
+
+        if (res == NULL) {
+            ngx_commerce_pg_complete(conn);
+            return;
+        }
+
+        if (conn->result == NULL) {
+            conn->result = res;
+
+        } else {
+            PQclear(res);
+        }
+    }
+
+    /* more to come; make sure our own output is not stuck */
+    if (ngx_commerce_pg_flush(conn) != NGX_OK) {
+        ngx_commerce_pg_broken(conn, "write failed");
+    }
+}
+
+
+static void
+ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
+{
+    PGresult                 *res;
+    ngx_int_t                 rc;
+    ngx_commerce_pg_query_t  *q;
+
+    res = conn->result;
+    conn->result = NULL;
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->state == NGX_COMMERCE_PG_PREPARING) {
+        if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
+                          "commerce: preparing \"%s\" failed: %s "
+                          "(are the sql/ migrations applied?)",
+                          ngx_commerce_statements[conn->prepared].name,
+                          res ? PQresultErrorMessage(res) : "no result");
+            if (res) {
+                PQclear(res);
+            }
+            ngx_commerce_pg_broken(conn, "prepare failed");
+            return;
+        }
+
+        PQclear(res);
+        conn->prepared++;
+        ngx_commerce_pg_prepare_next(conn);
+        return;
+    }
+
+    q = conn->query;
+    conn->query = NULL;
+
+    if (q != NULL && res != NULL
+        && ngx_commerce_pg_retryable(res)
+        && q->retries < NGX_COMMERCE_PG_RETRIES_MAX)
+    {
+        /* serialization failure or deadlock: the transaction rolled back */
+        q->retries++;
+
+        ngx_log_error(NGX_LOG_INFO, q->log, 0,
+                      "commerce: retrying \"%s\" (%ui) after %s",
+                      ngx_commerce_statements[q->stmt].name, q->retries,
+                      PQresultErrorField(res, PG_DIAG_SQLSTATE));
+        PQclear(res);
+
+        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
+
+        rc = ngx_commerce_pg_send(conn, q);
+        if (rc != NGX_OK) {
+            q->handler(q, NGX_ERROR, NULL);
+        }
+
+        return;
+    }
+
+    ngx_commerce_pg_release(conn);
+
+    if (q != NULL) {
+        q->conn = NULL;
+        q->handler(q, res ? NGX_OK : NGX_ERROR, res);
+    }
+
+    if (res) {
+        PQclear(res);
+    }
+}
+
+
+/* a connection is free: hand it to the first waiter, or park it idle */
+
+static void
+ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
+{
+    ngx_queue_t              *qu;
+    ngx_commerce_pg_pool_t   *pool;
+    ngx_commerce_pg_query_t  *q;
+
+    pool = conn->pool;
+
+    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        qu = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(qu, ngx_commerce_pg_query_t, queue);
+
+        ngx_queue_remove(qu);
+        pool->nwaiting--;
+        q->queued = 0;
+
+        if (q->wait.timer_set) {
+            ngx_del_timer(&q->wait);
+        }
+
+        if (ngx_commerce_pg_send(conn, q) == NGX_OK) {
+            return;
+        }
+
+        /* the connection broke: fail this waiter, leave the rest queued */
+        q->handler(q, NGX_ERROR, NULL);
+        return;
+    }
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        ngx_commerce_pg_close(conn);
+        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
+        return;
+    }
+
+    ngx_queue_insert_tail(&pool->idle, &conn->queue);
+    conn->in_idle = 1;
+    conn->c->idle = 1;
+}
+
+
+static void
+ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
+{
+    ngx_uint_t                level;
+    ngx_commerce_pg_pool_t   *pool;
+    ngx_commerce_pg_query_t  *q;
+
+    pool = conn->pool;
+
+    /* a server closing an idle connection is routine, the rest is not */
+    level = (conn->state == NGX_COMMERCE_PG_IDLE) ? NGX_LOG_INFO
+                                                  : NGX_LOG_ERR;
+
+    ngx_log_error(level, pool->log, 0,
+                  "commerce: pg connection #%ui: %s: %s; reconnecting in %Mms",
+                  conn->index, why, ngx_commerce_pg_error(conn),
+                  conn->backoff);
+
+    q = conn->query;
+    conn->query = NULL;
+
+    ngx_commerce_pg_close(conn);
+    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
+
+    if (!(ngx_exiting || ngx_terminate || ngx_quit)) {
+        conn->timer.cancelable = 1;
+        ngx_add_timer(&conn->timer, conn->backoff);
+
+        conn->backoff *= 2;
+        if (conn->backoff > NGX_COMMERCE_PG_BACKOFF_MAX) {
+            conn->backoff = NGX_COMMERCE_PG_BACKOFF_MAX;
+        }
+    }
+
+    if (q != NULL) {
+        q->conn = NULL;
+        q->handler(q, NGX_ERROR, NULL);
+    }
+
+    if (pool->nup == 0) {
+        ngx_commerce_pg_fail_waiting(pool, NGX_DECLINED);
+    }
+}
+
+
+static void
+ngx_commerce_pg_fail_waiting(ngx_commerce_pg_pool_t *pool, ngx_int_t rc)
+{
+    ngx_queue_t              *qu;
+    ngx_commerce_pg_query_t  *q;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        qu = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(qu, ngx_commerce_pg_query_t, queue);
+
+        ngx_queue_remove(qu);
+        pool->nwaiting--;
+        q->queued = 0;
+
+        if (q->wait.timer_set) {
+            ngx_del_timer(&q->wait);
+        }
+
+        q->handler(q, rc, NULL);
+    }
+}
+
+
+static void
+ngx_commerce_pg_close(ngx_commerce_pg_conn_t *conn)
+{
+    if (conn->in_idle) {
+        ngx_queue_remove(&conn->queue);
+        conn->in_idle = 0;
+    }
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->result != NULL) {
+        PQclear(conn->result);
+        conn->result = NULL;
+    }
+
+    if (conn->c != NULL) {
+        ngx_commerce_pg_release_connection(conn->c);
+        conn->c = NULL;
+    }
+
+    if (conn->pg != NULL) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
+}
+
+
+static void
+ngx_commerce_pg_set_state(ngx_commerce_pg_conn_t *conn,
+    ngx_commerce_pg_state_e state)
+{
+    if (conn->state == NGX_COMMERCE_PG_DOWN
+        && state != NGX_COMMERCE_PG_DOWN)
+    {
+        conn->pool->nup++;
+
+    } else if (conn->state != NGX_COMMERCE_PG_DOWN
+               && state == NGX_COMMERCE_PG_DOWN)
+    {
+        conn->pool->nup--;
+    }
+
+    conn->state = state;
+}
+
+
+static ngx_int_t
+ngx_commerce_pg_retryable(PGresult *res)
+{
+    char  *state;
+
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        return 0;
+    }
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return state != NULL
+           && (ngx_strcmp(state, "40001") == 0
+               || ngx_strcmp(state, "40P01") == 0);
+}
+
+
+static char *
+ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn)
+{
+    char    *msg, *p;
+    size_t   len;
+
+    if (conn->pg == NULL) {
+        return "";
+    }
+
+    msg = PQerrorMessage(conn->pg);
+
+    /* libpq messages end with a newline; keep the log line single */
+    len = ngx_strlen(msg);
+    for (p = msg + len; p > msg && (p[-1] == '\n' || p[-1] == ' '); p--) {
+        p[-1] = '\0';
+    }
+
+    return msg;
+}

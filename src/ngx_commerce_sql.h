@@ -1,0 +1,56 @@
+
+/*
+ * Every statement the module sends, in one place.  Each is prepared once
+ * per connection (after every reconnect) and calls one SQL function from
+ * sql/002_functions.sql, so a whole order, paid or not, is one round trip.
+ * The pgbench scripts in t/bench/ run the same calls through pgbench as the DB ceiling.
+ */
+
+
+#ifndef _NGX_COMMERCE_SQL_H_INCLUDED_
+#define _NGX_COMMERCE_SQL_H_INCLUDED_
+
+
+#define NGX_COMMERCE_STATEMENTS(X)                                           \
+    X(PRODUCT_GET,   "cm_product_get",                                       \
+      "SELECT cm_product_get($1::bigint)", 1)                                \
+    X(PRODUCT_LIST,  "cm_product_list",                                      \
+      "SELECT cm_product_list($1::int, $2::int)", 2)                         \
+    X(BALANCE_GET,   "cm_balance_get",                                       \
+      "SELECT cm_balance_get($1::bigint)", 1)                                \
+    X(BALANCE_CHARGE, "cm_balance_charge",                                   \
+      "SELECT cm_balance_charge($1::bigint, $2::bigint, $3::bigint)", 3)     \
+    X(ORDER_CREATE,  "cm_order_create",                                      \
+      "SELECT cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text)",\
+      4)                                                                     \
+    X(ORDER_PAY,     "cm_order_pay",                                         \
+      "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)", 3)            \
+    X(ORDER_GET,     "cm_order_get",                                         \
+      "SELECT cm_order_get($1::bigint, $2::bigint)", 2)                      \
+    X(ORDERS_EXPIRE, "cm_orders_expire",                                     \
+      "SELECT cm_orders_expire($1::int, $2::int)", 2)
+
+
+#define NGX_COMMERCE_STMT_ENUM(id, name, sql, n)  NGX_COMMERCE_STMT_##id,
+
+typedef enum {
+    NGX_COMMERCE_STATEMENTS(NGX_COMMERCE_STMT_ENUM)
+    NGX_COMMERCE_STMT_COUNT
+} ngx_commerce_stmt_e;
+
+
+typedef struct {
+    const char  *name;
+    const char  *sql;
+    int          nparams;
+} ngx_commerce_stmt_t;
+
+
+extern const ngx_commerce_stmt_t  ngx_commerce_statements[];
+
+
+/* business errors raised by the SQL functions carry this SQLSTATE */
+#define NGX_COMMERCE_SQLSTATE_BUSINESS  "CM001"
+
+
+#endif /* _NGX_COMMERCE_SQL_H_INCLUDED_ */
