@@ -6,13 +6,17 @@
 -- violate whatever the caller does; the functions in 002 raise business
 -- errors before a CHECK would fire.
 
+-- users and products are small and their rows are updated by every charge,
+-- payment and order (balance, stock).  fillfactor leaves room on each page
+-- so those updates stay HOT (no new index entries, no index bloat).
+
 -- Users: the id is the JWT `sub`, so it is supplied, not generated.
 CREATE TABLE users (
     id         bigint      PRIMARY KEY,
     name       text        NOT NULL,
     balance    bigint      NOT NULL DEFAULT 0 CHECK (balance >= 0),
     created_at timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50);
 
 CREATE TABLE products (
     id         bigserial   PRIMARY KEY,
@@ -21,7 +25,7 @@ CREATE TABLE products (
     stock      integer     NOT NULL CHECK (stock >= 0),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50);
 
 CREATE TABLE orders (
     id              bigserial   PRIMARY KEY,

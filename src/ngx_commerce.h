@@ -147,7 +147,7 @@ ngx_int_t ngx_commerce_auth_conf(ngx_conf_t *cf,
 
 /* resources */
 ngx_int_t ngx_commerce_api_route(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx);
+    ngx_commerce_ctx_t *ctx, ngx_int_t *sent);
 ngx_int_t ngx_commerce_api_dispatch(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 

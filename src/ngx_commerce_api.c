@@ -30,7 +30,7 @@ typedef enum {
 
 
 static ngx_int_t ngx_commerce_route(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, ngx_uint_t *method);
+    ngx_commerce_ctx_t *ctx, ngx_uint_t *method, ngx_int_t *sent);
 static ngx_int_t ngx_commerce_products(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 static ngx_int_t ngx_commerce_charge(ngx_http_request_t *r,
@@ -45,24 +45,29 @@ static ngx_int_t ngx_commerce_invalid(ngx_http_request_t *r,
     const char *message);
 
 
-/* NGX_OK: ctx->route is set and the method fits; else a response was sent */
+/*
+ * NGX_OK: ctx->route is set and the method fits.  NGX_DONE: an error
+ * response was sent and *sent holds what sending it returned.
+ */
 
 ngx_int_t
-ngx_commerce_api_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+ngx_commerce_api_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_int_t *sent)
 {
     ngx_int_t         rc;
     ngx_uint_t        method;
     ngx_table_elt_t  *h;
 
-    rc = ngx_commerce_route(r, ctx, &method);
+    rc = ngx_commerce_route(r, ctx, &method, sent);
 
     if (rc == NGX_DECLINED) {
-        return ngx_commerce_send_error(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND",
-                                       "no such resource");
+        *sent = ngx_commerce_send_error(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND",
+                                        "no such resource");
+        return NGX_DONE;
     }
 
     if (rc != NGX_OK) {
-        return rc;
+        return NGX_DONE;
     }
 
     if (r->method & method) {
@@ -71,7 +76,8 @@ ngx_commerce_api_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *sent = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_DONE;
     }
 
     h->hash = 1;
@@ -83,8 +89,10 @@ ngx_commerce_api_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
         ngx_str_set(&h->value, "GET, HEAD");
     }
 
-    return ngx_commerce_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                   "METHOD_NOT_ALLOWED", "method not allowed");
+    *sent = ngx_commerce_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                    "METHOD_NOT_ALLOWED",
+                                    "method not allowed");
+    return NGX_DONE;
 }
 
 
@@ -137,12 +145,12 @@ ngx_commerce_api_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
 /*
  * NGX_OK with ctx->route, ctx->id and the allowed method set;
- * NGX_DECLINED for an unknown path; otherwise a response was sent.
+ * NGX_DECLINED for an unknown path; NGX_DONE when a 400 was sent.
  */
 
 static ngx_int_t
 ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    ngx_uint_t *method)
+    ngx_uint_t *method, ngx_int_t *sent)
 {
     u_char     *p, *end, *seg[3];
     size_t      len[3];
@@ -250,7 +258,8 @@ ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     if (cm_parse_int64(seg[1], len[1], 1, INT64_MAX, &ctx->id)
         != 0)
     {
-        return ngx_commerce_invalid(r, "id must be a positive integer");
+        *sent = ngx_commerce_invalid(r, "id must be a positive integer");
+        return NGX_DONE;
     }
 
     return NGX_OK;

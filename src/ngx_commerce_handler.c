@@ -121,9 +121,7 @@ ngx_commerce_api_handler(ngx_http_request_t *r)
                                        "missing bearer token");
     }
 
-    rc = ngx_commerce_api_route(r, ctx);
-
-    if (rc != NGX_OK) {
+    if (ngx_commerce_api_route(r, ctx, &rc) != NGX_OK) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             r->keepalive = 0;
         }

@@ -1130,10 +1130,16 @@ ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn)
 
     msg = PQerrorMessage(conn->pg);
 
-    /* libpq messages end with a newline; keep the log line single */
+    /* libpq messages span lines; keep the log line single */
     len = ngx_strlen(msg);
     for (p = msg + len; p > msg && (p[-1] == '\n' || p[-1] == ' '); p--) {
         p[-1] = '\0';
+    }
+
+    for (p = msg; *p != '\0'; p++) {
+        if (*p == '\n' || *p == '\t') {
+            *p = ' ';
+        }
     }
 
     return msg;

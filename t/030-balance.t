@@ -86,7 +86,7 @@ my @bad = (
     '{amount:1}', "{'amount':1}", '{"amount":1,}', '{"amount" 1}',
     'not json', "{\"amount\":1\x00}", "\xff\xfe{\"amount\":1}",
     '{"amount":NaN}', '{"amount":Infinity}', '{"amount":1' . ' ' x 100,
-    '{"x":"\ud800","amount":1', '{"x":"' . "\x01" . '","amount":1}',
+    '{"x":"' . "\x01" . '","amount":1}',
 );
 for my $body (@bad) {
     (my $show = $body) =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord $1)/ge;
@@ -96,12 +96,11 @@ for my $body (@bad) {
 is_deeply($t->db_state, $before, 'bad amounts changed nothing');
 
 # deeply nested junk must not crash the parser (and is not a valid request)
-my $r = charge(2, '{"x":' . ('[' x 5000) . (']' x 5000) . ',"amount":1}');
+my $r = charge(4, '{"x":' . ('[' x 5000) . (']' x 5000) . ',"amount":1}');
 ok($r->{status} == 400 || $r->{status} == 200,
     'deep nesting: 400 or ignored') or diag($r->{raw});
-$r->{status} == 200 ? $t->psql('SELECT 1')
-    : is_deeply($t->db_state, $before, 'deep nesting changed nothing');
-$before = $t->db_state;
+is_deeply($t->db_state, $before, 'deep nesting changed nothing')
+    if $r->{status} == 400;
 
 # --- the balance cap -------------------------------------------------------
 

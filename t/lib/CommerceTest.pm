@@ -439,9 +439,13 @@ SELECT 'order total mismatch: ' || o.id FROM orders o
                            WHERE i.order_id = o.id)
 UNION ALL
 SELECT 'paid order without successful payment: ' || o.id FROM orders o
- WHERE o.status = 'PAID' AND NOT EXISTS (SELECT 1 FROM payments p
+ WHERE o.status = 'PAID' AND o.payment_amount > 0
+   AND NOT EXISTS (SELECT 1 FROM payments p
        WHERE p.order_id = o.id AND p.status = 'SUCCESS'
          AND p.amount = o.payment_amount)
+UNION ALL
+SELECT 'order paid twice: ' || p.order_id FROM payments p
+ WHERE p.status = 'SUCCESS' GROUP BY p.order_id HAVING count(*) > 1
 UNION ALL
 SELECT 'unpaid order with successful payment: ' || o.id FROM orders o
  WHERE o.status <> 'PAID' AND EXISTS (SELECT 1 FROM payments p
