@@ -399,6 +399,10 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (ngx_commerce_auth_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_commerce_pg_init_worker(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }

@@ -439,7 +439,9 @@ $$;
 CREATE OR REPLACE FUNCTION cm_orders_expire(p_ttl_seconds int, p_batch int) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_ids bigint[];
+    v_ids  bigint[];
+    v_pids bigint[];
+    v_qtys int[];
 BEGIN
     IF p_ttl_seconds IS NULL OR p_ttl_seconds < 0 OR p_batch IS NULL OR p_batch < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
@@ -462,19 +464,21 @@ BEGIN
        SET status = 'CANCELLED', updated_at = now()
      WHERE id = ANY (v_ids);
 
-    PERFORM
-       FROM products p
-      WHERE p.id IN (SELECT i.product_id FROM order_items i WHERE i.order_id = ANY (v_ids))
-      ORDER BY p.id
-        FOR NO KEY UPDATE;
-
-    UPDATE products p
-       SET stock = p.stock + s.qty, updated_at = now()
+    -- Quantities to give back, per product, in product id order.
+    SELECT array_agg(s.product_id ORDER BY s.product_id), array_agg(s.qty ORDER BY s.product_id)
+      INTO v_pids, v_qtys
       FROM (SELECT i.product_id, sum(i.quantity)::int AS qty
               FROM order_items i
              WHERE i.order_id = ANY (v_ids)
-             GROUP BY i.product_id) s
-     WHERE p.id = s.product_id;
+             GROUP BY i.product_id) s;
+
+    -- Lock them in id order (as cm_order_create does), then restore.
+    PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
+
+    UPDATE products p
+       SET stock = p.stock + u.qty, updated_at = now()
+      FROM unnest(v_pids, v_qtys) AS u(pid, qty)
+     WHERE p.id = u.pid;
 
     RETURN cardinality(v_ids);
 END

@@ -886,8 +886,6 @@ static int
 cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
     cm_json_event_e ev, const unsigned char *p, size_t len)
 {
-    size_t  i;
-
     if (w->depth == 2) {
         switch (ev) {
 
@@ -908,8 +906,6 @@ cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
             return cm_json_fail(w, "items[%zu] must be an object", op->count);
         }
     }
-
-    i = op->count - 1;
 
     if (w->depth == 3) {
         switch (ev) {
@@ -938,7 +934,8 @@ cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
             }
 
             if (op->item_seen & op->item_field) {
-                return cm_json_fail(w, "duplicate field items[%zu].%s", i,
+                return cm_json_fail(w, "duplicate field items[%zu].%s",
+                                    op->count - 1,
                                     op->item_field == CM_ITEM_F_PRODUCT
                                     ? "productId" : "quantity");
             }

@@ -182,17 +182,18 @@ cm_jwt_verify(const unsigned char *token, size_t len,
         leeway = 0;
     }
 
-    /* in unsigned arithmetic: no overflow for any exp, now and leeway */
-    if (claims->exp <= now
-        && (uint64_t) now - (uint64_t) claims->exp >= (uint64_t) leeway)
-    {
+    /*
+     * Expired when exp <= now - leeway, not yet valid when nbf > now +
+     * leeway; the guards keep both sums inside int64_t for any input.
+     */
+    if (now >= INT64_MIN + leeway && claims->exp <= now - leeway) {
         why = "expired";
         goto failed;
     }
 
     if ((cp.seen & CM_JWT_C_NBF)
-        && cp.nbf > now
-        && (uint64_t) cp.nbf - (uint64_t) now > (uint64_t) leeway)
+        && now <= INT64_MAX - leeway
+        && cp.nbf > now + leeway)
     {
         why = "not yet valid";
         goto failed;

@@ -142,6 +142,7 @@ void ngx_commerce_query_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
 /* auth */
 ngx_int_t ngx_commerce_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_auth_init_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_commerce_auth_conf(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 

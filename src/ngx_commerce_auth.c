@@ -9,12 +9,94 @@
 
 #include "ngx_commerce.h"
 
+#include <openssl/crypto.h>
 
-#define NGX_COMMERCE_JWT_LEEWAY  5
+
+#define NGX_COMMERCE_JWT_LEEWAY       5
+#define NGX_COMMERCE_TOKEN_CACHE      256
+#define NGX_COMMERCE_TOKEN_CACHE_LEN  512
+
+
+/*
+ * Clients send the same token for minutes: a per-worker, direct-mapped
+ * cache of tokens that passed verification saves the HMAC, base64 and
+ * JSON work on every later request.  A hit needs the same bytes (compared
+ * in constant time) and an unexpired exp; anything else is verified in
+ * full.  The cache lives in the worker and dies with it, so a new secret
+ * (reload) starts empty.
+ */
+
+typedef struct {
+    uint32_t         hash;
+    uint32_t         len;
+    u_char           token[NGX_COMMERCE_TOKEN_CACHE_LEN];
+    cm_jwt_claims_t  claims;
+} ngx_commerce_token_t;
 
 
 static ngx_int_t ngx_commerce_read_secret_file(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
+static ngx_int_t ngx_commerce_verify(ngx_commerce_main_conf_t *mcf,
+    ngx_str_t *token, cm_jwt_claims_t *claims, const char **reason);
+
+
+static ngx_commerce_token_t  *ngx_commerce_tokens;
+
+
+ngx_int_t
+ngx_commerce_auth_init_worker(ngx_cycle_t *cycle)
+{
+    ngx_commerce_tokens = ngx_pcalloc(cycle->pool,
+                                      NGX_COMMERCE_TOKEN_CACHE
+                                      * sizeof(ngx_commerce_token_t));
+
+    return ngx_commerce_tokens ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_commerce_verify(ngx_commerce_main_conf_t *mcf, ngx_str_t *token,
+    cm_jwt_claims_t *claims, const char **reason)
+{
+    int64_t                now;
+    uint32_t               hash;
+    ngx_commerce_token_t  *e;
+
+    now = (int64_t) ngx_time();
+    e = NULL;
+
+    if (ngx_commerce_tokens != NULL
+        && token->len <= NGX_COMMERCE_TOKEN_CACHE_LEN)
+    {
+        hash = ngx_murmur_hash2(token->data, token->len);
+        e = &ngx_commerce_tokens[hash % NGX_COMMERCE_TOKEN_CACHE];
+
+        if (e->hash == hash && e->len == token->len
+            && CRYPTO_memcmp(e->token, token->data, token->len) == 0
+            && e->claims.exp + NGX_COMMERCE_JWT_LEEWAY > now)
+        {
+            *claims = e->claims;
+            return NGX_OK;
+        }
+    }
+
+    if (cm_jwt_verify(token->data, token->len, mcf->jwt_secret.data,
+                      mcf->jwt_secret.len, now, NGX_COMMERCE_JWT_LEEWAY,
+                      claims, reason)
+        != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (e != NULL) {
+        e->hash = hash;
+        e->len = token->len;
+        ngx_memcpy(e->token, token->data, token->len);
+        e->claims = *claims;
+    }
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
@@ -168,11 +250,8 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
             h.data += sizeof("Bearer ") - 1;
             h.len -= sizeof("Bearer ") - 1;
 
-            if (cm_jwt_verify(h.data, h.len, mcf->jwt_secret.data,
-                              mcf->jwt_secret.len, (int64_t) ngx_time(),
-                              NGX_COMMERCE_JWT_LEEWAY, &ctx->claims,
-                              &reason)
-                == 0)
+            if (ngx_commerce_verify(mcf, &h, &ctx->claims, &reason)
+                == NGX_OK)
             {
                 ctx->authenticated = 1;
                 return NGX_OK;

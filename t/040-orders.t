@@ -29,7 +29,7 @@ my $ID = sub { CommerceTest::_is_num($_[0]) && $_[0] > 0 };
 
 sub order {
     my ($user, $items, %o) = @_;
-    my $body = ref $items ? { items => $items } : $items;
+    my $body = ref $items eq "ARRAY" ? { items => $items } : $items;
     $body->{payment} = { method => $o{pay} } if ref $body && $o{pay};
     return $t->post('/api/v1/orders', $body, user => $user, %o);
 }

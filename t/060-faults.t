@@ -23,9 +23,6 @@ commerce_pg_queue_length 2048;
 EOF
 $t->start_nginx;
 
-# Postgres refusing connections makes the module log; those lines are
-# expected here, anything at alert/crit level is still not.
-
 sub stock { 0 + $t->psql("SELECT stock FROM products WHERE id = $_[0]") }
 sub orders_of {
     0 + $t->psql("SELECT count(*) FROM order_items WHERE product_id = $_[0]");
@@ -125,7 +122,6 @@ is(scalar(grep { $_->{status} == 503 && ($_->{json}{code} // '') eq
     'DB_UNAVAILABLE' && defined $_->{retry} } @$stuck_res), 10,
     'orders in flight when Postgres stopped: 503 DB_UNAVAILABLE + Retry-After')
     or diag(explain $stuck_res);
-$t->psql_wait($lock) if 0;
 
 sleep(3 - (time - $down_at)) if time - $down_at < 3;
 $t->start_pg_again;
@@ -148,8 +144,7 @@ ok(!@wrong, 'mid-traffic: every answer 200/201 or 503 DB_UNAVAILABLE')
 ok(!grep({ $_->[0] == 503 && !defined $_->[4] } @$all),
     'every 503 has Retry-After');
 ok(($seen{'503 DB_UNAVAILABLE'} // 0) > 0, 'some requests saw the outage');
-ok(@$all > 0 && $all->[-1][0] =~ /^20[01]$/ || ($seen{200} // 0) > 0,
-    'traffic flowed');
+ok(($seen{200} // 0) > 0, 'traffic flowed');
 diag('mid-traffic tally: ' . join(', ', map { "$_ x $seen{$_}" } sort keys %seen));
 
 is(stock(20), $stock20 - 1, 'product 20: only the order after recovery took stock');

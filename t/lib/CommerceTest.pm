@@ -179,7 +179,9 @@ sub run {
     my $in;
     if (defined $o{stdin}) {
         $in = File::Temp->new(DIR => $self->{dir});
-        print $in $o{stdin};
+        my $text = $o{stdin};
+        utf8::encode($text) if utf8::is_utf8($text);
+        print $in $text;
         close $in;
         chmod 0644, "$in";
     }

@@ -1,0 +1,602 @@
+/*
+ * libFuzzer target for the pure C parsers: every input goes through
+ * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_int64,
+ * cm_json_escape and cm_jwt_verify, and the results are checked against
+ * the promises of cm_json.h and cm_jwt.h; a broken promise aborts.
+ *
+ * The input is also signed as the claims, and as the header, of a token
+ * with the fuzz key, so that the claims parser (which runs only after a
+ * good signature) is reached, and a sign/verify round trip is checked
+ * with claims taken from the input bytes.
+ */
+
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "cm_json.h"
+#include "cm_jwt.h"
+#include "fuzz_key.h"
+
+
+#define MAX_AMOUNT   1000000
+
+#define check(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "check failed: %s at %s:%d\n", #cond, __FILE__,   \
+                    __LINE__);                                                \
+            abort();                                                          \
+        }                                                                     \
+    } while (0)
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_charge(const uint8_t *data, size_t size);
+static void fuzz_order(const uint8_t *data, size_t size);
+static void fuzz_payment(const uint8_t *data, size_t size);
+static void fuzz_int64(const uint8_t *data, size_t size);
+static void fuzz_escape(const uint8_t *data, size_t size);
+static void fuzz_jwt(const uint8_t *data, size_t size);
+static void fuzz_jwt_signed(const uint8_t *data, size_t size);
+static void fuzz_jwt_roundtrip(const uint8_t *data, size_t size);
+static void check_err(const char *err);
+static void check_claims(const cm_jwt_claims_t *c);
+static void check_card(cm_pay_method_e method, const char *type,
+    const char *no);
+static int json_valid(const uint8_t *data, size_t size);
+static int json_string_decode(const char *s, size_t len, char *out,
+    size_t *outlen);
+static int yajl_string_cb(void *ctx, const unsigned char *p, size_t len);
+static size_t utf8_valid_char(const uint8_t *p, size_t len);
+static int utf8_valid(const uint8_t *p, size_t len);
+
+
+typedef struct {
+    char    *out;
+    size_t   len;
+    int      count;
+} string_ctx_t;
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_charge(data, size);
+    fuzz_order(data, size);
+    fuzz_payment(data, size);
+    fuzz_int64(data, size);
+    fuzz_escape(data, size);
+    fuzz_jwt(data, size);
+    fuzz_jwt_signed(data, size);
+    fuzz_jwt_roundtrip(data, size);
+
+    return 0;
+}
+
+
+static void
+fuzz_charge(const uint8_t *data, size_t size)
+{
+    char     err[CM_JSON_ERR_LEN];
+    int64_t  amount;
+
+    amount = -1;
+
+    if (cm_parse_charge(data, size, MAX_AMOUNT, &amount, err, sizeof(err))
+        == 0)
+    {
+        check(amount >= 1 && amount <= MAX_AMOUNT);
+        check(json_valid(data, size));
+        return;
+    }
+
+    check_err(err);
+
+    /* a tiny buffer: truncated but terminated */
+    check(cm_parse_charge(data, size, MAX_AMOUNT, &amount, err, 4) == -1);
+    check(strlen(err) < 4);
+}
+
+
+static void
+fuzz_order(const uint8_t *data, size_t size)
+{
+    char            err[CM_JSON_ERR_LEN];
+    size_t          i;
+    cm_order_req_t  o;
+
+    if (cm_parse_order(data, size, &o, err, sizeof(err)) != 0) {
+        check_err(err);
+        check(o.nitems == 0 && o.method == CM_PAY_NONE);
+        return;
+    }
+
+    check(json_valid(data, size));
+    check(o.nitems >= 1 && o.nitems <= CM_ORDER_ITEMS_MAX);
+
+    for (i = 0; i < o.nitems; i++) {
+        check(o.items[i].product_id >= 1);
+        check(o.items[i].quantity >= 1
+              && o.items[i].quantity <= CM_QUANTITY_MAX);
+
+        /* sorted and distinct */
+        check(i == 0 || o.items[i - 1].product_id < o.items[i].product_id);
+    }
+
+    check_card(o.method, o.card_type, o.card_no);
+}
+
+
+static void
+fuzz_payment(const uint8_t *data, size_t size)
+{
+    char              err[CM_JSON_ERR_LEN];
+    cm_payment_req_t  p;
+
+    if (cm_parse_payment(data, size, &p, err, sizeof(err)) != 0) {
+        check_err(err);
+        return;
+    }
+
+    check(json_valid(data, size));
+    check(p.method == CM_PAY_BALANCE || p.method == CM_PAY_CARD);
+    check_card(p.method, p.card_type, p.card_no);
+}
+
+
+static void
+fuzz_int64(const uint8_t *data, size_t size)
+{
+    int                 rc;
+    char                buf[32];
+    size_t              i, start;
+    int64_t             v;
+    unsigned long long  ref;
+
+    rc = cm_parse_int64(data, size, 0, INT64_MAX, &v);
+
+    /* a reference: digits only, leading zeros dropped, then strtoull */
+    for (i = 0; i < size; i++) {
+        if (data[i] < '0' || data[i] > '9') {
+            check(rc == -1);
+            return;
+        }
+    }
+
+    if (size == 0) {
+        check(rc == -1);
+        return;
+    }
+
+    for (start = 0; start + 1 < size && data[start] == '0'; start++) {
+        /* void */
+    }
+
+    if (size - start > 19) {
+        check(rc == -1);
+        return;
+    }
+
+    memcpy(buf, data + start, size - start);
+    buf[size - start] = '\0';
+    ref = strtoull(buf, NULL, 10);
+
+    if (ref > (unsigned long long) INT64_MAX) {
+        check(rc == -1);
+        return;
+    }
+
+    check(rc == 0 && (unsigned long long) v == ref);
+
+    /* the bounds are inclusive */
+    check(cm_parse_int64(data, size, v, v, &v) == 0);
+    check(v == INT64_MAX || cm_parse_int64(data, size, v + 1, INT64_MAX, &v)
+                            == -1);
+}
+
+
+static void
+fuzz_escape(const uint8_t *data, size_t size)
+{
+    char    *out, *part, *dec;
+    size_t   n, m, dstlen, declen;
+
+    out = malloc(size * 6 + 1);
+    part = malloc(size * 6 + 1);
+    dec = malloc(size * 6 + 1);
+
+    if (out == NULL || part == NULL || dec == NULL) {
+        abort();
+    }
+
+    /* room for the worst case: every byte a \u00XX */
+    n = cm_json_escape(out, size * 6, data, size);
+    check(n <= size * 6);
+
+    check(json_string_decode(out, n, dec, &declen) == 0);
+
+    if (utf8_valid(data, size)) {
+        check(declen == size && memcmp(dec, data, size) == 0);
+    }
+
+    /* a shorter buffer: a prefix, cut before a unit of at most 6 bytes */
+    dstlen = size > 0 ? (size * 6) * data[0] / 255 : 0;
+    m = cm_json_escape(part, dstlen, data, size);
+    check(m <= dstlen && m <= n);
+    check(memcmp(part, out, m) == 0);
+    check(m == n || m + 6 > dstlen);
+    check(json_string_decode(part, m, dec, &declen) == 0);
+
+    free(out);
+    free(part);
+    free(dec);
+}
+
+
+static void
+fuzz_jwt(const uint8_t *data, size_t size)
+{
+    int              rc;
+    const char      *reason;
+    cm_jwt_claims_t  c;
+
+    reason = "unset";
+    rc = cm_jwt_verify(data, size, (const unsigned char *) FUZZ_KEY,
+                       FUZZ_KEY_LEN, FUZZ_NOW, FUZZ_LEEWAY, &c, &reason);
+
+    if (rc == 0) {
+        check(reason == NULL);
+        check_claims(&c);
+        return;
+    }
+
+    check(rc == -1 && reason != NULL && strlen(reason) > 0);
+    check(c.user_id == 0 && c.role[0] == '\0');
+}
+
+
+static void
+fuzz_jwt_signed(const uint8_t *data, size_t size)
+{
+    int              rc;
+    char             tok[CM_JWT_LEN_MAX * 2];
+    size_t           n;
+    const char      *reason;
+    cm_jwt_claims_t  c;
+    static const char  header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    static const char  claims[] = "{\"sub\":\"1\",\"exp\":2000000000}";
+
+    if (size == 0 || size > CM_JWT_LEN_MAX) {
+        return;
+    }
+
+    /* the input as the claims */
+    n = cm_jwt_encode(tok, sizeof(tok), (const unsigned char *) FUZZ_KEY,
+                      FUZZ_KEY_LEN, header, sizeof(header) - 1,
+                      (const char *) data, size);
+    check(n > 0);
+
+    rc = cm_jwt_verify((unsigned char *) tok, n,
+                       (const unsigned char *) FUZZ_KEY, FUZZ_KEY_LEN,
+                       FUZZ_NOW, FUZZ_LEEWAY, &c, &reason);
+
+    if (rc == 0) {
+        check(n <= CM_JWT_LEN_MAX);
+        check(json_valid(data, size));
+        check_claims(&c);
+
+    } else {
+        check(reason != NULL);
+
+        /* the signature is good: only the claims or the length can fail */
+        check(strcmp(reason, "bad signature") != 0);
+        check(strcmp(reason, "unsupported alg") != 0);
+    }
+
+    /* the input as the header */
+    n = cm_jwt_encode(tok, sizeof(tok), (const unsigned char *) FUZZ_KEY,
+                      FUZZ_KEY_LEN, (const char *) data, size, claims,
+                      sizeof(claims) - 1);
+    check(n > 0);
+
+    rc = cm_jwt_verify((unsigned char *) tok, n,
+                       (const unsigned char *) FUZZ_KEY, FUZZ_KEY_LEN,
+                       FUZZ_NOW, FUZZ_LEEWAY, &c, &reason);
+
+    if (rc == 0) {
+        check(json_valid(data, size));
+        check(c.user_id == 1 && c.exp == 2000000000);
+    }
+}
+
+
+static void
+fuzz_jwt_roundtrip(const uint8_t *data, size_t size)
+{
+    int              rc;
+    char             tok[1024];
+    size_t           n;
+    int64_t          user_id, iat, exp;
+    const char      *role, *reason;
+    cm_jwt_claims_t  c;
+    static const char  *roles[] = { NULL, "USER", "ADMIN", "A", "_" };
+
+    if (size < 25) {
+        return;
+    }
+
+    memcpy(&user_id, data, 8);
+    memcpy(&iat, data + 8, 8);
+    memcpy(&exp, data + 16, 8);
+    role = roles[data[24] % 5];
+
+    n = cm_jwt_sign(tok, sizeof(tok), (const unsigned char *) FUZZ_KEY,
+                    FUZZ_KEY_LEN, user_id, role, iat, exp);
+
+    if (user_id < 1) {
+        check(n == 0);
+        return;
+    }
+
+    check(n > 0 && n == strlen(tok));
+
+    rc = cm_jwt_verify((unsigned char *) tok, n,
+                       (const unsigned char *) FUZZ_KEY, FUZZ_KEY_LEN,
+                       FUZZ_NOW, FUZZ_LEEWAY, &c, &reason);
+
+    if (exp <= FUZZ_NOW - FUZZ_LEEWAY) {
+        check(rc == -1 && strcmp(reason, "expired") == 0);
+        return;
+    }
+
+    check(rc == 0);
+    check(c.user_id == user_id && c.iat == iat && c.exp == exp);
+    check(strcmp(c.role, role != NULL ? role : "USER") == 0);
+}
+
+
+/* messages go into JSON unescaped and never quote the input */
+
+static void
+check_err(const char *err)
+{
+    size_t  i;
+
+    check(err[0] != '\0');
+
+    for (i = 0; err[i] != '\0'; i++) {
+        check(i < CM_JSON_ERR_LEN);
+        check(err[i] >= 0x20 && err[i] <= 0x7e);
+        check(err[i] != '"' && err[i] != '\\');
+    }
+}
+
+
+static void
+check_claims(const cm_jwt_claims_t *c)
+{
+    size_t  i;
+
+    check(c->user_id >= 1);
+    check(c->exp > FUZZ_NOW - FUZZ_LEEWAY);
+    check(c->role[0] != '\0');
+
+    for (i = 0; c->role[i] != '\0'; i++) {
+        check(i < sizeof(c->role) - 1);
+        check((c->role[i] >= 'A' && c->role[i] <= 'Z') || c->role[i] == '_');
+    }
+}
+
+
+static void
+check_card(cm_pay_method_e method, const char *type, const char *no)
+{
+    size_t  i;
+
+    if (method != CM_PAY_CARD) {
+        check(type[0] == '\0' && no[0] == '\0');
+        return;
+    }
+
+    check(strcmp(type, "SAMSUNG") == 0 || strcmp(type, "KB") == 0
+          || strcmp(type, "HYUNDAI") == 0);
+    check(strlen(no) == 19);
+
+    for (i = 0; i < 19; i++) {
+        check(i % 5 == 4 ? no[i] == '-' : (no[i] >= '0' && no[i] <= '9'));
+    }
+}
+
+
+/* what yajl alone, with no callbacks, thinks of the document */
+
+static int
+json_valid(const uint8_t *data, size_t size)
+{
+    int          rc;
+    yajl_handle  h;
+
+    h = yajl_alloc(NULL, NULL, NULL);
+    if (h == NULL) {
+        abort();
+    }
+
+    rc = yajl_parse(h, data, size) == yajl_status_ok
+         && yajl_complete_parse(h) == yajl_status_ok;
+
+    yajl_free(h);
+
+    return rc;
+}
+
+
+/*
+ * Checks that s is the content of a JSON string as cm_json_escape()
+ * promises it (only \", \\ and \u00XX escapes, no raw control bytes,
+ * strict UTF-8), then lets yajl decode it.
+ */
+
+static int
+json_string_decode(const char *s, size_t len, char *out, size_t *outlen)
+{
+    int                   rc;
+    char                 *buf;
+    size_t                i, n;
+    yajl_handle           h;
+    string_ctx_t          ctx;
+    const unsigned char  *p;
+    static yajl_callbacks  cb;
+
+    p = (const unsigned char *) s;
+
+    for (i = 0; i < len; i += n) {
+        n = 1;
+
+        if (p[i] < 0x20 || p[i] == '"') {
+            return -1;
+        }
+
+        if (p[i] == '\\') {
+            if (i + 1 >= len) {
+                return -1;
+            }
+
+            if (p[i + 1] == '"' || p[i + 1] == '\\') {
+                n = 2;
+
+            } else if (p[i + 1] == 'u' && i + 5 < len
+                       && p[i + 2] == '0' && p[i + 3] == '0'
+                       && (p[i + 4] == '0' || p[i + 4] == '1')
+                       && strchr("0123456789abcdef", p[i + 5]) != NULL
+                       && p[i + 5] != '\0')
+            {
+                n = 6;
+
+            } else {
+                return -1;
+            }
+
+        } else if (p[i] >= 0x80) {
+            n = utf8_valid_char(p + i, len - i);
+            if (n == 0) {
+                return -1;
+            }
+        }
+    }
+
+    buf = malloc(len + 2);
+    if (buf == NULL) {
+        abort();
+    }
+
+    buf[0] = '"';
+    memcpy(buf + 1, s, len);
+    buf[len + 1] = '"';
+
+    cb.yajl_string = yajl_string_cb;
+    ctx.out = out;
+    ctx.len = 0;
+    ctx.count = 0;
+
+    h = yajl_alloc(&cb, NULL, &ctx);
+    if (h == NULL) {
+        abort();
+    }
+
+    rc = yajl_parse(h, (unsigned char *) buf, len + 2) == yajl_status_ok
+         && yajl_complete_parse(h) == yajl_status_ok
+         && ctx.count == 1;
+
+    yajl_free(h);
+    free(buf);
+
+    *outlen = ctx.len;
+
+    return rc ? 0 : -1;
+}
+
+
+static int
+yajl_string_cb(void *ctx, const unsigned char *p, size_t len)
+{
+    string_ctx_t  *sc;
+
+    sc = ctx;
+    memcpy(sc->out, p, len);
+    sc->len = len;
+    sc->count++;
+
+    return 1;
+}
+
+
+/* an independent strict UTF-8 check: decode, then test the code point */
+
+static size_t
+utf8_valid_char(const uint8_t *p, size_t len)
+{
+    size_t    n, i;
+    uint32_t  cp, min;
+
+    if (p[0] < 0x80) {
+        return 1;
+
+    } else if ((p[0] & 0xe0) == 0xc0) {
+        n = 2;
+        cp = p[0] & 0x1f;
+        min = 0x80;
+
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        n = 3;
+        cp = p[0] & 0x0f;
+        min = 0x800;
+
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        n = 4;
+        cp = p[0] & 0x07;
+        min = 0x10000;
+
+    } else {
+        return 0;
+    }
+
+    if (len < n) {
+        return 0;
+    }
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+
+    return n;
+}
+
+
+static int
+utf8_valid(const uint8_t *p, size_t len)
+{
+    size_t  i, n;
+
+    for (i = 0; i < len; i += n) {
+        n = utf8_valid_char(p + i, len - i);
+        if (n == 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
