@@ -7,6 +7,7 @@
 #
 # The run works on t/fuzz/bin/corpus, a copy of the seeds that keeps what
 # earlier runs found; crashes are written to t/fuzz/bin/crash-*.
+# FUZZ_JOBS=N runs N processes in parallel (logs in t/fuzz/bin/fuzz-*.log).
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
@@ -28,13 +29,16 @@ $(FUZZ_BIN)/fuzz_parsers: t/fuzz/fuzz_parsers.c $(FUZZ_DEPS)
 	@mkdir -p $(FUZZ_BIN)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS) -lyajl -lcrypto
 
+# Run inside $(FUZZ_BIN): with FUZZ_JOBS > 1 libFuzzer writes its
+# fuzz-N.log files to the current directory.
 fuzz: fuzz-build
 	@mkdir -p $(FUZZ_BIN)/corpus
 	cp t/fuzz/corpus/* $(FUZZ_BIN)/corpus/
-	$(FUZZ_BIN)/fuzz_parsers -max_total_time=$(FUZZ_SECONDS) \
-	    -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
-	    -dict=t/fuzz/parsers.dict -max_len=4096 -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_BIN)/ $(FUZZ_BIN)/corpus
+	cd $(FUZZ_BIN) && ./fuzz_parsers -max_total_time=$(FUZZ_SECONDS) \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) \
+	    -workers=$(FUZZ_JOBS)) \
+	    -dict=$(CURDIR)/t/fuzz/parsers.dict -max_len=4096 \
+	    -print_final_stats=1 -artifact_prefix=./ corpus
 
 # A plain program (no sanitizers) that signs the seed tokens.
 $(FUZZ_BIN)/mkseeds: t/fuzz/mkseeds.c $(FUZZ_DEPS)

@@ -23,7 +23,7 @@
     tap_ok((cond) ? 1 : 0, __FILE__, __LINE__, __VA_ARGS__)
 
 #define is_int(got, want, ...)                                                \
-    tap_is_int((int64_t) (got), (int64_t) (want), __FILE__, __LINE__,          \
+    tap_is_int((int64_t) (got), (int64_t) (want), __FILE__, __LINE__,         \
                __VA_ARGS__)
 
 #define is_str(got, want, ...)                                                \
