@@ -36,6 +36,10 @@ static ngx_commerce_bounds_t  ngx_commerce_pool_size_bounds = {
     ngx_commerce_check_bounds, 1, 1024
 };
 
+static ngx_commerce_bounds_t  ngx_commerce_depth_bounds = {
+    ngx_commerce_check_bounds, 1, NGX_COMMERCE_PG_DEPTH_MAX
+};
+
 static ngx_commerce_bounds_t  ngx_commerce_queue_length_bounds = {
     ngx_commerce_check_bounds, 0, 1048576
 };
@@ -100,6 +104,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_commerce_main_conf_t, connect_timeout),
       &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_pg_pipeline_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, pipeline_depth),
+      &ngx_commerce_depth_bounds },
 
     { ngx_string("commerce_jwt_secret"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -225,6 +236,7 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->queue_timeout = NGX_CONF_UNSET_MSEC;
     mcf->statement_timeout = NGX_CONF_UNSET_MSEC;
     mcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->pipeline_depth = NGX_CONF_UNSET_UINT;
     mcf->body_max = NGX_CONF_UNSET_SIZE;
     mcf->charge_max = NGX_CONF_UNSET;
     mcf->balance_max = NGX_CONF_UNSET;
@@ -248,6 +260,7 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->queue_timeout, 3000);
     ngx_conf_init_msec_value(mcf->statement_timeout, 5000);
     ngx_conf_init_msec_value(mcf->connect_timeout, 3000);
+    ngx_conf_init_uint_value(mcf->pipeline_depth, 1);
     ngx_conf_init_size_value(mcf->body_max, 64 * 1024);
     ngx_conf_init_value(mcf->charge_max, 1000000);
     ngx_conf_init_value(mcf->balance_max, 100000000);

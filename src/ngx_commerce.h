@@ -27,6 +27,7 @@
 
 #define NGX_COMMERCE_PG_PARAMS_MAX    6
 #define NGX_COMMERCE_PG_RETRIES_MAX   3
+#define NGX_COMMERCE_PG_DEPTH_MAX     32
 
 
 typedef struct ngx_commerce_pg_pool_s   ngx_commerce_pg_pool_t;
@@ -73,6 +74,7 @@ typedef struct {
     ngx_msec_t                   queue_timeout;
     ngx_msec_t                   statement_timeout;
     ngx_msec_t                   connect_timeout;
+    ngx_uint_t                   pipeline_depth;
 
     ngx_str_t                    jwt_secret;
     ngx_str_t                    jwt_secret_file;

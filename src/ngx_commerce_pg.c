@@ -45,8 +45,12 @@ struct ngx_commerce_pg_conn_s {
     ngx_connection_t            *c;
     ngx_commerce_pg_state_e      state;
     ngx_uint_t                   prepared;
-    ngx_commerce_pg_query_t     *query;
+    /* in-flight queries, oldest first (pipeline mode) */
+    ngx_commerce_pg_query_t     *flight[NGX_COMMERCE_PG_DEPTH_MAX];
+    ngx_uint_t                   fhead;
+    ngx_uint_t                   nflight;
     PGresult                    *result;
+    unsigned                     want_sync:1;
     ngx_queue_t                  queue;
     ngx_event_t                  timer;
     ngx_msec_t                   backoff;
@@ -82,6 +86,7 @@ static void ngx_commerce_pg_write_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_timer_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_wait_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_collect(ngx_commerce_pg_conn_t *conn);
+static void ngx_commerce_pg_prepared(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn,
@@ -367,19 +372,13 @@ ngx_commerce_pg_exit_worker(ngx_commerce_main_conf_t *mcf)
 }
 
 
-/*
- * Submit a query.  NGX_OK: the handler will be called later, exactly once
- * (unless the query is cancelled).  Anything else: the handler will not be
- * called; NGX_DECLINED means Postgres is down, NGX_BUSY the queue is full,
- * NGX_ERROR the send failed.
- */
-
 ngx_int_t
 ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     ngx_commerce_pg_query_t *q)
 {
+    ngx_uint_t               i;
     ngx_queue_t             *qu;
-    ngx_commerce_pg_conn_t  *conn;
+    ngx_commerce_pg_conn_t  *conn, *c;
 
     q->conn = NULL;
     q->queued = 0;
@@ -397,6 +396,29 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
 
     if (pool->nup == 0) {
         return NGX_DECLINED;
+    }
+
+    /*
+     * Every connection is busy: pipeline behind the least loaded one rather
+     * than wait.  Under load this batches several requests into one read
+     * and one wakeup of the backend.
+     */
+
+    conn = NULL;
+
+    for (i = 0; i < pool->nconns; i++) {
+        c = &pool->conns[i];
+
+        if (c->state == NGX_COMMERCE_PG_BUSY
+            && c->nflight < pool->mcf->pipeline_depth
+            && (conn == NULL || c->nflight < conn->nflight))
+        {
+            conn = c;
+        }
+    }
+
+    if (conn != NULL) {
+        return ngx_commerce_pg_send(conn, q);
     }
 
     if (pool->nwaiting >= pool->mcf->queue_length) {
@@ -420,7 +442,10 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
 void
 ngx_commerce_pg_cancel(ngx_commerce_pg_query_t *q)
 {
-    ngx_commerce_pg_pool_t  *pool;
+    ngx_uint_t                 i;
+    ngx_commerce_pg_conn_t    *conn;
+    ngx_commerce_pg_pool_t    *pool;
+    ngx_commerce_pg_query_t  **slot;
 
     pool = ngx_commerce_main_conf()->pool;
 
@@ -439,7 +464,16 @@ ngx_commerce_pg_cancel(ngx_commerce_pg_query_t *q)
 
     if (q->conn != NULL) {
         /* the result is read and discarded; the connection stays clean */
-        q->conn->query = NULL;
+        conn = q->conn;
+
+        for (i = 0; i < conn->nflight; i++) {
+            slot = &conn->flight[(conn->fhead + i) % NGX_COMMERCE_PG_DEPTH_MAX];
+
+            if (*slot == q) {
+                *slot = NULL;
+            }
+        }
+
         q->conn = NULL;
     }
 }
@@ -676,7 +710,16 @@ ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
     const ngx_commerce_stmt_t  *st;
 
     if (conn->prepared == NGX_COMMERCE_STMT_COUNT) {
+        if (!PQenterPipelineMode(conn->pg)) {
+            ngx_commerce_pg_broken(conn, "cannot enter pipeline mode");
+            return;
+        }
+
         conn->backoff = NGX_COMMERCE_PG_BACKOFF_MIN;
+        conn->fhead = 0;
+        conn->nflight = 0;
+        conn->want_sync = 0;
+        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
         ngx_commerce_pg_release(conn);
         return;
     }
@@ -695,6 +738,12 @@ ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
 }
 
 
+/*
+ * Each query is followed by its own Sync, so it is its own implicit
+ * transaction even when several are in flight on one connection: an error
+ * aborts that query only.
+ */
+
 static ngx_int_t
 ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
 {
@@ -711,23 +760,29 @@ ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
 
     if (!PQsendQueryPrepared(conn->pg, st->name, q->nparams, q->params,
                              NULL, NULL, 0)
+        || !PQpipelineSync(conn->pg)
         || ngx_commerce_pg_flush(conn) != NGX_OK)
     {
         ngx_commerce_pg_broken(conn, "send failed");
         return NGX_ERROR;
     }
 
-    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_BUSY);
-    conn->query = q;
+    conn->flight[(conn->fhead + conn->nflight) % NGX_COMMERCE_PG_DEPTH_MAX]
+        = q;
+    conn->nflight++;
     q->conn = conn;
 
-    /* non-cancelable: an exiting worker waits for its in-flight queries */
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
+    if (conn->state != NGX_COMMERCE_PG_BUSY) {
+        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_BUSY);
+
+        /* non-cancelable: an exiting worker waits for its in-flight queries */
+        if (conn->timer.timer_set) {
+            ngx_del_timer(&conn->timer);
+        }
+        conn->timer.cancelable = 0;
+        ngx_add_timer(&conn->timer, conn->pool->mcf->statement_timeout
+                                    + NGX_COMMERCE_PG_GUARD_EXTRA);
     }
-    conn->timer.cancelable = 0;
-    ngx_add_timer(&conn->timer, conn->pool->mcf->statement_timeout
-                                + NGX_COMMERCE_PG_GUARD_EXTRA);
 
     return NGX_OK;
 }
@@ -843,35 +898,77 @@ ngx_commerce_pg_collect(ngx_commerce_pg_conn_t *conn)
 {
     PGresult  *res;
 
-    while (!PQisBusy(conn->pg)) {
+    if (conn->state == NGX_COMMERCE_PG_PREPARING) {
+        while (!PQisBusy(conn->pg)) {
+            res = PQgetResult(conn->pg);
+
+            if (res == NULL) {
+                ngx_commerce_pg_prepared(conn);
+                return;
+            }
+
+            if (conn->result == NULL) {
+                conn->result = res;
+
+            } else {
+                PQclear(res);
+            }
+        }
+
+        goto flush;
+    }
+
+    /*
+     * Pipeline mode: for each query in flight, its result(s), a NULL, then
+     * PGRES_PIPELINE_SYNC for its Sync.  A handler called from here may
+     * submit more queries or break the connection: re-check conn->pg.
+     */
+
+    while (conn->pg != NULL && conn->nflight && !PQisBusy(conn->pg)) {
         res = PQgetResult(conn->pg);
 
+        if (!conn->want_sync) {
+            if (res == NULL) {
+                conn->want_sync = 1;
+
+            } else if (conn->result == NULL) {
+                conn->result = res;
+
+            } else {
+                PQclear(res);
+            }
+
+            continue;
+        }
+
         if (res == NULL) {
-            ngx_commerce_pg_complete(conn);
+            break;
+        }
+
+        if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            ngx_commerce_pg_broken(conn, "unexpected result in pipeline");
             return;
         }
 
-        if (conn->result == NULL) {
-            conn->result = res;
+        PQclear(res);
+        conn->want_sync = 0;
 
-        } else {
-            PQclear(res);
-        }
+        ngx_commerce_pg_complete(conn);
     }
 
-    /* more to come; make sure our own output is not stuck */
-    if (ngx_commerce_pg_flush(conn) != NGX_OK) {
+flush:
+
+    if (conn->pg != NULL && ngx_commerce_pg_flush(conn) != NGX_OK) {
         ngx_commerce_pg_broken(conn, "write failed");
     }
 }
 
 
 static void
-ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
+ngx_commerce_pg_prepared(ngx_commerce_pg_conn_t *conn)
 {
-    PGresult                 *res;
-    ngx_int_t                 rc;
-    ngx_commerce_pg_query_t  *q;
+    PGresult  *res;
 
     res = conn->result;
     conn->result = NULL;
@@ -880,28 +977,52 @@ ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
         ngx_del_timer(&conn->timer);
     }
 
-    if (conn->state == NGX_COMMERCE_PG_PREPARING) {
-        if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-            ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
-                          "commerce: preparing \"%s\" failed: %s "
-                          "(are the sql/ migrations applied?)",
-                          ngx_commerce_statements[conn->prepared].name,
-                          res ? PQresultErrorMessage(res) : "no result");
-            if (res) {
-                PQclear(res);
-            }
-            ngx_commerce_pg_broken(conn, "prepare failed");
-            return;
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
+                      "commerce: preparing \"%s\" failed: %s "
+                      "(are the sql/ migrations applied?)",
+                      ngx_commerce_statements[conn->prepared].name,
+                      res ? PQresultErrorMessage(res) : "no result");
+        if (res) {
+            PQclear(res);
         }
-
-        PQclear(res);
-        conn->prepared++;
-        ngx_commerce_pg_prepare_next(conn);
+        ngx_commerce_pg_broken(conn, "prepare failed");
         return;
     }
 
-    q = conn->query;
-    conn->query = NULL;
+    PQclear(res);
+    conn->prepared++;
+    ngx_commerce_pg_prepare_next(conn);
+}
+
+
+/* the oldest query in flight is complete: hand its result to its owner */
+
+static void
+ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
+{
+    PGresult                 *res;
+    ngx_commerce_pg_query_t  *q;
+
+    res = conn->result;
+    conn->result = NULL;
+
+    q = conn->flight[conn->fhead];
+    conn->fhead = (conn->fhead + 1) % NGX_COMMERCE_PG_DEPTH_MAX;
+    conn->nflight--;
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->nflight) {
+        /* the guard now covers the next query in flight */
+        conn->timer.cancelable = 0;
+        ngx_add_timer(&conn->timer, conn->pool->mcf->statement_timeout
+                                    + NGX_COMMERCE_PG_GUARD_EXTRA);
+    } else {
+        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
+    }
 
     if (q != NULL && res != NULL
         && ngx_commerce_pg_retryable(res)
@@ -916,10 +1037,8 @@ ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
                       PQresultErrorField(res, PG_DIAG_SQLSTATE));
         PQclear(res);
 
-        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
-
-        rc = ngx_commerce_pg_send(conn, q);
-        if (rc != NGX_OK) {
+        if (ngx_commerce_pg_send(conn, q) != NGX_OK) {
+            q->conn = NULL;
             q->handler(q, NGX_ERROR, NULL);
         }
 
@@ -939,7 +1058,10 @@ ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
 }
 
 
-/* a connection is free: hand it to the first waiter, or park it idle */
+/*
+ * A connection has room: hand it to waiters (up to the pipeline depth), or
+ * park it idle when nothing is in flight.
+ */
 
 static void
 ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
@@ -950,9 +1072,10 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
 
     pool = conn->pool;
 
-    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
-
-    while (!ngx_queue_empty(&pool->waiting)) {
+    while (!ngx_queue_empty(&pool->waiting)
+           && conn->pg != NULL
+           && conn->nflight < pool->mcf->pipeline_depth)
+    {
         qu = ngx_queue_head(&pool->waiting);
         q = ngx_queue_data(qu, ngx_commerce_pg_query_t, queue);
 
@@ -964,12 +1087,14 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
             ngx_del_timer(&q->wait);
         }
 
-        if (ngx_commerce_pg_send(conn, q) == NGX_OK) {
+        if (ngx_commerce_pg_send(conn, q) != NGX_OK) {
+            /* the connection broke: fail this waiter, leave the rest */
+            q->handler(q, NGX_ERROR, NULL);
             return;
         }
+    }
 
-        /* the connection broke: fail this waiter, leave the rest queued */
-        q->handler(q, NGX_ERROR, NULL);
+    if (conn->nflight || conn->pg == NULL || conn->in_idle) {
         return;
     }
 
@@ -988,9 +1113,9 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
 static void
 ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
 {
-    ngx_uint_t                level;
+    ngx_uint_t                i, n, level;
     ngx_commerce_pg_pool_t   *pool;
-    ngx_commerce_pg_query_t  *q;
+    ngx_commerce_pg_query_t  *q, *failed[NGX_COMMERCE_PG_DEPTH_MAX];
 
     pool = conn->pool;
 
@@ -999,12 +1124,22 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
                                                   : NGX_LOG_ERR;
 
     ngx_log_error(level, pool->log, 0,
-                  "commerce: pg connection #%ui: %s: %s; reconnecting in %Mms",
+                  "commerce: pg connection #%ui: %s: %s; %ui in flight; "
+                  "reconnecting in %Mms",
                   conn->index, why, ngx_commerce_pg_error(conn),
-                  conn->backoff);
+                  conn->nflight, conn->backoff);
 
-    q = conn->query;
-    conn->query = NULL;
+    n = 0;
+    for (i = 0; i < conn->nflight; i++) {
+        q = conn->flight[(conn->fhead + i) % NGX_COMMERCE_PG_DEPTH_MAX];
+        if (q != NULL) {
+            failed[n++] = q;
+        }
+    }
+
+    conn->nflight = 0;
+    conn->fhead = 0;
+    conn->want_sync = 0;
 
     ngx_commerce_pg_close(conn);
     ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
@@ -1019,9 +1154,9 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
         }
     }
 
-    if (q != NULL) {
-        q->conn = NULL;
-        q->handler(q, NGX_ERROR, NULL);
+    for (i = 0; i < n; i++) {
+        failed[i]->conn = NULL;
+        failed[i]->handler(failed[i], NGX_ERROR, NULL);
     }
 
     if (pool->nup == 0) {
