@@ -73,7 +73,7 @@ ngx_commerce_verify(ngx_commerce_main_conf_t *mcf, ngx_str_t *token,
 
         if (e->hash == hash && e->len == token->len
             && CRYPTO_memcmp(e->token, token->data, token->len) == 0
-            && e->claims.exp + NGX_COMMERCE_JWT_LEEWAY > now)
+            && e->claims.exp > now - NGX_COMMERCE_JWT_LEEWAY)
         {
             *claims = e->claims;
             return NGX_OK;

@@ -25,6 +25,8 @@ commerce_pg_pool_size 4;
 commerce_pg_queue_length 100;
 commerce_pg_queue_timeout 500ms;
 commerce_pg_statement_timeout 2s;
+commerce_pg_connect_timeout 1s;
+commerce_pg_pipeline_depth 4;
 commerce_body_max 16k;
 commerce_charge_max 5000;
 commerce_balance_max 1000000;
@@ -47,6 +49,9 @@ my @bad = (
     [ 'commerce_pg_queue_length many;',       'commerce_pg_queue_length' ],
     [ 'commerce_pg_queue_timeout abc;',       'commerce_pg_queue_timeout' ],
     [ 'commerce_pg_statement_timeout 5x;',    'commerce_pg_statement_timeout' ],
+    [ 'commerce_pg_connect_timeout later;',   'commerce_pg_connect_timeout' ],
+    [ 'commerce_pg_pipeline_depth 0;',        'commerce_pg_pipeline_depth' ],
+    [ 'commerce_pg_pipeline_depth deep;',     'commerce_pg_pipeline_depth' ],
     [ 'commerce_body_max -1;',                'commerce_body_max' ],
     [ 'commerce_body_max lots;',              'commerce_body_max' ],
     [ 'commerce_charge_max 0;',               'commerce_charge_max' ],

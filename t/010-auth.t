@@ -146,8 +146,9 @@ is_error($t->get('/api/v1/balance', name => 'file',
     token => $t->token(9, secret => 'other')), 401, 'UNAUTHORIZED',
     'secret file: wrong secret');
 
-# a second instance whose file holds another secret
-my $other = $t->write_file('other.secret', 'another-secret-0123456789');
+# a second instance whose file holds another secret, written the way
+# `echo secret > file` does: the trailing newline is not part of the key
+my $other = $t->write_file('other.secret', "another-secret-0123456789\n");
 $t->write_config($t->default_config(no_secret => 1,
     http_extra => "commerce_jwt_secret_file $other;"), name => 'other');
 $t->start_nginx(name => 'other');

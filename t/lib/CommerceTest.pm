@@ -49,6 +49,14 @@ our $JSON = JSON::PP->new->canonical->utf8->allow_nonref;
 
 my @INSTANCES;          # every live harness, for END
 
+# worker_rlimit_nofile of the default config: within the hard limit, or
+# setrlimit fails with an [alert] in the log
+our $NOFILE = do {
+    my $h = `sh -c 'ulimit -Hn' 2>/dev/null` // '';
+    chomp $h;
+    $h =~ /^\d+$/ && $h < 16384 ? $h : 16384;
+};
+
 # a server answering early (413) must not kill the test with SIGPIPE
 $SIG{PIPE} = 'IGNORE';
 my %PORT_LOCKS;         # port => UDP lock socket (whole process)
@@ -491,7 +499,9 @@ sub error_log { $_[0]->_nginx($_[1])->{prefix} . '/error.log' }
 #   main_extra (main context), events_extra, http_extra, server_extra,
 #   location_extra (inside location /api/v1/), workers (2),
 #   secret_file => 1 (commerce_jwt_secret_file instead of the secret),
-#   no_secret => 1, no_conninfo => 1, conninfo => '...'.
+#   no_secret => 1, no_conninfo => 1, conninfo => '...',
+#   access_log => 'off', log_level => 'warn', worker_connections => 4096,
+#   nofile => worker_rlimit_nofile (default: 16384 or the hard limit).
 sub default_config {
     my ($self, %o) = @_;
     my $workers = $o{workers} // 2;
@@ -506,25 +516,29 @@ sub default_config {
     my $http = $o{http_extra} // '';
     my $server = $o{server_extra} // '';
     my $loc = $o{location_extra} // '';
+    my $access = $o{access_log} // '%%TESTDIR%%/access.log';
+    my $level = $o{log_level} // 'info';
+    my $wc = $o{worker_connections} // 4096;
+    my $nofile = $o{nofile} // $NOFILE;
 
     return <<"EOF";
 load_module %%MODULE%%;
 %%USER%%
 worker_processes $workers;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile $nofile;
 daemon off;
 master_process on;
 pid %%TESTDIR%%/nginx.pid;
-error_log %%TESTDIR%%/error.log info;
+error_log %%TESTDIR%%/error.log $level;
 $main
 
 events {
-    worker_connections 4096;
+    worker_connections $wc;
     $events
 }
 
 http {
-    access_log %%TESTDIR%%/access.log;
+    access_log $access;
     client_body_temp_path %%TESTDIR%%/client_body_temp;
     proxy_temp_path %%TESTDIR%%/proxy_temp;
     fastcgi_temp_path %%TESTDIR%%/fastcgi_temp;

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "cm_json.h"
 #include "cm_jwt.h"
 #include "tap.h"
@@ -212,6 +215,8 @@ test_expiry(void)
            NULL, "nbf now");
     forged(HS256, "{\"sub\":\"1\",\"exp\":1800000000,\"iat\":\"x\"}",
            "bad iat", "iat a string");
+    forged(HS256, "{\"sub\":\"1\",\"exp\":1800000000,\"nbf\":1.5}",
+           "bad nbf", "nbf with a fraction");
 }
 
 
@@ -290,6 +295,7 @@ test_signature(void)
 {
     char             tok[TOKEN_LEN], other[TOKEN_LEN], forge[TOKEN_LEN];
     char            *dot, *sig;
+    unsigned char    mac[32];
     size_t           n;
     cm_jwt_claims_t  c;
     const char      *reason;
@@ -364,6 +370,17 @@ test_signature(void)
     memmove(dot + 1, dot, strlen(dot) + 1);
     *dot = '=';
     rejected(forge, "bad signature", "payload with '=' padding");
+
+    /* ... and when the signer signed it that way, the decoding refuses it */
+    strcpy(forge, "eyJhbGciOiJIUzI1NiJ9"
+                  ".eyJzdWIiOiIxIiwiZXhwIjoxODAwMDAwMDAwfQ=");
+    n = strlen(forge);
+    forge[n++] = '.';
+    HMAC(EVP_sha256(), KEY, (int) KEYLEN, (unsigned char *) forge, n - 1,
+         mac, NULL);
+    n += cm_base64url_encode(forge + n, sizeof(forge) - n, mac, sizeof(mac));
+    forge[n] = '\0';
+    rejected(forge, "malformed token", "signed payload with '=' padding");
 }
 
 
