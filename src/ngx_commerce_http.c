@@ -1,0 +1,719 @@
+
+/*
+ * Outbound HTTP/1.1 to payment gateways, on nginx's own machinery:
+ * ngx_event_connect_peer(), c->send/c->recv, event timers, and the
+ * addresses of an `upstream {}` block from nginx.conf (resolved by nginx at
+ * configuration time).  Works the same from a client request and from a
+ * timer job: the caller owns the ngx_commerce_http_t and gets exactly one
+ * call of its handler, unless it aborts first.
+ *
+ * What the caller needs to decide about retries is in h->rc:
+ *   NGX_COMMERCE_HTTP_OK               a complete response (h->status, h->body)
+ *   NGX_COMMERCE_HTTP_REFUSED          the connection failed: nothing was sent
+ *   NGX_COMMERCE_HTTP_CONNECT_TIMEOUT  no connection in time: nothing was sent
+ *   NGX_COMMERCE_HTTP_TIMEOUT          sent, no complete answer in time
+ *   NGX_COMMERCE_HTTP_BROKEN           sent (maybe partly), then reset/closed
+ *   NGX_COMMERCE_HTTP_INVALID          an answer we cannot parse
+ *
+ * Idle connections are kept per worker and gateway (keepalive=N), watched
+ * by a read handler that drops them when the gateway closes them, like
+ * ngx_http_upstream_keepalive_module does.
+ */
+
+
+#include "ngx_commerce.h"
+#include "ngx_commerce_gw.h"
+
+
+#define NGX_COMMERCE_HTTP_RESPONSE_MAX  (64 * 1024)
+#define NGX_COMMERCE_HTTP_IDLE_TIMEOUT  20000
+
+
+typedef struct {
+    ngx_queue_t        queue;
+    ngx_connection_t  *connection;
+    ngx_commerce_gateway_t *gw;
+} ngx_commerce_http_idle_t;
+
+
+static ngx_int_t ngx_commerce_http_connect(ngx_commerce_http_t *h);
+static ngx_int_t ngx_commerce_http_build(ngx_commerce_http_t *h);
+static void ngx_commerce_http_write_handler(ngx_event_t *wev);
+static void ngx_commerce_http_read_handler(ngx_event_t *rev);
+static ngx_int_t ngx_commerce_http_parse(ngx_commerce_http_t *h);
+static void ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc);
+static void ngx_commerce_http_keep(ngx_commerce_http_t *h);
+static void ngx_commerce_http_idle_handler(ngx_event_t *ev);
+static void ngx_commerce_http_idle_close(ngx_commerce_http_idle_t *item);
+static ngx_int_t ngx_commerce_http_test_connect(ngx_connection_t *c);
+
+
+const char *
+ngx_commerce_http_rc_name(ngx_uint_t rc)
+{
+    static const char *names[] = {
+        "ok", "refused", "connect_timeout", "timeout", "broken", "invalid"
+    };
+
+    return rc < sizeof(names) / sizeof(names[0]) ? names[rc] : "unknown";
+}
+
+
+ngx_int_t
+ngx_commerce_http_start(ngx_commerce_http_t *h)
+{
+    h->started = ngx_current_msec;
+    h->rc = NGX_COMMERCE_HTTP_OK;
+    h->status = 0;
+    h->body.len = 0;
+    h->body.data = NULL;
+    h->connection = NULL;
+    h->in = NULL;
+    h->sent = 0;
+    h->connected = 0;
+    h->reused = 0;
+    h->eof = 0;
+    h->keepalive = 0;
+
+    if (ngx_commerce_http_build(h) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_commerce_http_connect(h);
+}
+
+
+void
+ngx_commerce_http_abort(ngx_commerce_http_t *h)
+{
+    if (h->connection != NULL) {
+        ngx_close_connection(h->connection);
+        h->connection = NULL;
+    }
+
+    h->handler = NULL;
+}
+
+
+static ngx_int_t
+ngx_commerce_http_build(ngx_commerce_http_t *h)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
+    len = h->method.len + 1 + h->uri.len + sizeof(" HTTP/1.1" CRLF) - 1
+          + sizeof("Host: " CRLF) - 1 + h->gw->host.len
+          + sizeof("X-USER-ID: " CRLF) - 1 + h->user_id.len
+          + sizeof("User-Agent: ngx_commerce" CRLF) - 1
+          + sizeof("Connection: keep-alive" CRLF) - 1
+          + sizeof("Content-Type: application/json" CRLF) - 1
+          + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
+          + h->extra_headers.len
+          + sizeof(CRLF) - 1 + h->request_body.len;
+
+    b = ngx_create_temp_buf(h->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "%V %V HTTP/1.1" CRLF "Host: %V" CRLF,
+                          &h->method, &h->uri, &h->gw->host);
+
+    if (h->user_id.len) {
+        b->last = ngx_sprintf(b->last, "X-USER-ID: %V" CRLF,
+                              &h->user_id);
+    }
+
+    b->last = ngx_cpymem(b->last, "User-Agent: ngx_commerce" CRLF
+                         "Connection: keep-alive" CRLF,
+                         sizeof("User-Agent: ngx_commerce" CRLF
+                                "Connection: keep-alive" CRLF) - 1);
+
+    b->last = ngx_cpymem(b->last, h->extra_headers.data,
+                         h->extra_headers.len);
+
+    if (h->request_body.len) {
+        b->last = ngx_sprintf(b->last,
+                              "Content-Type: application/json" CRLF
+                              "Content-Length: %uz" CRLF CRLF,
+                              h->request_body.len);
+        b->last = ngx_cpymem(b->last, h->request_body.data,
+                             h->request_body.len);
+
+    } else {
+        b->last = ngx_cpymem(b->last, CRLF, 2);
+    }
+
+    h->out = b;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_commerce_http_connect(ngx_commerce_http_t *h)
+{
+    ngx_int_t                  rc;
+    ngx_addr_t                *addr;
+    ngx_queue_t               *q;
+    ngx_connection_t          *c;
+    ngx_commerce_gateway_t    *gw;
+    ngx_commerce_http_idle_t  *item;
+
+    gw = h->gw;
+
+    /* a kept connection first */
+
+    while (!ngx_queue_empty(&gw->idle)) {
+        q = ngx_queue_head(&gw->idle);
+        ngx_queue_remove(q);
+        gw->nidle--;
+
+        item = ngx_queue_data(q, ngx_commerce_http_idle_t, queue);
+        c = item->connection;
+        ngx_queue_insert_head(&gw->free, &item->queue);
+
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        c->idle = 0;
+        c->data = h;
+        c->log = h->log;
+        c->read->log = h->log;
+        c->write->log = h->log;
+        c->pool = h->pool;
+
+        h->connection = c;
+        h->reused = 1;
+
+        c->read->handler = ngx_commerce_http_read_handler;
+        c->write->handler = ngx_commerce_http_write_handler;
+
+        ngx_commerce_http_write_handler(c->write);
+        return NGX_OK;
+    }
+
+    h->reused = 0;
+
+    addr = &gw->addrs[gw->rr++ % gw->naddrs];
+
+    ngx_memzero(&h->pc, sizeof(ngx_peer_connection_t));
+    h->pc.sockaddr = addr->sockaddr;
+    h->pc.socklen = addr->socklen;
+    h->pc.name = &addr->name;
+    h->pc.get = ngx_event_get_peer;
+    h->pc.log = h->log;
+    h->pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&h->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (h->pc.connection) {
+            ngx_close_connection(h->pc.connection);
+            h->pc.connection = NULL;
+        }
+
+        /* not from inside the caller's call: post the answer */
+        h->rc = NGX_COMMERCE_HTTP_REFUSED;
+        h->post.handler = ngx_commerce_http_posted;
+        h->post.data = h;
+        h->post.log = h->log;
+        ngx_post_event(&h->post, &ngx_posted_events);
+        return NGX_OK;
+    }
+
+    c = h->pc.connection;
+    c->data = h;
+    c->pool = h->pool;
+    c->log = h->log;
+    c->read->log = h->log;
+    c->write->log = h->log;
+    c->read->handler = ngx_commerce_http_read_handler;
+    c->write->handler = ngx_commerce_http_write_handler;
+
+    h->connection = c;
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, gw->connect_timeout);
+        return NGX_OK;
+    }
+
+    ngx_commerce_http_write_handler(c->write);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_commerce_http_posted(ngx_event_t *ev)
+{
+    ngx_commerce_http_t  *h = ev->data;
+
+    ngx_commerce_http_done(h, h->rc);
+}
+
+
+static ngx_int_t
+ngx_commerce_http_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        c->log->action = "connecting to payment gateway";
+        (void) ngx_connection_error(c, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_commerce_http_write_handler(ngx_event_t *wev)
+{
+    ssize_t                n;
+    ngx_connection_t      *c;
+    ngx_commerce_http_t   *h;
+
+    c = wev->data;
+    h = c->data;
+
+    if (wev->timedout) {
+        ngx_commerce_http_done(h, h->sent ? NGX_COMMERCE_HTTP_TIMEOUT
+                                          : NGX_COMMERCE_HTTP_CONNECT_TIMEOUT);
+        return;
+    }
+
+    if (!h->connected) {
+        if (!h->reused && ngx_commerce_http_test_connect(c) != NGX_OK) {
+            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+            return;
+        }
+
+        h->connected = 1;
+
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+    }
+
+    while (h->out->pos < h->out->last) {
+        n = c->send(c, h->out->pos, h->out->last - h->out->pos);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+            }
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            /*
+             * a reused connection the gateway closed meanwhile: the request
+             * never left; anything else may have been received
+             */
+            ngx_commerce_http_done(h, (h->reused && !h->sent)
+                                      ? NGX_COMMERCE_HTTP_REFUSED
+                                      : NGX_COMMERCE_HTTP_BROKEN);
+            return;
+        }
+
+        h->sent = 1;
+        h->out->pos += n;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    if (!c->read->timer_set) {
+        ngx_add_timer(c->read, h->gw->timeout);
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+        return;
+    }
+
+    if (c->read->ready) {
+        ngx_commerce_http_read_handler(c->read);
+    }
+}
+
+
+static void
+ngx_commerce_http_read_handler(ngx_event_t *rev)
+{
+    size_t                size;
+    ssize_t               n;
+    ngx_int_t             rc;
+    ngx_buf_t            *b;
+    ngx_connection_t     *c;
+    ngx_commerce_http_t  *h;
+
+    c = rev->data;
+    h = c->data;
+
+    if (rev->timedout) {
+        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_TIMEOUT);
+        return;
+    }
+
+    if (h->in == NULL) {
+        h->in = ngx_create_temp_buf(h->pool, 4096);
+        if (h->in == NULL) {
+            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+            return;
+        }
+    }
+
+    for ( ;; ) {
+        b = h->in;
+
+        if (b->last == b->end) {
+            size = (b->end - b->start) * 2;
+
+            if (size > NGX_COMMERCE_HTTP_RESPONSE_MAX) {
+                ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_INVALID);
+                return;
+            }
+
+            b = ngx_create_temp_buf(h->pool, size);
+            if (b == NULL) {
+                ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+                return;
+            }
+
+            b->last = ngx_cpymem(b->last, h->in->pos, h->in->last - h->in->pos);
+            h->in = b;
+        }
+
+        n = c->recv(c, b->last, b->end - b->last);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            h->eof = 1;
+
+        } else {
+            b->last += n;
+        }
+
+        rc = ngx_commerce_http_parse(h);
+
+        if (rc == NGX_OK) {
+            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_OK);
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_INVALID);
+            return;
+        }
+
+        if (h->eof) {
+            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+            return;
+        }
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+    }
+}
+
+
+/*
+ * A deliberately small response parser: status line, the headers we need
+ * (Content-Length, Connection, Transfer-Encoding), then a Content-Length
+ * body or one read until close.  Chunked answers are refused: the gateways
+ * we speak to send lengths.  NGX_OK: complete; NGX_AGAIN: need more.
+ */
+
+static ngx_int_t
+ngx_commerce_http_parse(ngx_commerce_http_t *h)
+{
+    u_char     *p, *end, *line, *eol, *colon, *hdr_end;
+    off_t       clen;
+    ngx_str_t   name, value;
+
+    p = h->in->pos;
+    end = h->in->last;
+
+    hdr_end = ngx_strlcasestrn(p, end, (u_char *) CRLF CRLF, 4 - 1);
+    if (hdr_end == NULL) {
+        return (end - p > 16384) ? NGX_ERROR : NGX_AGAIN;
+    }
+
+    eol = ngx_strlcasestrn(p, hdr_end + 2, (u_char *) CRLF, 2 - 1);
+
+    /* "HTTP/1.x 200 ..." */
+    if (eol - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') {
+        return NGX_ERROR;
+    }
+
+    h->status = ngx_atoi(p + 9, 3);
+    if (h->status == (ngx_uint_t) NGX_ERROR || h->status < 100) {
+        return NGX_ERROR;
+    }
+
+    h->keepalive = (p[7] == '1');
+    clen = -1;
+
+    for (line = eol + 2; line < hdr_end + 2; line = eol + 2) {
+        eol = ngx_strlcasestrn(line, hdr_end + 2, (u_char *) CRLF, 2 - 1);
+        if (eol == NULL) {
+            return NGX_ERROR;
+        }
+
+        colon = ngx_strlchr(line, eol, ':');
+        if (colon == NULL) {
+            return NGX_ERROR;
+        }
+
+        name.data = line;
+        name.len = colon - line;
+
+        for (value.data = colon + 1; value.data < eol && *value.data == ' ';
+             value.data++)
+        { /* void */ }
+
+        value.len = eol - value.data;
+
+        if (name.len == 14
+            && ngx_strncasecmp(name.data, (u_char *) "Content-Length", 14)
+               == 0)
+        {
+            clen = ngx_atoof(value.data, value.len);
+            if (clen < 0 || clen > NGX_COMMERCE_HTTP_RESPONSE_MAX) {
+                return NGX_ERROR;
+            }
+
+        } else if (name.len == 10
+                   && ngx_strncasecmp(name.data, (u_char *) "Connection", 10)
+                      == 0)
+        {
+            if (value.len >= 5
+                && ngx_strncasecmp(value.data, (u_char *) "close", 5) == 0)
+            {
+                h->keepalive = 0;
+            }
+
+        } else if (name.len == 17
+                   && ngx_strncasecmp(name.data,
+                                      (u_char *) "Transfer-Encoding", 17)
+                      == 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    p = hdr_end + 4;
+
+    if (clen >= 0) {
+        if (end - p < clen) {
+            return NGX_AGAIN;
+        }
+
+        if (end - p > clen) {
+            /* pipelined junk: do not reuse this connection */
+            h->keepalive = 0;
+        }
+
+        h->body.data = p;
+        h->body.len = (size_t) clen;
+        return NGX_OK;
+    }
+
+    /* no length: the body ends when the gateway closes */
+    h->keepalive = 0;
+
+    if (!h->eof) {
+        return NGX_AGAIN;
+    }
+
+    h->body.data = p;
+    h->body.len = end - p;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc)
+{
+    ngx_connection_t  *c;
+
+    h->rc = rc;
+    h->latency = ngx_current_msec - h->started;
+
+    c = h->connection;
+    h->connection = NULL;
+
+    if (c != NULL) {
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        if (rc == NGX_COMMERCE_HTTP_OK && h->keepalive
+            && h->gw->keepalive && !ngx_exiting && !ngx_terminate)
+        {
+            h->connection = c;
+            ngx_commerce_http_keep(h);
+            h->connection = NULL;
+
+        } else {
+            ngx_close_connection(c);
+        }
+    }
+
+    if (rc != NGX_COMMERCE_HTTP_OK) {
+        ngx_log_error(NGX_LOG_WARN, h->log, 0,
+                      "commerce: gateway %V: %V %V: %s after %Mms",
+                      &h->gw->name, &h->method, &h->uri,
+                      ngx_commerce_http_rc_name(rc), h->latency);
+    }
+
+    if (h->handler) {
+        h->handler(h);
+    }
+}
+
+
+static void
+ngx_commerce_http_keep(ngx_commerce_http_t *h)
+{
+    ngx_queue_t               *q;
+    ngx_connection_t          *c;
+    ngx_commerce_gateway_t    *gw;
+    ngx_commerce_http_idle_t  *item;
+
+    gw = h->gw;
+    c = h->connection;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_close_connection(c);
+        return;
+    }
+
+    if (gw->nidle >= gw->keepalive || ngx_queue_empty(&gw->free)) {
+        /* full: drop the oldest */
+        q = ngx_queue_last(&gw->idle);
+        item = ngx_queue_data(q, ngx_commerce_http_idle_t, queue);
+        ngx_commerce_http_idle_close(item);
+    }
+
+    q = ngx_queue_head(&gw->free);
+    ngx_queue_remove(q);
+    item = ngx_queue_data(q, ngx_commerce_http_idle_t, queue);
+
+    item->connection = c;
+    item->gw = gw;
+    ngx_queue_insert_head(&gw->idle, q);
+    gw->nidle++;
+
+    /* the request's pool and log go away: point at the cycle's */
+    c->pool = NULL;
+    c->log = ngx_cycle->log;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+    c->data = item;
+    c->idle = 1;
+
+    c->read->handler = ngx_commerce_http_idle_handler;
+    c->write->handler = ngx_commerce_http_idle_handler;
+
+    ngx_add_timer(c->read, NGX_COMMERCE_HTTP_IDLE_TIMEOUT);
+}
+
+
+static void
+ngx_commerce_http_idle_handler(ngx_event_t *ev)
+{
+    char                       buf[1];
+    ssize_t                    n;
+    ngx_connection_t          *c;
+    ngx_commerce_http_idle_t  *item;
+
+    c = ev->data;
+    item = c->data;
+
+    if (ev->write) {
+        return;
+    }
+
+    if (c->close || ev->timedout) {
+        goto close;
+    }
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+
+    if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+        ev->ready = 0;
+
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            goto close;
+        }
+
+        return;
+    }
+
+close:
+
+    ngx_commerce_http_idle_close(item);
+}
+
+
+static void
+ngx_commerce_http_idle_close(ngx_commerce_http_idle_t *item)
+{
+    ngx_commerce_gateway_t  *gw;
+
+    gw = item->gw;
+
+    ngx_queue_remove(&item->queue);
+    gw->nidle--;
+    ngx_queue_insert_head(&gw->free, &item->queue);
+
+    ngx_close_connection(item->connection);
+    item->connection = NULL;
+}
+
+
+ngx_int_t
+ngx_commerce_http_init_gateway(ngx_cycle_t *cycle, ngx_commerce_gateway_t *gw)
+{
+    ngx_uint_t                 i;
+    ngx_commerce_http_idle_t  *items;
+
+    ngx_queue_init(&gw->idle);
+    ngx_queue_init(&gw->free);
+    gw->nidle = 0;
+
+    items = ngx_pcalloc(cycle->pool,
+                        (gw->keepalive + 1) * sizeof(ngx_commerce_http_idle_t));
+    if (items == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < gw->keepalive + 1; i++) {
+        ngx_queue_insert_tail(&gw->free, &items[i].queue);
+    }
+
+    return NGX_OK;
+}
