@@ -8,7 +8,7 @@
  */
 
 
-#include "ngx_commerce.h"
+#include "ngx_commerce_gw.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -18,8 +18,11 @@ static char *ngx_commerce_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_commerce_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_commerce_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_commerce_check_bounds(ngx_conf_t *cf, void *post,
     void *data);
+static ngx_int_t ngx_commerce_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_commerce_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_commerce_init_process(ngx_cycle_t *cycle);
 static void ngx_commerce_exit_process(ngx_cycle_t *cycle);
@@ -58,6 +61,18 @@ static ngx_commerce_bounds_t  ngx_commerce_money_bounds = {
 
 static ngx_commerce_bounds_t  ngx_commerce_ttl_bounds = {
     ngx_commerce_check_bounds, 1, 31536000
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_retries_bounds = {
+    ngx_commerce_check_bounds, 1, 10
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_percent_bounds = {
+    ngx_commerce_check_bounds, 0, 100
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_rate_bounds = {
+    ngx_commerce_check_bounds, 0, 100000
 };
 
 
@@ -161,6 +176,111 @@ static ngx_command_t  ngx_commerce_commands[] = {
       offsetof(ngx_commerce_main_conf_t, expiry_interval),
       &ngx_commerce_timeout_bounds },
 
+    { ngx_string("commerce_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_commerce_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_gateway"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_gateway,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_gateway_callback_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, callback_url),
+      NULL },
+
+    { ngx_string("commerce_gateway_callback_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, callback_secret),
+      NULL },
+
+    { ngx_string("commerce_gateway_callback_tolerance"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, callback_tolerance),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_gateway_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, retry_attempts),
+      &ngx_commerce_retries_bounds },
+
+    { ngx_string("commerce_gateway_retry_base"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, retry_base),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_gateway_retry_cap"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, retry_cap),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_gateway_retry_budget"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, retry_budget_ratio),
+      &ngx_commerce_percent_bounds },
+
+    { ngx_string("commerce_gateway_retry_budget_min"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, retry_budget_min),
+      &ngx_commerce_rate_bounds },
+
+    { ngx_string("commerce_payment_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, payment_timeout),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_reconcile_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, reconcile_interval),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_reconcile_age"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, reconcile_age),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_reconcile_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, reconcile_grace),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_commerce_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("commerce_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_commerce_api,
@@ -244,6 +364,17 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->expiry_interval = NGX_CONF_UNSET_MSEC;
     mcf->request_id_index = NGX_ERROR;
 
+    mcf->callback_tolerance = NGX_CONF_UNSET;
+    mcf->retry_attempts = NGX_CONF_UNSET_UINT;
+    mcf->retry_base = NGX_CONF_UNSET_MSEC;
+    mcf->retry_cap = NGX_CONF_UNSET_MSEC;
+    mcf->retry_budget_ratio = NGX_CONF_UNSET_UINT;
+    mcf->retry_budget_min = NGX_CONF_UNSET_UINT;
+    mcf->payment_timeout = NGX_CONF_UNSET;
+    mcf->reconcile_interval = NGX_CONF_UNSET_MSEC;
+    mcf->reconcile_age = NGX_CONF_UNSET;
+    mcf->reconcile_grace = NGX_CONF_UNSET;
+
     return mcf;
 }
 
@@ -266,6 +397,17 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->balance_max, 100000000);
     ngx_conf_init_value(mcf->order_ttl, 30 * 60);
     ngx_conf_init_msec_value(mcf->expiry_interval, 10000);
+
+    ngx_conf_init_value(mcf->callback_tolerance, 300);
+    ngx_conf_init_uint_value(mcf->retry_attempts, 3);
+    ngx_conf_init_msec_value(mcf->retry_base, 100);
+    ngx_conf_init_msec_value(mcf->retry_cap, 2000);
+    ngx_conf_init_uint_value(mcf->retry_budget_ratio, 20);
+    ngx_conf_init_uint_value(mcf->retry_budget_min, 10);
+    ngx_conf_init_value(mcf->payment_timeout, 600);
+    ngx_conf_init_msec_value(mcf->reconcile_interval, 5000);
+    ngx_conf_init_value(mcf->reconcile_age, 10);
+    ngx_conf_init_value(mcf->reconcile_grace, 60);
 
     if (!mcf->used) {
         return NGX_CONF_OK;
@@ -317,7 +459,24 @@ ngx_commerce_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_commerce_loc_conf_t *prev = parent;
     ngx_commerce_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_commerce_main_conf_t  *mcf;
+
     ngx_conf_merge_value(conf->api, prev->api, 0);
+
+    if (conf->api) {
+        /*
+         * A body nginx buffers to a file would be refused: make the memory
+         * buffer hold any body the API accepts (core merged before us).
+         */
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_commerce_module);
+
+        if (clcf->client_body_buffer_size < mcf->body_max) {
+            clcf->client_body_buffer_size = mcf->body_max;
+        }
+    }
 
     return NGX_CONF_OK;
 }
@@ -371,6 +530,18 @@ ngx_commerce_check_bounds(ngx_conf_t *cf, void *post, void *data)
 }
 
 
+static char *
+ngx_commerce_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_commerce_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_commerce_postconfiguration(ngx_conf_t *cf)
 {
@@ -379,6 +550,11 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
     ngx_commerce_main_conf_t   *mcf;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
+
+    if (ngx_commerce_gateways_check(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (!mcf->used) {
         return NGX_OK;
     }
@@ -391,6 +567,43 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_commerce_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_commerce_log_handler;
+
+    return NGX_OK;
+}
+
+
+/* request metrics: route, status and latency of every API request */
+
+static ngx_int_t
+ngx_commerce_log_handler(ngx_http_request_t *r)
+{
+    ngx_time_t               *tp;
+    ngx_msec_int_t            ms;
+    ngx_commerce_ctx_t       *ctx;
+    ngx_commerce_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_module);
+    if (!lcf->api || r != r->main) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+
+    tp = ngx_timeofday();
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+    ms = ngx_max(ms, 0);
+
+    ngx_commerce_metrics_request(r, ctx ? ctx->route : 0,
+                                 r->headers_out.status,
+                                 (ngx_msec_t) ms * 1000);
 
     return NGX_OK;
 }
@@ -417,6 +630,14 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_commerce_pg_init_worker(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_commerce_gateways_init_worker(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_commerce_reconciler_init_worker(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

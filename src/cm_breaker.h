@@ -28,9 +28,10 @@
  * that fails, or that is not reported within probe_deadline_ms of being
  * admitted, reopens the breaker for a new open_ms.  When every probe has
  * succeeded it closes with an empty window, unless slow probes reach
- * slow_rate, which reopens it.  HALF_OPEN therefore never lasts longer than
- * probe_deadline_ms after its last admitted probe: an abandoned probe (a
- * worker that died, a request that was never finished) expires.
+ * slow_rate, which reopens it.  HALF_OPEN therefore never outlives its
+ * last admitted probe by more than probe_deadline_ms (as of the next
+ * acquire, record or tick): an abandoned probe (a worker that died, a
+ * request never finished) expires.
  *
  * Two operator overrides stand outside the machine: FORCED_OPEN rejects
  * everything and DISABLED admits everything and records nothing, both
@@ -59,8 +60,9 @@
  *         cm_br_state_name(tr[i].from), cm_br_state_name(tr[i].to),
  *         tr[i].reason_text
  *
- * A single call makes at most three transitions.  b->transitions[from][to]
- * counts them all for metrics.
+ * A single call makes at most three transitions (in practice two: an
+ * expired probe, then with open_ms 0 half open again at once).
+ * b->transitions[from][to] counts them all for metrics.
  */
 
 

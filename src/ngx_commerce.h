@@ -25,14 +25,32 @@
 #include "ngx_commerce_sql.h"
 
 
-#define NGX_COMMERCE_PG_PARAMS_MAX    6
+#define NGX_COMMERCE_PG_PARAMS_MAX    16
 #define NGX_COMMERCE_PG_RETRIES_MAX   3
 #define NGX_COMMERCE_PG_DEPTH_MAX     32
+#define NGX_COMMERCE_CALLBACK_URI     "/api/v1/payments/callback"
 
 
 typedef struct ngx_commerce_pg_pool_s   ngx_commerce_pg_pool_t;
 typedef struct ngx_commerce_pg_conn_s   ngx_commerce_pg_conn_t;
 typedef struct ngx_commerce_pg_query_s  ngx_commerce_pg_query_t;
+typedef struct ngx_commerce_shm_s       ngx_commerce_shm_t;
+typedef struct ngx_commerce_pay_s       ngx_commerce_pay_t;
+
+
+/* routes of the API; also the "route" label of the HTTP metrics */
+typedef enum {
+    NGX_COMMERCE_ROUTE_NONE = 0,
+    NGX_COMMERCE_ROUTE_PRODUCTS,
+    NGX_COMMERCE_ROUTE_PRODUCT,
+    NGX_COMMERCE_ROUTE_BALANCE,
+    NGX_COMMERCE_ROUTE_CHARGE,
+    NGX_COMMERCE_ROUTE_ORDERS,
+    NGX_COMMERCE_ROUTE_ORDER,
+    NGX_COMMERCE_ROUTE_ORDER_PAYMENT,
+    NGX_COMMERCE_ROUTE_CALLBACK,
+    NGX_COMMERCE_ROUTE_COUNT
+} ngx_commerce_route_e;
 
 
 /*
@@ -88,6 +106,24 @@ typedef struct {
     ngx_int_t                    request_id_index;
     ngx_uint_t                   used;
 
+    /* payment gateways (issue 3) */
+    ngx_commerce_shm_t          *shm;
+    ngx_array_t                  gateways;     /* ngx_commerce_gateway_t */
+    ngx_str_t                    callback_url;
+    ngx_str_t                    callback_secret;
+    ngx_str_t                    callback_secret_file;
+    time_t                       callback_tolerance;
+    ngx_uint_t                   retry_attempts;
+    ngx_msec_t                   retry_base;
+    ngx_msec_t                   retry_cap;
+    ngx_uint_t                   retry_budget_ratio;
+    ngx_uint_t                   retry_budget_min;
+    time_t                       payment_timeout;
+    ngx_msec_t                   reconcile_interval;
+    time_t                       reconcile_age;
+    time_t                       reconcile_grace;
+    ngx_event_t                 *reconcile_event;
+
     /* per worker, set in init_process */
     ngx_commerce_pg_pool_t      *pool;
     ngx_event_t                 *expiry_event;
@@ -130,11 +166,17 @@ ngx_int_t ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     ngx_commerce_pg_query_t *q);
 void ngx_commerce_pg_cancel(ngx_commerce_pg_query_t *q);
 
+/* metrics (ngx_commerce_shm.c) */
+void ngx_commerce_metrics_db(ngx_uint_t busy, ngx_uint_t idle,
+    ngx_uint_t down, ngx_uint_t queued);
+void ngx_commerce_metrics_db_error(void);
+
 /* handler, responses */
 ngx_int_t ngx_commerce_api_handler(ngx_http_request_t *r);
 ngx_commerce_ctx_t *ngx_commerce_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len, ngx_uint_t retry_after);
+ngx_uint_t ngx_commerce_error_status(const char *code);
 ngx_int_t ngx_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message);
 ngx_int_t ngx_commerce_run_query(ngx_http_request_t *r,
@@ -149,6 +191,7 @@ ngx_int_t ngx_commerce_auth_conf(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 
 /* resources */
+const char *ngx_commerce_route_name(ngx_uint_t route);
 ngx_int_t ngx_commerce_api_route(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_int_t *sent);
 ngx_int_t ngx_commerce_api_dispatch(ngx_http_request_t *r,

@@ -7,7 +7,7 @@
  */
 
 
-#include "ngx_commerce.h"
+#include "ngx_commerce_gw.h"
 
 
 #define NGX_COMMERCE_API_PREFIX    "/api/v1/"
@@ -17,16 +17,10 @@
 #define NGX_COMMERCE_ERR_LEN       160
 
 
-typedef enum {
-    NGX_COMMERCE_ROUTE_NONE = 0,
-    NGX_COMMERCE_ROUTE_PRODUCTS,
-    NGX_COMMERCE_ROUTE_PRODUCT,
-    NGX_COMMERCE_ROUTE_BALANCE,
-    NGX_COMMERCE_ROUTE_CHARGE,
-    NGX_COMMERCE_ROUTE_ORDERS,
-    NGX_COMMERCE_ROUTE_ORDER,
-    NGX_COMMERCE_ROUTE_ORDER_PAYMENT
-} ngx_commerce_route_e;
+static const char  *ngx_commerce_route_names[] = {
+    "other", "products", "product", "balance", "charge", "orders", "order",
+    "order_payment", "callback"
+};
 
 
 static ngx_int_t ngx_commerce_route(ngx_http_request_t *r,
@@ -43,6 +37,17 @@ static const char *ngx_commerce_method_param(cm_pay_method_e method);
 static char *ngx_commerce_int_param(ngx_http_request_t *r, int64_t v);
 static ngx_int_t ngx_commerce_invalid(ngx_http_request_t *r,
     const char *message);
+
+
+const char *
+ngx_commerce_route_name(ngx_uint_t route)
+{
+    if (route >= NGX_COMMERCE_ROUTE_COUNT) {
+        route = NGX_COMMERCE_ROUTE_NONE;
+    }
+
+    return ngx_commerce_route_names[route];
+}
 
 
 /*
@@ -135,6 +140,9 @@ ngx_commerce_api_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     case NGX_COMMERCE_ROUTE_ORDER_PAYMENT:
         return ngx_commerce_order_pay(r, ctx, body, len);
 
+    case NGX_COMMERCE_ROUTE_CALLBACK:
+        return ngx_commerce_callback_handler(r, ctx, body, len);
+
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -222,6 +230,15 @@ ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
         if (n == 2 && ngx_commerce_seg_is(1, "charge")) {
             ctx->route = NGX_COMMERCE_ROUTE_CHARGE;
+            *method = NGX_HTTP_POST;
+            return NGX_OK;
+        }
+
+        return NGX_DECLINED;
+
+    } else if (ngx_commerce_seg_is(0, "payments")) {
+        if (n == 2 && ngx_commerce_seg_is(1, "callback")) {
+            ctx->route = NGX_COMMERCE_ROUTE_CALLBACK;
             *method = NGX_HTTP_POST;
             return NGX_OK;
         }
@@ -330,19 +347,23 @@ static ngx_int_t
 ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
-    char            err[NGX_COMMERCE_ERR_LEN];
-    u_char         *ids, *qty, *p, *q;
-    size_t          size;
-    ngx_uint_t      i;
-    cm_order_req_t  req;
+    char              err[NGX_COMMERCE_ERR_LEN];
+    u_char           *ids, *qty, *p, *q;
+    size_t            size;
+    ngx_uint_t        i;
+    cm_order_req_t    req;
+    cm_payment_req_t  card;
 
     if (cm_parse_order(body, len, &req, err, sizeof(err)) != 0) {
         return ngx_commerce_invalid(r, err);
     }
 
     if (req.method == CM_PAY_CARD) {
-        return ngx_commerce_invalid(r, "payment method CARD is not "
-                                       "available yet; use BALANCE");
+        card.method = CM_PAY_CARD;
+        ngx_memcpy(card.card_type, req.card_type, sizeof(card.card_type));
+        ngx_memcpy(card.card_no, req.card_no, sizeof(card.card_no));
+
+        return ngx_commerce_card_start(r, ctx, 0, &req, &card);
     }
 
     /* Postgres array literals: "{1,2,3}"; items are sorted by product id */
@@ -398,8 +419,7 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     if (req.method == CM_PAY_CARD) {
-        return ngx_commerce_invalid(r, "payment method CARD is not "
-                                       "available yet; use BALANCE");
+        return ngx_commerce_card_start(r, ctx, ctx->id, NULL, &req);
     }
 
     ctx->query.stmt = NGX_COMMERCE_STMT_ORDER_PAY;

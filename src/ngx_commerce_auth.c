@@ -236,6 +236,14 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
+    /* gateways call back without a token: the callback proves itself */
+    if (r->uri.len == sizeof(NGX_COMMERCE_CALLBACK_URI) - 1
+        && ngx_strncmp(r->uri.data, NGX_COMMERCE_CALLBACK_URI,
+                       sizeof(NGX_COMMERCE_CALLBACK_URI) - 1) == 0)
+    {
+        return NGX_DECLINED;
+    }
+
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
     reason = "missing bearer token";

@@ -158,7 +158,11 @@ typedef struct {
 
 
 /* the shared zone: one truth for all workers */
+#define NGX_COMMERCE_SH_VERSION      1
+
 typedef struct {
+    ngx_uint_t                      version;
+    ngx_uint_t                      size;
     ngx_uint_t                      ngw;
     u_char                          names[NGX_COMMERCE_GW_MAX][32];
     cm_breaker_t                    breaker[NGX_COMMERCE_GW_MAX];
@@ -168,11 +172,13 @@ typedef struct {
 } ngx_commerce_shctx_t;
 
 
-typedef struct {
+struct ngx_commerce_shm_s {
     ngx_shm_zone_t                 *zone;
     ngx_slab_pool_t                *shpool;
     ngx_commerce_shctx_t           *sh;
-} ngx_commerce_shm_t;
+    ngx_commerce_gateway_t         *gateways;     /* from the conf */
+    ngx_uint_t                      ngateways;
+};
 
 
 /* http client */
@@ -182,6 +188,13 @@ void ngx_commerce_http_posted(ngx_event_t *ev);
 const char *ngx_commerce_http_rc_name(ngx_uint_t rc);
 ngx_int_t ngx_commerce_http_init_gateway(ngx_cycle_t *cycle,
     ngx_commerce_gateway_t *gw);
+
+/* gateway configuration */
+char *ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_commerce_gateways_check(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+ngx_int_t ngx_commerce_gateways_init_worker(ngx_cycle_t *cycle,
+    ngx_commerce_main_conf_t *mcf);
 
 /* shared zone */
 char *ngx_commerce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -199,8 +212,6 @@ void ngx_commerce_metrics_gw(ngx_commerce_gateway_t *gw,
 void ngx_commerce_metrics_request(ngx_http_request_t *r, ngx_uint_t route,
     ngx_uint_t status, ngx_msec_t latency_us);
 ngx_int_t ngx_commerce_metrics_handler(ngx_http_request_t *r);
-void ngx_commerce_metrics_db(ngx_uint_t busy, ngx_uint_t idle,
-    ngx_uint_t down, ngx_uint_t queued);
 
 /* card payments */
 ngx_int_t ngx_commerce_card_start(ngx_http_request_t *r,

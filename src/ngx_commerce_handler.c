@@ -23,7 +23,6 @@ static void ngx_commerce_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_commerce_json_media_type(ngx_http_request_t *r);
 static ngx_int_t ngx_commerce_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
-static ngx_uint_t ngx_commerce_error_status(const char *code);
 static ngx_int_t ngx_commerce_send_db_error(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, PGresult *res);
 
@@ -38,6 +37,11 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "OUT_OF_STOCK",             NGX_HTTP_CONFLICT },
     { "INSUFFICIENT_BALANCE",     NGX_HTTP_CONFLICT },
     { "ORDER_NOT_PAYABLE",        NGX_HTTP_CONFLICT },
+    { "PAYMENT_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
+    { "PAYMENT_STATE_CONFLICT",   NGX_HTTP_CONFLICT },
+    { "IDEMPOTENCY_KEY_REUSED",   422 },
+    { "IDEMPOTENCY_IN_FLIGHT",    NGX_HTTP_CONFLICT },
+    { "PG_UNAVAILABLE",           NGX_HTTP_SERVICE_UNAVAILABLE },
     { NULL, 0 }
 };
 
@@ -114,19 +118,19 @@ ngx_commerce_api_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (!ctx->authenticated) {
-        /* only reachable as a subrequest or with a misordered phase */
-        return ngx_commerce_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                       "UNAUTHORIZED",
-                                       "missing bearer token");
-    }
-
     if (ngx_commerce_api_route(r, ctx, &rc) != NGX_OK) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             r->keepalive = 0;
         }
 
         return rc;
+    }
+
+    if (!ctx->authenticated && ctx->route != NGX_COMMERCE_ROUTE_CALLBACK) {
+        /* only reachable as a subrequest or with a misordered phase */
+        return ngx_commerce_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                       "UNAUTHORIZED",
+                                       "missing bearer token");
     }
 
     if (!(r->method & NGX_HTTP_POST)) {
@@ -237,6 +241,11 @@ ngx_commerce_body_handler(ngx_http_request_t *r)
 
             p = body;
             for ( /* void */ ; cl; cl = cl->next) {
+                if (cl->buf->last == cl->buf->pos) {
+                    /* the empty last buffer of a chunked body */
+                    continue;
+                }
+
                 p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
             }
         }
@@ -435,7 +444,7 @@ ngx_commerce_send_db_error(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_commerce_error_status(const char *code)
 {
     ngx_commerce_error_map_t  *e;

@@ -153,6 +153,8 @@ ngx_commerce_http_build(ngx_commerce_http_t *h)
 static ngx_int_t
 ngx_commerce_http_connect(ngx_commerce_http_t *h)
 {
+    char                       buf[1];
+    ssize_t                    n;
     ngx_int_t                  rc;
     ngx_addr_t                *addr;
     ngx_queue_t               *q;
@@ -175,6 +177,14 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
 
         if (c->read->timer_set) {
             ngx_del_timer(c->read);
+        }
+
+        /* closed by the gateway and not noticed yet: take another */
+        n = recv(c->fd, buf, 1, MSG_PEEK);
+
+        if (n != -1 || ngx_socket_errno != NGX_EAGAIN) {
+            ngx_close_connection(c);
+            continue;
         }
 
         c->idle = 0;
@@ -365,6 +375,12 @@ ngx_commerce_http_read_handler(ngx_event_t *rev)
 
     if (rev->timedout) {
         ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_TIMEOUT);
+        return;
+    }
+
+    if (!h->connected) {
+        /* a refused connect reports on both events; sort it out there */
+        ngx_commerce_http_write_handler(c->write);
         return;
     }
 

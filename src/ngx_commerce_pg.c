@@ -61,6 +61,7 @@ struct ngx_commerce_pg_conn_s {
 
 struct ngx_commerce_pg_pool_s {
     ngx_commerce_main_conf_t    *mcf;
+    ngx_event_t                  gauges;
     ngx_log_t                   *log;
     ngx_commerce_pg_conn_t      *conns;
     ngx_uint_t                   nconns;
@@ -99,6 +100,7 @@ static void ngx_commerce_pg_fail_waiting(ngx_commerce_pg_pool_t *pool,
 static ngx_int_t ngx_commerce_pg_host_ok(const char *hosts);
 static char *ngx_commerce_pg_strdup(ngx_pool_t *pool, const char *s);
 static ngx_int_t ngx_commerce_pg_retryable(PGresult *res);
+static void ngx_commerce_pg_gauges(ngx_event_t *ev);
 static char *ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn);
 
 
@@ -337,6 +339,13 @@ ngx_commerce_pg_init_worker(ngx_cycle_t *cycle, ngx_commerce_main_conf_t *mcf)
 
     mcf->pool = pool;
 
+    /* the pool's gauges in the shared zone, for the metrics location */
+    pool->gauges.handler = ngx_commerce_pg_gauges;
+    pool->gauges.data = pool;
+    pool->gauges.log = cycle->log;
+    pool->gauges.cancelable = 1;
+    ngx_add_timer(&pool->gauges, 1000);
+
     for (i = 0; i < pool->nconns; i++) {
         conn = &pool->conns[i];
         conn->pool = pool;
@@ -364,9 +373,15 @@ ngx_commerce_pg_exit_worker(ngx_commerce_main_conf_t *mcf)
         return;
     }
 
+    if (pool->gauges.timer_set) {
+        ngx_del_timer(&pool->gauges);
+    }
+
     for (i = 0; i < pool->nconns; i++) {
         ngx_commerce_pg_close(&pool->conns[i]);
     }
+
+    ngx_commerce_metrics_db(0, 0, 0, 0);
 
     mcf->pool = NULL;
 }
@@ -1098,15 +1113,14 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
         return;
     }
 
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        ngx_commerce_pg_close(conn);
-        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
-        return;
-    }
+    /*
+     * Not c->idle: a worker that is shutting down must keep serving the
+     * requests it has already accepted.  Idle connections keep no timer,
+     * so they do not hold the worker; exit_process closes them.
+     */
 
     ngx_queue_insert_tail(&pool->idle, &conn->queue);
     conn->in_idle = 1;
-    conn->c->idle = 1;
 }
 
 
@@ -1128,6 +1142,8 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
                   "reconnecting in %Mms",
                   conn->index, why, ngx_commerce_pg_error(conn),
                   conn->nflight, conn->backoff);
+
+    ngx_commerce_metrics_db_error();
 
     n = 0;
     for (i = 0; i < conn->nflight; i++) {
@@ -1233,6 +1249,40 @@ ngx_commerce_pg_set_state(ngx_commerce_pg_conn_t *conn,
     }
 
     conn->state = state;
+}
+
+
+static void
+ngx_commerce_pg_gauges(ngx_event_t *ev)
+{
+    ngx_uint_t               i, busy, idle, down;
+    ngx_commerce_pg_pool_t  *pool;
+
+    pool = ev->data;
+    busy = idle = down = 0;
+
+    for (i = 0; i < pool->nconns; i++) {
+        switch (pool->conns[i].state) {
+        case NGX_COMMERCE_PG_BUSY:
+            busy++;
+            break;
+        case NGX_COMMERCE_PG_IDLE:
+            idle++;
+            break;
+        case NGX_COMMERCE_PG_DOWN:
+            down++;
+            break;
+        default:
+            /* connecting or preparing: neither usable nor down */
+            break;
+        }
+    }
+
+    ngx_commerce_metrics_db(busy, idle, down, pool->nwaiting);
+
+    if (!(ngx_exiting || ngx_terminate || ngx_quit)) {
+        ngx_add_timer(ev, 1000);
+    }
 }
 
 

@@ -28,7 +28,35 @@
     X(ORDER_GET,     "cm_order_get",                                         \
       "SELECT cm_order_get($1::bigint, $2::bigint)", 2)                      \
     X(ORDERS_EXPIRE, "cm_orders_expire",                                     \
-      "SELECT cm_orders_expire($1::int, $2::int)", 2)
+      "SELECT cm_orders_expire($1::int, $2::int)", 2)                        \
+    X(CARD_BEGIN,    "cm_card_begin",                                        \
+      "SELECT cm_card_begin($1::bigint, $2::bigint, $3::text, $4::text, "    \
+      "$5::text)", 5)                                                        \
+    X(ORDER_CREATE_CARD, "cm_order_create_card",                             \
+      "SELECT cm_order_create_card($1::bigint, $2::bigint[], $3::int[], "    \
+      "$4::text, $5::text, $6::text)", 6)                                    \
+    X(CARD_ACCEPTED, "cm_card_accepted",                                     \
+      "SELECT cm_card_accepted($1::bigint, $2::text, $3::text)", 3)          \
+    X(CARD_GATEWAY,  "cm_card_gateway",                                      \
+      "SELECT cm_card_gateway($1::bigint, $2::text)", 2)                     \
+    X(CARD_CANCEL_DUE, "cm_card_cancel_due",                                 \
+      "SELECT cm_card_cancel_due($1::int, $2::int, $3::int)", 3)             \
+    X(CARD_STATS,    "cm_card_stats",                                        \
+      "SELECT cm_card_stats()", 0)                                           \
+    X(CARD_ABORT,    "cm_card_abort",                                        \
+      "SELECT cm_card_abort($1::bigint, $2::text)", 2)                       \
+    X(CARD_SETTLE,   "cm_card_settle",                                       \
+      "SELECT cm_card_settle($1::bigint, $2::text, $3::text, $4::text)", 4)  \
+    X(CARD_CANCELLED, "cm_card_cancelled",                                   \
+      "SELECT cm_card_cancelled($1::bigint, $2::bool, $3::text)", 3)         \
+    X(CARD_DUE,      "cm_card_due",                                          \
+      "SELECT cm_card_due($1::int, $2::int, $3::int)", 3)                    \
+    X(CARD_GET_BY_KEY, "cm_card_get_by_key",                                 \
+      "SELECT cm_card_get_by_key($1::text, $2::text)", 2)                    \
+    X(PG_LOG,        "cm_pg_log",                                            \
+      "SELECT cm_pg_log($1::bigint, $2::bigint, $3::text, $4::int, "         \
+      "$5::text, $6::text, $7::text, $8::text, $9::int, $10::int, "          \
+      "$11::text, $12::text, $13::text)", 13)
 
 
 #define NGX_COMMERCE_STMT_ENUM(id, name, sql, n)  NGX_COMMERCE_STMT_##id,

@@ -14,7 +14,8 @@ use FindBin;
 use Test::More;
 
 my $root = "$FindBin::Bin/..";
-my @programs = qw(test_cm_json test_cm_jwt);
+my @programs = qw(test_cm_json test_cm_jwt test_cm_breaker test_cm_backoff
+                   test_cm_sig);
 
 my ($target, $bin) = $ENV{UNIT_ASAN}
     ? ('unit-asan-build', 't/unit/bin/asan')

@@ -135,6 +135,27 @@ is_response($t->get('/api/v1/balance', token => $t->token(7,
 is_error($t->get('/api/v1/balance', user => 424242), 404, 'USER_NOT_FOUND',
     'valid token, unknown user');
 
+# --- t/mint-token ----------------------------------------------------------
+
+my ($rc, $tok) = $t->run([ "$FindBin::Bin/mint-token", 11, '--secret',
+    $secret, '--ttl', 60, '--role', 'ADMIN' ]);
+chomp $tok;
+is($rc, 0, 't/mint-token --secret');
+is_response($t->get('/api/v1/balance', token => $tok), 200,
+    { userId => 11, balance => 100000 }, '... its token is accepted');
+($rc, $tok) = $t->run([ "$FindBin::Bin/mint-token", 12, '--secret-file',
+    $t->secret_file ]);
+chomp $tok;
+is_response($t->get('/api/v1/balance', token => $tok), 200,
+    { userId => 12, balance => 100000 }, 't/mint-token --secret-file');
+($rc, $tok) = $t->run([ "$FindBin::Bin/mint-token", 12, '--secret', $secret,
+    '--ttl', -5 ]);
+chomp $tok;
+is_error($t->get('/api/v1/balance', token => $tok), 401, 'UNAUTHORIZED',
+    't/mint-token --ttl -5: expired');
+($rc) = $t->run([ "$FindBin::Bin/mint-token", 'abc', '--secret', 'x' ]);
+isnt($rc, 0, 't/mint-token refuses a non-numeric user id');
+
 # --- commerce_jwt_secret_file ----------------------------------------------
 
 $t->write_config($t->default_config(secret_file => 1), name => 'file');

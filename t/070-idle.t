@@ -13,7 +13,9 @@ use CommerceTest;
 my $t = CommerceTest->new;
 $t->start_pg;
 $t->load_demo;
-$t->write_config($t->default_config);
+# the connections are opened in one burst: let every first request queue
+$t->write_config($t->default_config(
+    http_extra => 'commerce_pg_queue_length 4096;'));
 $t->start_nginx;
 
 # every idle connection costs the test one descriptor

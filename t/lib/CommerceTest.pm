@@ -956,7 +956,6 @@ sub exchange {
                     $st->{elapsed} = time - $start;
                     $rsel->remove($s);
                     $wsel->remove($s);
-                    push @{ $self->{held} }, $s if $o{keep_open};
                     close $s unless $o{keep_open};
                 }
                 next;
@@ -981,6 +980,9 @@ sub exchange {
         my $res = parse_response($_->{in});
         $res->{error} = $_->{error} if !$res->{status};
         $res->{elapsed} = $_->{elapsed};
+        # keep_open: the still open socket of a complete response
+        $res->{sock} = $_->{sock} if $o{keep_open} && $_->{complete}
+            && $_->{sock} && defined fileno $_->{sock};
         $res;
     } @st;
 }
@@ -1058,18 +1060,34 @@ sub concurrent {
     return $self->exchange(\@reqs, timeout => $o{timeout} // 30 * _slow());
 }
 
-# hold_idle($n, name => ...): opens $n keep-alive connections, each having
-# completed one request (so they are idle keep-alive, not waiting for a
-# request line); returns the count that got a 200.
+# hold_idle($n, name => ..., batch => 1000): opens $n keep-alive
+# connections, $batch at a time, each having completed one request (so they
+# are idle keep-alive, not waiting for a request line), and keeps those that
+# got a 200; returns their count.
 sub hold_idle {
     my ($self, $n, %o) = @_;
     my $inst = $self->_nginx($o{name});
     my $bytes = $self->build_request('GET', $o{path} // '/api/v1/balance',
         user => $o{user} // 1, keepalive => 1);
-    my @res = $self->exchange([ map { { bytes => $bytes } } 1 .. $n ],
-        port => $inst->{port}, complete => 1, keep_open => 1,
-        timeout => $o{timeout} // 60);
-    return scalar grep { $_->{status} == 200 } @res;
+    my $batch = $o{batch} // 1000;
+    my $ok = 0;
+    while ($n > 0) {
+        my $k = $n < $batch ? $n : $batch;
+        $n -= $k;
+        for my $res ($self->exchange([ map { { bytes => $bytes } } 1 .. $k ],
+            port => $inst->{port}, complete => 1, keep_open => 1,
+            timeout => $o{timeout} // 60))
+        {
+            my $s = delete $res->{sock} or next;
+            if ($res->{status} == 200) {
+                push @{ $self->{held} }, $s;
+                $ok++;
+            } else {
+                close $s;
+            }
+        }
+    }
+    return $ok;
 }
 
 sub held_connections {

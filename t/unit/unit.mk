@@ -13,10 +13,12 @@ UNIT_OPT     ?= -O2 -g
 UNIT_WARN    := -std=c99 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
                 -Wstrict-prototypes -Wmissing-prototypes
 UNIT_LIBS    := -lyajl -lcrypto
-UNIT_TESTS   := test_cm_json test_cm_jwt
-UNIT_SRCS    := src/cm_json.c src/cm_jwt.c t/unit/tap.c
-UNIT_DEPS    := $(UNIT_SRCS) src/cm_json.h src/cm_jwt.h t/unit/tap.h \
-                t/unit/unit.mk
+UNIT_TESTS   := test_cm_json test_cm_jwt test_cm_breaker test_cm_backoff \
+                test_cm_sig
+UNIT_SRCS    := src/cm_json.c src/cm_jwt.c src/cm_breaker.c src/cm_backoff.c \
+                src/cm_sig.c t/unit/tap.c
+UNIT_DEPS    := $(UNIT_SRCS) src/cm_json.h src/cm_jwt.h src/cm_breaker.h \
+                src/cm_backoff.h src/cm_sig.h t/unit/tap.h t/unit/unit.mk
 
 UNIT_ASAN    := -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all

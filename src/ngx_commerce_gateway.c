@@ -1,0 +1,393 @@
+
+/*
+ * Configuration of payment gateways:
+ *
+ *     upstream pg_a { server 127.0.0.1:9001; }
+ *     commerce_zone 1m;
+ *     commerce_gateway pg_a upstream=pg_a timeout=3s window=20 ...;
+ *     commerce_gateway pg_b upstream=pg_b;          # fallback, in order
+ *
+ * The addresses are those nginx resolved for the upstream block at
+ * configuration time; workers never resolve names.
+ */
+
+
+#include "ngx_commerce_gw.h"
+
+#include <ctype.h>
+
+
+typedef struct {
+    const char  *name;
+    ngx_uint_t   type;          /* 0 number, 1 msec, 2 percent, 3 str */
+    size_t       offset;
+    ngx_int_t    low;
+    ngx_int_t    high;
+} ngx_commerce_gw_param_t;
+
+
+static ngx_int_t ngx_commerce_gw_param(ngx_conf_t *cf,
+    ngx_commerce_gateway_t *gw, ngx_str_t *arg);
+
+
+char *
+ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_commerce_main_conf_t *mcf = conf;
+
+    const char              *err;
+    ngx_str_t               *value;
+    ngx_url_t                u;
+    ngx_uint_t               i;
+    ngx_commerce_gateway_t  *gw;
+
+    value = cf->args->elts;
+
+    if (mcf->gateways.elts == NULL
+        && ngx_array_init(&mcf->gateways, cf->pool, 2,
+                          sizeof(ngx_commerce_gateway_t))
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->gateways.nelts == NGX_COMMERCE_GW_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_gateway\": at most %d gateways",
+                           NGX_COMMERCE_GW_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    gw = mcf->gateways.elts;
+
+    for (i = 0; i < mcf->gateways.nelts; i++) {
+        if (gw[i].name.len == value[1].len
+            && ngx_strncmp(gw[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"commerce_gateway\" \"%V\" is duplicate",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].len > 31) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_gateway\" name must be 1..31 bytes");
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!(isalnum(value[1].data[i]) || value[1].data[i] == '_'
+              || value[1].data[i] == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"commerce_gateway\" name \"%V\" may only "
+                               "have letters, digits, \"_\" and \"-\"",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    gw = ngx_array_push(&mcf->gateways);
+    if (gw == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(gw, sizeof(ngx_commerce_gateway_t));
+
+    gw->name = value[1];
+    gw->index = mcf->gateways.nelts - 1;
+    gw->connect_timeout = 1000;
+    gw->timeout = 3000;
+    gw->keepalive = 16;
+    gw->mode = CM_BR_CLOSED;
+
+    gw->breaker.window = 20;
+    gw->breaker.min_calls = 10;
+    gw->breaker.failure_rate = 50;
+    gw->breaker.slow_rate = 100;
+    gw->breaker.slow_ms = 2000;
+    gw->breaker.open_ms = 10000;
+    gw->breaker.half_open_probes = 3;
+    gw->breaker.probe_deadline_ms = 0;     /* default: timeout + 1s */
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_commerce_gw_param(cf, gw, &value[i]) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (gw->upstream.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_gateway\" \"%V\" needs upstream=",
+                           &gw->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (gw->host.len == 0) {
+        gw->host = gw->upstream;
+    }
+
+    if (gw->breaker.probe_deadline_ms == 0) {
+        gw->breaker.probe_deadline_ms = gw->connect_timeout + gw->timeout
+                                        + 1000;
+    }
+
+    if (gw->breaker.min_calls > gw->breaker.window) {
+        gw->breaker.min_calls = gw->breaker.window;
+    }
+
+    if (cm_br_conf_check(&gw->breaker, &err) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_gateway\" \"%V\": %s", &gw->name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    /* a reference to an `upstream {}` block, defined before or after */
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = gw->upstream;
+    u.no_resolve = 1;
+    u.no_port = 1;
+    u.host = gw->upstream;
+
+    gw->uscf = ngx_http_upstream_add(cf, &u, 0);
+    if (gw->uscf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
+    ngx_str_t *arg)
+{
+    u_char      *eq;
+    ngx_str_t    name, v;
+    ngx_int_t    n;
+
+    eq = ngx_strlchr(arg->data, arg->data + arg->len, '=');
+    if (eq == NULL) {
+        goto invalid;
+    }
+
+    name.data = arg->data;
+    name.len = eq - arg->data;
+    v.data = eq + 1;
+    v.len = arg->data + arg->len - v.data;
+
+    if (v.len == 0) {
+        goto invalid;
+    }
+
+#define is(s) (name.len == sizeof(s) - 1                                     \
+               && ngx_strncmp(name.data, s, sizeof(s) - 1) == 0)
+
+    if (is("upstream")) {
+        gw->upstream = v;
+        return NGX_OK;
+    }
+
+    if (is("host")) {
+        gw->host = v;
+        return NGX_OK;
+    }
+
+    if (is("mode")) {
+        if (v.len == 6 && ngx_strncmp(v.data, "normal", 6) == 0) {
+            gw->mode = CM_BR_CLOSED;
+        } else if (v.len == 11 && ngx_strncmp(v.data, "forced_open", 11) == 0)
+        {
+            gw->mode = CM_BR_FORCED_OPEN;
+        } else if (v.len == 8 && ngx_strncmp(v.data, "disabled", 8) == 0) {
+            gw->mode = CM_BR_DISABLED;
+        } else {
+            goto invalid;
+        }
+
+        return NGX_OK;
+    }
+
+    if (is("connect_timeout") || is("timeout") || is("slow_call")
+        || is("open") || is("probe_deadline"))
+    {
+        n = ngx_parse_time(&v, 0);
+        if (n == NGX_ERROR || n <= 0 || n > 3600000) {
+            goto invalid;
+        }
+
+        if (is("connect_timeout")) {
+            gw->connect_timeout = n;
+        } else if (is("timeout")) {
+            gw->timeout = n;
+        } else if (is("slow_call")) {
+            gw->breaker.slow_ms = n;
+        } else if (is("open")) {
+            gw->breaker.open_ms = n;
+        } else {
+            gw->breaker.probe_deadline_ms = n;
+        }
+
+        return NGX_OK;
+    }
+
+    n = ngx_atoi(v.data, v.len);
+
+    if (is("keepalive")) {
+        if (n == NGX_ERROR || n > 1024) {
+            goto invalid;
+        }
+        gw->keepalive = n;
+        return NGX_OK;
+    }
+
+    if (is("window")) {
+        if (n < 1 || n > CM_BR_WINDOW_MAX) {
+            goto invalid;
+        }
+        gw->breaker.window = n;
+        return NGX_OK;
+    }
+
+    if (is("min_calls")) {
+        if (n < 1 || n > CM_BR_WINDOW_MAX) {
+            goto invalid;
+        }
+        gw->breaker.min_calls = n;
+        return NGX_OK;
+    }
+
+    if (is("failure_rate") || is("slow_rate")) {
+        if (n < 1 || n > 100) {
+            goto invalid;
+        }
+
+        if (is("failure_rate")) {
+            gw->breaker.failure_rate = n;
+        } else {
+            gw->breaker.slow_rate = n;
+        }
+
+        return NGX_OK;
+    }
+
+    if (is("probes")) {
+        if (n < 1 || n > CM_BR_PROBES_MAX) {
+            goto invalid;
+        }
+        gw->breaker.half_open_probes = n;
+        return NGX_OK;
+    }
+
+#undef is
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"commerce_gateway\" \"%V\": invalid parameter "
+                       "\"%V\"", &gw->name, arg);
+
+    return NGX_ERROR;
+}
+
+
+/* after the whole configuration: every referenced upstream must exist */
+
+ngx_int_t
+ngx_commerce_gateways_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    ngx_uint_t               i;
+    ngx_commerce_gateway_t  *gw;
+
+    if (mcf->gateways.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (mcf->shm == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_gateway\" needs \"commerce_zone\"");
+        return NGX_ERROR;
+    }
+
+    if (mcf->callback_url.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_gateway\" needs "
+                           "\"commerce_gateway_callback_url\"");
+        return NGX_ERROR;
+    }
+
+    gw = mcf->gateways.elts;
+
+    for (i = 0; i < mcf->gateways.nelts; i++) {
+        if (gw[i].uscf->servers == NULL || gw[i].uscf->servers->nelts == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"commerce_gateway\" \"%V\": upstream "
+                               "\"%V\" not found or empty",
+                               &gw[i].name, &gw[i].upstream);
+            return NGX_ERROR;
+        }
+    }
+
+    mcf->shm->gateways = gw;
+    mcf->shm->ngateways = mcf->gateways.nelts;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_commerce_gateways_init_worker(ngx_cycle_t *cycle,
+    ngx_commerce_main_conf_t *mcf)
+{
+    ngx_uint_t                   i, j, k, n;
+    ngx_commerce_gateway_t      *gw;
+    ngx_http_upstream_server_t  *us;
+
+    gw = mcf->gateways.elts;
+
+    for (i = 0; i < mcf->gateways.nelts; i++) {
+        us = gw[i].uscf->servers->elts;
+
+        n = 0;
+        for (j = 0; j < gw[i].uscf->servers->nelts; j++) {
+            if (!us[j].backup && !us[j].down) {
+                n += us[j].naddrs;
+            }
+        }
+
+        if (n == 0) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                          "commerce: gateway %V has no usable address",
+                          &gw[i].name);
+            return NGX_ERROR;
+        }
+
+        gw[i].addrs = ngx_palloc(cycle->pool, n * sizeof(ngx_addr_t));
+        if (gw[i].addrs == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = 0;
+        for (j = 0; j < gw[i].uscf->servers->nelts; j++) {
+            if (us[j].backup || us[j].down) {
+                continue;
+            }
+
+            for (k = 0; k < us[j].naddrs; k++) {
+                gw[i].addrs[n++] = us[j].addrs[k];
+            }
+        }
+
+        gw[i].naddrs = n;
+        gw[i].rr = ngx_pid;
+
+        if (ngx_commerce_http_init_gateway(cycle, &gw[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
