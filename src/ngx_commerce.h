@@ -135,9 +135,27 @@ typedef struct {
 } ngx_commerce_loc_conf_t;
 
 
+typedef enum {
+    NGX_COMMERCE_IDEM_NONE = 0,
+    NGX_COMMERCE_IDEM_CLAIMING,
+    NGX_COMMERCE_IDEM_ACTIVE,
+    NGX_COMMERCE_IDEM_STORING
+} ngx_commerce_idem_e;
+
+
 typedef struct {
     ngx_str_t                    request_id;
     cm_jwt_claims_t              claims;
+
+    ngx_commerce_idem_e          idem;
+    ngx_str_t                    idem_key;
+    u_char                      *idem_body;
+    size_t                       idem_len;
+    unsigned                     idem_replayed:1;
+    ngx_uint_t                   reply_status;
+    u_char                      *reply_body;
+    size_t                       reply_len;
+
     unsigned                     authenticated:1;
     unsigned                     waiting:1;
 
@@ -196,6 +214,12 @@ ngx_int_t ngx_commerce_api_route(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_int_t *sent);
 ngx_int_t ngx_commerce_api_dispatch(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+
+/* idempotency keys */
+ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+ngx_int_t ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
 
 /* jobs */
 ngx_int_t ngx_commerce_jobs_init_worker(ngx_cycle_t *cycle,

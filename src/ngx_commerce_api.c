@@ -105,7 +105,20 @@ ngx_int_t
 ngx_commerce_api_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
+    ngx_int_t  rc;
+
     ctx->success_status = NGX_HTTP_OK;
+
+    if (ctx->route == NGX_COMMERCE_ROUTE_CHARGE
+        || ctx->route == NGX_COMMERCE_ROUTE_ORDERS
+        || ctx->route == NGX_COMMERCE_ROUTE_ORDER_PAYMENT)
+    {
+        rc = ngx_commerce_idem_start(r, ctx, body, len);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
 
     switch (ctx->route) {
 

@@ -387,11 +387,15 @@ ngx_commerce_query_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     ngx_memcpy(body, value, len);
 
-    rc = ngx_commerce_send_json(r, ctx->success_status, body, len, 0);
+    rc = ngx_commerce_reply(r, ctx->success_status, body, len);
 
 done:
 
-    ngx_http_finalize_request(r, rc);
+    if (rc != NGX_DONE) {
+        /* NGX_DONE: the answer is being stored under its Idempotency-Key */
+        ngx_http_finalize_request(r, rc);
+    }
+
     ngx_http_run_posted_requests(c);
 }
 
@@ -482,8 +486,7 @@ ngx_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
     *p++ = '"';
     *p++ = '}';
 
-    return ngx_commerce_send_json(r, status, body, p - body,
-                                  status == NGX_HTTP_SERVICE_UNAVAILABLE);
+    return ngx_commerce_reply(r, status, body, p - body);
 }
 
 
@@ -516,6 +519,13 @@ ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
     if (retry_after) {
         ngx_str_set(&v, "1");
         if (ngx_commerce_add_header(r, "Retry-After", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx != NULL && ctx->idem_replayed) {
+        ngx_str_set(&v, "true");
+        if (ngx_commerce_add_header(r, "Idempotent-Replayed", &v) != NGX_OK) {
             return NGX_ERROR;
         }
     }

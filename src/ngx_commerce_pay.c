@@ -965,13 +965,16 @@ ngx_commerce_pay_respond(ngx_commerce_pay_t *pay, ngx_uint_t status,
 
         } else {
             ngx_memcpy(copy, body->data, body->len);
-            rc = ngx_commerce_send_json(r, status, copy, body->len, 0);
+            rc = ngx_commerce_reply(r, status, copy, body->len);
         }
     }
 
     ngx_commerce_pay_destroy(pay);
 
-    ngx_http_finalize_request(r, rc);
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+
     ngx_http_run_posted_requests(c);
 }
 

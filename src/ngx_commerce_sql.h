@@ -53,6 +53,10 @@
       "SELECT cm_card_due($1::int, $2::int, $3::int)", 3)                    \
     X(CARD_GET_BY_KEY, "cm_card_get_by_key",                                 \
       "SELECT cm_card_get_by_key($1::text, $2::text)", 2)                    \
+    X(IDEM_BEGIN,    "cm_idem_begin",                                        \
+      "SELECT cm_idem_begin($1::bigint, $2::text, $3::text, $4::text)", 4)   \
+    X(IDEM_FINISH,   "cm_idem_finish",                                       \
+      "SELECT cm_idem_finish($1::bigint, $2::text, $3::int, $4::text)", 4)   \
     X(PG_LOG,        "cm_pg_log",                                            \
       "SELECT cm_pg_log($1::bigint, $2::bigint, $3::text, $4::int, "         \
       "$5::text, $6::text, $7::text, $8::text, $9::int, $10::int, "          \

@@ -1,0 +1,397 @@
+
+/*
+ * Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header) on
+ * POST /balance/charge, POST /orders and POST /orders/{id}/payment.
+ *
+ * Before the operation, cm_idem_begin() claims the key for the user with a
+ * hash of the request: the first request with a key runs ("new"); the same
+ * key and the same request later gets the first answer again ("replay",
+ * with Idempotent-Replayed: true); the same key with another request is
+ * 422; a request with the key still running is 409.  The answer of a
+ * request that ran is stored by cm_idem_finish() *before* it is sent, so a
+ * client that retries on a lost response always finds it; a 5xx answer
+ * frees the key instead, so the client may try again.
+ */
+
+
+#include "ngx_commerce.h"
+
+#include <openssl/evp.h>
+#include <yajl/yajl_tree.h>
+
+
+#define NGX_COMMERCE_IDEM_KEY_MAX  255
+
+
+static void ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res);
+static void ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static char *ngx_commerce_idem_int(ngx_pool_t *pool, int64_t v);
+
+
+/*
+ * NGX_DECLINED: no Idempotency-Key, go on.  NGX_DONE: the key is being
+ * claimed and the operation will run (or an answer will be sent) later;
+ * the request is finalized exactly once by this code.  Otherwise a
+ * response was sent and its rc is returned.
+ */
+
+ngx_int_t
+ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    u_char                    *p, *hex;
+    unsigned int               n;
+    ngx_str_t                 *key, name;
+    ngx_uint_t                 i;
+    EVP_MD_CTX                *md;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    unsigned char              digest[EVP_MAX_MD_SIZE];
+    ngx_commerce_main_conf_t  *mcf;
+
+    if (ctx->idem != NGX_COMMERCE_IDEM_NONE) {
+        return NGX_DECLINED;
+    }
+
+    key = NULL;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Idempotency-Key") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
+                               sizeof("Idempotency-Key") - 1) == 0)
+        {
+            if (key != NULL) {
+                return ngx_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "INVALID_REQUEST",
+                                               "Idempotency-Key given twice");
+            }
+
+            key = &h[i].value;
+        }
+    }
+
+    if (key == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* the draft's key is a structured-field string: printable ASCII */
+    if (key->len == 0 || key->len > NGX_COMMERCE_IDEM_KEY_MAX) {
+        goto invalid;
+    }
+
+    for (p = key->data; p < key->data + key->len; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            goto invalid;
+        }
+    }
+
+    /* sha-256 over route, path and body: "the same request" */
+    name.data = (u_char *) ngx_commerce_route_name(ctx->route);
+    name.len = ngx_strlen(name.data);
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL
+        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
+        || EVP_DigestUpdate(md, name.data, name.len) != 1
+        || EVP_DigestUpdate(md, "\n", 1) != 1
+        || EVP_DigestUpdate(md, r->uri.data, r->uri.len) != 1
+        || EVP_DigestUpdate(md, "\n", 1) != 1
+        || (len && EVP_DigestUpdate(md, body, len) != 1)
+        || EVP_DigestFinal_ex(md, digest, &n) != 1)
+    {
+        EVP_MD_CTX_free(md);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    hex = ngx_pnalloc(r->pool, 2 * n + 1);
+    if (hex == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ngx_hex_dump(hex, digest, n) = '\0';
+
+    ctx->idem_key.data = ngx_pnalloc(r->pool, key->len + 1);
+    if (ctx->idem_key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->idem_key.data, key->data, key->len);
+    ctx->idem_key.data[key->len] = '\0';
+    ctx->idem_key.len = key->len;
+
+    ctx->idem_body = body;
+    ctx->idem_len = len;
+    ctx->idem = NGX_COMMERCE_IDEM_CLAIMING;
+
+    ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
+    ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_BEGIN;
+    ctx->query.nparams = 4;
+    ctx->query.params[0] = ngx_commerce_idem_int(r->pool,
+                                                 ctx->claims.user_id);
+    ctx->query.params[1] = (char *) ctx->idem_key.data;
+    ctx->query.params[2] = (char *) name.data;
+    ctx->query.params[3] = (char *) hex;
+    ctx->query.log = r->connection->log;
+    ctx->query.data = ctx;
+    ctx->query.handler = ngx_commerce_idem_begun;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK) {
+        ctx->idem = NGX_COMMERCE_IDEM_NONE;
+        return ngx_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "DB_UNAVAILABLE",
+                                       "database unavailable, retry later");
+    }
+
+    ctx->waiting = 1;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+
+invalid:
+
+    return ngx_commerce_send_error(r, NGX_HTTP_BAD_REQUEST, "INVALID_REQUEST",
+                                   "Idempotency-Key must be 1 to 255 "
+                                   "printable ASCII characters");
+}
+
+
+static void
+ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    char                *state, *body;
+    yajl_val             v, s, st, b;
+    ngx_int_t            status;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_commerce_ctx_t  *ctx;
+    const char          *path[2];
+
+    ctx = q->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->waiting = 0;
+    ngx_http_set_log_request(c->log, r);
+
+    v = NULL;
+
+    if (rc != NGX_OK || res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK
+        || PQntuples(res) != 1
+        || (v = yajl_tree_parse(PQgetvalue(res, 0, 0), NULL, 0)) == NULL)
+    {
+        ctx->idem = NGX_COMMERCE_IDEM_NONE;
+
+        if (rc == NGX_OK && res != NULL
+            && PQresultStatus(res) == PGRES_FATAL_ERROR)
+        {
+            ngx_commerce_log(NGX_LOG_ERR, r, ctx, "idempotency: %s",
+                             PQresultErrorMessage(res));
+        }
+
+        rc = ngx_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "DB_UNAVAILABLE",
+                                     "database unavailable, retry later");
+        goto done;
+    }
+
+    path[1] = NULL;
+
+    path[0] = "state";
+    s = yajl_tree_get(v, path, yajl_t_string);
+    state = s ? YAJL_GET_STRING(s) : "";
+
+    if (ngx_strcmp(state, "new") == 0) {
+        ctx->idem = NGX_COMMERCE_IDEM_ACTIVE;
+        yajl_tree_free(v);
+
+        rc = ngx_commerce_api_dispatch(r, ctx, ctx->idem_body, ctx->idem_len);
+
+        if (rc == NGX_DONE) {
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ctx->idem = NGX_COMMERCE_IDEM_NONE;
+
+    if (ngx_strcmp(state, "replay") == 0) {
+        path[0] = "status";
+        st = yajl_tree_get(v, path, yajl_t_number);
+        path[0] = "body";
+        b = yajl_tree_get(v, path, yajl_t_string);
+
+        status = (st && YAJL_IS_INTEGER(st)) ? YAJL_GET_INTEGER(st) : 0;
+        body = b ? YAJL_GET_STRING(b) : NULL;
+
+        if (status < 200 || status > 599 || body == NULL) {
+            rc = ngx_commerce_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                         "INTERNAL_ERROR", "internal error");
+
+        } else {
+            size_t   len = ngx_strlen(body);
+            u_char  *copy = ngx_pnalloc(r->pool, len);
+
+            if (copy == NULL) {
+                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+            } else {
+                ngx_memcpy(copy, body, len);
+                ctx->idem_replayed = 1;
+                rc = ngx_commerce_send_json(r, status, copy, len, 0);
+            }
+        }
+
+    } else if (ngx_strcmp(state, "mismatch") == 0) {
+        rc = ngx_commerce_send_error(r, 422, "IDEMPOTENCY_KEY_REUSED",
+                                     "this Idempotency-Key was used for "
+                                     "another request");
+
+    } else {
+        rc = ngx_commerce_send_error(r, NGX_HTTP_CONFLICT,
+                                     "IDEMPOTENCY_IN_FLIGHT",
+                                     "a request with this Idempotency-Key "
+                                     "is still in progress");
+    }
+
+    yajl_tree_free(v);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Every answer goes through here.  Without an active key it is sent at
+ * once.  With one, it is stored first and sent when stored: NGX_DONE, and
+ * the request is finalized here later, so the caller must not.
+ */
+
+ngx_int_t
+ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
+    size_t len)
+{
+    ngx_commerce_ctx_t        *ctx;
+    ngx_commerce_main_conf_t  *mcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+
+    if (ctx == NULL || ctx->idem != NGX_COMMERCE_IDEM_ACTIVE) {
+        return ngx_commerce_send_json(r, status, body, len,
+                                      status == NGX_HTTP_SERVICE_UNAVAILABLE);
+    }
+
+    ctx->idem = NGX_COMMERCE_IDEM_STORING;
+    ctx->reply_status = status;
+    ctx->reply_body = body;
+    ctx->reply_len = len;
+
+    ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
+    ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_FINISH;
+    ctx->query.nparams = 4;
+    ctx->query.params[0] = ngx_commerce_idem_int(r->pool,
+                                                 ctx->claims.user_id);
+    ctx->query.params[1] = (char *) ctx->idem_key.data;
+    ctx->query.params[2] = ngx_commerce_idem_int(r->pool, status);
+    ctx->query.params[3] = ngx_pnalloc(r->pool, len + 1);
+    ctx->query.log = r->connection->log;
+    ctx->query.data = ctx;
+    ctx->query.handler = ngx_commerce_idem_finished;
+
+    if (ctx->query.params[3] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy((char *) ctx->query.params[3], body, len);
+    ((char *) ctx->query.params[3])[len] = '\0';
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK) {
+        /* cannot store it: answer anyway; the key stays claimed */
+        ngx_commerce_log(NGX_LOG_ERR, r, ctx,
+                         "idempotency: cannot store the answer for key "
+                         "\"%V\"", &ctx->idem_key);
+        ctx->idem = NGX_COMMERCE_IDEM_NONE;
+        return ngx_commerce_send_json(r, status, body, len,
+                                      status == NGX_HTTP_SERVICE_UNAVAILABLE);
+    }
+
+    ctx->waiting = 1;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_commerce_ctx_t  *ctx;
+
+    ctx = q->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->waiting = 0;
+    ctx->idem = NGX_COMMERCE_IDEM_NONE;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (rc != NGX_OK || res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+    {
+        ngx_commerce_log(NGX_LOG_ERR, r, ctx,
+                         "idempotency: storing the answer for key \"%V\" "
+                         "failed", &ctx->idem_key);
+    }
+
+    rc = ngx_commerce_send_json(r, ctx->reply_status, ctx->reply_body,
+                                ctx->reply_len,
+                                ctx->reply_status
+                                == NGX_HTTP_SERVICE_UNAVAILABLE);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static char *
+ngx_commerce_idem_int(ngx_pool_t *pool, int64_t v)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, NGX_INT64_LEN + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf(p, "%L", v) = '\0';
+
+    return (char *) p;
+}
