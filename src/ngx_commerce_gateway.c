@@ -28,6 +28,8 @@ typedef struct {
 
 static ngx_int_t ngx_commerce_gw_param(ngx_conf_t *cf,
     ngx_commerce_gateway_t *gw, ngx_str_t *arg);
+static ngx_int_t ngx_commerce_gw_ssl(ngx_conf_t *cf,
+    ngx_commerce_gateway_t *gw);
 
 
 char *
@@ -102,6 +104,7 @@ ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     gw->timeout = 3000;
     gw->keepalive = 16;
     gw->mode = CM_BR_CLOSED;
+    gw->ssl_verify = 1;
 
     gw->breaker.window = 20;
     gw->breaker.min_calls = 10;
@@ -127,6 +130,10 @@ ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (gw->host.len == 0) {
         gw->host = gw->upstream;
+    }
+
+    if (gw->ssl_on && ngx_commerce_gw_ssl(cf, gw) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (gw->breaker.probe_deadline_ms == 0) {
@@ -196,9 +203,38 @@ ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
         return NGX_OK;
     }
 
+    if (is("ssl") || is("ssl_verify")) {
+        if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
+            n = 1;
+        } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+            n = 0;
+        } else {
+            goto invalid;
+        }
+
+        if (is("ssl")) {
+            gw->ssl_on = n;
+        } else {
+            gw->ssl_verify = n;
+        }
+
+        return NGX_OK;
+    }
+
+    if (is("ssl_name")) {
+        gw->ssl_name = v;
+        return NGX_OK;
+    }
+
+    if (is("ssl_trusted_certificate")) {
+        gw->ssl_trusted = v;
+        return NGX_OK;
+    }
+
     if (is("mode")) {
         if (v.len == 6 && ngx_strncmp(v.data, "normal", 6) == 0) {
             gw->mode = CM_BR_CLOSED;
+    gw->ssl_verify = 1;
         } else if (v.len == 11 && ngx_strncmp(v.data, "forced_open", 11) == 0)
         {
             gw->mode = CM_BR_FORCED_OPEN;
@@ -291,6 +327,83 @@ invalid:
                        "\"%V\"", &gw->name, arg);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * TLS to the gateway: TLS 1.2/1.3, the peer verified against the system's
+ * trust store (or ssl_trusted_certificate=) and the name ssl_name= (default
+ * the Host header), SNI sent.
+ */
+
+static ngx_int_t
+ngx_commerce_gw_ssl(ngx_conf_t *cf, ngx_commerce_gateway_t *gw)
+{
+#if (NGX_HTTP_SSL)
+    u_char              *p;
+    ngx_pool_cleanup_t  *cln;
+
+    if (gw->ssl_name.len == 0) {
+        gw->ssl_name = gw->host;
+    }
+
+    /* NUL-terminated for SSL_set_tlsext_host_name() */
+    p = ngx_pnalloc(cf->pool, gw->ssl_name.len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, gw->ssl_name.data, gw->ssl_name.len);
+    p[gw->ssl_name.len] = '\0';
+    gw->ssl_name.data = p;
+
+    gw->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (gw->ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    gw->ssl->log = cf->log;
+
+    if (ngx_ssl_create(gw->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(gw->ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = gw->ssl;
+
+    if (!gw->ssl_verify) {
+        return NGX_OK;
+    }
+
+    if (gw->ssl_trusted.len) {
+        if (ngx_ssl_trusted_certificate(cf, gw->ssl, &gw->ssl_trusted, 5)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (SSL_CTX_set_default_verify_paths(gw->ssl->ctx) != 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_gateway\" \"%V\": cannot load the "
+                           "system trust store", &gw->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+#else
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"commerce_gateway\" \"%V\": ssl=on needs nginx "
+                       "built with the http_ssl module", &gw->name);
+    return NGX_ERROR;
+#endif
 }
 
 

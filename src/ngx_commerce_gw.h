@@ -44,6 +44,13 @@ typedef struct {
     ngx_uint_t                      index;
     cm_br_conf_t                    breaker;
     cm_br_state_e                   mode;      /* CLOSED: normal */
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                      *ssl;
+#endif
+    ngx_str_t                       ssl_name;
+    ngx_str_t                       ssl_trusted;
+    ngx_flag_t                      ssl_on;
+    ngx_flag_t                      ssl_verify;
 
     /* per worker */
     ngx_addr_t                     *addrs;

@@ -46,6 +46,11 @@ static void ngx_commerce_http_keep(ngx_commerce_http_t *h);
 static void ngx_commerce_http_idle_handler(ngx_event_t *ev);
 static void ngx_commerce_http_idle_close(ngx_commerce_http_idle_t *item);
 static ngx_int_t ngx_commerce_http_test_connect(ngx_connection_t *c);
+static void ngx_commerce_http_close(ngx_connection_t *c);
+#if (NGX_HTTP_SSL)
+static void ngx_commerce_http_ssl_start(ngx_commerce_http_t *h);
+static void ngx_commerce_http_ssl_handshaked(ngx_connection_t *c);
+#endif
 
 
 const char *
@@ -87,7 +92,7 @@ void
 ngx_commerce_http_abort(ngx_commerce_http_t *h)
 {
     if (h->connection != NULL) {
-        ngx_close_connection(h->connection);
+        ngx_commerce_http_close(h->connection);
         h->connection = NULL;
     }
 
@@ -129,8 +134,10 @@ ngx_commerce_http_build(ngx_commerce_http_t *h)
                          sizeof("User-Agent: ngx_commerce" CRLF
                                 "Connection: keep-alive" CRLF) - 1);
 
-    b->last = ngx_cpymem(b->last, h->extra_headers.data,
-                         h->extra_headers.len);
+    if (h->extra_headers.len) {
+        b->last = ngx_cpymem(b->last, h->extra_headers.data,
+                             h->extra_headers.len);
+    }
 
     if (h->request_body.len) {
         b->last = ngx_sprintf(b->last,
@@ -183,7 +190,7 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
         n = recv(c->fd, buf, 1, MSG_PEEK);
 
         if (n != -1 || ngx_socket_errno != NGX_EAGAIN) {
-            ngx_close_connection(c);
+            ngx_commerce_http_close(c);
             continue;
         }
 
@@ -192,7 +199,6 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
         c->log = h->log;
         c->read->log = h->log;
         c->write->log = h->log;
-        c->pool = h->pool;
 
         h->connection = c;
         h->reused = 1;
@@ -220,7 +226,7 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         if (h->pc.connection) {
-            ngx_close_connection(h->pc.connection);
+            ngx_commerce_http_close(h->pc.connection);
             h->pc.connection = NULL;
         }
 
@@ -235,7 +241,17 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
 
     c = h->pc.connection;
     c->data = h;
-    c->pool = h->pool;
+
+    /*
+     * The connection outlives the exchange when it is kept alive: its own
+     * pool holds what must live as long (the TLS state).
+     */
+    c->pool = ngx_create_pool(256, ngx_cycle->log);
+    if (c->pool == NULL) {
+        ngx_close_connection(c);
+        h->pc.connection = NULL;
+        return NGX_ERROR;
+    }
     c->log = h->log;
     c->read->log = h->log;
     c->write->log = h->log;
@@ -287,6 +303,124 @@ ngx_commerce_http_test_connect(ngx_connection_t *c)
 }
 
 
+/* TLS connections are shut down quietly: the gateway may be gone */
+
+static void
+ngx_commerce_http_close(ngx_connection_t *c)
+{
+    ngx_pool_t  *pool;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    pool = c->pool;
+
+    ngx_close_connection(c);
+
+    if (pool != NULL) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static void
+ngx_commerce_http_ssl_start(ngx_commerce_http_t *h)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    c = h->connection;
+
+    if (ngx_ssl_create_connection(h->gw->ssl, c,
+                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+        return;
+    }
+
+    if (h->gw->ssl_name.len
+        && SSL_set_tlsext_host_name(c->ssl->connection,
+                                    (char *) h->gw->ssl_name.data) == 0)
+    {
+        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+        return;
+    }
+
+    c->log->action = "TLS handshake with payment gateway";
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, h->gw->connect_timeout);
+        }
+
+        c->ssl->handler = ngx_commerce_http_ssl_handshaked;
+        return;
+    }
+
+    ngx_commerce_http_ssl_handshaked(c);
+}
+
+
+static void
+ngx_commerce_http_ssl_handshaked(ngx_connection_t *c)
+{
+    long                  rc;
+    ngx_commerce_http_t  *h;
+
+    h = c->data;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    /* a failed handshake or an untrusted peer: nothing was sent */
+
+    if (!c->ssl->handshaked) {
+        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+        return;
+    }
+
+    if (h->gw->ssl_verify) {
+        rc = SSL_get_verify_result(c->ssl->connection);
+
+        if (rc != X509_V_OK) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "commerce: gateway %V: certificate verify error: "
+                          "(%l:%s)", &h->gw->name, rc,
+                          X509_verify_cert_error_string(rc));
+            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+            return;
+        }
+
+        if (ngx_ssl_check_host(c, &h->gw->ssl_name) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "commerce: gateway %V: certificate does not match "
+                          "\"%V\"", &h->gw->name, &h->gw->ssl_name);
+            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+            return;
+        }
+    }
+
+    c->log->action = NULL;
+    c->read->handler = ngx_commerce_http_read_handler;
+    c->write->handler = ngx_commerce_http_write_handler;
+
+    ngx_commerce_http_write_handler(c->write);
+}
+
+#endif
+
+
 static void
 ngx_commerce_http_write_handler(ngx_event_t *wev)
 {
@@ -314,6 +448,13 @@ ngx_commerce_http_write_handler(ngx_event_t *wev)
         if (wev->timer_set) {
             ngx_del_timer(wev);
         }
+
+#if (NGX_HTTP_SSL)
+        if (h->gw->ssl != NULL && c->ssl == NULL) {
+            ngx_commerce_http_ssl_start(h);
+            return;
+        }
+#endif
     }
 
     while (h->out->pos < h->out->last) {
@@ -594,7 +735,7 @@ ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc)
             h->connection = NULL;
 
         } else {
-            ngx_close_connection(c);
+            ngx_commerce_http_close(c);
         }
     }
 
@@ -623,7 +764,7 @@ ngx_commerce_http_keep(ngx_commerce_http_t *h)
     c = h->connection;
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_close_connection(c);
+        ngx_commerce_http_close(c);
         return;
     }
 
@@ -643,8 +784,7 @@ ngx_commerce_http_keep(ngx_commerce_http_t *h)
     ngx_queue_insert_head(&gw->idle, q);
     gw->nidle++;
 
-    /* the request's pool and log go away: point at the cycle's */
-    c->pool = NULL;
+    /* the owner's log goes away: point at the cycle's */
     c->log = ngx_cycle->log;
     c->read->log = ngx_cycle->log;
     c->write->log = ngx_cycle->log;
@@ -706,7 +846,7 @@ ngx_commerce_http_idle_close(ngx_commerce_http_idle_t *item)
     gw->nidle--;
     ngx_queue_insert_head(&gw->free, &item->queue);
 
-    ngx_close_connection(item->connection);
+    ngx_commerce_http_close(item->connection);
     item->connection = NULL;
 }
 

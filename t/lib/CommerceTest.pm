@@ -785,6 +785,60 @@ sub grep_log {
 
 
 # ---------------------------------------------------------------------------
+# metrics and waits (card payment tests)
+
+# metrics(name => instance, path => '/metrics'): the Prometheus text of a
+# `commerce_metrics` location, parsed: { 'series{label="v",...}' => number }
+# with the labels as served.  Croaks unless the scrape answers 200.
+sub metrics {
+    my ($self, %o) = @_;
+    my $res = $self->get($o{path} // '/metrics', name => $o{name});
+    croak "metrics: status $res->{status}" . ($res->{error}
+        ? " ($res->{error})" : '') unless $res->{status} == 200;
+    my %m;
+    for my $line (split /\n/, $res->{body} // '') {
+        next if $line =~ /^#/ || $line !~ /\S/;
+        my ($series, $v) = $line =~ /^(\S+(?:\{[^}]*\})?)\s+(\S+)$/ or next;
+        $m{$series} = 0 + $v;
+    }
+    return \%m;
+}
+
+# metric($metrics_or_undef, 'family', label => value, ...): one series'
+# value out of metrics() (scraped now when the first argument is undef);
+# 0 when the series is absent.  The labels must be all of the series'.
+sub metric {
+    my ($self, $m, $family, %labels) = @_;
+    $m //= $self->metrics;
+    my $want = join ',', map { "$_=\"$labels{$_}\"" } sort keys %labels;
+    for my $series (keys %$m) {
+        my ($f, $l) = $series =~ /^([^{]+)(?:\{(.*)\})?$/ or next;
+        next unless $f eq $family;
+        my $got = join ',', sort split /,(?=[a-z_]+=")/, $l // '';
+        return $m->{$series} if $got eq $want;
+    }
+    return 0;
+}
+
+# wait_order($order_id, user => $id, until => sub { $order->{status} eq
+# 'PAID' }, timeout => 10): polls GET /api/v1/orders/{id} until the
+# condition holds on the decoded order; returns the last order (whether or
+# not it held: compare it in the test).
+sub wait_order {
+    my ($self, $id, %o) = @_;
+    my $until = $o{until} // sub { 1 };
+    my $last;
+    wait_until(sub {
+        my $r = $self->get("/api/v1/orders/$id", user => $o{user},
+            name => $o{name});
+        $last = $r->{json} if $r->{status} == 200;
+        return $last && $until->($last);
+    }, timeout => $o{timeout} // 10, interval => $o{interval} // 0.1);
+    return $last;
+}
+
+
+# ---------------------------------------------------------------------------
 # tokens
 
 # token($user_id, role => , ttl => , exp => , secret => , sub_raw => )
