@@ -234,7 +234,6 @@ ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
     if (is("mode")) {
         if (v.len == 6 && ngx_strncmp(v.data, "normal", 6) == 0) {
             gw->mode = CM_BR_CLOSED;
-    gw->ssl_verify = 1;
         } else if (v.len == 11 && ngx_strncmp(v.data, "forced_open", 11) == 0)
         {
             gw->mode = CM_BR_FORCED_OPEN;
