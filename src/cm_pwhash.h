@@ -11,7 +11,10 @@
  * <salt> and <hash> are unpadded standard base64 (PHC "B64": A-Z a-z 0-9
  * + /, canonical: no '=', zero unused bits).  cm_pwhash_make() writes a
  * 16-byte random salt and a 32-byte hash; cm_pwhash_verify() accepts salts
- * and hashes of 16 to 64 bytes.  The scrypt form is passlib's.
+ * and hashes of 16 to 64 bytes, and derives as many bytes as the stored
+ * hash has (a KDF's shorter output is a prefix of its longer one: store
+ * the string in a text column, never a column that could cut it).  The
+ * scrypt form is passlib's.
  *
  * The default is PBKDF2-HMAC-SHA256 at 600,000 iterations (OWASP, 2023):
  * it takes no memory, so the size of the thread pool bounds what a flood

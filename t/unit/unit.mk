@@ -12,13 +12,17 @@ UNIT_BIN     ?= t/unit/bin
 UNIT_OPT     ?= -O2 -g
 UNIT_WARN    := -std=c99 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
                 -Wstrict-prototypes -Wmissing-prototypes
-UNIT_LIBS    := -lyajl -lcrypto
+# -pthread: test_cm_pwhash hashes from several threads at once
+UNIT_LIBS    := -lyajl -lcrypto -pthread
 UNIT_TESTS   := test_cm_json test_cm_jwt test_cm_breaker test_cm_backoff \
-                test_cm_sig
+                test_cm_sig test_cm_pwhash test_cm_pii test_cm_ratelimit \
+                test_cm_token
 UNIT_SRCS    := src/cm_json.c src/cm_jwt.c src/cm_breaker.c src/cm_backoff.c \
-                src/cm_sig.c t/unit/tap.c
+                src/cm_sig.c src/cm_pwhash.c src/cm_pii.c src/cm_ratelimit.c \
+                src/cm_token.c t/unit/tap.c
 UNIT_DEPS    := $(UNIT_SRCS) src/cm_json.h src/cm_jwt.h src/cm_breaker.h \
-                src/cm_backoff.h src/cm_sig.h t/unit/tap.h t/unit/unit.mk
+                src/cm_backoff.h src/cm_sig.h src/cm_pwhash.h src/cm_pii.h \
+                src/cm_ratelimit.h src/cm_token.h t/unit/tap.h t/unit/unit.mk
 
 UNIT_ASAN    := -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all
