@@ -274,6 +274,20 @@ static ngx_command_t  ngx_commerce_commands[] = {
       offsetof(ngx_commerce_main_conf_t, reconcile_grace),
       &ngx_commerce_ttl_bounds },
 
+    { ngx_string("commerce_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_limit_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_limit,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("commerce_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_commerce_metrics,
@@ -552,6 +566,10 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
 
     if (ngx_commerce_gateways_check(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_commerce_limit_postconf(cf, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

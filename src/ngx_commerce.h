@@ -124,6 +124,9 @@ typedef struct {
     time_t                       reconcile_grace;
     ngx_event_t                 *reconcile_event;
 
+    /* rate limits (issue 4) */
+    void                        *limits;
+
     /* per worker, set in init_process */
     ngx_commerce_pg_pool_t      *pool;
     ngx_event_t                 *expiry_event;
@@ -152,6 +155,7 @@ typedef struct {
     u_char                      *idem_body;
     size_t                       idem_len;
     unsigned                     idem_replayed:1;
+    ngx_uint_t                   retry_after;   /* seconds, for 429 */
     ngx_uint_t                   reply_status;
     u_char                      *reply_body;
     size_t                       reply_len;
@@ -214,6 +218,15 @@ ngx_int_t ngx_commerce_api_route(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_int_t *sent);
 ngx_int_t ngx_commerce_api_dispatch(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+
+/* rate limits */
+char *ngx_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_commerce_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_commerce_limit_postconf(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+ngx_int_t ngx_commerce_limit_check(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+u_char *ngx_commerce_limit_metrics(u_char *p, u_char *last);
 
 /* idempotency keys */
 ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,

@@ -42,6 +42,7 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "IDEMPOTENCY_KEY_REUSED",   422 },
     { "IDEMPOTENCY_IN_FLIGHT",    NGX_HTTP_CONFLICT },
     { "PG_UNAVAILABLE",           NGX_HTTP_SERVICE_UNAVAILABLE },
+    { "RATE_LIMITED",             NGX_HTTP_TOO_MANY_REQUESTS },
     { NULL, 0 }
 };
 
@@ -131,6 +132,17 @@ ngx_commerce_api_handler(ngx_http_request_t *r)
         return ngx_commerce_send_error(r, NGX_HTTP_UNAUTHORIZED,
                                        "UNAUTHORIZED",
                                        "missing bearer token");
+    }
+
+    /* rate limits before the body is read: a refusal costs nothing */
+    rc = ngx_commerce_limit_check(r, ctx);
+
+    if (rc != NGX_DECLINED) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return rc;
     }
 
     if (!(r->method & NGX_HTTP_POST)) {
@@ -516,7 +528,19 @@ ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
         }
     }
 
-    if (retry_after) {
+    if (ctx != NULL && ctx->retry_after) {
+        v.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (v.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        v.len = ngx_sprintf(v.data, "%ui", ctx->retry_after) - v.data;
+
+        if (ngx_commerce_add_header(r, "Retry-After", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (retry_after) {
         ngx_str_set(&v, "1");
         if (ngx_commerce_add_header(r, "Retry-After", &v) != NGX_OK) {
             return NGX_ERROR;

@@ -849,6 +849,14 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
                      sh->m.settled_timeout, sh->m.callbacks,
                      sh->m.callbacks_rejected);
 
+    if (b->end - b->last < 8192
+        && ngx_commerce_metrics_grow(r, &b, &last) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_commerce_limit_metrics(b->last, b->end);
+
     len = 0;
     for (cl = &head; cl; cl = cl->next) {
         len += cl->buf->last - cl->buf->pos;

@@ -46,6 +46,7 @@ my %FAMILY = map { $_ => 1 } qw(
     commerce_reconciler_runs_total
     commerce_payments_settled_total
     commerce_callbacks_total
+    commerce_rate_limit_requests_total
 );
 my %HISTOGRAM = map { $_ => 1 } qw(commerce_http_request_duration_seconds
     commerce_gateway_request_duration_seconds);
