@@ -127,6 +127,9 @@ static void ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay);
 static void ngx_commerce_settle_cancelled(ngx_commerce_http_t *h);
 static void ngx_commerce_pay_log(ngx_commerce_pay_t *pay,
     ngx_commerce_op_e op, const char *dir);
+static void ngx_commerce_pay_log_row(ngx_commerce_pay_t *pay, const char *op,
+    const char *dir, ngx_str_t *method, ngx_str_t *uri, ngx_int_t status,
+    ngx_msec_t latency, ngx_str_t *req, ngx_str_t *resp, const char *err);
 static void ngx_commerce_log_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_commerce_reconcile_handler(ngx_event_t *ev);
@@ -218,7 +221,7 @@ ngx_commerce_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         goto failed;
     }
 
-    ngx_memcpy(last4, card->card_no + 15, 4);
+    ngx_memcpy(last4, pay->card.card_no + 15, 4);
     last4[4] = '\0';
 
     if (order_id) {
@@ -229,7 +232,7 @@ ngx_commerce_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                    ngx_commerce_pay_int(pay->pool, order_id),
                                    ngx_commerce_pay_cstr(pay->pool,
                                                          &gw->name),
-                                   (char *) card->card_type,
+                                   (char *) pay->card.card_type,
                                    last4)
             != NGX_OK)
         {
@@ -272,7 +275,7 @@ ngx_commerce_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                ngx_commerce_pay_int(pay->pool, pay->user_id),
                                (char *) ids, (char *) qty,
                                ngx_commerce_pay_cstr(pay->pool, &gw->name),
-                               (char *) card->card_type,
+                               (char *) pay->card.card_type,
                                last4)
         != NGX_OK)
     {
@@ -989,7 +992,7 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     const char                *reason;
     yajl_val                   v;
-    ngx_str_t                  name, sig;
+    ngx_str_t                  name, sig, cb_body;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
     ngx_uint_t                 i;
@@ -1083,6 +1086,9 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         (void) ngx_atomic_fetch_add(&sh->m.callbacks, 1);
     }
 
+    cb_body.data = body;
+    cb_body.len = len;
+
     ngx_commerce_log(NGX_LOG_INFO, r, ctx,
                      "gateway %V callback for %V: confirming", &gw->name,
                      &pay->key);
@@ -1092,10 +1098,14 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     pay->gw = gw;
     pay->age = -1;
 
-    if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_GET_BY_KEY,
-                               NGX_COMMERCE_STEP_LOOKUP, 2,
+    /* the lookup also writes the IN CALLBACK row of the interface log */
+    if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_CALLBACK,
+                               NGX_COMMERCE_STEP_LOOKUP, 4,
                                ngx_commerce_pay_cstr(pay->pool, &gw->name),
-                               ngx_commerce_pay_cstr(pay->pool, &pay->key))
+                               ngx_commerce_pay_cstr(pay->pool, &pay->key),
+                               ngx_commerce_pay_cstr(pay->pool,
+                                                     &r->unparsed_uri),
+                               ngx_commerce_pay_cstr(pay->pool, &cb_body))
         != NGX_OK)
     {
         ngx_commerce_pay_destroy(pay);
@@ -1490,15 +1500,31 @@ ngx_commerce_pay_log(ngx_commerce_pay_t *pay, ngx_commerce_op_e op,
 {
     static const char *ops[] = { "CREATE", "STATUS", "LIST", "CANCEL" };
 
-    char                      *req, *resp, *err;
+    ngx_commerce_http_t  *h;
+
+    h = &pay->http;
+
+    ngx_commerce_pay_log_row(pay, ops[op], dir, &h->method, &h->uri,
+                             h->rc == NGX_COMMERCE_HTTP_OK
+                             ? (ngx_int_t) h->status : -1,
+                             h->latency, &h->request_body, &h->body,
+                             h->rc == NGX_COMMERCE_HTTP_OK
+                             ? NULL : ngx_commerce_http_rc_name(h->rc));
+}
+
+
+static void
+ngx_commerce_pay_log_row(ngx_commerce_pay_t *pay, const char *op,
+    const char *dir, ngx_str_t *method, ngx_str_t *uri, ngx_int_t status,
+    ngx_msec_t latency, ngx_str_t *reqb, ngx_str_t *respb, const char *err)
+{
+    char                      *req, *resp;
     size_t                     n;
     ngx_pool_t                *pool;
-    ngx_commerce_http_t       *h;
     ngx_commerce_log_query_t  *lq;
     ngx_commerce_main_conf_t  *mcf;
 
     mcf = ngx_commerce_main_conf();
-    h = &pay->http;
 
     pool = ngx_create_pool(1024, ngx_cycle->log);
     if (pool == NULL) {
@@ -1512,22 +1538,17 @@ ngx_commerce_pay_log(ngx_commerce_pay_t *pay, ngx_commerce_op_e op,
 
     lq->pool = pool;
 
-    req = ngx_pnalloc(pool, h->request_body.len + 1);
-    resp = ngx_pnalloc(pool, h->body.len + 1);
+    req = ngx_pnalloc(pool, reqb->len + 1);
+    resp = ngx_pnalloc(pool, respb->len + 1);
     if (req == NULL || resp == NULL) {
         goto failed;
     }
 
-    n = cm_mask_card_numbers(req, h->request_body.len + 1,
-                             h->request_body.data, h->request_body.len);
+    n = cm_mask_card_numbers(req, reqb->len + 1, reqb->data, reqb->len);
     req[n] = '\0';
 
-    n = cm_mask_card_numbers(resp, h->body.len + 1, h->body.data,
-                             h->body.len);
+    n = cm_mask_card_numbers(resp, respb->len + 1, respb->data, respb->len);
     resp[n] = '\0';
-
-    err = (h->rc == NGX_COMMERCE_HTTP_OK)
-          ? NULL : (char *) ngx_commerce_http_rc_name(h->rc);
 
     lq->query.stmt = NGX_COMMERCE_STMT_PG_LOG;
     lq->query.nparams = 13;
@@ -1543,12 +1564,12 @@ ngx_commerce_pay_log(ngx_commerce_pay_t *pay, ngx_commerce_op_e op,
     lq->query.params[2] = ngx_commerce_pay_cstr(pool, &pay->gw->name);
     lq->query.params[3] = ngx_commerce_pay_int(pool, pay->attempt);
     lq->query.params[4] = dir;
-    lq->query.params[5] = ops[op];
-    lq->query.params[6] = ngx_commerce_pay_cstr(pool, &h->method);
-    lq->query.params[7] = ngx_commerce_pay_cstr(pool, &h->uri);
-    lq->query.params[8] = (h->rc == NGX_COMMERCE_HTTP_OK)
-                          ? ngx_commerce_pay_int(pool, h->status) : NULL;
-    lq->query.params[9] = ngx_commerce_pay_int(pool, h->latency);
+    lq->query.params[5] = op;
+    lq->query.params[6] = ngx_commerce_pay_cstr(pool, method);
+    lq->query.params[7] = ngx_commerce_pay_cstr(pool, uri);
+    lq->query.params[8] = status >= 0
+                          ? ngx_commerce_pay_int(pool, status) : NULL;
+    lq->query.params[9] = ngx_commerce_pay_int(pool, latency);
     lq->query.params[10] = req;
     lq->query.params[11] = resp;
     lq->query.params[12] = err;

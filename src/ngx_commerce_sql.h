@@ -51,8 +51,8 @@
       "SELECT cm_card_cancelled($1::bigint, $2::bool, $3::text)", 3)         \
     X(CARD_DUE,      "cm_card_due",                                          \
       "SELECT cm_card_due($1::int, $2::int, $3::int)", 3)                    \
-    X(CARD_GET_BY_KEY, "cm_card_get_by_key",                                 \
-      "SELECT cm_card_get_by_key($1::text, $2::text)", 2)                    \
+    X(CARD_CALLBACK, "cm_card_callback",                                     \
+      "SELECT cm_card_callback($1::text, $2::text, $3::text, $4::text)", 4)  \
     X(IDEM_BEGIN,    "cm_idem_begin",                                        \
       "SELECT cm_idem_begin($1::bigint, $2::text, $3::text, $4::text)", 4)   \
     X(IDEM_FINISH,   "cm_idem_finish",                                       \

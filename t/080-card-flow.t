@@ -255,6 +255,42 @@ is($o->{status}, 'PAID', 'pay later: PAID');
 is(pg_txns($o2)->[0]{cardType}, 'SAMSUNG', 'the PG got cardType SAMSUNG');
 
 # ---------------------------------------------------------------------------
+# 3b. Many at once: 40 card payments while the database pool is busy (its
+#     queries wait in the pool's queue); each one is taken as sent
+
+my @later = $t->concurrent([ map { [ 'POST', '/api/v1/orders',
+    { items => [ { productId => 25, quantity => 1 } ] }, { user => 300 + $_ } ]
+    } 1 .. 20 ]);
+is(scalar(grep { $_->{status} == 201 } @later), 20, '20 unpaid orders');
+my @many = $t->concurrent([
+    (map { [ 'POST', "/api/v1/orders/$later[$_]{json}{id}/payment",
+        card($OK_CARD, (qw(SAMSUNG KB HYUNDAI))[$_ % 3]),
+        { user => 301 + $_ } ] } 0 .. 19),
+    (map { [ 'POST', '/api/v1/orders', { items => [ { productId => 27,
+        quantity => 1 } ], payment => card($OK_CARD,
+        (qw(SAMSUNG KB HYUNDAI))[$_ % 3]) }, { user => 321 + $_ } ] } 0 .. 19),
+]);
+my %answers;
+$answers{ "$_->{status} " . ($_->{json}{code} // $_->{json}{status} // '') }++
+    for @many;
+is_deeply(\%answers, { '202 PAYMENT_IN_PROGRESS' => 40 },
+    '40 card payments at once: 202 PAYMENT_IN_PROGRESS each')
+    or diag(explain(\%answers), explain([ map { $_->{body} }
+        grep { $_->{status} != 202 } @many[0 .. 39] ]->[0]));
+my %types;
+for my $i (0 .. 39) {
+    my $id = $many[$i]{json}{id} // next;
+    my $x = pg_txns($id)->[0] or next;
+    $types{ $x->{cardType} eq (qw(SAMSUNG KB HYUNDAI))[$i % 20 % 3]
+        ? 'same' : "sent $x->{cardType}" }++;
+}
+is_deeply(\%types, { same => 40 }, 'each reached the PG with its own cardType');
+my @paid = grep { defined } map { $_->{json}{id} } @many;
+ok(wait_until(sub { $t->psql("SELECT count(*) FROM orders WHERE status ="
+    . " 'PAID' AND id IN (" . join(',', @paid, 0) . ')') == 40 },
+    timeout => 10), 'all 40 PAID');
+
+# ---------------------------------------------------------------------------
 # 4. Declines: LIMIT and INVALID cards, stock released exactly once
 
 my $s7 = stock(7);
@@ -540,7 +576,9 @@ is($sim->counters->{get}, $c0->{get}, 'and the PG was not asked (no such payment
 # 8. Signed callbacks: reload with a shared secret
 
 my $SECRET = 'cb-secret-' . int(rand(1e9));
-$t->reload_nginx(config => config(secret => $SECRET));
+my @old_workers = $t->reload_nginx(config => config(secret => $SECRET));
+ok($t->wait_pids_gone(\@old_workers, timeout => 15),
+    'reloaded with a callback secret, old workers gone');
 $sim->control(hmacSecret => $SECRET);
 
 $r = $t->post('/api/v1/orders', { items => [ { productId => 21,
