@@ -17,6 +17,8 @@
 
 
 static ngx_int_t ngx_commerce_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_uint_t ngx_commerce_breaker_take(cm_breaker_t *b, uint32_t seen,
+    cm_br_transition_t *tr);
 static void ngx_commerce_breaker_log(ngx_commerce_gateway_t *gw,
     cm_br_transition_t *tr, ngx_uint_t n);
 static ngx_uint_t ngx_commerce_status_slot(ngx_uint_t status);
@@ -103,7 +105,12 @@ ngx_commerce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_commerce_shm_t  *oshm = data;
 
-    ngx_uint_t                 i, same;
+    /* static: the master alone runs this, and ~9 KB is a lot of stack */
+    static cm_br_transition_t  tr[NGX_COMMERCE_GW_MAX][CM_BR_HISTORY];
+
+    uint32_t                   seen[NGX_COMMERCE_GW_MAX];
+    ngx_uint_t                 i, same, nt[NGX_COMMERCE_GW_MAX];
+    ngx_uint_t                 forced[NGX_COMMERCE_GW_MAX];
     ngx_msec_t                 now;
     ngx_commerce_shm_t        *shm;
     ngx_commerce_gateway_t    *gw;
@@ -183,19 +190,34 @@ gateways:
 
     /* operator overrides from nginx.conf apply on every (re)load */
 
+    ngx_memzero(forced, sizeof(forced));
+
     for (i = 0; i < shm->ngateways; i++) {
         if (gw[i].mode != CM_BR_CLOSED
             || cm_br_state(&shm->sh->breaker[i]) == CM_BR_FORCED_OPEN
             || cm_br_state(&shm->sh->breaker[i]) == CM_BR_DISABLED)
         {
             if (cm_br_state(&shm->sh->breaker[i]) != gw[i].mode) {
+                seen[i] = cm_br_seq(&shm->sh->breaker[i]);
                 (void) cm_br_force(&shm->sh->breaker[i], (int64_t) now,
                                    gw[i].mode);
+                forced[i] = 1;
             }
         }
     }
 
+    for (i = 0; i < shm->ngateways; i++) {
+        nt[i] = forced[i]
+                ? ngx_commerce_breaker_take(&shm->sh->breaker[i], seen[i],
+                                            tr[i])
+                : 0;
+    }
+
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    for (i = 0; i < shm->ngateways; i++) {
+        ngx_commerce_breaker_log(&gw[i], tr[i], nt[i]);
+    }
 
     return NGX_OK;
 }
@@ -226,16 +248,23 @@ ngx_commerce_breaker_admits(ngx_commerce_gateway_t *gw,
     ngx_msec_t *retry_after)
 {
     int64_t              ra;
+    uint32_t             seen;
+    ngx_uint_t           n;
     cm_breaker_t        *b;
+    cm_br_transition_t   tr[CM_BR_HISTORY];
     ngx_commerce_shm_t  *shm;
 
     shm = ngx_commerce_main_conf()->shm;
     b = &shm->sh->breaker[gw->index];
 
     ngx_commerce_lock(shm);
+    seen = cm_br_seq(b);
     cm_br_tick(b, &gw->breaker, (int64_t) ngx_current_msec);
     ra = cm_br_retry_after(b, &gw->breaker, (int64_t) ngx_current_msec);
+    n = ngx_commerce_breaker_take(b, seen, tr);
     ngx_commerce_unlock(shm);
+
+    ngx_commerce_breaker_log(gw, tr, n);
 
     if (ra == 0) {
         return NGX_OK;
@@ -270,10 +299,7 @@ ngx_commerce_breaker_acquire(ngx_commerce_gateway_t *gw, ngx_msec_t now,
     ok = cm_br_acquire(b, &gw->breaker, (int64_t) now, permit);
     ra = ok ? 0 : cm_br_retry_after(b, &gw->breaker, (int64_t) now);
 
-    n = 0;
-    while (n < CM_BR_HISTORY && cm_br_take_transition(b, &seen, &tr[n])) {
-        n++;
-    }
+    n = ngx_commerce_breaker_take(b, seen, tr);
 
     ngx_commerce_unlock(shm);
 
@@ -313,14 +339,28 @@ ngx_commerce_breaker_record(ngx_commerce_gateway_t *gw, int permit,
     cm_br_record(b, &gw->breaker, (int64_t) ngx_current_msec, permit,
                  failed ? CM_BR_FAILURE : CM_BR_SUCCESS, (int64_t) duration);
 
+    n = ngx_commerce_breaker_take(b, seen, tr);
+
+    ngx_commerce_unlock(shm);
+
+    ngx_commerce_breaker_log(gw, tr, n);
+}
+
+
+/* the transitions since seq "seen" (the zone's lock held) */
+
+static ngx_uint_t
+ngx_commerce_breaker_take(cm_breaker_t *b, uint32_t seen,
+    cm_br_transition_t *tr)
+{
+    ngx_uint_t  n;
+
     n = 0;
     while (n < CM_BR_HISTORY && cm_br_take_transition(b, &seen, &tr[n])) {
         n++;
     }
 
-    ngx_commerce_unlock(shm);
-
-    ngx_commerce_breaker_log(gw, tr, n);
+    return n;
 }
 
 
@@ -739,11 +779,15 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
                      "state per gateway (one-hot).\n"
                      "# TYPE commerce_gateway_breaker_state gauge\n");
 
+    /* time-driven transitions first, logged like any other */
+    for (i = 0; i < mcf->gateways.nelts; i++) {
+        (void) ngx_commerce_breaker_admits(&gw[i], NULL);
+    }
+
     ngx_commerce_lock(shm);
 
     for (i = 0; i < mcf->gateways.nelts; i++) {
         br = &sh->breaker[i];
-        cm_br_tick(br, &gw[i].breaker, (int64_t) ngx_current_msec);
 
         for (s = 0; s < CM_BR_NSTATES; s++) {
             ngx_commerce_out("commerce_gateway_breaker_state{gateway=\"%V\","

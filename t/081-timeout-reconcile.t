@@ -296,7 +296,9 @@ is($c3->{created} - $c0->{created}, 0, 'nothing was created at the PG');
 # ---------------------------------------------------------------------------
 # 5. The payment timeout (seed 003: 10 minutes; 3 s here)
 
-$t->reload_nginx(config => config(payment_timeout => '3s'));
+my @old_workers = $t->reload_nginx(config => config(payment_timeout => '3s'));
+ok($t->wait_pids_gone(\@old_workers, timeout => 15),
+    'reloaded with commerce_payment_timeout 3s, old workers gone');
 my $timeout0 = settled('timeout');
 my $s13 = stock(13);
 $c0 = $sim->counters;
