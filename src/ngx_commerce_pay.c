@@ -72,6 +72,7 @@ struct ngx_commerce_pay_s {
     int                         permit;
     ngx_uint_t                  attempt;
     ngx_uint_t                  gw_changed;
+    ngx_uint_t                  timed_out;
 
     int64_t                     user_id;
     int64_t                     order_id;
@@ -1310,6 +1311,27 @@ decide:
         if (sh) {
             (void) ngx_atomic_fetch_add(&sh->m.settled_timeout, 1);
         }
+
+        /* a transaction the gateway still holds gets cancelled there */
+        pay->timed_out = 1;
+        pay->settle_status = status;
+        pay->settle_reason = reason;
+
+        if (key.len && pay->key.len == 0) {
+            pay->key = key;
+        }
+
+        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_TIMEOUT,
+                                   NGX_COMMERCE_STEP_SETTLE, 1,
+                                   ngx_commerce_pay_int(pay->pool,
+                                                        pay->payment_id))
+            == NGX_OK)
+        {
+            return;
+        }
+
+        ngx_commerce_pay_destroy(pay);
+        return;
     }
 
     if (status.len == 0 || ngx_strncmp(status.data, "PENDING", 7) == 0) {
@@ -1406,10 +1428,18 @@ ngx_commerce_settle_decided(ngx_commerce_pay_t *pay, PGresult *res)
 static void
 ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay)
 {
-    ngx_log_error(NGX_LOG_WARN, pay->log, 0,
-                  "commerce: payment %L (order %L) was approved by %V but "
-                  "cannot be applied: cancelling it at the gateway",
-                  pay->payment_id, pay->order_id, &pay->gw->name);
+    if (pay->timed_out) {
+        ngx_log_error(NGX_LOG_WARN, pay->log, 0,
+                      "commerce: payment %L (order %L) timed out while "
+                      "pending at %V: cancelling it at the gateway",
+                      pay->payment_id, pay->order_id, &pay->gw->name);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, pay->log, 0,
+                      "commerce: payment %L (order %L) was approved by %V "
+                      "but cannot be applied: cancelling it at the gateway",
+                      pay->payment_id, pay->order_id, &pay->gw->name);
+    }
 
     ngx_memzero(&pay->http, sizeof(ngx_commerce_http_t));
 
@@ -1446,7 +1476,7 @@ ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay)
 static void
 ngx_commerce_settle_cancelled(ngx_commerce_http_t *h)
 {
-    ngx_uint_t             ok;
+    ngx_uint_t             ok, nothing;
     ngx_commerce_pay_t    *pay;
     ngx_commerce_shctx_t  *sh;
 
@@ -1456,6 +1486,13 @@ ngx_commerce_settle_cancelled(ngx_commerce_http_t *h)
     ngx_commerce_pay_log(pay, NGX_COMMERCE_OP_CANCEL, "OUT");
 
     ok = (h->rc == NGX_COMMERCE_HTTP_OK && h->status == 200);
+
+    /*
+     * 409: the gateway says the transaction is in a state that cannot be
+     * cancelled, which for these gateways means it was declined: it holds
+     * no money of the buyer's, so nothing is owed any more.
+     */
+    nothing = (h->rc == NGX_COMMERCE_HTTP_OK && h->status == 409);
 
     ngx_commerce_metrics_gw(pay->gw, NGX_COMMERCE_OP_CANCEL,
                             ok ? NGX_COMMERCE_OUT_ACCEPTED
@@ -1467,7 +1504,13 @@ ngx_commerce_settle_cancelled(ngx_commerce_http_t *h)
                                     1);
     }
 
-    if (!ok) {
+    if (nothing) {
+        ngx_log_error(NGX_LOG_WARN, pay->log, 0,
+                      "commerce: net-cancel of payment %L at %V: nothing to "
+                      "cancel (409, the transaction was declined)",
+                      pay->payment_id, &pay->gw->name);
+
+    } else if (!ok) {
         ngx_log_error(NGX_LOG_ERR, pay->log, 0,
                       "commerce: net-cancel of payment %L at %V failed "
                       "(%s, status %ui); the reconciler will try again",
@@ -1479,10 +1522,15 @@ ngx_commerce_settle_cancelled(ngx_commerce_http_t *h)
                                NGX_COMMERCE_STEP_CANCELLED, 3,
                                ngx_commerce_pay_int(pay->pool,
                                                     pay->payment_id),
-                               ok ? "true" : "false",
-                               ok ? "net-cancelled: the order could not "
-                                    "take the payment"
-                                  : "net-cancel failed")
+                               (ok || nothing) ? "true" : "false",
+                               ok ? (pay->timed_out
+                                     ? "cancelled at the gateway: payment "
+                                       "timeout"
+                                     : "net-cancelled: the order could not "
+                                       "take the payment")
+                                  : nothing ? "nothing to cancel: declined "
+                                              "at the gateway"
+                                            : "net-cancel failed")
         != NGX_OK)
     {
         ngx_commerce_pay_destroy(pay);

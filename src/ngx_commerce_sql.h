@@ -51,6 +51,8 @@
       "SELECT cm_card_cancelled($1::bigint, $2::bool, $3::text)", 3)         \
     X(CARD_DUE,      "cm_card_due",                                          \
       "SELECT cm_card_due($1::int, $2::int, $3::int)", 3)                    \
+    X(CARD_TIMEOUT,  "cm_card_timeout",                                      \
+      "SELECT cm_card_timeout($1::bigint)", 1)                               \
     X(CARD_CALLBACK, "cm_card_callback",                                     \
       "SELECT cm_card_callback($1::text, $2::text, $3::text, $4::text)", 4)  \
     X(IDEM_BEGIN,    "cm_idem_begin",                                        \

@@ -29,3 +29,28 @@ BEGIN
     RETURN v_doc;
 END
 $$;
+
+-- The payment timeout (seed 003: 10 minutes) gives up on a payment the PG
+-- still has PENDING: the payment is FAILED ('payment timeout', the order
+-- PAYMENT_FAILED and its stock released, as cm_card_settle does), and when
+-- the PG holds a transaction for it (transaction_key known) a net-cancel is
+-- owed at once: the PG must not approve it later behind our back, even if
+-- the approval's callback is lost.  The caller cancels at the PG and reports
+-- with cm_card_cancelled, or the reconciler does (cm_card_cancel_due).
+-- -> as cm_card_settle; netCancel=true when a cancel is owed.
+CREATE OR REPLACE FUNCTION cm_card_timeout(p_payment bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_doc json;
+BEGIN
+    v_doc := cm_card_settle(p_payment, NULL, 'FAILED', 'payment timeout')::json;
+    IF (v_doc->>'applied')::boolean AND v_doc->>'transactionKey' IS NOT NULL THEN
+        UPDATE payments
+           SET net_cancel = 'REQUIRED', net_cancel_at = now(), updated_at = now()
+         WHERE id = p_payment AND net_cancel IS NULL;
+        RETURN cm__settle_json(true, true, p_payment, (v_doc->>'orderId')::bigint,
+                               v_doc->>'gateway', v_doc->>'transactionKey', 'FAILED');
+    END IF;
+    RETURN v_doc::text;
+END
+$$;
