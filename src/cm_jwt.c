@@ -33,6 +33,7 @@
 
 #define CM_JWT_H_ALG         0x01
 #define CM_JWT_H_TYP         0x02
+#define CM_JWT_H_KID         0x04
 
 #define CM_JWT_C_SUB         0x01
 #define CM_JWT_C_EXP         0x02
@@ -45,6 +46,7 @@ typedef struct {
     const char        *reason;
     unsigned           field;
     unsigned           seen;
+    uint32_t           kid;
 } cm_jwt_header_parse_t;
 
 
@@ -57,7 +59,7 @@ typedef struct {
 } cm_jwt_claims_parse_t;
 
 
-static int cm_jwt_header(const unsigned char *p, size_t len,
+static int cm_jwt_header(uint32_t *kid, const unsigned char *p, size_t len,
     const char **reason);
 static int cm_jwt_header_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
@@ -129,7 +131,7 @@ cm_jwt_verify(const unsigned char *token, size_t len,
     }
 
     /* the header first: "alg" decides how, or whether, to check at all */
-    if (cm_jwt_header(buf, n, &why) != 0) {
+    if (cm_jwt_header(NULL, buf, n, &why) != 0) {
         goto failed;
     }
 
@@ -262,6 +264,96 @@ cm_jwt_sign(char *dst, size_t dstlen, const unsigned char *key,
 
     return cm_jwt_encode(dst, dstlen, key, keylen, header,
                          sizeof(header) - 1, payload, (size_t) n);
+}
+
+
+int
+cm_jwt_kid(const unsigned char *token, size_t len, uint32_t *kid,
+    const char **reason)
+{
+    size_t          n;
+    const char     *why;
+    unsigned char   buf[CM_JWT_PART_MAX];
+    const unsigned char  *dot;
+
+    why = "malformed token";
+    *kid = 0;
+
+    if (len > CM_JWT_LEN_MAX) {
+        why = "token too long";
+        goto failed;
+    }
+
+    dot = memchr(token, '.', len);
+    if (dot == NULL || dot == token) {
+        goto failed;
+    }
+
+    if (cm_base64url_decode(buf, sizeof(buf), token, (size_t) (dot - token),
+                            &n)
+        != 0)
+    {
+        goto failed;
+    }
+
+    if (cm_jwt_header(kid, buf, n, &why) != 0) {
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    if (reason != NULL) {
+        *reason = why;
+    }
+
+    return -1;
+}
+
+
+size_t
+cm_jwt_sign_kid(char *dst, size_t dstlen, const unsigned char *key,
+    size_t keylen, uint32_t kid, int64_t user_id, const char *role,
+    const char *jti, int64_t iat, int64_t exp)
+{
+    int     n, hn;
+    char    header[64], payload[320];
+    size_t  i;
+
+    if (user_id < 1 || kid < 1 || kid > 65535 || role == NULL
+        || !cm_jwt_role_valid((const unsigned char *) role, strlen(role))
+        || jti == NULL || strlen(jti) > 64)
+    {
+        return 0;
+    }
+
+    for (i = 0; jti[i] != '\0'; i++) {
+        /* not escaped: hex digits only */
+        if (!((jti[i] >= '0' && jti[i] <= '9')
+              || (jti[i] >= 'a' && jti[i] <= 'f')))
+        {
+            return 0;
+        }
+    }
+
+    hn = snprintf(header, sizeof(header),
+                  "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%u\"}",
+                  (unsigned) kid);
+
+    n = snprintf(payload, sizeof(payload),
+                 "{\"sub\":\"%" PRId64 "\",\"role\":\"%s\",\"jti\":\"%s\","
+                 "\"iat\":%" PRId64 ",\"exp\":%" PRId64 "}",
+                 user_id, role, jti, iat, exp);
+
+    if (hn < 0 || (size_t) hn >= sizeof(header)
+        || n < 0 || (size_t) n >= sizeof(payload))
+    {
+        return 0;
+    }
+
+    return cm_jwt_encode(dst, dstlen, key, keylen, header, (size_t) hn,
+                         payload, (size_t) n);
 }
 
 
@@ -452,7 +544,8 @@ cm_jwt_hmac(const unsigned char *key, size_t keylen,
 
 
 static int
-cm_jwt_header(const unsigned char *p, size_t len, const char **reason)
+cm_jwt_header(uint32_t *kid, const unsigned char *p, size_t len,
+    const char **reason)
 {
     char                   err[CM_JSON_ERR_LEN];
     cm_json_walk_t         w;
@@ -474,6 +567,10 @@ cm_jwt_header(const unsigned char *p, size_t len, const char **reason)
     if (!(hp.seen & CM_JWT_H_ALG)) {
         *reason = "unsupported alg";
         return -1;
+    }
+
+    if (kid != NULL) {
+        *kid = (hp.seen & CM_JWT_H_KID) ? hp.kid : 0;
     }
 
     return 0;
@@ -503,6 +600,9 @@ cm_jwt_header_event(cm_json_walk_t *w, cm_json_event_e ev,
             } else if (cm_jwt_str_is(p, len, "typ")) {
                 f = CM_JWT_H_TYP;
 
+            } else if (cm_jwt_str_is(p, len, "kid")) {
+                f = CM_JWT_H_KID;
+
             } else if (cm_jwt_str_is(p, len, "crit")) {
                 /* RFC 7515: extensions we do not know must be refused */
                 return cm_jwt_reject(w, &hp->reason, "unsupported header");
@@ -524,7 +624,31 @@ cm_jwt_header_event(cm_json_walk_t *w, cm_json_event_e ev,
         }
     }
 
-    /* the value of "alg" or "typ": a scalar, or a container at depth 2 */
+    /* the value of "alg", "typ" or "kid": a scalar, or a container */
+
+    if (hp->field == CM_JWT_H_KID) {
+        /* our key ids: "1" .. "65535", decimal without a leading zero */
+        if (ev == CM_JSON_STRING && len >= 1 && len <= 5 && p[0] != '0') {
+            uint32_t  v;
+            size_t    i;
+
+            v = 0;
+            for (i = 0; i < len; i++) {
+                if (p[i] < '0' || p[i] > '9') {
+                    return cm_jwt_reject(w, &hp->reason, "bad kid");
+                }
+
+                v = v * 10 + (uint32_t) (p[i] - '0');
+            }
+
+            if (v <= 65535) {
+                hp->kid = v;
+                return CM_JSON_OK;
+            }
+        }
+
+        return cm_jwt_reject(w, &hp->reason, "bad kid");
+    }
 
     if (hp->field == CM_JWT_H_ALG) {
         if (ev == CM_JSON_STRING && cm_jwt_str_is(p, len, "HS256")) {

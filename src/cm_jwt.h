@@ -45,6 +45,25 @@ size_t cm_jwt_sign(char *dst, size_t dstlen, const unsigned char *key,
     int64_t exp);
 
 /*
+ * The "kid" of a token's header (our key ids: "1".."65535") without
+ * checking anything else: 0 with *kid set (0 when the header has none),
+ * or -1 with *reason for a malformed or unsupported header.  Pick the key
+ * by it, then cm_jwt_verify() with that key.
+ */
+int cm_jwt_kid(const unsigned char *token, size_t len, uint32_t *kid,
+    const char **reason);
+
+/*
+ * Mints {"alg":"HS256","typ":"JWT","kid":"<kid>"} .
+ * {"sub":"<user_id>","role":..,"jti":..,"iat":..,"exp":..}: jti lowercase
+ * hex (cm_token_jti()), role as cm_jwt_verify() accepts.  Same return as
+ * cm_jwt_sign().
+ */
+size_t cm_jwt_sign_kid(char *dst, size_t dstlen, const unsigned char *key,
+    size_t keylen, uint32_t kid, int64_t user_id, const char *role,
+    const char *jti, int64_t iat, int64_t exp);
+
+/*
  * Signs any header and payload JSON text as they are: tests use it to
  * forge tokens that cm_jwt_sign() would refuse to make.  Same return.
  */

@@ -40,6 +40,7 @@ static void test_claims(void);
 static void test_structure(void);
 static void test_sign(void);
 static void test_interop(void);
+static void test_kid(void);
 
 
 int
@@ -143,9 +144,22 @@ test_valid(void)
            "\"scope\":\"x y\"}", NULL, "unknown claims ignored");
     forged("{\"alg\":\"HS256\"}", "{\"sub\":\"7\",\"exp\":1800000000}", NULL,
            "typ may be absent");
-    forged("{\"typ\":\"JWT\",\"kid\":\"k1\",\"alg\":\"HS256\"}",
+    forged("{\"typ\":\"JWT\",\"kid\":\"12\",\"alg\":\"HS256\"}",
            "{\"sub\":\"7\",\"exp\":1800000000}", NULL,
-           "kid ignored, any key order");
+           "a decimal kid, any key order");
+    forged("{\"typ\":\"JWT\",\"kid\":\"k1\",\"alg\":\"HS256\"}",
+           "{\"sub\":\"7\",\"exp\":1800000000}", "bad kid",
+           "a kid that is none of ours");
+    forged("{\"alg\":\"HS256\",\"kid\":\"065\"}",
+           "{\"sub\":\"7\",\"exp\":1800000000}", "bad kid",
+           "kid with a leading zero");
+    forged("{\"alg\":\"HS256\",\"kid\":\"65536\"}",
+           "{\"sub\":\"7\",\"exp\":1800000000}", "bad kid",
+           "kid above 65535");
+    forged("{\"alg\":\"HS256\",\"kid\":7}",
+           "{\"sub\":\"7\",\"exp\":1800000000}", "bad kid",
+           "kid as a number");
+    test_kid();
     forged(" {\r\n\"alg\" : \"HS256\" } ",
            "\t{\"exp\":1800000000,\n\"sub\":7}\n", NULL,
            "whitespace in header and claims");
@@ -692,4 +706,41 @@ raw_token(char *dst, const char *header, const char *payload,
     dst[n] = '\0';
 
     return n;
+}
+
+
+static void
+test_kid(void)
+{
+    char             tok[TOKEN_LEN];
+    size_t           n;
+    uint32_t         kid;
+    const char      *reason;
+    cm_jwt_claims_t  c;
+
+    n = cm_jwt_sign_kid(tok, sizeof(tok), KEY, KEYLEN, 3, 42, "SELLER",
+                        "0123456789abcdef0123456789abcdef", NOW - 1,
+                        NOW + 300);
+    ok(n > 0 && n == strlen(tok), "sign with kid and jti");
+    ok(cm_jwt_kid((const unsigned char *) tok, n, &kid, &reason) == 0
+       && kid == 3, "kid 3 read back");
+    ok(verify(tok, &c, &reason) == 0 && c.user_id == 42
+       && strcmp(c.role, "SELLER") == 0 && c.exp == NOW + 300,
+       "verifies: sub, role, exp");
+
+    ok(cm_jwt_sign_kid(tok, sizeof(tok), KEY, KEYLEN, 0, 42, "SELLER",
+                       "00", NOW, NOW + 1) == 0, "kid 0 refused");
+    ok(cm_jwt_sign_kid(tok, sizeof(tok), KEY, KEYLEN, 1, 42, "SELLER",
+                       "0\"x", NOW, NOW + 1) == 0, "a jti to escape refused");
+    ok(cm_jwt_sign_kid(tok, sizeof(tok), KEY, KEYLEN, 1, 42, "bad role",
+                       "00", NOW, NOW + 1) == 0, "a bad role refused");
+
+    n = cm_jwt_sign(tok, sizeof(tok), KEY, KEYLEN, 42, NULL, 0, NOW + 60);
+    ok(cm_jwt_kid((const unsigned char *) tok, n, &kid, &reason) == 0
+       && kid == 0, "no kid: 0");
+    ok(cm_jwt_kid((const unsigned char *) "e30", 3, &kid, &reason) == -1,
+       "no dot: malformed");
+    n = raw_token(tok, "{\"alg\":\"none\",\"kid\":\"1\"}", "{}", "");
+    ok(cm_jwt_kid((const unsigned char *) tok, n, &kid, &reason) == -1
+       && strcmp(reason, "unsupported alg") == 0, "alg none: refused");
 }
