@@ -76,6 +76,12 @@ static ngx_commerce_bounds_t  ngx_commerce_rate_bounds = {
 };
 
 
+/* PBKDF2-HMAC-SHA256: OWASP's 600,000 by default; cm_pwhash's bounds */
+static ngx_commerce_bounds_t  ngx_commerce_kdf_bounds = {
+    ngx_commerce_check_bounds, 100000, 5000000
+};
+
+
 static ngx_command_t  ngx_commerce_commands[] = {
 
     { ngx_string("commerce_pg_conninfo"),
@@ -140,6 +146,55 @@ static ngx_command_t  ngx_commerce_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_commerce_main_conf_t, jwt_secret_file),
       NULL },
+
+    { ngx_string("commerce_jwt_keys_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, jwt_keys_file),
+      NULL },
+
+    { ngx_string("commerce_pii_keys_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, pii_keys_file),
+      NULL },
+
+    { ngx_string("commerce_pii_index_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, pii_index_key_file),
+      NULL },
+
+    { ngx_string("commerce_auth_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, auth_thread_pool_name),
+      NULL },
+
+    { ngx_string("commerce_access_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, access_ttl),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_refresh_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, refresh_ttl),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_password_iterations"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, kdf_iterations),
+      &ngx_commerce_kdf_bounds },
 
     { ngx_string("commerce_body_max"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -389,6 +444,10 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->reconcile_age = NGX_CONF_UNSET;
     mcf->reconcile_grace = NGX_CONF_UNSET;
 
+    mcf->access_ttl = NGX_CONF_UNSET;
+    mcf->refresh_ttl = NGX_CONF_UNSET;
+    mcf->kdf_iterations = NGX_CONF_UNSET_UINT;
+
     return mcf;
 }
 
@@ -423,6 +482,10 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->reconcile_age, 10);
     ngx_conf_init_value(mcf->reconcile_grace, 60);
 
+    ngx_conf_init_value(mcf->access_ttl, 300);
+    ngx_conf_init_value(mcf->refresh_ttl, 30 * 86400);
+    ngx_conf_init_uint_value(mcf->kdf_iterations, 600000);
+
     if (!mcf->used) {
         return NGX_CONF_OK;
     }
@@ -439,6 +502,10 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_commerce_auth_conf(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_commerce_account_conf(cf, mcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -22,13 +22,17 @@
 
 #include "cm_json.h"
 #include "cm_jwt.h"
+#include "cm_pii.h"
 #include "ngx_commerce_sql.h"
+
+#include <ngx_thread_pool.h>
 
 
 #define NGX_COMMERCE_PG_PARAMS_MAX    16
 #define NGX_COMMERCE_PG_RETRIES_MAX   3
 #define NGX_COMMERCE_PG_DEPTH_MAX     32
 #define NGX_COMMERCE_CALLBACK_URI     "/api/v1/payments/callback"
+#define NGX_COMMERCE_AUTH_URI         "/api/v1/auth/"
 
 
 typedef struct ngx_commerce_pg_pool_s   ngx_commerce_pg_pool_t;
@@ -49,6 +53,13 @@ typedef enum {
     NGX_COMMERCE_ROUTE_ORDER,
     NGX_COMMERCE_ROUTE_ORDER_PAYMENT,
     NGX_COMMERCE_ROUTE_CALLBACK,
+    NGX_COMMERCE_ROUTE_SIGNUP,
+    NGX_COMMERCE_ROUTE_LOGIN,
+    NGX_COMMERCE_ROUTE_REFRESH,
+    NGX_COMMERCE_ROUTE_LOGOUT,
+    NGX_COMMERCE_ROUTE_ME,
+    NGX_COMMERCE_ROUTE_ADMIN_ROLE,
+    NGX_COMMERCE_ROUTE_ADMIN_AUDIT,
     NGX_COMMERCE_ROUTE_COUNT
 } ngx_commerce_route_e;
 
@@ -127,6 +138,20 @@ typedef struct {
     /* rate limits (issue 4) */
     void                        *limits;
 
+    /* accounts (issue 4) */
+    ngx_str_t                    jwt_keys_file;
+    cm_keyring_t                *jwt_keys;
+    ngx_str_t                    pii_keys_file;
+    ngx_str_t                    pii_index_key_file;
+    cm_keyring_t                *pii_keys;
+    cm_key_t                    *pii_index_key;
+    ngx_str_t                    auth_thread_pool_name;
+    ngx_thread_pool_t           *auth_thread_pool;
+    time_t                       access_ttl;
+    time_t                       refresh_ttl;
+    ngx_uint_t                   kdf_iterations;
+    ngx_flag_t                   accounts;
+
     /* per worker, set in init_process */
     ngx_commerce_pg_pool_t      *pool;
     ngx_event_t                 *expiry_event;
@@ -162,6 +187,7 @@ typedef struct {
 
     unsigned                     authenticated:1;
     unsigned                     waiting:1;
+    unsigned                     gone:1;          /* request cleaned up */
 
     ngx_uint_t                   route;
     int64_t                      id;
@@ -205,6 +231,8 @@ ngx_int_t ngx_commerce_run_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 void ngx_commerce_query_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
+ngx_int_t ngx_commerce_send_db_error(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, PGresult *res);
 
 /* auth */
 ngx_int_t ngx_commerce_access_handler(ngx_http_request_t *r);
@@ -218,6 +246,16 @@ ngx_int_t ngx_commerce_api_route(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_int_t *sent);
 ngx_int_t ngx_commerce_api_dispatch(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+
+/* accounts */
+ngx_int_t ngx_commerce_account_handler(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+ngx_int_t ngx_commerce_account_conf(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+ngx_int_t ngx_commerce_read_keyring(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, cm_keyring_t **out);
+ngx_int_t ngx_commerce_api_allowed(ngx_commerce_ctx_t *ctx);
+ngx_uint_t ngx_commerce_api_public(ngx_uint_t route);
 
 /* rate limits */
 char *ngx_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

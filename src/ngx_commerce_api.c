@@ -8,6 +8,7 @@
 
 
 #include "ngx_commerce_gw.h"
+#include "cm_account.h"
 
 
 #define NGX_COMMERCE_API_PREFIX    "/api/v1/"
@@ -19,7 +20,35 @@
 
 static const char  *ngx_commerce_route_names[] = {
     "other", "products", "product", "balance", "charge", "orders", "order",
-    "order_payment", "callback"
+    "order_payment", "callback", "signup", "login", "refresh", "logout", "me",
+    "admin_role", "admin_audit"
+};
+
+
+#define NGX_COMMERCE_PUBLIC  0
+
+/*
+ * The route table: the roles that may call each route (CM_ROLE_* bits);
+ * NGX_COMMERCE_PUBLIC routes take no token at all.  A role claim that is
+ * none of ours has no bit, so it may call nothing but the public routes.
+ */
+static const unsigned  ngx_commerce_route_roles[NGX_COMMERCE_ROUTE_COUNT] = {
+    0,                                             /* none */
+    CM_ROLE_ALL,                                   /* products */
+    CM_ROLE_ALL,                                   /* product */
+    CM_ROLE_ALL,                                   /* balance */
+    CM_ROLE_ALL,                                   /* charge */
+    CM_ROLE_ALL,                                   /* orders */
+    CM_ROLE_ALL,                                   /* order */
+    CM_ROLE_ALL,                                   /* order_payment */
+    NGX_COMMERCE_PUBLIC,                           /* callback (signed) */
+    NGX_COMMERCE_PUBLIC,                           /* signup */
+    NGX_COMMERCE_PUBLIC,                           /* login */
+    NGX_COMMERCE_PUBLIC,                           /* refresh */
+    NGX_COMMERCE_PUBLIC,                           /* logout */
+    CM_ROLE_ALL,                                   /* me */
+    CM_ROLE_ADMIN,                                 /* admin_role */
+    CM_ROLE_MANAGER|CM_ROLE_ADMIN                  /* admin_audit */
 };
 
 
@@ -37,6 +66,30 @@ static const char *ngx_commerce_method_param(cm_pay_method_e method);
 static char *ngx_commerce_int_param(ngx_http_request_t *r, int64_t v);
 static ngx_int_t ngx_commerce_invalid(ngx_http_request_t *r,
     const char *message);
+
+
+ngx_uint_t
+ngx_commerce_api_public(ngx_uint_t route)
+{
+    return route > NGX_COMMERCE_ROUTE_NONE && route < NGX_COMMERCE_ROUTE_COUNT
+           && ngx_commerce_route_roles[route] == NGX_COMMERCE_PUBLIC;
+}
+
+
+ngx_int_t
+ngx_commerce_api_allowed(ngx_commerce_ctx_t *ctx)
+{
+    unsigned  bit;
+
+    if (ngx_commerce_api_public(ctx->route)) {
+        return NGX_OK;
+    }
+
+    bit = cm_role_bit(ctx->claims.role, ngx_strlen(ctx->claims.role));
+
+    return (ngx_commerce_route_roles[ctx->route] & bit) ? NGX_OK
+                                                        : NGX_DECLINED;
+}
 
 
 const char *
@@ -90,6 +143,10 @@ ngx_commerce_api_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     if (method == NGX_HTTP_POST) {
         ngx_str_set(&h->value, "POST");
+    } else if (method == NGX_HTTP_PUT) {
+        ngx_str_set(&h->value, "PUT");
+    } else if (method & NGX_HTTP_DELETE) {
+        ngx_str_set(&h->value, "GET, HEAD, DELETE");
     } else {
         ngx_str_set(&h->value, "GET, HEAD");
     }
@@ -156,6 +213,15 @@ ngx_commerce_api_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     case NGX_COMMERCE_ROUTE_CALLBACK:
         return ngx_commerce_callback_handler(r, ctx, body, len);
 
+    case NGX_COMMERCE_ROUTE_SIGNUP:
+    case NGX_COMMERCE_ROUTE_LOGIN:
+    case NGX_COMMERCE_ROUTE_REFRESH:
+    case NGX_COMMERCE_ROUTE_LOGOUT:
+    case NGX_COMMERCE_ROUTE_ME:
+    case NGX_COMMERCE_ROUTE_ADMIN_ROLE:
+    case NGX_COMMERCE_ROUTE_ADMIN_AUDIT:
+        return ngx_commerce_account_handler(r, ctx, body, len);
+
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -173,8 +239,8 @@ static ngx_int_t
 ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_uint_t *method, ngx_int_t *sent)
 {
-    u_char     *p, *end, *seg[3];
-    size_t      len[3];
+    u_char     *p, *end, *seg[4];
+    size_t      len[4];
     ngx_uint_t  n, get;
 
     p = r->uri.data;
@@ -190,7 +256,7 @@ ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     p += sizeof(NGX_COMMERCE_API_PREFIX) - 1;
 
     for (n = 0; p < end; n++) {
-        if (n == 3) {
+        if (n == 4) {
             return NGX_DECLINED;
         }
 
@@ -258,6 +324,59 @@ ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
         return NGX_DECLINED;
 
+    } else if (ngx_commerce_seg_is(0, "auth")) {
+        if (n != 2) {
+            return NGX_DECLINED;
+        }
+
+        *method = NGX_HTTP_POST;
+
+        if (ngx_commerce_seg_is(1, "signup")) {
+            ctx->route = NGX_COMMERCE_ROUTE_SIGNUP;
+        } else if (ngx_commerce_seg_is(1, "login")) {
+            ctx->route = NGX_COMMERCE_ROUTE_LOGIN;
+        } else if (ngx_commerce_seg_is(1, "refresh")) {
+            ctx->route = NGX_COMMERCE_ROUTE_REFRESH;
+        } else if (ngx_commerce_seg_is(1, "logout")) {
+            ctx->route = NGX_COMMERCE_ROUTE_LOGOUT;
+        } else {
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
+
+    } else if (ngx_commerce_seg_is(0, "users")) {
+        if (n == 2 && ngx_commerce_seg_is(1, "me")) {
+            ctx->route = NGX_COMMERCE_ROUTE_ME;
+            *method = get|NGX_HTTP_DELETE;
+            return NGX_OK;
+        }
+
+        return NGX_DECLINED;
+
+    } else if (ngx_commerce_seg_is(0, "admin")) {
+        if (n == 2 && ngx_commerce_seg_is(1, "audit")) {
+            ctx->route = NGX_COMMERCE_ROUTE_ADMIN_AUDIT;
+            *method = get;
+            return NGX_OK;
+        }
+
+        if (n != 4 || !ngx_commerce_seg_is(1, "users")
+            || !ngx_commerce_seg_is(3, "role"))
+        {
+            return NGX_DECLINED;
+        }
+
+        ctx->route = NGX_COMMERCE_ROUTE_ADMIN_ROLE;
+        *method = NGX_HTTP_PUT;
+
+        if (cm_parse_int64(seg[2], len[2], 1, INT64_MAX, &ctx->id) != 0) {
+            *sent = ngx_commerce_invalid(r, "id must be a positive integer");
+            return NGX_DONE;
+        }
+
+        return NGX_OK;
+
     } else if (ngx_commerce_seg_is(0, "orders")) {
         if (n == 1) {
             ctx->route = NGX_COMMERCE_ROUTE_ORDERS;
@@ -269,7 +388,7 @@ ngx_commerce_route(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
             ctx->route = NGX_COMMERCE_ROUTE_ORDER;
             *method = get;
 
-        } else if (ngx_commerce_seg_is(2, "payment")) {
+        } else if (n == 3 && ngx_commerce_seg_is(2, "payment")) {
             ctx->route = NGX_COMMERCE_ROUTE_ORDER_PAYMENT;
             *method = NGX_HTTP_POST;
 

@@ -58,8 +58,11 @@ static ngx_int_t
 ngx_commerce_verify(ngx_commerce_main_conf_t *mcf, ngx_str_t *token,
     cm_jwt_claims_t *claims, const char **reason)
 {
+    size_t                 keylen;
     int64_t                now;
-    uint32_t               hash;
+    uint32_t               hash, kid;
+    const u_char          *key;
+    const cm_key_t        *k;
     ngx_commerce_token_t  *e;
 
     now = (int64_t) ngx_time();
@@ -80,9 +83,34 @@ ngx_commerce_verify(ngx_commerce_main_conf_t *mcf, ngx_str_t *token,
         }
     }
 
-    if (cm_jwt_verify(token->data, token->len, mcf->jwt_secret.data,
-                      mcf->jwt_secret.len, now, NGX_COMMERCE_JWT_LEEWAY,
-                      claims, reason)
+    /* a token with a kid is checked with that key only, else the secret */
+
+    if (cm_jwt_kid(token->data, token->len, &kid, reason) != 0) {
+        return NGX_DECLINED;
+    }
+
+    if (kid != 0) {
+        k = (mcf->jwt_keys != NULL) ? cm_keyring_find(mcf->jwt_keys, kid)
+                                    : NULL;
+        if (k == NULL) {
+            *reason = "unknown kid";
+            return NGX_DECLINED;
+        }
+
+        key = k->key;
+        keylen = CM_KEY_LEN;
+
+    } else if (mcf->jwt_secret.len) {
+        key = mcf->jwt_secret.data;
+        keylen = mcf->jwt_secret.len;
+
+    } else {
+        *reason = "missing kid";
+        return NGX_DECLINED;
+    }
+
+    if (cm_jwt_verify(token->data, token->len, key, keylen, now,
+                      NGX_COMMERCE_JWT_LEEWAY, claims, reason)
         != 0)
     {
         return NGX_DECLINED;
@@ -109,14 +137,27 @@ ngx_commerce_auth_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         return NGX_ERROR;
     }
 
+    if (mcf->jwt_keys_file.len
+        && ngx_commerce_read_keyring(cf, "commerce_jwt_keys_file",
+                                     &mcf->jwt_keys_file, &mcf->jwt_keys)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (mcf->jwt_secret_file.len) {
         return ngx_commerce_read_secret_file(cf, mcf);
     }
 
+    if (mcf->jwt_secret.len == 0 && mcf->jwt_keys != NULL) {
+        return NGX_OK;
+    }
+
     if (mcf->jwt_secret.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_jwt_secret\" or "
-                           "\"commerce_jwt_secret_file\" is required when "
+                           "\"commerce_jwt_secret\", "
+                           "\"commerce_jwt_secret_file\" or "
+                           "\"commerce_jwt_keys_file\" is required when "
                            "\"commerce_api\" is used");
         return NGX_ERROR;
     }
@@ -240,6 +281,14 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
     if (r->uri.len == sizeof(NGX_COMMERCE_CALLBACK_URI) - 1
         && ngx_strncmp(r->uri.data, NGX_COMMERCE_CALLBACK_URI,
                        sizeof(NGX_COMMERCE_CALLBACK_URI) - 1) == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* signup, login, refresh and logout are how a token is obtained */
+    if (r->uri.len > sizeof(NGX_COMMERCE_AUTH_URI) - 1
+        && ngx_strncmp(r->uri.data, NGX_COMMERCE_AUTH_URI,
+                       sizeof(NGX_COMMERCE_AUTH_URI) - 1) == 0)
     {
         return NGX_DECLINED;
     }

@@ -23,8 +23,6 @@ static void ngx_commerce_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_commerce_json_media_type(ngx_http_request_t *r);
 static ngx_int_t ngx_commerce_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
-static ngx_int_t ngx_commerce_send_db_error(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, PGresult *res);
 
 
 /* business error codes raised by sql/ functions, and their HTTP status */
@@ -43,6 +41,7 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "IDEMPOTENCY_IN_FLIGHT",    NGX_HTTP_CONFLICT },
     { "PG_UNAVAILABLE",           NGX_HTTP_SERVICE_UNAVAILABLE },
     { "RATE_LIMITED",             NGX_HTTP_TOO_MANY_REQUESTS },
+    { "EMAIL_TAKEN",              NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 
@@ -97,6 +96,8 @@ ngx_commerce_cleanup(void *data)
 {
     ngx_commerce_ctx_t  *ctx = data;
 
+    ctx->gone = 1;
+
     if (ctx->waiting) {
         ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
                       "commerce: [%V] client went away during the query",
@@ -127,11 +128,25 @@ ngx_commerce_api_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (!ctx->authenticated && ctx->route != NGX_COMMERCE_ROUTE_CALLBACK) {
+    if (!ctx->authenticated && !ngx_commerce_api_public(ctx->route)) {
         /* only reachable as a subrequest or with a misordered phase */
         return ngx_commerce_send_error(r, NGX_HTTP_UNAUTHORIZED,
                                        "UNAUTHORIZED",
                                        "missing bearer token");
+    }
+
+    /* the route table: which roles may call it */
+    if (ngx_commerce_api_allowed(ctx) != NGX_OK) {
+        ngx_commerce_log(NGX_LOG_INFO, r, ctx, "role %s may not call %s",
+                         ctx->claims.role,
+                         ngx_commerce_route_name(ctx->route));
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ngx_commerce_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                       "not allowed for this role");
     }
 
     /* rate limits before the body is read: a refusal costs nothing */
@@ -145,7 +160,7 @@ ngx_commerce_api_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (!(r->method & NGX_HTTP_POST)) {
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
@@ -412,7 +427,7 @@ done:
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_commerce_send_db_error(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     PGresult *res)
 {
@@ -563,6 +578,11 @@ ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_str_set(&v, "no-store");
     if (ngx_commerce_add_header(r, "Cache-Control", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&v, "nosniff");
+    if (ngx_commerce_add_header(r, "X-Content-Type-Options", &v) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -59,6 +59,28 @@
       "SELECT cm_idem_begin($1::bigint, $2::text, $3::text, $4::text)", 4)   \
     X(IDEM_FINISH,   "cm_idem_finish",                                       \
       "SELECT cm_idem_finish($1::bigint, $2::text, $3::int, $4::text)", 4)   \
+    X(USER_NEXT_ID,  "cm_user_next_id",                                      \
+      "SELECT cm_user_next_id()", 0)                                         \
+    X(SIGNUP,        "cm_signup",                                            \
+      "SELECT cm_signup($1::bigint, $2::text, $3::text, $4::text, $5::text, "\
+      "$6::text, $7::text)", 7)                                              \
+    X(LOGIN_LOOKUP,  "cm_login_lookup",                                      \
+      "SELECT cm_login_lookup($1::text)", 1)                                 \
+    X(LOGIN_FINISH,  "cm_login_finish",                                      \
+      "SELECT cm_login_finish($1::bigint, $2::bool, $3::text, $4::text, "    \
+      "$5::int)", 5)                                                         \
+    X(REFRESH_ROTATE, "cm_refresh_rotate",                                   \
+      "SELECT cm_refresh_rotate($1::text, $2::text, $3::int, $4::text)", 4)  \
+    X(LOGOUT,        "cm_logout",                                            \
+      "SELECT cm_logout($1::text, $2::text)", 2)                             \
+    X(USER_GET,      "cm_user_get",                                          \
+      "SELECT cm_user_get($1::bigint)", 1)                                   \
+    X(USER_WITHDRAW, "cm_user_withdraw",                                     \
+      "SELECT cm_user_withdraw($1::bigint, $2::text)", 2)                    \
+    X(ROLE_SET,      "cm_role_set",                                          \
+      "SELECT cm_role_set($1::bigint, $2::bigint, $3::text, $4::text)", 4)   \
+    X(AUDIT_LIST,    "cm_audit_list",                                        \
+      "SELECT cm_audit_list($1::bigint, $2::int)", 2)                        \
     X(PG_LOG,        "cm_pg_log",                                            \
       "SELECT cm_pg_log($1::bigint, $2::bigint, $3::text, $4::int, "         \
       "$5::text, $6::text, $7::text, $8::text, $9::int, $10::int, "          \

@@ -1,0 +1,1299 @@
+
+/*
+ * Accounts: signup, login, refresh-token rotation, logout, the profile,
+ * withdrawal and role changes (issue 4).
+ *
+ * Each request is a short chain of steps on the request's own context:
+ * database steps through the worker's pool (ctx->query, cancelled by the
+ * request cleanup like every other query), and password hashing on an
+ * nginx thread pool, never on the event loop.  While a hash runs the
+ * request is "blocked" (r->main->blocked), as nginx does for aio threads,
+ * so a client that goes away cannot free what the thread works on.
+ *
+ * Personal data is encrypted here (AES-256-GCM, cm_pii.c) before it goes
+ * to Postgres and decrypted only for its owner; the database sees
+ * ciphertexts and a keyed blind index of the email.
+ */
+
+
+#include "ngx_commerce.h"
+#include "cm_account.h"
+#include "cm_pwhash.h"
+#include "cm_token.h"
+
+#include <ngx_thread_pool.h>
+#include <yajl/yajl_tree.h>
+
+
+#define NGX_COMMERCE_PASSWORD_BYTES  1024   /* 256 characters of UTF-8 */
+#define NGX_COMMERCE_NAME_BYTES      400
+#define NGX_COMMERCE_ACCESS_LEN      1024
+
+
+typedef enum {
+    NGX_COMMERCE_ACCT_NEXT_ID = 0,
+    NGX_COMMERCE_ACCT_SIGNUP,
+    NGX_COMMERCE_ACCT_LOOKUP,
+    NGX_COMMERCE_ACCT_LOGIN,
+    NGX_COMMERCE_ACCT_REFRESH,
+    NGX_COMMERCE_ACCT_LOGOUT,
+    NGX_COMMERCE_ACCT_ME,
+    NGX_COMMERCE_ACCT_WITHDRAW,
+    NGX_COMMERCE_ACCT_PASS
+} ngx_commerce_acct_step_e;
+
+
+typedef struct {
+    ngx_http_request_t        *r;
+    ngx_commerce_ctx_t        *ctx;
+    ngx_commerce_acct_step_e   step;
+
+    /* the body's fields (NUL-terminated) */
+    char                       email[CM_EMAIL_MAX + 1];
+    char                       password[NGX_COMMERCE_PASSWORD_BYTES + 1];
+    char                       name[NGX_COMMERCE_NAME_BYTES + 1];
+    char                       phone[CM_PHONE_MAX + 1];
+    size_t                     email_len;
+    size_t                     password_len;
+    size_t                     name_len;
+    size_t                     phone_len;
+
+    char                       index[CM_PII_INDEX_LEN];
+    char                       refresh[CM_TOKEN_LEN + 1];
+    char                       refresh_hash[CM_TOKEN_HASH_LEN + 1];
+
+    int64_t                    user_id;
+    char                       role[CM_JWT_ROLE_LEN];
+
+    /* the thread's work: make a hash, or check one (NULL: no account) */
+    unsigned                   make:1;
+    char                      *stored;
+    char                       hash[CM_PWHASH_LEN];
+    int                        hash_rc;
+    cm_pwhash_params_t         kdf;
+} ngx_commerce_acct_t;
+
+
+static ngx_int_t ngx_commerce_acct_signup(ngx_commerce_acct_t *a,
+    u_char *body, size_t len);
+static ngx_int_t ngx_commerce_acct_login(ngx_commerce_acct_t *a,
+    u_char *body, size_t len);
+static ngx_int_t ngx_commerce_acct_refresh(ngx_commerce_acct_t *a,
+    u_char *body, size_t len, ngx_uint_t logout);
+static ngx_int_t ngx_commerce_acct_role(ngx_commerce_acct_t *a,
+    u_char *body, size_t len);
+static ngx_int_t ngx_commerce_acct_audit(ngx_commerce_acct_t *a);
+static ngx_int_t ngx_commerce_acct_query(ngx_commerce_acct_t *a,
+    ngx_commerce_acct_step_e step, ngx_uint_t stmt, int n, ...);
+static void ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static ngx_int_t ngx_commerce_acct_step(ngx_commerce_acct_t *a,
+    yajl_val v, u_char *doc, size_t len);
+static ngx_int_t ngx_commerce_acct_hash(ngx_commerce_acct_t *a);
+static void ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log);
+static void ngx_commerce_acct_hash_done(ngx_event_t *ev);
+static ngx_int_t ngx_commerce_acct_hashed(ngx_commerce_acct_t *a);
+static ngx_int_t ngx_commerce_acct_tokens(ngx_commerce_acct_t *a);
+static ngx_int_t ngx_commerce_acct_profile(ngx_commerce_acct_t *a,
+    yajl_val v);
+static char *ngx_commerce_acct_encrypt(ngx_commerce_acct_t *a,
+    const char *field, const char *pt, size_t len);
+static ngx_int_t ngx_commerce_acct_decrypt(ngx_commerce_acct_t *a,
+    const char *field, yajl_val ct, ngx_str_t *out);
+static u_char *ngx_commerce_acct_json_str(u_char *p, u_char *last,
+    const char *key, ngx_str_t *value);
+static const char *ngx_commerce_acct_doc_str(yajl_val v, const char *key);
+static ngx_int_t ngx_commerce_acct_doc_int(yajl_val v, const char *key,
+    int64_t *out);
+static char *ngx_commerce_acct_int(ngx_pool_t *pool, int64_t v);
+static char *ngx_commerce_acct_client(ngx_http_request_t *r);
+static ngx_int_t ngx_commerce_acct_fail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+
+
+static const char  *ngx_commerce_yajl_path_ok[] = { "ok", NULL };
+
+
+ngx_int_t
+ngx_commerce_account_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_acct_t       *a;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (!mcf->accounts) {
+        return ngx_commerce_send_error(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND",
+                                       "accounts are not configured");
+    }
+
+    a = ngx_pcalloc(r->pool, sizeof(ngx_commerce_acct_t));
+    if (a == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    a->r = r;
+    a->ctx = ctx;
+
+    switch (ctx->route) {
+
+    case NGX_COMMERCE_ROUTE_SIGNUP:
+        return ngx_commerce_acct_signup(a, body, len);
+
+    case NGX_COMMERCE_ROUTE_LOGIN:
+        return ngx_commerce_acct_login(a, body, len);
+
+    case NGX_COMMERCE_ROUTE_REFRESH:
+        return ngx_commerce_acct_refresh(a, body, len, 0);
+
+    case NGX_COMMERCE_ROUTE_LOGOUT:
+        return ngx_commerce_acct_refresh(a, body, len, 1);
+
+    case NGX_COMMERCE_ROUTE_ME:
+        if (r->method == NGX_HTTP_DELETE) {
+            return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_WITHDRAW,
+                                           NGX_COMMERCE_STMT_USER_WITHDRAW, 2,
+                                           ngx_commerce_acct_int(r->pool,
+                                                   ctx->claims.user_id),
+                                           ngx_commerce_acct_client(r));
+        }
+
+        return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_ME,
+                                       NGX_COMMERCE_STMT_USER_GET, 1,
+                                       ngx_commerce_acct_int(r->pool,
+                                               ctx->claims.user_id));
+
+    case NGX_COMMERCE_ROUTE_ADMIN_ROLE:
+        return ngx_commerce_acct_role(a, body, len);
+
+    case NGX_COMMERCE_ROUTE_ADMIN_AUDIT:
+        return ngx_commerce_acct_audit(a);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+/* ------------------------------------------------------------------------
+ * signup: validate, reserve an id, hash (thread), encrypt, insert
+ */
+
+static ngx_int_t
+ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
+{
+    char                       err[CM_JSON_ERR_LEN];
+    const char                *why;
+    cm_field_t                 f[4];
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    ngx_memzero(f, sizeof(f));
+    f[0].name = "email";
+    f[0].max = CM_EMAIL_MAX;
+    f[0].required = 1;
+    f[0].value = a->email;
+    f[1].name = "password";
+    f[1].max = NGX_COMMERCE_PASSWORD_BYTES;
+    f[1].required = 1;
+    f[1].value = a->password;
+    f[2].name = "name";
+    f[2].max = NGX_COMMERCE_NAME_BYTES;
+    f[2].required = 1;
+    f[2].value = a->name;
+    f[3].name = "phone";
+    f[3].max = CM_PHONE_MAX;
+    f[3].required = 1;
+    f[3].value = a->phone;
+
+    if (cm_parse_fields(body, len, f, 4, err, sizeof(err)) != 0) {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST", err);
+    }
+
+    a->email_len = f[0].len;
+    a->password_len = f[1].len;
+    a->name_len = f[2].len;
+    a->phone_len = f[3].len;
+
+    if (cm_email_valid(a->email, a->email_len, &why) != 0
+        || cm_name_valid(a->name, a->name_len, &why) != 0
+        || cm_phone_valid(a->phone, a->phone_len, &why) != 0)
+    {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST", why);
+    }
+
+    if (cm_password_policy(a->password, a->password_len, a->email,
+                           a->email_len, &why)
+        != 0)
+    {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "PASSWORD_POLICY", why);
+    }
+
+    if (cm_pii_blind_index(a->index, mcf->pii_index_key->key,
+                           CM_KEY_LEN, a->email, a->email_len)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the id first: the ciphertexts are bound to their row */
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_NEXT_ID,
+                                   NGX_COMMERCE_STMT_USER_NEXT_ID, 0);
+}
+
+
+/* ------------------------------------------------------------------------
+ * login: look the email up, check the password (thread), issue tokens
+ */
+
+static ngx_int_t
+ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
+{
+    char                       err[CM_JSON_ERR_LEN];
+    cm_field_t                 f[2];
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    ngx_memzero(f, sizeof(f));
+    f[0].name = "email";
+    f[0].max = CM_EMAIL_MAX;
+    f[0].required = 1;
+    f[0].value = a->email;
+    f[1].name = "password";
+    f[1].max = NGX_COMMERCE_PASSWORD_BYTES;
+    f[1].required = 1;
+    f[1].value = a->password;
+
+    if (cm_parse_fields(body, len, f, 2, err, sizeof(err)) != 0) {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST", err);
+    }
+
+    a->email_len = f[0].len;
+    a->password_len = f[1].len;
+
+    if (cm_pii_blind_index(a->index, mcf->pii_index_key->key,
+                           CM_KEY_LEN, a->email, a->email_len)
+        != 0)
+    {
+        /* an email over 1024 bytes cannot be anyone's */
+        ngx_memzero(a->index, sizeof(a->index));
+        ngx_memset(a->index, '0', CM_PII_INDEX_LEN - 1);
+    }
+
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOOKUP,
+                                   NGX_COMMERCE_STMT_LOGIN_LOOKUP, 1,
+                                   a->index);
+}
+
+
+/* ------------------------------------------------------------------------
+ * refresh (rotate) and logout (revoke the family)
+ */
+
+static ngx_int_t
+ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
+    ngx_uint_t logout)
+{
+    char                       err[CM_JSON_ERR_LEN], token[CM_TOKEN_LEN + 2];
+    char                       old[CM_TOKEN_HASH_LEN + 1];
+    char                      *p;
+    cm_field_t                 f[1];
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    ngx_memzero(f, sizeof(f));
+    f[0].name = "refreshToken";
+    f[0].max = CM_TOKEN_LEN + 1;
+    f[0].required = 1;
+    f[0].value = token;
+
+    if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST", err);
+    }
+
+    if (cm_token_hash(token, f[0].len, old) != 0) {
+        if (logout) {
+            return ngx_commerce_send_json(a->r, NGX_HTTP_NO_CONTENT, NULL, 0,
+                                          0);
+        }
+
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_UNAUTHORIZED,
+                                      "INVALID_REFRESH_TOKEN",
+                                      "invalid, expired or revoked refresh "
+                                      "token");
+    }
+
+    p = ngx_pnalloc(a->r->pool, CM_TOKEN_HASH_LEN + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, old, CM_TOKEN_HASH_LEN + 1);
+
+    if (logout) {
+        return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOGOUT,
+                                       NGX_COMMERCE_STMT_LOGOUT, 2, p,
+                                       ngx_commerce_acct_client(a->r));
+    }
+
+    if (cm_token_new(a->refresh, a->refresh_hash) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REFRESH,
+                                   NGX_COMMERCE_STMT_REFRESH_ROTATE, 4, p,
+                                   a->refresh_hash,
+                                   ngx_commerce_acct_int(a->r->pool,
+                                                         mcf->refresh_ttl),
+                                   ngx_commerce_acct_client(a->r));
+}
+
+
+/* ------------------------------------------------------------------------
+ * admin: PUT /admin/users/{id}/role, GET /admin/audit
+ */
+
+static ngx_int_t
+ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
+{
+    char        err[CM_JSON_ERR_LEN], role[CM_JWT_ROLE_LEN + 1];
+    unsigned    bit;
+    cm_field_t  f[1];
+
+    ngx_memzero(f, sizeof(f));
+    f[0].name = "role";
+    f[0].max = CM_JWT_ROLE_LEN;
+    f[0].required = 1;
+    f[0].value = role;
+
+    if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST", err);
+    }
+
+    bit = cm_role_bit(role, f[0].len);
+
+    if (bit == 0 || ngx_strcmp(cm_role_name(bit), role) != 0) {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST",
+                                      "role must be CONSUMER, SELLER, "
+                                      "MANAGER or ADMIN");
+    }
+
+    a->ctx->success_status = NGX_HTTP_OK;
+
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
+                                   NGX_COMMERCE_STMT_ROLE_SET, 4,
+                                   ngx_commerce_acct_int(a->r->pool,
+                                       a->ctx->claims.user_id),
+                                   ngx_commerce_acct_int(a->r->pool,
+                                                         a->ctx->id),
+                                   (char *) cm_role_name(bit),
+                                   ngx_commerce_acct_client(a->r));
+}
+
+
+static ngx_int_t
+ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
+{
+    int64_t     user, limit;
+    ngx_str_t   v;
+
+    user = 0;
+    limit = 50;
+
+    if (ngx_http_arg(a->r, (u_char *) "userId", 6, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 1, INT64_MAX, &user) != 0)
+    {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST",
+                                      "userId must be a positive integer");
+    }
+
+    if (ngx_http_arg(a->r, (u_char *) "limit", 5, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 1, 200, &limit) != 0)
+    {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+                                      "INVALID_REQUEST",
+                                      "limit must be an integer between 1 "
+                                      "and 200");
+    }
+
+    a->ctx->success_status = NGX_HTTP_OK;
+
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
+                                   NGX_COMMERCE_STMT_AUDIT_LIST, 2,
+                                   user ? ngx_commerce_acct_int(a->r->pool,
+                                                                user)
+                                        : NULL,
+                                   ngx_commerce_acct_int(a->r->pool, limit));
+}
+
+
+/* ------------------------------------------------------------------------
+ * database steps
+ */
+
+static ngx_int_t
+ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
+    ngx_uint_t stmt, int n, ...)
+{
+    int                        i;
+    va_list                    args;
+    ngx_int_t                  rc;
+    ngx_commerce_ctx_t        *ctx;
+    ngx_commerce_main_conf_t  *mcf;
+
+    ctx = a->ctx;
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    a->step = step;
+
+    ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
+    ctx->query.stmt = stmt;
+    ctx->query.nparams = n;
+    ctx->query.log = a->r->connection->log;
+    ctx->query.data = a;
+    ctx->query.handler = ngx_commerce_acct_db_done;
+
+    va_start(args, n);
+    for (i = 0; i < n; i++) {
+        ctx->query.params[i] = va_arg(args, const char *);
+    }
+    va_end(args);
+
+    rc = ngx_commerce_pg_submit(mcf->pool, &ctx->query);
+
+    if (rc != NGX_OK) {
+        ngx_commerce_log(NGX_LOG_WARN, a->r, ctx,
+                         "no database connection for \"%s\"",
+                         ngx_commerce_statements[stmt].name);
+
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "DB_UNAVAILABLE",
+                                      "database unavailable, retry later");
+    }
+
+    ctx->waiting = 1;
+    a->r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    char                *value;
+    u_char              *doc;
+    size_t               len;
+    yajl_val             v;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_commerce_acct_t *a;
+
+    a = q->data;
+    r = a->r;
+    c = r->connection;
+
+    a->ctx->waiting = 0;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (rc != NGX_OK || res == NULL) {
+        rc = ngx_commerce_acct_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "DB_UNAVAILABLE",
+                                    "database unavailable, retry later");
+        goto done;
+    }
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = ngx_commerce_send_db_error(r, a->ctx, res);
+        goto done;
+    }
+
+    doc = NULL;
+    len = 0;
+    v = NULL;
+
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        value = PQgetvalue(res, 0, 0);
+        len = PQgetlength(res, 0, 0);
+
+        doc = ngx_pnalloc(r->pool, len + 1);
+        if (doc == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
+
+        ngx_memcpy(doc, value, len);
+        doc[len] = '\0';
+
+        if (a->step != NGX_COMMERCE_ACCT_PASS) {
+            v = yajl_tree_parse((const char *) doc, NULL, 0);
+        }
+    }
+
+    rc = ngx_commerce_acct_step(a, v, doc, len);
+
+    if (v != NULL) {
+        yajl_tree_free(v);
+    }
+
+done:
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* a step's result: v is its parsed document (NULL: SQL NULL or not JSON) */
+
+static ngx_int_t
+ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
+    size_t len)
+{
+    char                      *ct[3];
+    const char                *s;
+    yajl_val                   ok;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    switch (a->step) {
+
+    case NGX_COMMERCE_ACCT_NEXT_ID:
+        if (doc == NULL
+            || cm_parse_int64(doc, len, 1, INT64_MAX, &a->user_id) != 0)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        a->make = 1;
+        return ngx_commerce_acct_hash(a);
+
+    case NGX_COMMERCE_ACCT_SIGNUP:
+        if (v == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_commerce_acct_profile(a, v);
+
+    case NGX_COMMERCE_ACCT_LOOKUP:
+        /* no such account: the same work on a dummy, the same answer */
+        a->stored = NULL;
+        a->user_id = 0;
+
+        if (v != NULL
+            && ngx_commerce_acct_doc_int(v, "userId", &a->user_id) == NGX_OK
+            && (s = ngx_commerce_acct_doc_str(v, "hash")) != NULL)
+        {
+            a->stored = ngx_pnalloc(a->r->pool, ngx_strlen(s) + 1);
+            if (a->stored == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_cpystrn((u_char *) a->stored, (u_char *) s,
+                        ngx_strlen(s) + 1);
+
+        } else {
+            a->user_id = 0;
+        }
+
+        a->make = 0;
+        return ngx_commerce_acct_hash(a);
+
+    case NGX_COMMERCE_ACCT_LOGIN:
+    case NGX_COMMERCE_ACCT_REFRESH:
+        ok = (v != NULL) ? yajl_tree_get(v, ngx_commerce_yajl_path_ok,
+                                         yajl_t_any)
+                         : NULL;
+
+        if (ok == NULL || !YAJL_IS_TRUE(ok)
+            || ngx_commerce_acct_doc_int(v, "userId", &a->user_id) != NGX_OK
+            || (s = ngx_commerce_acct_doc_str(v, "role")) == NULL
+            || ngx_strlen(s) >= sizeof(a->role))
+        {
+            if (a->step == NGX_COMMERCE_ACCT_LOGIN) {
+                return ngx_commerce_acct_fail(a->r, NGX_HTTP_UNAUTHORIZED,
+                                              "INVALID_CREDENTIALS",
+                                              "wrong email or password");
+            }
+
+            s = (v != NULL) ? ngx_commerce_acct_doc_str(v, "reason") : NULL;
+
+            ngx_commerce_log(NGX_LOG_WARN, a->r, a->ctx,
+                             "refresh token refused: %s",
+                             s ? s : "invalid");
+
+            return ngx_commerce_acct_fail(a->r, NGX_HTTP_UNAUTHORIZED,
+                                          "INVALID_REFRESH_TOKEN",
+                                          "invalid, expired or revoked "
+                                          "refresh token");
+        }
+
+        ngx_cpystrn((u_char *) a->role, (u_char *) s, sizeof(a->role));
+
+        return ngx_commerce_acct_tokens(a);
+
+    case NGX_COMMERCE_ACCT_LOGOUT:
+    case NGX_COMMERCE_ACCT_WITHDRAW:
+        return ngx_commerce_send_json(a->r, NGX_HTTP_NO_CONTENT, NULL, 0, 0);
+
+    case NGX_COMMERCE_ACCT_ME:
+        if (v == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_commerce_acct_profile(a, v);
+
+    case NGX_COMMERCE_ACCT_PASS:
+    default:
+        if (doc == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        (void) ct;
+        (void) mcf;
+
+        return ngx_commerce_reply(a->r, a->ctx->success_status, doc, len);
+    }
+}
+
+
+/* ------------------------------------------------------------------------
+ * the password, on the thread pool
+ */
+
+static ngx_int_t
+ngx_commerce_acct_hash(ngx_commerce_acct_t *a)
+{
+    ngx_thread_task_t         *task;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    cm_pwhash_params_default(&a->kdf);
+    a->kdf.iterations = (uint32_t) mcf->kdf_iterations;
+
+    task = ngx_thread_task_alloc(a->r->pool, 0);
+    if (task == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    task->ctx = a;
+    task->handler = ngx_commerce_acct_hash_thread;
+    task->event.data = a;
+    task->event.handler = ngx_commerce_acct_hash_done;
+
+    if (ngx_thread_task_post(mcf->auth_thread_pool, task) != NGX_OK) {
+        return ngx_commerce_acct_fail(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "BUSY", "too many logins at once, "
+                                      "retry later");
+    }
+
+    /* like aio threads: the request stays until the thread is done */
+    a->r->main->blocked++;
+
+    return NGX_DONE;
+}
+
+
+/* in a thread: nothing of nginx here, only the request's own buffers */
+
+static void
+ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log)
+{
+    ngx_commerce_acct_t  *a = data;
+
+    if (a->make) {
+        a->hash_rc = cm_pwhash_make(a->hash, sizeof(a->hash), a->password,
+                                    a->password_len, &a->kdf);
+
+    } else {
+        a->hash_rc = cm_pwhash_verify(a->stored, a->password,
+                                      a->password_len, NULL, &a->kdf);
+    }
+}
+
+
+static void
+ngx_commerce_acct_hash_done(ngx_event_t *ev)
+{
+    ngx_int_t             rc;
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_commerce_acct_t  *a;
+
+    a = ev->data;
+    r = a->r;
+    c = r->connection;
+
+    r->main->blocked--;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (a->ctx->gone || c->error) {
+        /* terminated while the thread ran: now it can be closed */
+        ngx_http_finalize_request(r, NGX_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    rc = ngx_commerce_acct_hashed(a);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
+{
+    ngx_uint_t                 ok;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    /* the password is not needed any more */
+    ngx_explicit_memzero(a->password, sizeof(a->password));
+
+    if (a->make) {
+        char  *email, *phone, *name;
+
+        if (a->hash_rc != CM_PWHASH_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        email = ngx_commerce_acct_encrypt(a, "users.email", a->email,
+                                          a->email_len);
+        phone = ngx_commerce_acct_encrypt(a, "users.phone", a->phone,
+                                          a->phone_len);
+        name = ngx_commerce_acct_encrypt(a, "users.name", a->name,
+                                         a->name_len);
+
+        if (email == NULL || phone == NULL || name == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        a->ctx->success_status = NGX_HTTP_CREATED;
+
+        return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_SIGNUP,
+                                       NGX_COMMERCE_STMT_SIGNUP, 7,
+                                       ngx_commerce_acct_int(a->r->pool,
+                                                             a->user_id),
+                                       a->index, email, phone, name,
+                                       a->hash,
+                                       ngx_commerce_acct_client(a->r));
+    }
+
+    ok = (a->hash_rc == CM_PWHASH_OK && a->stored != NULL);
+
+    if (ok && cm_token_new(a->refresh, a->refresh_hash) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOGIN,
+                                   NGX_COMMERCE_STMT_LOGIN_FINISH, 5,
+                                   a->user_id
+                                   ? ngx_commerce_acct_int(a->r->pool,
+                                                           a->user_id)
+                                   : NULL,
+                                   ok ? "true" : "false",
+                                   ngx_commerce_acct_client(a->r),
+                                   ok ? a->refresh_hash : NULL,
+                                   ngx_commerce_acct_int(a->r->pool,
+                                                         mcf->refresh_ttl));
+}
+
+
+/* ------------------------------------------------------------------------
+ * answers
+ */
+
+static ngx_int_t
+ngx_commerce_acct_tokens(ngx_commerce_acct_t *a)
+{
+    u_char                    *body, *p;
+    char                       jti[CM_JTI_LEN + 1];
+    char                       access[NGX_COMMERCE_ACCESS_LEN];
+    size_t                     n;
+    time_t                     now;
+    const cm_key_t            *key;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    key = cm_keyring_current(mcf->jwt_keys);
+
+    if (key == NULL || cm_token_jti(jti) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    now = ngx_time();
+
+    n = cm_jwt_sign_kid(access, sizeof(access), key->key, CM_KEY_LEN,
+                        key->kid, a->user_id, a->role, jti, (int64_t) now,
+                        (int64_t) (now + mcf->access_ttl));
+    if (n == 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body = ngx_pnalloc(a->r->pool, n + CM_TOKEN_LEN + 256);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"accessToken\":\"%*s\",\"refreshToken\":\"%s\","
+                    "\"tokenType\":\"Bearer\",\"expiresIn\":%T,"
+                    "\"refreshExpiresIn\":%T}",
+                    n, access, a->refresh, mcf->access_ttl,
+                    mcf->refresh_ttl);
+
+    ngx_commerce_log(NGX_LOG_INFO, a->r, a->ctx,
+                     "user %L: access token %s issued", a->user_id, jti);
+
+    return ngx_commerce_reply(a->r, NGX_HTTP_OK, body, p - body);
+}
+
+
+/* {"id","email","name","phone","role","createdAt"}, decrypted for its owner */
+
+static ngx_int_t
+ngx_commerce_acct_profile(ngx_commerce_acct_t *a, yajl_val v)
+{
+    int64_t      id;
+    u_char      *body, *p, *last;
+    size_t       size;
+    ngx_str_t    email, phone, name, role, created;
+    const char  *s;
+
+    if (ngx_commerce_acct_doc_int(v, "id", &id) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    a->user_id = id;
+
+    if (a->step == NGX_COMMERCE_ACCT_SIGNUP) {
+        /* what the buyer just sent */
+        email.data = (u_char *) a->email;
+        email.len = a->email_len;
+        phone.data = (u_char *) a->phone;
+        phone.len = a->phone_len;
+        name.data = (u_char *) a->name;
+        name.len = a->name_len;
+
+    } else {
+        if (ngx_commerce_acct_decrypt(a, "users.email",
+                                      yajl_tree_get(v, (const char *[])
+                                                    { "emailCt", NULL },
+                                                    yajl_t_any),
+                                      &email)
+            != NGX_OK
+            || ngx_commerce_acct_decrypt(a, "users.phone",
+                                         yajl_tree_get(v, (const char *[])
+                                                       { "phoneCt", NULL },
+                                                       yajl_t_any),
+                                         &phone)
+               != NGX_OK
+            || ngx_commerce_acct_decrypt(a, "users.name",
+                                         yajl_tree_get(v, (const char *[])
+                                                       { "nameCt", NULL },
+                                                       yajl_t_any),
+                                         &name)
+               != NGX_OK)
+        {
+            ngx_commerce_log(NGX_LOG_ERR, a->r, a->ctx,
+                             "user %L: personal data does not decrypt", id);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (name.data == NULL) {
+            /* a demo user from before accounts: the name in plain text */
+            s = ngx_commerce_acct_doc_str(v, "name");
+            if (s != NULL) {
+                name.data = (u_char *) s;
+                name.len = ngx_strlen(s);
+            }
+        }
+    }
+
+    s = ngx_commerce_acct_doc_str(v, "role");
+    role.data = (u_char *) (s ? s : "CONSUMER");
+    role.len = ngx_strlen(role.data);
+
+    s = ngx_commerce_acct_doc_str(v, "createdAt");
+    created.data = (u_char *) s;
+    created.len = s ? ngx_strlen(s) : 0;
+
+    size = 128 + 6 * (email.len + phone.len + name.len) + role.len
+           + created.len;
+
+    body = ngx_pnalloc(a->r->pool, size);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = body + size;
+
+    p = ngx_slprintf(body, last, "{\"id\":%L", id);
+    p = ngx_commerce_acct_json_str(p, last, "email", &email);
+    p = ngx_commerce_acct_json_str(p, last, "name", &name);
+    p = ngx_commerce_acct_json_str(p, last, "phone", &phone);
+    p = ngx_commerce_acct_json_str(p, last, "role", &role);
+    p = ngx_commerce_acct_json_str(p, last, "createdAt", &created);
+
+    if (p >= last) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *p++ = '}';
+
+    return ngx_commerce_reply(a->r, a->step == NGX_COMMERCE_ACCT_SIGNUP
+                                    ? NGX_HTTP_CREATED : NGX_HTTP_OK,
+                              body, p - body);
+}
+
+
+static char *
+ngx_commerce_acct_encrypt(ngx_commerce_acct_t *a, const char *field,
+    const char *pt, size_t len)
+{
+    char                       aad[64];
+    char                      *out;
+    size_t                     n, alen, size;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    alen = cm_pii_aad(aad, sizeof(aad), field, a->user_id);
+    if (alen == 0) {
+        return NULL;
+    }
+
+    size = CM_PII_TEXT_LEN(len);
+
+    out = ngx_pnalloc(a->r->pool, size);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    n = cm_pii_encrypt(out, size, mcf->pii_keys, (const unsigned char *) aad,
+                       alen, (const unsigned char *) pt, len);
+
+    return n ? out : NULL;
+}
+
+
+/* ct: a JSON string (decrypted into out) or null (out.data NULL) */
+
+static ngx_int_t
+ngx_commerce_acct_decrypt(ngx_commerce_acct_t *a, const char *field,
+    yajl_val ct, ngx_str_t *out)
+{
+    char                       aad[64];
+    size_t                     alen, len;
+    const char                *text, *why;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+
+    out->data = NULL;
+    out->len = 0;
+
+    if (ct == NULL || YAJL_IS_NULL(ct)) {
+        return NGX_OK;
+    }
+
+    text = YAJL_GET_STRING(ct);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    alen = cm_pii_aad(aad, sizeof(aad), field, a->user_id);
+    len = ngx_strlen(text);
+
+    out->data = ngx_pnalloc(a->r->pool, len + 1);
+    if (alen == 0 || out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (cm_pii_decrypt(out->data, len + 1, &out->len, mcf->pii_keys,
+                       (const unsigned char *) aad, alen, text, len, NULL,
+                       &why)
+        != 0)
+    {
+        ngx_commerce_log(NGX_LOG_ERR, a->r, a->ctx, "%s: %s", field, why);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ,"key":"value" or ,"key":null; p never passes last */
+
+static u_char *
+ngx_commerce_acct_json_str(u_char *p, u_char *last, const char *key,
+    ngx_str_t *value)
+{
+    if (value->data == NULL) {
+        return ngx_slprintf(p, last, ",\"%s\":null", key);
+    }
+
+    p = ngx_slprintf(p, last, ",\"%s\":\"", key);
+
+    if (p < last) {
+        p += cm_json_escape((char *) p, last - p, value->data, value->len);
+    }
+
+    if (p < last) {
+        *p++ = '"';
+    }
+
+    return p;
+}
+
+
+static const char *
+ngx_commerce_acct_doc_str(yajl_val v, const char *key)
+{
+    yajl_val     s;
+    const char  *path[2];
+
+    path[0] = key;
+    path[1] = NULL;
+
+    s = yajl_tree_get(v, path, yajl_t_string);
+
+    return s ? YAJL_GET_STRING(s) : NULL;
+}
+
+
+static ngx_int_t
+ngx_commerce_acct_doc_int(yajl_val v, const char *key, int64_t *out)
+{
+    yajl_val     n;
+    const char  *path[2];
+
+    path[0] = key;
+    path[1] = NULL;
+
+    n = yajl_tree_get(v, path, yajl_t_number);
+
+    if (n == NULL || !YAJL_IS_INTEGER(n) || YAJL_GET_INTEGER(n) < 1) {
+        return NGX_ERROR;
+    }
+
+    *out = YAJL_GET_INTEGER(n);
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_commerce_acct_int(ngx_pool_t *pool, int64_t v)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, NGX_INT64_LEN + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf(p, "%L", v) = '\0';
+
+    return (char *) p;
+}
+
+
+static char *
+ngx_commerce_acct_client(ngx_http_request_t *r)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, r->connection->addr_text.len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, r->connection->addr_text.data,
+               r->connection->addr_text.len);
+    p[r->connection->addr_text.len] = '\0';
+
+    return (char *) p;
+}
+
+
+static ngx_int_t
+ngx_commerce_acct_fail(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    return ngx_commerce_send_error(r, status, code, message);
+}
+
+
+/* ------------------------------------------------------------------------
+ * configuration
+ */
+
+/*
+ * A key file in the cm_pii keyring format.  It holds secrets: refused
+ * when other users may read it.
+ */
+
+ngx_int_t
+ngx_commerce_read_keyring(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, cm_keyring_t **out)
+{
+    ssize_t          n;
+    u_char          *buf;
+    size_t           size;
+    ngx_file_t       file;
+    const char      *err;
+    cm_keyring_t    *kr;
+    ngx_file_info_t  fi;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = *path;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%s\": cannot open \"%V\"", directive, path);
+        return NGX_ERROR;
+    }
+
+    buf = NULL;
+    size = 0;
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%s\": cannot stat \"%V\"", directive, path);
+        goto failed;
+    }
+
+    if (fi.st_mode & (S_IRWXG|S_IRWXO)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\": \"%V\" is accessible by group or "
+                           "others (mode %04o): chmod 600 it", directive,
+                           path, (unsigned) (fi.st_mode & 07777));
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    if (size > 65536) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\": \"%V\" is larger than 64 KB", directive,
+                           path);
+        goto failed;
+    }
+
+    buf = ngx_alloc(size + 1, cf->log);
+    kr = ngx_pcalloc(cf->pool, sizeof(cm_keyring_t));
+    if (buf == NULL || kr == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_file(&file, buf, size, 0);
+    if (n == NGX_ERROR || (size_t) n != size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%s\": cannot read \"%V\"", directive, path);
+        goto failed;
+    }
+
+    if (cm_keyring_parse((char *) buf, size, kr, &err) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\": \"%V\", line %ui: %s", directive, path,
+                           (ngx_uint_t) kr->line, err);
+        goto failed;
+    }
+
+    ngx_explicit_memzero(buf, size);
+    ngx_free(buf);
+    (void) ngx_close_file(file.fd);
+
+    *out = kr;
+
+    return NGX_OK;
+
+failed:
+
+    if (buf != NULL) {
+        ngx_explicit_memzero(buf, size);
+        ngx_free(buf);
+    }
+
+    (void) ngx_close_file(file.fd);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_commerce_account_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    cm_keyring_t  *ik;
+
+    if (mcf->pii_keys_file.len == 0 && mcf->pii_index_key_file.len == 0) {
+        return NGX_OK;
+    }
+
+    if (mcf->pii_keys_file.len == 0 || mcf->pii_index_key_file.len == 0
+        || mcf->jwt_keys == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "accounts need \"commerce_pii_keys_file\", "
+                           "\"commerce_pii_index_key_file\" and "
+                           "\"commerce_jwt_keys_file\"");
+        return NGX_ERROR;
+    }
+
+    if (ngx_commerce_read_keyring(cf, "commerce_pii_keys_file",
+                                  &mcf->pii_keys_file, &mcf->pii_keys)
+        != NGX_OK
+        || ngx_commerce_read_keyring(cf, "commerce_pii_index_key_file",
+                                     &mcf->pii_index_key_file, &ik)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    mcf->pii_index_key = (cm_key_t *) cm_keyring_current(ik);
+
+    if (mcf->auth_thread_pool_name.len == 0) {
+        ngx_str_set(&mcf->auth_thread_pool_name, "default");
+    }
+
+    mcf->auth_thread_pool = ngx_thread_pool_add(cf,
+                                                &mcf->auth_thread_pool_name);
+    if (mcf->auth_thread_pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->accounts = 1;
+
+    return NGX_OK;
+}
