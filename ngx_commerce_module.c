@@ -63,8 +63,9 @@ static ngx_commerce_bounds_t  ngx_commerce_ttl_bounds = {
     ngx_commerce_check_bounds, 1, 31536000
 };
 
+/* seed 003: a payment is tried at most 3 times */
 static ngx_commerce_bounds_t  ngx_commerce_retries_bounds = {
-    ngx_commerce_check_bounds, 1, 10
+    ngx_commerce_check_bounds, 1, 3
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_percent_bounds = {

@@ -39,7 +39,6 @@ ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     const char              *err;
     ngx_str_t               *value;
-    ngx_url_t                u;
     ngx_uint_t               i;
     ngx_commerce_gateway_t  *gw;
 
@@ -151,18 +150,13 @@ ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* a reference to an `upstream {}` block, defined before or after */
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-    u.url = gw->upstream;
-    u.no_resolve = 1;
-    u.no_port = 1;
-    u.host = gw->upstream;
-
-    gw->uscf = ngx_http_upstream_add(cf, &u, 0);
-    if (gw->uscf == NULL) {
-        return NGX_CONF_ERROR;
-    }
+    /*
+     * A reference to an `upstream {}` block, defined before or after: it
+     * is looked up by name once the whole configuration is read
+     * (ngx_commerce_gateways_check), not added here, so that a missing one
+     * is reported by its gateway rather than as nginx's implicit upstream
+     * "with no port".
+     */
 
     return NGX_CONF_OK;
 }
@@ -411,8 +405,10 @@ ngx_commerce_gw_ssl(ngx_conf_t *cf, ngx_commerce_gateway_t *gw)
 ngx_int_t
 ngx_commerce_gateways_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 {
-    ngx_uint_t               i;
-    ngx_commerce_gateway_t  *gw;
+    ngx_uint_t                      i, j;
+    ngx_commerce_gateway_t         *gw;
+    ngx_http_upstream_srv_conf_t  **uscfp;
+    ngx_http_upstream_main_conf_t  *umcf;
 
     if (mcf->gateways.nelts == 0) {
         return NGX_OK;
@@ -433,8 +429,24 @@ ngx_commerce_gateways_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 
     gw = mcf->gateways.elts;
 
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
     for (i = 0; i < mcf->gateways.nelts; i++) {
-        if (gw[i].uscf->servers == NULL || gw[i].uscf->servers->nelts == 0) {
+        for (j = 0; j < umcf->upstreams.nelts; j++) {
+            if (uscfp[j]->srv_conf != NULL
+                && uscfp[j]->host.len == gw[i].upstream.len
+                && ngx_strncmp(uscfp[j]->host.data, gw[i].upstream.data,
+                               gw[i].upstream.len) == 0)
+            {
+                gw[i].uscf = uscfp[j];
+                break;
+            }
+        }
+
+        if (gw[i].uscf == NULL || gw[i].uscf->servers == NULL
+            || gw[i].uscf->servers->nelts == 0)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"commerce_gateway\" \"%V\": upstream "
                                "\"%V\" not found or empty",

@@ -124,9 +124,18 @@ is_response($t->get('/api/v1/balance', token => $t->jwt(header => \%h256,
     secret => $secret)), 200, { userId => 7, balance => 100000 },
     'unknown claims ignored');
 is_response($t->get('/api/v1/balance', token => $t->jwt(
-    header => { typ => 'JWT', alg => 'HS256', kid => 'k1' },
+    header => { typ => 'JWT', alg => 'HS256', cty => 'x' },
     payload => \%claims, secret => $secret)), 200,
     { userId => 7, balance => 100000 }, 'extra header fields ignored');
+# a kid names a key of commerce_jwt_keys_file: none here, so none matches
+is_error($t->get('/api/v1/balance', token => $t->jwt(
+    header => { typ => 'JWT', alg => 'HS256', kid => '1' },
+    payload => \%claims, secret => $secret)), 401, 'UNAUTHORIZED',
+    'a kid without a keyring: 401');
+is_error($t->get('/api/v1/balance', token => $t->jwt(
+    header => { typ => 'JWT', alg => 'HS256', kid => 'k1' },
+    payload => \%claims, secret => $secret)), 401, 'UNAUTHORIZED',
+    'a kid that is none of ours: 401');
 is_response($t->get('/api/v1/balance', token => $t->token(7,
     exp => $now + 86400 * 365)), 200, { userId => 7, balance => 100000 },
     'long-lived token');

@@ -367,9 +367,13 @@ my $tb = $B->transactions(orderId => pg_order_id($orders[1][0]));
 is(scalar @$tb, 1, 'pg_b holds the transaction');
 is($p->{transaction_key}, $tb->[0]{transactionKey}, 'with the recorded key');
 like($tb->[0]{callbackUrl}, qr/\?gateway=pg_b$/, 'callback URL names pg_b');
+# interface log rows are written beside the flow, not in its way
+wait_until(sub { $t->psql("SELECT count(*) FROM payment_interface_request_log"
+    . " WHERE payment_id = $p->{id} AND operation = 'CREATE'") >= 3 },
+    timeout => 5);
 my @att = $t->psql("SELECT attempt || ' ' || gateway || ' ' || coalesce("
     . "error, http_status::text) FROM payment_interface_request_log WHERE"
-    . " payment_id = $p->{id} AND operation = 'CREATE' ORDER BY id");
+    . " payment_id = $p->{id} AND operation = 'CREATE' ORDER BY attempt, id");
 is_deeply(\@att, [ '1 pg_a refused', '2 pg_a refused', '3 pg_b 200' ],
     'interface log: refused, refused, then pg_b');
 
