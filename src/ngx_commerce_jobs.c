@@ -14,6 +14,8 @@
 
 
 #define NGX_COMMERCE_EXPIRY_BATCH  500
+#define NGX_COMMERCE_PURGE_BATCH   "10000"
+#define NGX_COMMERCE_PURGE_EVERY   600000      /* ms */
 
 
 typedef struct {
@@ -22,7 +24,9 @@ typedef struct {
     char                      ttl[NGX_INT64_LEN + 1];
     char                      batch[NGX_INT64_LEN + 1];
     ngx_commerce_main_conf_t *mcf;
+    ngx_msec_t                purge_at;
     unsigned                  running:1;
+    unsigned                  purging:1;
 } ngx_commerce_expiry_t;
 
 
@@ -66,6 +70,7 @@ ngx_commerce_jobs_init_worker(ngx_cycle_t *cycle,
     job->query.handler = ngx_commerce_expiry_done;
 
     mcf->expiry_event = &job->ev;
+    job->purge_at = ngx_current_msec;           /* the first run purges */
 
     /* give the pool a moment to connect before the first run */
     ngx_commerce_expiry_schedule(job, ngx_min(mcf->expiry_interval, 1000));
@@ -101,6 +106,24 @@ ngx_commerce_expiry_handler(ngx_event_t *ev)
 
     job->query.retries = 0;
 
+    /*
+     * Every 10 minutes one run purges Idempotency-Keys older than 24 h
+     * instead (SKIP LOCKED, so instances share the work).
+     */
+    job->purging = ((ngx_msec_int_t) (ngx_current_msec - job->purge_at) >= 0);
+
+    if (job->purging) {
+        job->query.stmt = NGX_COMMERCE_STMT_IDEM_PURGE;
+        job->query.nparams = 1;
+        job->query.params[0] = NGX_COMMERCE_PURGE_BATCH;
+
+    } else {
+        job->query.stmt = NGX_COMMERCE_STMT_ORDERS_EXPIRE;
+        job->query.nparams = 2;
+        job->query.params[0] = job->ttl;
+        job->query.params[1] = job->batch;
+    }
+
     rc = ngx_commerce_pg_submit(job->mcf->pool, &job->query);
 
     if (rc != NGX_OK) {
@@ -125,6 +148,32 @@ ngx_commerce_expiry_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     job->running = 0;
 
     n = 0;
+
+    if (job->purging) {
+        job->purge_at = ngx_current_msec + NGX_COMMERCE_PURGE_EVERY;
+
+        if (rc == NGX_OK && PQresultStatus(res) == PGRES_TUPLES_OK
+            && PQntuples(res) == 1)
+        {
+            n = ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
+                         PQgetlength(res, 0, 0));
+
+            if (n > 0) {
+                ngx_log_error(NGX_LOG_NOTICE, q->log, 0,
+                              "commerce: purged %i Idempotency-Key(s) "
+                              "older than 24 h", n);
+            }
+
+        } else if (rc == NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, q->log, 0,
+                          "commerce: Idempotency-Key purge failed: %s",
+                          PQresultErrorMessage(res));
+        }
+
+        /* the expiry run this one took the place of: at once */
+        ngx_commerce_expiry_schedule(job, 1);
+        return;
+    }
 
     if (rc == NGX_OK && PQresultStatus(res) == PGRES_TUPLES_OK
         && PQntuples(res) == 1)

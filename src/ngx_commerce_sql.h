@@ -57,6 +57,8 @@
       "SELECT cm_card_callback($1::text, $2::text, $3::text, $4::text)", 4)  \
     X(IDEM_BEGIN,    "cm_idem_begin",                                        \
       "SELECT cm_idem_begin($1::bigint, $2::text, $3::text, $4::text)", 4)   \
+    X(IDEM_PURGE,    "cm_idem_purge",                                        \
+      "SELECT cm_idem_purge($1::int)", 1)                                    \
     X(IDEM_FINISH,   "cm_idem_finish",                                       \
       "SELECT cm_idem_finish($1::bigint, $2::text, $3::int, $4::text)", 4)   \
     X(USER_NEXT_ID,  "cm_user_next_id",                                      \
