@@ -197,6 +197,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       offsetof(ngx_commerce_main_conf_t, kdf_iterations),
       &ngx_commerce_kdf_bounds },
 
+    { ngx_string("commerce_cors_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, cors_origins),
+      NULL },
+
     { ngx_string("commerce_body_max"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -445,6 +452,7 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->reconcile_age = NGX_CONF_UNSET;
     mcf->reconcile_grace = NGX_CONF_UNSET;
 
+    mcf->cors_origins = NGX_CONF_UNSET_PTR;
     mcf->access_ttl = NGX_CONF_UNSET;
     mcf->refresh_ttl = NGX_CONF_UNSET;
     mcf->kdf_iterations = NGX_CONF_UNSET_UINT;
@@ -483,6 +491,7 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->reconcile_age, 10);
     ngx_conf_init_value(mcf->reconcile_grace, 60);
 
+    ngx_conf_init_ptr_value(mcf->cors_origins, NULL);
     ngx_conf_init_value(mcf->access_ttl, 300);
     ngx_conf_init_value(mcf->refresh_ttl, 30 * 86400);
     ngx_conf_init_uint_value(mcf->kdf_iterations, 600000);

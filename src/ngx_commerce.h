@@ -151,6 +151,7 @@ typedef struct {
     time_t                       refresh_ttl;
     ngx_uint_t                   kdf_iterations;
     ngx_flag_t                   accounts;
+    ngx_array_t                 *cors_origins;   /* ngx_str_t */
 
     /* per worker, set in init_process */
     ngx_commerce_pg_pool_t      *pool;
@@ -255,6 +256,8 @@ ngx_int_t ngx_commerce_account_conf(ngx_conf_t *cf,
 ngx_int_t ngx_commerce_read_keyring(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, cm_keyring_t **out);
 ngx_int_t ngx_commerce_api_allowed(ngx_commerce_ctx_t *ctx);
+ngx_str_t *ngx_commerce_cors_origin(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_cors_preflight(ngx_http_request_t *r);
 ngx_uint_t ngx_commerce_api_public(ngx_uint_t route);
 
 /* rate limits */

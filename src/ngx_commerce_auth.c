@@ -285,6 +285,11 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    /* a CORS preflight never carries credentials */
+    if (r->method == NGX_HTTP_OPTIONS) {
+        return NGX_DECLINED;
+    }
+
     /* signup, login, refresh and logout are how a token is obtained */
     if (r->uri.len > sizeof(NGX_COMMERCE_AUTH_URI) - 1
         && ngx_strncmp(r->uri.data, NGX_COMMERCE_AUTH_URI,

@@ -120,6 +120,10 @@ ngx_commerce_api_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (r->method == NGX_HTTP_OPTIONS) {
+        return ngx_commerce_cors_preflight(r);
+    }
+
     if (ngx_commerce_api_route(r, ctx, &rc) != NGX_OK) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             r->keepalive = 0;
@@ -523,7 +527,7 @@ ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
 {
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
-    ngx_str_t                  v;
+    ngx_str_t                  v, *origin;
     ngx_chain_t                out;
     ngx_commerce_ctx_t        *ctx;
 
@@ -565,6 +569,25 @@ ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
     if (ctx != NULL && ctx->idem_replayed) {
         ngx_str_set(&v, "true");
         if (ngx_commerce_add_header(r, "Idempotent-Replayed", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    origin = ngx_commerce_cors_origin(r);
+
+    if (origin != NULL) {
+        ngx_str_t  vary = ngx_string("Origin");
+        ngx_str_t  expose = ngx_string("X-Request-Id, Retry-After, "
+                                       "Idempotent-Replayed, RateLimit-Limit, "
+                                       "RateLimit-Remaining, RateLimit-Reset");
+
+        if (ngx_commerce_add_header(r, "Access-Control-Allow-Origin", origin)
+            != NGX_OK
+            || ngx_commerce_add_header(r, "Vary", &vary) != NGX_OK
+            || ngx_commerce_add_header(r, "Access-Control-Expose-Headers",
+                                       &expose)
+               != NGX_OK)
+        {
             return NGX_ERROR;
         }
     }
@@ -631,4 +654,94 @@ ngx_commerce_add_header(ngx_http_request_t *r, const char *name,
     h->value = *value;
 
     return NGX_OK;
+}
+
+
+/*
+ * CORS, off unless commerce_cors_origin lists origins: the request's
+ * Origin when it is one of them (compared exactly), else NULL.
+ */
+
+ngx_str_t *
+ngx_commerce_cors_origin(ngx_http_request_t *r)
+{
+    ngx_str_t                 *o;
+    ngx_uint_t                 i, j;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (mcf->cors_origins == NULL) {
+        return NULL;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Origin") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
+                               sizeof("Origin") - 1) != 0)
+        {
+            continue;
+        }
+
+        o = mcf->cors_origins->elts;
+
+        for (j = 0; j < mcf->cors_origins->nelts; j++) {
+            if (o[j].len == h[i].value.len
+                && ngx_strncmp(o[j].data, h[i].value.data, o[j].len) == 0)
+            {
+                return &o[j];
+            }
+        }
+
+        return NULL;
+    }
+}
+
+
+/* OPTIONS: a CORS preflight from a listed origin, else 403 */
+
+ngx_int_t
+ngx_commerce_cors_preflight(ngx_http_request_t *r)
+{
+    ngx_str_t  methods = ngx_string("GET, HEAD, POST, PUT, DELETE");
+    ngx_str_t  headers = ngx_string("Authorization, Content-Type, "
+                                    "Idempotency-Key");
+    ngx_str_t  age = ngx_string("600");
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    if (ngx_commerce_cors_origin(r) == NULL) {
+        return ngx_commerce_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                       "origin not allowed");
+    }
+
+    if (ngx_commerce_add_header(r, "Access-Control-Allow-Methods", &methods)
+        != NGX_OK
+        || ngx_commerce_add_header(r, "Access-Control-Allow-Headers",
+                                   &headers)
+           != NGX_OK
+        || ngx_commerce_add_header(r, "Access-Control-Max-Age", &age)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_send_json(r, NGX_HTTP_NO_CONTENT, NULL, 0, 0);
 }
