@@ -85,6 +85,7 @@ static ngx_int_t ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn,
 static void ngx_commerce_pg_read_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_write_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_timer_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_commerce_pg_read_only(ngx_uint_t stmt);
 static void ngx_commerce_pg_wait_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_collect(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_prepared(ngx_commerce_pg_conn_t *conn);
@@ -1127,11 +1128,21 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
 static void
 ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
 {
-    ngx_uint_t                i, n, level;
+    ngx_uint_t                i, n, level, was_up;
     ngx_commerce_pg_pool_t   *pool;
     ngx_commerce_pg_query_t  *q, *failed[NGX_COMMERCE_PG_DEPTH_MAX];
 
     pool = conn->pool;
+
+    /*
+     * A connection that worked until now (the server closed it: a restart,
+     * idle_session_timeout, pg_terminate_backend) is replaced at once, so
+     * requests queue behind the new connect instead of failing; the
+     * backoff is for connects that fail.
+     */
+    was_up = (conn->state == NGX_COMMERCE_PG_IDLE
+              || conn->state == NGX_COMMERCE_PG_BUSY)
+             && conn->backoff == NGX_COMMERCE_PG_BACKOFF_MIN;
 
     /* a server closing an idle connection is routine, the rest is not */
     level = (conn->state == NGX_COMMERCE_PG_IDLE) ? NGX_LOG_INFO
@@ -1141,7 +1152,7 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
                   "commerce: pg connection #%ui: %s: %s; %ui in flight; "
                   "reconnecting in %Mms",
                   conn->index, why, ngx_commerce_pg_error(conn),
-                  conn->nflight, conn->backoff);
+                  conn->nflight, was_up ? 0 : conn->backoff);
 
     ngx_commerce_metrics_db_error();
 
@@ -1160,7 +1171,7 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
     ngx_commerce_pg_close(conn);
     ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
 
-    if (!(ngx_exiting || ngx_terminate || ngx_quit)) {
+    if (!(ngx_exiting || ngx_terminate || ngx_quit) && !was_up) {
         conn->timer.cancelable = 1;
         ngx_add_timer(&conn->timer, conn->backoff);
 
@@ -1170,9 +1181,38 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
         }
     }
 
+    if (was_up && !(ngx_exiting || ngx_terminate || ngx_quit)
+        && conn->state == NGX_COMMERCE_PG_DOWN && !conn->timer.timer_set)
+    {
+        /* a failing connect comes back here with state != IDLE/BUSY */
+        ngx_commerce_pg_connect(conn);
+    }
+
     for (i = 0; i < n; i++) {
-        failed[i]->conn = NULL;
-        failed[i]->handler(failed[i], NGX_ERROR, NULL);
+        q = failed[i];
+        q->conn = NULL;
+
+        /*
+         * A read that met a connection the server had closed (it had not
+         * noticed yet) is sent again elsewhere: reading twice is harmless.
+         * Writes are never re-sent: whether they ran is unknown.
+         */
+        if (was_up && ngx_commerce_pg_read_only(q->stmt)
+            && q->retries < NGX_COMMERCE_PG_RETRIES_MAX
+            && !(ngx_exiting || ngx_terminate || ngx_quit))
+        {
+            q->retries++;
+
+            ngx_log_error(NGX_LOG_INFO, q->log, 0,
+                          "commerce: retrying \"%s\" on another connection",
+                          ngx_commerce_statements[q->stmt].name);
+
+            if (ngx_commerce_pg_submit(pool, q) == NGX_OK) {
+                continue;
+            }
+        }
+
+        q->handler(q, NGX_ERROR, NULL);
     }
 
     if (pool->nup == 0) {
@@ -1328,4 +1368,27 @@ ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn)
     }
 
     return msg;
+}
+
+
+/* statements that change nothing: safe to send again after a lost connection */
+
+static ngx_uint_t
+ngx_commerce_pg_read_only(ngx_uint_t stmt)
+{
+    switch (stmt) {
+
+    case NGX_COMMERCE_STMT_PRODUCT_GET:
+    case NGX_COMMERCE_STMT_PRODUCT_LIST:
+    case NGX_COMMERCE_STMT_BALANCE_GET:
+    case NGX_COMMERCE_STMT_ORDER_GET:
+    case NGX_COMMERCE_STMT_USER_GET:
+    case NGX_COMMERCE_STMT_LOGIN_LOOKUP:
+    case NGX_COMMERCE_STMT_CARD_STATS:
+    case NGX_COMMERCE_STMT_AUDIT_LIST:
+        return 1;
+
+    default:
+        return 0;
+    }
 }

@@ -264,6 +264,10 @@ $t->check_consistency('no partial order after the aborts');
 # --- reload under load --------------------------------------------------------------------
 
 my $before_orders = orders_of(23);
+my $backends = sub { $t->psql("SELECT count(*) FROM pg_stat_activity WHERE"
+    . " application_name = 'ngx_commerce'") };
+ok(wait_until(sub { $backends->() > 0 }, timeout => 5), 'pools connected');
+my $backends0 = $backends->();
 $stream = traffic(conns => 8, secs => 5, max => 250);
 my @old;
 sleep 1;
@@ -277,6 +281,9 @@ my $bad = grep { $_->[0] !~ /^20[01]$/
 is($bad, 0, 'reload under load: no failed request') or diag(explain \%seen);
 cmp_ok(scalar @$all, '>=', 200, scalar(@$all) . ' requests during the reloads');
 ok($t->wait_pids_gone(\@old, timeout => 20), 'old workers exited');
+ok(wait_until(sub { $backends->() <= $backends0 }, timeout => 10),
+    "old workers closed their Postgres connections ($backends0 before,"
+    . ' ' . $backends->() . ' after)');
 is(orders_of(23) - $before_orders, $seen{201} // 0,
     'one order per 201, none lost or doubled');
 

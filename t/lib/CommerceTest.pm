@@ -853,6 +853,45 @@ sub token {
 
 sub jwt { shift; return jwt_encode(@_) }
 
+# account_keys(mode => 0600, iterations => 100000, jwt_kids => [1, 2],
+# current => 2): writes the three key files of accounts (jwt.keys,
+# pii.keys, pii-index.key: "<kid> <64 hex>" lines, the current one marked)
+# with that mode and returns the http{} lines that use them.  The JWT keys
+# are kept: jwt_key($kid) is the raw key of that kid, jwt_current_kid the
+# signing one.  Accounts also need `thread_pool default threads=4;` in the
+# main context (account_main).
+sub account_keys {
+    my ($self, %o) = @_;
+    my $mode = $o{mode} // 0600;
+    my @kids = @{ $o{jwt_kids} // [1, 2] };
+    my $current = $o{current} // $kids[-1];
+    my %jwt = map { $_ => random_secret(32) } @kids;
+    $self->{jwt_keyring} = \%jwt;
+    $self->{jwt_current_kid} = $current;
+    my $ring = sub {
+        my ($name, $keys, $cur) = @_;
+        my $text = join '', map { "$_ $keys->{$_}"
+            . ($_ == $cur ? ' current' : '') . "\n" } sort { $a <=> $b }
+            keys %$keys;
+        my $path = $self->write_file($name, $text);
+        chmod $mode, $path;
+        return $path;
+    };
+    my $jf = $ring->('jwt.keys', \%jwt, $current);
+    my $pf = $ring->('pii.keys', { 1 => random_secret(32),
+        2 => random_secret(32) }, 2);
+    my $if = $ring->('pii-index.key', { 1 => random_secret(32) }, 1);
+    my $it = $o{iterations} // 100000;
+    return "commerce_jwt_keys_file $jf;\n"
+        . "commerce_pii_keys_file $pf;\n"
+        . "commerce_pii_index_key_file $if;\n"
+        . "commerce_password_iterations $it;\n";
+}
+
+sub account_main { "thread_pool default threads=4;\n" }
+sub jwt_key { pack 'H*', $_[0]{jwt_keyring}{$_[1]} }
+sub jwt_current_kid { $_[0]{jwt_current_kid} }
+
 
 # ---------------------------------------------------------------------------
 # HTTP

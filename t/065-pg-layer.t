@@ -1,0 +1,111 @@
+#!/usr/bin/perl
+# The Postgres layer's own behaviours, forced deterministically from the
+# database side:
+#   - a serialization failure (40001) is retried inside the module: the
+#     client never sees it, and the work is done exactly once;
+#   - past the retries it is 503 DB_UNAVAILABLE, nothing done;
+#   - a statement over commerce_pg_statement_timeout is 503 DB_UNAVAILABLE
+#     (SQLSTATE 57014), the connection stays usable;
+#   - Postgres closing idle pooled connections (pg_terminate_backend, as
+#     idle_session_timeout or a restart would) is noticed by their read
+#     handlers: the next requests are served, no error.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use CommerceTest;
+
+my $t = CommerceTest->new;
+$t->start_pg;
+$t->load_demo;
+
+# a trigger that fails the next N balance updates with 40001; the counter
+# is a sequence, which a rolled-back transaction does not roll back
+$t->psql(<<'SQL');
+CREATE SEQUENCE t_fail_seq;
+CREATE TABLE t_fail (n bigint NOT NULL);
+INSERT INTO t_fail VALUES (0);
+CREATE FUNCTION t_fail_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 77 AND nextval('t_fail_seq') <= (SELECT n FROM t_fail) THEN
+        RAISE EXCEPTION USING ERRCODE = '40001',
+            MESSAGE = 'could not serialize access (forced by the test)';
+    END IF;
+    IF NEW.id = 78 THEN
+        PERFORM pg_sleep(3);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER t_fail BEFORE UPDATE ON users FOR EACH ROW
+    EXECUTE FUNCTION t_fail_trigger();
+SQL
+
+$t->write_config($t->default_config(
+    http_extra => 'commerce_pg_statement_timeout 1s;'));
+$t->start_nginx;
+
+sub balance { $t->psql("SELECT balance FROM users WHERE id = $_[0]") + 0 }
+sub ledger { $t->psql("SELECT count(*) FROM balance_ledger WHERE user_id"
+    . " = $_[0]") + 0 }
+sub fail_next {
+    my ($n) = @_;
+    $t->psql("SELECT setval('t_fail_seq', 1, false); UPDATE t_fail SET n = $n");
+}
+
+# --- 40001, retried -----------------------------------------------------------
+
+fail_next(2);
+my ($b0, $l0) = (balance(77), ledger(77));
+my $r = $t->post('/api/v1/balance/charge', { amount => 500 }, user => 77);
+is($r->{status}, 200, 'two serialization failures, then success: 200');
+is($r->{json}{balance}, $b0 + 500, 'charged once');
+is(balance(77), $b0 + 500, 'balance +500 exactly');
+is(ledger(77), $l0 + 1, 'one ledger row');
+is($t->psql("SELECT last_value FROM t_fail_seq"), 3,
+    'the statement ran 3 times (2 failures + 1)');
+
+# --- 40001 past the retries ----------------------------------------------------
+
+fail_next(10);
+($b0, $l0) = (balance(77), ledger(77));
+$r = $t->post('/api/v1/balance/charge', { amount => 500 }, user => 77);
+is_error($r, 503, 'DB_UNAVAILABLE', 'failing every time: 503 after the retries');
+is($r->{headers}{'retry-after'}, '1', 'with Retry-After');
+is(balance(77), $b0, 'nothing charged');
+is(ledger(77), $l0, 'no ledger row');
+my $tries = $t->psql("SELECT last_value FROM t_fail_seq");
+ok($tries >= 2 && $tries <= 4, "a bounded number of tries ($tries)");
+fail_next(0);
+is($t->post('/api/v1/balance/charge', { amount => 1 }, user => 77)->{status},
+    200, 'and the next charge goes through');
+
+# --- statement timeout ---------------------------------------------------------
+
+$b0 = balance(78);
+my $t0 = time;
+$r = $t->post('/api/v1/balance/charge', { amount => 500 }, user => 78);
+is_error($r, 503, 'DB_UNAVAILABLE', 'a statement over 1 s: 503');
+ok(time - $t0 < 3, 'answered at the statement timeout, not after the sleep');
+is(balance(78), $b0, 'nothing charged');
+my @ok = map { $t->get('/api/v1/balance', user => 1)->{status} } 1 .. 20;
+is_deeply(\@ok, [ (200) x 20 ], 'the pool serves on');
+ok(scalar($t->grep_log(qr/database error 57014/)), 'logged with its SQLSTATE');
+
+# --- Postgres closes idle connections ------------------------------------------
+
+my $killed = $t->psql("SELECT count(pg_terminate_backend(pid)) FROM"
+    . " pg_stat_activity WHERE application_name = 'ngx_commerce'");
+ok($killed > 0, "Postgres closed the $killed pooled connections");
+sleep 0.5;
+my %st;
+$st{ $t->get('/api/v1/products/1', user => 1)->{status} }++ for 1 .. 30;
+is_deeply(\%st, { 200 => 30 }, 'every request afterwards is served');
+ok(wait_until(sub { $t->psql("SELECT count(*) FROM pg_stat_activity WHERE"
+    . " application_name = 'ngx_commerce'") > 0 }, timeout => 5),
+    'the pools reconnected');
+
+$t->allow_log(qr/terminating connection due to administrator command|server closed the connection|canceling statement due to statement timeout/);
+$t->done;
