@@ -542,6 +542,19 @@ is_error($t->req('DELETE', '/api/v1/users/me', token => $w_access), 404,
 is_error($t->req('DELETE', '/api/v1/users/me', user => 31337424), 404,
     'USER_NOT_FOUND', 'DELETE /users/me of an unknown user: 404');
 
+# the access token lives out its minutes, but the database refuses to move
+# money or take orders for an erased account (sql/006)
+is_error($t->post('/api/v1/balance/charge', { amount => 1000 },
+    token => $w_access), 404, 'USER_NOT_FOUND',
+    'a charge with the withdrawn account\'s live access token: 404');
+is_error($t->post('/api/v1/orders', { items => [ { productId => 3,
+    quantity => 1 } ], payment => { method => 'BALANCE' } },
+    token => $w_access), 404, 'USER_NOT_FOUND', 'an order: 404');
+is_error($t->post('/api/v1/orders', { items => [ { productId => 3,
+    quantity => 1 } ] }, token => $w_access), 404, 'USER_NOT_FOUND',
+    'an unpaid order: 404');
+is($books->(), $books_before, 'nothing moved');
+
 $r = signup(\%wanda);
 is_response($r, 201, { id => sub { $_[0] > $wid }, email => $wanda{email},
     name => $wanda{name}, phone => $wanda{phone}, role => 'CONSUMER',
