@@ -295,6 +295,8 @@ ok(wait_until(sub { $t->psql("SELECT count(*) FROM orders WHERE status ="
 
 my $s7 = stock(7);
 my %declined;
+# decided 1 s after creation: time to see the reservation first
+$sim->control(decisionMs => [ 1000, 1000 ]);
 for my $case ([ $LIMIT_CARD, $LIMIT, 'HYUNDAI' ],
               [ $INVALID_CARD, $INVALID, 'KB' ]) {
     my ($no, $reason, $type) = @$case;
@@ -312,6 +314,7 @@ for my $case ([ $LIMIT_CARD, $LIMIT, 'HYUNDAI' ],
     is(stock(7), $s7, 'stock released');
     $declined{$no} = { order => $id, payment => $r->{json}{payment}{id} };
 }
+$sim->control(decisionMs => [ 100, 200 ]);
 
 # a duplicated decline callback releases the stock once
 $sim->control(callback => { mode => 'duplicate' });
