@@ -255,6 +255,8 @@ ngx_int_t ngx_commerce_account_conf(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 ngx_int_t ngx_commerce_read_keyring(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, cm_keyring_t **out);
+ngx_int_t ngx_commerce_key_file_private(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, ngx_file_info_t *fi);
 ngx_int_t ngx_commerce_api_allowed(ngx_commerce_ctx_t *ctx);
 ngx_str_t *ngx_commerce_cors_origin(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_cors_preflight(ngx_http_request_t *r);

@@ -1154,9 +1154,34 @@ ngx_commerce_acct_fail(ngx_http_request_t *r, ngx_uint_t status,
  */
 
 /*
- * A key file in the cm_pii keyring format.  It holds secrets: refused
- * when other users may read it.
+ * Files of secrets are refused when group or others may access them.
+ * A key file is in the cm_pii keyring format.
  */
+
+ngx_int_t
+ngx_commerce_key_file_private(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, ngx_file_info_t *fi)
+{
+    u_char  mode[5];
+
+    if (fi->st_mode & (S_IRWXG|S_IRWXO)) {
+        /* ngx_sprintf() has no octal */
+        mode[0] = (u_char) ('0' + ((fi->st_mode >> 9) & 7));
+        mode[1] = (u_char) ('0' + ((fi->st_mode >> 6) & 7));
+        mode[2] = (u_char) ('0' + ((fi->st_mode >> 3) & 7));
+        mode[3] = (u_char) ('0' + (fi->st_mode & 7));
+        mode[4] = '\0';
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\": \"%V\" is accessible by group or "
+                           "others (mode %s): chmod 600 it", directive,
+                           path, mode);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
 
 ngx_int_t
 ngx_commerce_read_keyring(ngx_conf_t *cf, const char *directive,
@@ -1194,11 +1219,7 @@ ngx_commerce_read_keyring(ngx_conf_t *cf, const char *directive,
         goto failed;
     }
 
-    if (fi.st_mode & (S_IRWXG|S_IRWXO)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\": \"%V\" is accessible by group or "
-                           "others (mode %04o): chmod 600 it", directive,
-                           path, (unsigned) (fi.st_mode & 07777));
+    if (ngx_commerce_key_file_private(cf, directive, path, &fi) != NGX_OK) {
         goto failed;
     }
 

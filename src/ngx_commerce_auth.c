@@ -202,6 +202,14 @@ ngx_commerce_read_secret_file(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         goto failed;
     }
 
+    if (ngx_commerce_key_file_private(cf, "commerce_jwt_secret_file",
+                                      &file.name, &fi)
+        != NGX_OK)
+    {
+        (void) ngx_close_file(file.fd);
+        return NGX_ERROR;
+    }
+
     size = (size_t) ngx_file_size(&fi);
     if (size > 4096) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

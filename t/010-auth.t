@@ -179,6 +179,13 @@ is_error($t->get('/api/v1/balance', name => 'file',
 # a second instance whose file holds another secret, written the way
 # `echo secret > file` does: the trailing newline is not part of the key
 my $other = $t->write_file('other.secret', "another-secret-0123456789\n");
+chmod 0644, $other;
+my ($rc644, $out644) = $t->nginx_t($t->default_config(no_secret => 1,
+    http_extra => "commerce_jwt_secret_file $other;"));
+isnt($rc644, 0, 'a secret file others may read: nginx -t fails');
+like($out644, qr/\[emerg\] "commerce_jwt_secret_file": "\Q$other\E" is accessible by group or others \(mode 0644\): chmod 600 it/,
+    'naming the directive, the file and its mode');
+chmod 0600, $other;
 $t->write_config($t->default_config(no_secret => 1,
     http_extra => "commerce_jwt_secret_file $other;"), name => 'other');
 $t->start_nginx(name => 'other');

@@ -102,8 +102,9 @@ sub new {
         CLEANUP => 0);
     chmod 0755, $self->{dir};
 
-    # the secret also as a file, for commerce_jwt_secret_file
-    $self->write_file('jwt.secret', $self->{secret});
+    # the secret also as a file, for commerce_jwt_secret_file (owner only:
+    # nginx refuses a secret others may read)
+    chmod 0600, $self->write_file('jwt.secret', $self->{secret});
 
     push @INSTANCES, $self;
     return $self;
