@@ -269,6 +269,8 @@ ngx_int_t ngx_commerce_limit_postconf(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 ngx_int_t ngx_commerce_limit_check(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_limit_account(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_str_t *account);
 u_char *ngx_commerce_limit_metrics(u_char *p, u_char *last);
 
 /* idempotency keys */

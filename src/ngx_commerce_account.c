@@ -255,6 +255,8 @@ static ngx_int_t
 ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
 {
     char                       err[CM_JSON_ERR_LEN];
+    ngx_int_t                  rc;
+    ngx_str_t                  acct;
     cm_field_t                 f[2];
     ngx_commerce_main_conf_t  *mcf;
 
@@ -285,6 +287,15 @@ ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
         /* an email over 1024 bytes cannot be anyone's */
         ngx_memzero(a->index, sizeof(a->index));
         ngx_memset(a->index, '0', CM_PII_INDEX_LEN - 1);
+    }
+
+    /* brute force on one account, from any number of addresses */
+    acct.data = (u_char *) a->index;
+    acct.len = CM_PII_INDEX_LEN - 1;
+
+    rc = ngx_commerce_limit_account(a->r, a->ctx, &acct);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOOKUP,

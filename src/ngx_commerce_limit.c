@@ -5,6 +5,7 @@
  * LRU tail when the slab is full.  The arithmetic is GCRA (cm_ratelimit.c).
  *
  *     commerce_limit_zone orders_user key=user rate=5r/s burst=10 size=1m;
+ *     commerce_limit_zone login_account key=account rate=5r/m burst=5;
  *     commerce_limit_zone charge_addr key=addr rate=30r/m burst=5 size=1m
  *                         dry_run;
  *     commerce_limit orders orders_user;          # route, zone(s)
@@ -22,6 +23,7 @@
 
 #define NGX_COMMERCE_LIMIT_KEY_ADDR  0
 #define NGX_COMMERCE_LIMIT_KEY_USER  1
+#define NGX_COMMERCE_LIMIT_KEY_ACCOUNT  2   /* login: the email's index */
 
 #define NGX_COMMERCE_LIMIT_ZONES     16
 #define NGX_COMMERCE_LIMIT_PER_ROUTE 4
@@ -74,6 +76,9 @@ static ngx_int_t ngx_commerce_limit_lookup(ngx_commerce_limit_zone_t *z,
     ngx_str_t *key, int64_t now, unsigned flags, cm_rl_result_t *res);
 static void ngx_commerce_limit_expire(ngx_commerce_limit_zone_t *z,
     int64_t now, ngx_uint_t n);
+static ngx_int_t ngx_commerce_limit_run(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_commerce_limit_zone_t **zones,
+    ngx_str_t *key, ngx_uint_t n, ngx_uint_t headers);
 static ngx_int_t ngx_commerce_limit_headers(ngx_http_request_t *r,
     cm_rl_result_t *res);
 
@@ -159,6 +164,11 @@ ngx_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (s.len == 8 && ngx_strncmp(s.data, "key=user", 8) == 0) {
             z->key = NGX_COMMERCE_LIMIT_KEY_USER;
+            continue;
+        }
+
+        if (s.len == 11 && ngx_strncmp(s.data, "key=account", 11) == 0) {
+            z->key = NGX_COMMERCE_LIMIT_KEY_ACCOUNT;
             continue;
         }
 
@@ -349,6 +359,17 @@ ngx_commerce_limit_postconf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         for (k = 0; k < NGX_COMMERCE_LIMIT_PER_ROUTE; k++) {
             if (lc->route[i][k] != NULL) {
                 lc->route[i][k] = &z[(uintptr_t) lc->route[i][k] - 1];
+
+                if (lc->route[i][k]->key == NGX_COMMERCE_LIMIT_KEY_ACCOUNT
+                    && i != NGX_COMMERCE_ROUTE_LOGIN)
+                {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "\"commerce_limit\": zone \"%V\" "
+                                       "is keyed by account, which only "
+                                       "route login has",
+                                       &lc->route[i][k]->name);
+                    return NGX_ERROR;
+                }
             }
         }
     }
@@ -590,20 +611,18 @@ ngx_commerce_limit_expire(ngx_commerce_limit_zone_t *z, int64_t now,
 /*
  * NGX_DECLINED: within every limit of the route.  Otherwise a 429 was
  * sent and its rc is returned.  A request limited by several zones uses up
- * nothing when any of them refuses it.
+ * nothing when any of them refuses it.  Zones keyed by account are checked
+ * later, once the body names the account (ngx_commerce_limit_account).
  */
 
 ngx_int_t
 ngx_commerce_limit_check(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 {
     u_char                      buf[NGX_INT64_LEN + 1];
-    int64_t                     now;
-    ngx_int_t                   rc;
     ngx_str_t                   key[NGX_COMMERCE_LIMIT_PER_ROUTE];
-    ngx_uint_t                  k, n, refused;
-    cm_rl_result_t              res, worst;
+    ngx_uint_t                  i, n;
     ngx_commerce_limit_conf_t  *lc;
-    ngx_commerce_limit_zone_t  *z, **zones;
+    ngx_commerce_limit_zone_t  *zones[NGX_COMMERCE_LIMIT_PER_ROUTE], **rz;
     ngx_commerce_main_conf_t   *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
@@ -615,11 +634,17 @@ ngx_commerce_limit_check(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    zones = lc->route[ctx->route];
-    now = (int64_t) ngx_current_msec;
+    rz = lc->route[ctx->route];
+    n = 0;
 
-    for (n = 0; n < NGX_COMMERCE_LIMIT_PER_ROUTE && zones[n] != NULL; n++) {
-        if (zones[n]->key == NGX_COMMERCE_LIMIT_KEY_USER
+    for (i = 0; i < NGX_COMMERCE_LIMIT_PER_ROUTE && rz[i] != NULL; i++) {
+        if (rz[i]->key == NGX_COMMERCE_LIMIT_KEY_ACCOUNT) {
+            continue;
+        }
+
+        zones[n] = rz[i];
+
+        if (rz[i]->key == NGX_COMMERCE_LIMIT_KEY_USER
             && ctx->authenticated)
         {
             key[n].data = buf;
@@ -629,7 +654,66 @@ ngx_commerce_limit_check(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
             key[n] = r->connection->addr_text;
             key[n].len = ngx_min(key[n].len, 255);
         }
+
+        n++;
     }
+
+    return ngx_commerce_limit_run(r, ctx, zones, key, n, 1);
+}
+
+
+/* the route's zones keyed by account (login: the email's blind index) */
+
+ngx_int_t
+ngx_commerce_limit_account(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_str_t *account)
+{
+    ngx_str_t                   key[NGX_COMMERCE_LIMIT_PER_ROUTE];
+    ngx_uint_t                  i, n;
+    ngx_commerce_limit_conf_t  *lc;
+    ngx_commerce_limit_zone_t  *zones[NGX_COMMERCE_LIMIT_PER_ROUTE], **rz;
+    ngx_commerce_main_conf_t   *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+    lc = mcf->limits;
+
+    if (lc == NULL || ctx->route >= NGX_COMMERCE_ROUTE_COUNT) {
+        return NGX_DECLINED;
+    }
+
+    rz = lc->route[ctx->route];
+    n = 0;
+
+    for (i = 0; i < NGX_COMMERCE_LIMIT_PER_ROUTE && rz[i] != NULL; i++) {
+        if (rz[i]->key == NGX_COMMERCE_LIMIT_KEY_ACCOUNT) {
+            zones[n] = rz[i];
+            key[n] = *account;
+            key[n].len = ngx_min(key[n].len, 255);
+            n++;
+        }
+    }
+
+    /* RateLimit-* of the first pass stand; only a refusal adds its own */
+    return ngx_commerce_limit_run(r, ctx, zones, key, n, 0);
+}
+
+
+static ngx_int_t
+ngx_commerce_limit_run(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_commerce_limit_zone_t **zones, ngx_str_t *key, ngx_uint_t n,
+    ngx_uint_t headers)
+{
+    int64_t                     now;
+    ngx_int_t                   rc;
+    ngx_uint_t                  k, refused;
+    cm_rl_result_t              res, worst;
+    ngx_commerce_limit_zone_t  *z;
+
+    if (n == 0) {
+        return NGX_DECLINED;
+    }
+
+    now = (int64_t) ngx_current_msec;
 
     /* first: would every zone take it?  nothing is used up yet */
 
@@ -700,7 +784,9 @@ ngx_commerce_limit_check(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
         }
     }
 
-    if (worst.limit && ngx_commerce_limit_headers(r, &worst) != NGX_OK) {
+    if (headers && worst.limit
+        && ngx_commerce_limit_headers(r, &worst) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -596,6 +596,40 @@ is(0 + $t->psql('SELECT count(*) FROM users'), $nusers + 2,
 @st = map { refresh('C' x 43, name => 'limited')->{status} } 1 .. 3;
 is_deeply(\@st, [ 401, 401, 429 ], 'refresh: burst 1, then 429');
 
+# per account: guesses at one account, whatever the address, spelling or
+# case of its email, while other accounts log in as usual
+$t->write_config($t->default_config(main_extra => $t->account_main,
+    http_extra => $keys . <<'EOF'), name => 'per_account');
+commerce_zone 1m;
+commerce_limit_zone login_account key=account rate=1r/m burst=2 size=1m;
+commerce_limit login login_account;
+EOF
+$t->start_nginx(name => 'per_account');
+$f0 = $fails->();
+@st = map { login($_, 'a wrong guess!!', name => 'per_account')->{status} }
+    ($victim, uc $victim, " $victim ");
+is_deeply(\@st, [ 401, 401, 401 ],
+    'per account: three guesses (burst 2), spelt three ways');
+$r = login('Victor.Victim@Example.COM', undef, name => 'per_account');
+is_error($r, 429, 'RATE_LIMITED', 'the fourth, with the right password: 429');
+like($r->{headers}{'retry-after'} // '', qr/\A\d+\z/, '... with Retry-After');
+is($fails->() - $f0, 3, 'the refused attempt never reached the password check');
+is(signup('other.account@example.com', req => { name => 'per_account' })
+    ->{status}, 201, 'another account signs up');
+is(login('other.account@example.com', undef, name => 'per_account')
+    ->{status}, 200, 'and logs in from the same address');
+is(login('nobody.here@example.com', undef, name => 'per_account')->{status},
+    401, 'an unknown account gets its own budget');
+my ($arc, $aout) = $t->nginx_t($t->default_config(main_extra =>
+    $t->account_main, http_extra => $keys . <<'EOF'));
+commerce_zone 1m;
+commerce_limit_zone by_account key=account rate=1r/m size=1m;
+commerce_limit charge by_account;
+EOF
+isnt($arc, 0, 'a key=account zone on another route: nginx -t fails');
+like($aout, qr/\[emerg\] "commerce_limit": zone "by_account" is keyed by account, which only route login has/,
+    '... saying why');
+
 # --- headers, CORS ----------------------------------------------------------------
 
 for my $c ([ 'GET /balance' => $t->get('/api/v1/balance', token => $vtoken) ],
