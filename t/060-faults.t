@@ -189,7 +189,10 @@ my $first = $t->background(sub {
         name => 'pool', timeout => 20);
     return { status => $r->{status}, code => $r->{json} && $r->{json}{code} };
 });
-sleep 0.3;
+# until it holds the only connection (waiting on the row lock)
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce' AND wait_event_type = 'Lock'})
+    == 1 }, timeout => 10), 'the first order holds the connection');
 my @res = $t->concurrent([ map { [ 'POST', '/api/v1/orders', { items => [ {
     productId => 21, quantity => 1 } ], payment => { method => 'BALANCE' } },
     { user => $_ } ] } 2 .. 6 ], name => 'pool', timeout => 20);
