@@ -174,5 +174,67 @@ ok($by{main} > 0 && $by{b} > 0, "both instances sold ($by{main} + $by{b})");
 is(stock(9), 0, 'stock ends at 0');
 is(paid_orders_of(9), 100, '100 paid orders');
 
+# one user racing charges and payments through both instances
+$u = 902;
+$mark = 0 + $t->psql('SELECT coalesce(max(id), 0) FROM balance_ledger');
+$start = 0 + $t->psql("SELECT balance FROM users WHERE id = $u");
+@mix = map {
+    my $name = $_ % 4 < 2 ? 'main' : 'b';
+    $_ % 2
+        ? { method => 'POST', path => '/api/v1/balance/charge', user => $u,
+            body => { amount => 1000 }, name => $name }
+        : buy($u, [8], name => $name)
+} 1 .. 200;
+my @two;
+{
+    # the harness sends a list to one instance: one list per instance, at once
+    my @a = grep { $_->{name} eq 'main' } @mix;
+    my @b = grep { $_->{name} eq 'b' } @mix;
+    my $bg = $t->background(sub { [ map { { status => $_->{status},
+        json => $_->{json} } } $t->concurrent(\@b, name => 'b',
+        timeout => 120) ] });
+    my @ra = $t->concurrent(\@a, name => 'main', timeout => 120);
+    @two = (@ra, @{ $t->collect($bg, timeout => 150) });
+}
+my $ok2 = grep { $_->{status} == 201 } @two;
+my $ch2 = grep { $_->{status} == 200 } @two;
+is($ch2, 100, 'two instances: 100 charges, all 200');
+is(scalar(grep { $_->{status} != 200 && $_->{status} != 201
+    && !($_->{status} == 409 && ($_->{json}{code} // '') eq
+    'INSUFFICIENT_BALANCE') } @two), 0,
+    'orders: 201 or 409 INSUFFICIENT_BALANCE, nothing else');
+$final = 0 + $t->psql("SELECT balance FROM users WHERE id = $u");
+($last_after, $sum, $rows, $negative) = split /\|/, $t->psql(qq{
+    SELECT (SELECT balance_after FROM balance_ledger WHERE user_id = $u
+             ORDER BY id DESC LIMIT 1),
+           sum(amount), count(*), count(*) FILTER (WHERE balance_after < 0)
+      FROM balance_ledger WHERE user_id = $u AND id > $mark});
+is($final, 0 + $last_after, 'two instances: balance = last ledger balance_after');
+is($final, $start + 100 * 1000 - $ok2 * 1500,
+    'balance = start + charges - successful payments');
+is($rows, 100 + $ok2, 'one ledger row per successful request');
+is($negative, 0, 'never negative');
+
+# both instances' expiry jobs at once on 200 stale unpaid orders: each
+# released exactly once (FOR UPDATE SKIP LOCKED)
+$t->stop_nginx(name => 'b');
+$t->stop_nginx;
+my $fast = $t->default_config(http_extra => "commerce_pg_queue_length 2048;\n"
+    . "commerce_order_ttl 1s;\ncommerce_order_expiry_interval 100ms;");
+$t->write_config($fast);
+$t->write_config($fast, name => 'b');
+$t->psql('UPDATE products SET stock = 1000 WHERE id = 18');
+$t->start_nginx;
+my @stale = grep { defined } map { $_->{json}{id} } $t->concurrent([ map { {
+    method => 'POST', path => '/api/v1/orders', user => 600 + $_,
+    body => { items => [ { productId => 18, quantity => 2 } ] } } } 1 .. 200 ],
+    timeout => 60);
+is(scalar @stale, 200, '200 unpaid orders of 2 x product 18');
+$t->start_nginx(name => 'b');
+ok(wait_until(sub { $t->psql("SELECT count(*) FROM orders WHERE id IN ("
+    . join(',', @stale) . ") AND status = 'CANCELLED'") == 200 },
+    timeout => 20), 'two expiry jobs: all 200 cancelled');
+is(stock(18), 1000, 'stock released exactly once per order (back to 1000)');
+
 $t->check_consistency;
 $t->done;
