@@ -12,6 +12,7 @@
 #include "ngx_commerce.h"
 #include "cm_breaker.h"
 #include "cm_backoff.h"
+#include "cm_chunked.h"
 
 
 #define NGX_COMMERCE_GW_MAX          8
@@ -89,11 +90,13 @@ struct ngx_commerce_http_s {
     ngx_buf_t                      *out;
     ngx_buf_t                      *in;
     ngx_event_t                     post;
+    cm_chunked_t                    chunked;   /* once chunked_body */
     unsigned                        sent:1;
     unsigned                        connected:1;
     unsigned                        reused:1;
     unsigned                        eof:1;
     unsigned                        keepalive:1;
+    unsigned                        chunked_body:1;
 };
 
 

@@ -15,6 +15,10 @@
  *   NGX_COMMERCE_HTTP_BROKEN           sent (maybe partly), then reset/closed
  *   NGX_COMMERCE_HTTP_INVALID          an answer we cannot parse
  *
+ * The body of an answer is framed by its Content-Length, by the chunked
+ * transfer coding (decoded in place by cm_chunked, so that h->body is the
+ * decoded data either way), or by the gateway closing the connection.
+ *
  * Idle connections are kept per worker and gateway (keepalive=N), watched
  * by a read handler that drops them when the gateway closes them, like
  * ngx_http_upstream_keepalive_module does.
@@ -41,6 +45,7 @@ static ngx_int_t ngx_commerce_http_build(ngx_commerce_http_t *h);
 static void ngx_commerce_http_write_handler(ngx_event_t *wev);
 static void ngx_commerce_http_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_commerce_http_parse(ngx_commerce_http_t *h);
+static ngx_int_t ngx_commerce_http_parse_chunked(ngx_commerce_http_t *h);
 static void ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc);
 static void ngx_commerce_http_keep(ngx_commerce_http_t *h);
 static void ngx_commerce_http_idle_handler(ngx_event_t *ev);
@@ -79,6 +84,7 @@ ngx_commerce_http_start(ngx_commerce_http_t *h)
     h->reused = 0;
     h->eof = 0;
     h->keepalive = 0;
+    h->chunked_body = 0;
 
     if (ngx_commerce_http_build(h) != NGX_OK) {
         return NGX_ERROR;
@@ -550,7 +556,10 @@ ngx_commerce_http_read_handler(ngx_event_t *rev)
                 return;
             }
 
-            b->last = ngx_cpymem(b->last, h->in->pos, h->in->last - h->in->pos);
+            /* from the start: a chunked body is decoded there */
+            b->pos = b->start + (h->in->pos - h->in->start);
+            b->last = ngx_cpymem(b->start, h->in->start,
+                                 h->in->last - h->in->start);
             h->in = b;
         }
 
@@ -594,16 +603,27 @@ ngx_commerce_http_read_handler(ngx_event_t *rev)
 /*
  * A deliberately small response parser: status line, the headers we need
  * (Content-Length, Connection, Transfer-Encoding), then a Content-Length
- * body or one read until close.  Chunked answers are refused: the gateways
- * we speak to send lengths.  NGX_OK: complete; NGX_AGAIN: need more.
+ * body, a chunked one, or one read until close.  Of the transfer codings
+ * only "chunked" alone is taken (what Spring Boot gateways send when they
+ * stream a JSON answer); anything else is refused, as is a chunked answer
+ * that also has a Content-Length or comes from HTTP/1.0 (RFC 9112 6.1: a
+ * faulty framing).  NGX_OK: complete; NGX_AGAIN: need more.
+ *
+ * Until the headers are complete, they are parsed again from the start of
+ * h->in on every read.  Then a chunked body is decoded incrementally.
  */
 
 static ngx_int_t
 ngx_commerce_http_parse(ngx_commerce_http_t *h)
 {
-    u_char     *p, *end, *line, *eol, *colon, *hdr_end;
-    off_t       clen;
-    ngx_str_t   name, value;
+    u_char      *p, *end, *line, *eol, *colon, *hdr_end;
+    off_t        clen;
+    ngx_str_t    name, value;
+    ngx_uint_t   http11, te;
+
+    if (h->chunked_body) {
+        return ngx_commerce_http_parse_chunked(h);
+    }
 
     p = h->in->pos;
     end = h->in->last;
@@ -625,8 +645,10 @@ ngx_commerce_http_parse(ngx_commerce_http_t *h)
         return NGX_ERROR;
     }
 
-    h->keepalive = (p[7] == '1');
+    http11 = (p[7] == '1');
+    h->keepalive = http11;
     clen = -1;
+    te = 0;
 
     for (line = eol + 2; line < hdr_end + 2; line = eol + 2) {
         eol = ngx_strlcasestrn(line, hdr_end + 2, (u_char *) CRLF, 2 - 1);
@@ -672,11 +694,52 @@ ngx_commerce_http_parse(ngx_commerce_http_t *h)
                                       (u_char *) "Transfer-Encoding", 17)
                       == 0)
         {
-            return NGX_ERROR;
+            while (value.len
+                   && (value.data[value.len - 1] == ' '
+                       || value.data[value.len - 1] == '\t'))
+            {
+                value.len--;
+            }
+
+            /* "gzip, chunked", or a second Transfer-Encoding line */
+
+            if (te || value.len != 7
+                || ngx_strncasecmp(value.data, (u_char *) "chunked", 7) != 0)
+            {
+                ngx_log_error(NGX_LOG_WARN, h->log, 0,
+                              "commerce: gateway %V: %V %V: unsupported "
+                              "Transfer-Encoding \"%V\"",
+                              &h->gw->name, &h->method, &h->uri, &value);
+                return NGX_ERROR;
+            }
+
+            te = 1;
         }
     }
 
     p = hdr_end + 4;
+
+    if (te) {
+        if (clen >= 0 || !http11) {
+            ngx_log_error(NGX_LOG_WARN, h->log, 0,
+                          "commerce: gateway %V: %V %V: chunked answer %s",
+                          &h->gw->name, &h->method, &h->uri,
+                          clen >= 0 ? "with a Content-Length" : "in HTTP/1.0");
+            return NGX_ERROR;
+        }
+
+        /*
+         * The status and the headers are known: the decoded body is
+         * written over them, at the start of h->in, and the next bytes
+         * are read right after it.
+         */
+
+        cm_chunked_init(&h->chunked, NGX_COMMERCE_HTTP_RESPONSE_MAX);
+        h->chunked_body = 1;
+        h->in->pos = p;
+
+        return ngx_commerce_http_parse_chunked(h);
+    }
 
     if (clen >= 0) {
         if (end - p < clen) {
@@ -704,6 +767,46 @@ ngx_commerce_http_parse(ngx_commerce_http_t *h)
     h->body.len = end - p;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_commerce_http_parse_chunked(ngx_commerce_http_t *h)
+{
+    size_t            used;
+    ngx_buf_t        *b;
+    cm_chunked_rc_e   rc;
+
+    b = h->in;
+
+    rc = cm_chunked_feed(&h->chunked, b->pos, b->last - b->pos, &used,
+                         b->start);
+
+    switch (rc) {
+
+    case CM_CHUNKED_DONE:
+        if (b->pos + used < b->last) {
+            /* pipelined junk: do not reuse this connection */
+            h->keepalive = 0;
+        }
+
+        h->body.data = b->start;
+        h->body.len = h->chunked.total;
+        return NGX_OK;
+
+    case CM_CHUNKED_AGAIN:
+        /* every byte was used: read the next ones after the decoded data */
+        b->pos = b->start + h->chunked.total;
+        b->last = b->pos;
+        return NGX_AGAIN;
+
+    default:
+        ngx_log_error(NGX_LOG_WARN, h->log, 0,
+                      "commerce: gateway %V: %V %V: malformed chunked body: "
+                      "%s", &h->gw->name, &h->method, &h->uri,
+                      h->chunked.error);
+        return NGX_ERROR;
+    }
 }
 
 

@@ -16,7 +16,7 @@ use Test::More;
 my $root = "$FindBin::Bin/..";
 my @programs = qw(test_cm_json test_cm_jwt test_cm_breaker test_cm_backoff
                    test_cm_sig test_cm_pwhash test_cm_pii test_cm_ratelimit
-                   test_cm_token);
+                   test_cm_token test_cm_account test_cm_chunked);
 
 my ($target, $bin) = $ENV{UNIT_ASAN}
     ? ('unit-asan-build', 't/unit/bin/asan')

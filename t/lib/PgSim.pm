@@ -249,7 +249,16 @@ sub _parse {
         $res->{headers}{ lc $k } = $v;
     }
     my $cl = $res->{headers}{'content-length'};
-    $res->{body} = defined $cl ? substr($in, $hl, $cl) : substr($in, $hl);
+    if (_is_chunked($res->{headers})) {
+        # decoded (t/pgsim answers chunked with its `chunked` setting);
+        # the raw bytes stay in raw
+        my ($body, $done) = _dechunk(substr($in, $hl));
+        $res->{body} = $body // substr($in, $hl);
+        $res->{chunked} = $done ? 1 : 'broken';
+    } else {
+        $res->{body} = defined $cl ? substr($in, $hl, $cl)
+            : substr($in, $hl);
+    }
     $res->{json} = eval { $JSON->decode($res->{body}) }
         if length $res->{body};
     return $res;
@@ -259,8 +268,47 @@ sub _complete {
     my ($in) = @_;
     my $e = index($in, "\r\n\r\n");
     return 0 if $e < 0;
-    my ($cl) = substr($in, 0, $e) =~ /\r\ncontent-length:\s*(\d+)/i;
+    my $head = substr($in, 0, $e);
+    if ($head =~ /\r\ntransfer-encoding:[ \t]*chunked[ \t]*(\r\n|\z)/i) {
+        my ($body, $done) = _dechunk(substr($in, $e + 4));
+        return !defined $body || $done;     # malformed: done reading too
+    }
+    my ($cl) = $head =~ /\r\ncontent-length:\s*(\d+)/i;
     return defined $cl && length($in) >= $e + 4 + $cl;
+}
+
+sub _is_chunked {
+    my ($h) = @_;
+    return ($h->{'transfer-encoding'} // '') =~ /\A\s*chunked\s*\z/i;
+}
+
+# the chunked transfer coding of $data: (body, 1) when complete, (body so
+# far, 0) when more is needed, (undef) when malformed
+sub _dechunk {
+    my ($data) = @_;
+    my $body = '';
+    my $p = 0;
+    while (1) {
+        my $e = index($data, "\r\n", $p);
+        return ($body, 0) if $e < 0;
+        my ($size) = substr($data, $p, $e - $p)
+            =~ /\A([0-9a-fA-F]{1,15})(?:[ \t]*;.*)?\z/ or return (undef);
+        $size = hex $size;
+        if ($size == 0) {
+            # trailer fields up to the empty line
+            my $q = $e + 2;
+            while (1) {
+                my $f = index($data, "\r\n", $q);
+                return ($body, 0) if $f < 0;
+                return ($body, 1) if $f == $q;
+                $q = $f + 2;
+            }
+        }
+        return ($body, 0) if length($data) < $e + 2 + $size + 2;
+        return (undef) if substr($data, $e + 2 + $size, 2) ne "\r\n";
+        $body .= substr($data, $e + 2, $size);
+        $p = $e + 2 + $size + 2;
+    }
 }
 
 # concurrent([ [ $method, $path, %opts ], ... ], timeout => 10): one

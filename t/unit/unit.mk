@@ -16,13 +16,14 @@ UNIT_WARN    := -std=c99 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 UNIT_LIBS    := -lyajl -lcrypto -pthread
 UNIT_TESTS   := test_cm_json test_cm_jwt test_cm_breaker test_cm_backoff \
                 test_cm_sig test_cm_pwhash test_cm_pii test_cm_ratelimit \
-                test_cm_token test_cm_account
+                test_cm_token test_cm_account test_cm_chunked
 UNIT_SRCS    := src/cm_json.c src/cm_jwt.c src/cm_breaker.c src/cm_backoff.c \
                 src/cm_sig.c src/cm_pwhash.c src/cm_pii.c src/cm_ratelimit.c \
-                src/cm_token.c src/cm_account.c t/unit/tap.c
+                src/cm_token.c src/cm_account.c src/cm_chunked.c t/unit/tap.c
 UNIT_DEPS    := $(UNIT_SRCS) src/cm_json.h src/cm_jwt.h src/cm_breaker.h \
                 src/cm_backoff.h src/cm_sig.h src/cm_pwhash.h src/cm_pii.h \
-                src/cm_ratelimit.h src/cm_token.h src/cm_account.h t/unit/tap.h t/unit/unit.mk
+                src/cm_ratelimit.h src/cm_token.h src/cm_account.h \
+                src/cm_chunked.h t/unit/tap.h t/unit/unit.mk
 
 UNIT_ASAN    := -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all
