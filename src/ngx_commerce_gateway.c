@@ -240,6 +240,21 @@ ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
         return NGX_OK;
     }
 
+    if (is("retry_base") || is("retry_cap")) {
+        n = ngx_parse_time(&v, 0);
+        if (n == NGX_ERROR || n <= 0 || n > 60000) {
+            goto invalid;
+        }
+
+        if (is("retry_base")) {
+            gw->retry_base = n;
+        } else {
+            gw->retry_cap = n;
+        }
+
+        return NGX_OK;
+    }
+
     if (is("connect_timeout") || is("timeout") || is("slow_call")
         || is("open") || is("probe_deadline"))
     {
@@ -270,6 +285,30 @@ ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
             goto invalid;
         }
         gw->keepalive = n;
+        return NGX_OK;
+    }
+
+    /* seed 003: at most 3 attempts */
+    if (is("retries")) {
+        if (n < 1 || n > 3) {
+            goto invalid;
+        }
+        gw->retries = n;
+        return NGX_OK;
+    }
+
+    if (is("retry_budget") || is("retry_budget_min")) {
+        if (n == NGX_ERROR || n > (is("retry_budget") ? 100 : 100000)) {
+            goto invalid;
+        }
+
+        /* stored + 1: 0 means "not set here" */
+        if (is("retry_budget")) {
+            gw->retry_budget = n + 1;
+        } else {
+            gw->retry_budget_min = n + 1;
+        }
+
         return NGX_OK;
     }
 
@@ -433,6 +472,32 @@ ngx_commerce_gateways_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     uscfp = umcf->upstreams.elts;
 
     for (i = 0; i < mcf->gateways.nelts; i++) {
+        /* what a gateway does not set, the commerce_gateway_retry* do */
+        if (gw[i].retries == 0) {
+            gw[i].retries = mcf->retry_attempts;
+        }
+
+        if (gw[i].retry_base == 0) {
+            gw[i].retry_base = mcf->retry_base;
+        }
+
+        if (gw[i].retry_cap == 0) {
+            gw[i].retry_cap = mcf->retry_cap;
+        }
+
+        gw[i].retry_budget = gw[i].retry_budget ? gw[i].retry_budget - 1
+                                                : mcf->retry_budget_ratio;
+        gw[i].retry_budget_min = gw[i].retry_budget_min
+                                 ? gw[i].retry_budget_min - 1
+                                 : mcf->retry_budget_min;
+
+        if (gw[i].retry_cap < gw[i].retry_base) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"commerce_gateway\" \"%V\": retry_cap "
+                               "is shorter than retry_base", &gw[i].name);
+            return NGX_ERROR;
+        }
+
         for (j = 0; j < umcf->upstreams.nelts; j++) {
             if (uscfp[j]->srv_conf != NULL
                 && uscfp[j]->host.len == gw[i].upstream.len

@@ -45,6 +45,13 @@ typedef struct {
     ngx_uint_t                      index;
     cm_br_conf_t                    breaker;
     cm_br_state_e                   mode;      /* CLOSED: normal */
+
+    /* retries; 0 (unset): the commerce_gateway_retry* directives */
+    ngx_uint_t                      retries;
+    ngx_msec_t                      retry_base;
+    ngx_msec_t                      retry_cap;
+    ngx_uint_t                      retry_budget;       /* percent + 1 */
+    ngx_uint_t                      retry_budget_min;   /* per second + 1 */
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                      *ssl;
 #endif

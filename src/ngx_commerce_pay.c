@@ -865,12 +865,9 @@ ngx_commerce_pay_sent(ngx_commerce_http_t *h)
 static void
 ngx_commerce_pay_retry(ngx_commerce_pay_t *pay)
 {
-    ngx_msec_t                 delay;
-    ngx_commerce_main_conf_t  *mcf;
+    ngx_msec_t  delay;
 
-    mcf = ngx_commerce_main_conf();
-
-    if (pay->attempt >= mcf->retry_attempts
+    if (pay->attempt >= pay->gw->retries
         || ngx_commerce_budget_retry(pay->gw) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_WARN, pay->log, 0,
@@ -891,8 +888,8 @@ ngx_commerce_pay_retry(ngx_commerce_pay_t *pay)
         return;
     }
 
-    delay = (ngx_msec_t) cm_backoff_full_jitter((int64_t) mcf->retry_base,
-                                                (int64_t) mcf->retry_cap,
+    delay = (ngx_msec_t) cm_backoff_full_jitter((int64_t) pay->gw->retry_base,
+                                                (int64_t) pay->gw->retry_cap,
                                                 (unsigned) pay->attempt - 1,
                                                 ((uint32_t) ngx_random() << 16)
                                                 ^ (uint32_t) ngx_random());

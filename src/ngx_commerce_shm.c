@@ -407,8 +407,8 @@ ngx_commerce_budget_retry(ngx_commerce_gateway_t *gw)
     ngx_commerce_lock(shm);
     ok = cm_rb_try_retry(&shm->sh->budget[gw->index],
                          (int64_t) ngx_current_msec,
-                         (uint32_t) mcf->retry_budget_ratio,
-                         (uint32_t) mcf->retry_budget_min);
+                         (uint32_t) gw->retry_budget,
+                         (uint32_t) gw->retry_budget_min);
     ngx_commerce_unlock(shm);
 
     if (ok) {
