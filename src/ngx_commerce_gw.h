@@ -150,16 +150,19 @@ typedef struct {
 } ngx_commerce_db_gauges_t;
 
 
-#define NGX_COMMERCE_ROUTE_SLOTS     16
+#define NGX_COMMERCE_ROUTE_SLOTS     24     /* >= NGX_COMMERCE_ROUTE_COUNT */
 #define NGX_COMMERCE_STATUS_SLOTS    16
+#define NGX_COMMERCE_CLASS_SLOTS     5      /* 1xx..5xx: latency by class */
 
 
 typedef struct {
     ngx_atomic_t                    requests[NGX_COMMERCE_ROUTE_SLOTS]
                                             [NGX_COMMERCE_STATUS_SLOTS];
     ngx_atomic_t                    latency[NGX_COMMERCE_ROUTE_SLOTS]
+                                           [NGX_COMMERCE_CLASS_SLOTS]
                                            [NGX_COMMERCE_BUCKETS + 1];
-    ngx_atomic_t                    latency_sum_us[NGX_COMMERCE_ROUTE_SLOTS];
+    ngx_atomic_t                    latency_sum_us[NGX_COMMERCE_ROUTE_SLOTS]
+                                                  [NGX_COMMERCE_CLASS_SLOTS];
     ngx_atomic_t                    db_errors;
     ngx_commerce_db_gauges_t        db[NGX_COMMERCE_WORKERS_MAX];
     ngx_atomic_t                    reconciler_runs;

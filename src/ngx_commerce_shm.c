@@ -25,6 +25,11 @@ static ngx_uint_t ngx_commerce_status_slot(ngx_uint_t status);
 static ngx_uint_t ngx_commerce_bucket_ms(ngx_msec_t ms);
 
 
+/* every route has its metrics slot (a negative size fails the build) */
+typedef char ngx_commerce_route_slots_check_t
+    [NGX_COMMERCE_ROUTE_SLOTS >= NGX_COMMERCE_ROUTE_COUNT ? 1 : -1];
+
+
 /* histogram bounds in milliseconds (Prometheus "le" in seconds) */
 static ngx_msec_t  ngx_commerce_bounds[NGX_COMMERCE_BUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000
@@ -452,6 +457,7 @@ void
 ngx_commerce_metrics_request(ngx_http_request_t *r, ngx_uint_t route,
     ngx_uint_t status, ngx_msec_t latency_us)
 {
+    ngx_uint_t             cls;
     ngx_commerce_shctx_t  *sh;
 
     sh = ngx_commerce_sh();
@@ -463,13 +469,17 @@ ngx_commerce_metrics_request(ngx_http_request_t *r, ngx_uint_t route,
         route = 0;
     }
 
+    cls = (status >= 100 && status < 600) ? status / 100 - 1
+                                          : NGX_COMMERCE_CLASS_SLOTS - 1;
+
     (void) ngx_atomic_fetch_add(
                      &sh->m.requests[route][ngx_commerce_status_slot(status)],
                      1);
     (void) ngx_atomic_fetch_add(
-                    &sh->m.latency[route][ngx_commerce_bucket_ms(latency_us
+               &sh->m.latency[route][cls][ngx_commerce_bucket_ms(latency_us
                                                                  / 1000)], 1);
-    (void) ngx_atomic_fetch_add(&sh->m.latency_sum_us[route], latency_us);
+    (void) ngx_atomic_fetch_add(&sh->m.latency_sum_us[route][cls],
+                                latency_us);
 }
 
 
@@ -579,10 +589,11 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
 {
     off_t                       len;
     ngx_int_t                   rc;
-    ngx_uint_t                  i, j, k, s, route;
+    ngx_uint_t                  i, j, k, s, c, route;
     ngx_buf_t                  *b;
     ngx_chain_t                 head, *last, *cl;
     ngx_atomic_uint_t           v, cum, busy, idle, down, queued;
+    ngx_atomic_t               *lat;
     ngx_commerce_shm_t         *shm;
     ngx_commerce_shctx_t       *sh;
     ngx_commerce_gateway_t     *gw;
@@ -644,42 +655,48 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
     }
 
     ngx_commerce_out("# HELP commerce_http_request_duration_seconds API "
-                     "request latency by route.\n"
+                     "request latency by route and status class.\n"
                      "# TYPE commerce_http_request_duration_seconds "
                      "histogram\n");
 
     for (route = 0; route < NGX_COMMERCE_ROUTE_SLOTS; route++) {
-        cum = 0;
-        for (k = 0; k <= NGX_COMMERCE_BUCKETS; k++) {
-            cum += sh->m.latency[route][k];
-        }
+        for (c = 0; c < NGX_COMMERCE_CLASS_SLOTS; c++) {
+            lat = sh->m.latency[route][c];
 
-        if (cum == 0) {
-            continue;
-        }
+            cum = 0;
+            for (k = 0; k <= NGX_COMMERCE_BUCKETS; k++) {
+                cum += lat[k];
+            }
 
-        cum = 0;
-        for (k = 0; k < NGX_COMMERCE_BUCKETS; k++) {
-            cum += sh->m.latency[route][k];
+            if (cum == 0) {
+                continue;
+            }
+
+            cum = 0;
+            for (k = 0; k < NGX_COMMERCE_BUCKETS; k++) {
+                cum += lat[k];
+                ngx_commerce_out("commerce_http_request_duration_seconds_"
+                                 "bucket{route=\"%s\",status=\"%uixx\","
+                                 "le=\"%s\"} %uA\n",
+                                 ngx_commerce_route_name(route), c + 1,
+                                 ngx_commerce_bounds_s[k], cum);
+            }
+
+            cum += lat[NGX_COMMERCE_BUCKETS];
+
             ngx_commerce_out("commerce_http_request_duration_seconds_bucket"
-                             "{route=\"%s\",le=\"%s\"} %uA\n",
-                             ngx_commerce_route_name(route),
-                             ngx_commerce_bounds_s[k], cum);
+                             "{route=\"%s\",status=\"%uixx\",le=\"+Inf\"} "
+                             "%uA\n"
+                             "commerce_http_request_duration_seconds_sum"
+                             "{route=\"%s\",status=\"%uixx\"} %uA.%06uA\n"
+                             "commerce_http_request_duration_seconds_count"
+                             "{route=\"%s\",status=\"%uixx\"} %uA\n",
+                             ngx_commerce_route_name(route), c + 1, cum,
+                             ngx_commerce_route_name(route), c + 1,
+                             sh->m.latency_sum_us[route][c] / 1000000,
+                             sh->m.latency_sum_us[route][c] % 1000000,
+                             ngx_commerce_route_name(route), c + 1, cum);
         }
-
-        cum += sh->m.latency[route][NGX_COMMERCE_BUCKETS];
-
-        ngx_commerce_out("commerce_http_request_duration_seconds_bucket"
-                         "{route=\"%s\",le=\"+Inf\"} %uA\n"
-                         "commerce_http_request_duration_seconds_sum"
-                         "{route=\"%s\"} %uA.%06uA\n"
-                         "commerce_http_request_duration_seconds_count"
-                         "{route=\"%s\"} %uA\n",
-                         ngx_commerce_route_name(route), cum,
-                         ngx_commerce_route_name(route),
-                         sh->m.latency_sum_us[route] / 1000000,
-                         sh->m.latency_sum_us[route] % 1000000,
-                         ngx_commerce_route_name(route), cum);
     }
 
     /* Postgres pool, summed over live workers */
