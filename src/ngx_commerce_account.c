@@ -35,6 +35,7 @@ typedef enum {
     NGX_COMMERCE_ACCT_SIGNUP,
     NGX_COMMERCE_ACCT_LOOKUP,
     NGX_COMMERCE_ACCT_LOGIN,
+    NGX_COMMERCE_ACCT_REHASH,
     NGX_COMMERCE_ACCT_REFRESH,
     NGX_COMMERCE_ACCT_LOGOUT,
     NGX_COMMERCE_ACCT_ME,
@@ -70,6 +71,7 @@ typedef struct {
     char                      *stored;
     char                       hash[CM_PWHASH_LEN];
     int                        hash_rc;
+    int                        rehash;     /* made with other parameters */
     cm_pwhash_params_t         kdf;
 } ngx_commerce_acct_t;
 
@@ -658,6 +660,21 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
 
         ngx_cpystrn((u_char *) a->role, (u_char *) s, sizeof(a->role));
 
+        if (a->step == NGX_COMMERCE_ACCT_LOGIN && a->rehash) {
+            return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REHASH,
+                                           NGX_COMMERCE_STMT_PASSWORD_REHASH,
+                                           3, ngx_commerce_acct_int(
+                                                   a->r->pool, a->user_id),
+                                           a->stored, a->hash);
+        }
+
+        return ngx_commerce_acct_tokens(a);
+
+    case NGX_COMMERCE_ACCT_REHASH:
+        ngx_commerce_log(NGX_LOG_INFO, a->r, a->ctx,
+                         "user %L: password hash renewed at the current "
+                         "cost", a->user_id);
+
         return ngx_commerce_acct_tokens(a);
 
     case NGX_COMMERCE_ACCT_LOGOUT:
@@ -736,7 +753,16 @@ ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log)
 
     } else {
         a->hash_rc = cm_pwhash_verify(a->stored, a->password,
-                                      a->password_len, NULL, &a->kdf);
+                                      a->password_len, &a->rehash, &a->kdf);
+
+        /* the cost was raised since: a new hash, once, while we have it */
+        if (a->hash_rc == CM_PWHASH_OK && a->rehash
+            && cm_pwhash_make(a->hash, sizeof(a->hash), a->password,
+                              a->password_len, &a->kdf)
+               != CM_PWHASH_OK)
+        {
+            a->rehash = 0;
+        }
     }
 }
 

@@ -81,6 +81,8 @@
       "SELECT cm_user_withdraw($1::bigint, $2::text)", 2)                    \
     X(ROLE_SET,      "cm_role_set",                                          \
       "SELECT cm_role_set($1::bigint, $2::bigint, $3::text, $4::text)", 4)   \
+    X(PASSWORD_REHASH, "cm_password_rehash",                                 \
+      "SELECT cm_password_rehash($1::bigint, $2::text, $3::text)", 3)        \
     X(AUDIT_LIST,    "cm_audit_list",                                        \
       "SELECT cm_audit_list($1::bigint, $2::int)", 2)                        \
     X(PG_LOG,        "cm_pg_log",                                            \
