@@ -17,8 +17,9 @@ FUZZ_FLAGS   := -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all \
                 -std=c99 -Wall -Wextra -Werror -Isrc -It/fuzz
-FUZZ_SRCS    := src/cm_json.c src/cm_jwt.c
-FUZZ_DEPS    := $(FUZZ_SRCS) src/cm_json.h src/cm_jwt.h t/fuzz/fuzz_key.h \
+FUZZ_SRCS    := src/cm_json.c src/cm_jwt.c src/cm_account.c src/cm_chunked.c
+FUZZ_DEPS    := $(FUZZ_SRCS) src/cm_json.h src/cm_jwt.h src/cm_account.h \
+                src/cm_chunked.h t/fuzz/fuzz_key.h \
                 t/fuzz/fuzz.mk
 
 .PHONY: fuzz fuzz-build fuzz-seeds fuzz-clean

@@ -1,8 +1,11 @@
 /*
  * libFuzzer target for the pure C parsers: every input goes through
  * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_int64,
- * cm_json_escape and cm_jwt_verify, and the results are checked against
- * the promises of cm_json.h and cm_jwt.h; a broken promise aborts.
+ * cm_json_escape and cm_jwt_verify, the account bodies and rules
+ * (cm_parse_fields, cm_email_valid, cm_phone_valid, cm_name_valid,
+ * cm_role_bit), cm_jwt_kid and the chunked decoder (whole, and fed in two
+ * slices that must decode the same), and the results are checked against
+ * the promises of the headers; a broken promise aborts.
  *
  * The input is also signed as the claims, and as the header, of a token
  * with the fuzz key, so that the claims parser (which runs only after a
@@ -20,6 +23,8 @@
 
 #include "cm_json.h"
 #include "cm_jwt.h"
+#include "cm_account.h"
+#include "cm_chunked.h"
 #include "fuzz_key.h"
 
 
@@ -45,6 +50,8 @@ static void fuzz_escape(const uint8_t *data, size_t size);
 static void fuzz_jwt(const uint8_t *data, size_t size);
 static void fuzz_jwt_signed(const uint8_t *data, size_t size);
 static void fuzz_jwt_roundtrip(const uint8_t *data, size_t size);
+static void fuzz_account(const uint8_t *data, size_t size);
+static void fuzz_chunked(const uint8_t *data, size_t size);
 static void check_err(const char *err);
 static void check_claims(const cm_jwt_claims_t *c);
 static void check_card(cm_pay_method_e method, const char *type,
@@ -75,8 +82,102 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_jwt(data, size);
     fuzz_jwt_signed(data, size);
     fuzz_jwt_roundtrip(data, size);
+    fuzz_account(data, size);
+    fuzz_chunked(data, size);
 
     return 0;
+}
+
+
+static void
+fuzz_account(const uint8_t *data, size_t size)
+{
+    char         err[CM_JSON_ERR_LEN], a[64], b[16];
+    size_t       i;
+    uint32_t     kid;
+    const char  *why;
+    cm_field_t   f[2];
+
+    memset(f, 0, sizeof(f));
+    f[0].name = "email";
+    f[0].max = sizeof(a) - 1;
+    f[0].required = 1;
+    f[0].value = a;
+    f[1].name = "role";
+    f[1].max = sizeof(b) - 1;
+    f[1].value = b;
+
+    err[0] = '\0';
+
+    if (cm_parse_fields(data, size, f, 2, err, sizeof(err)) == 0) {
+        for (i = 0; i < 2; i++) {
+            if (f[i].seen) {
+                check(f[i].len <= f[i].max);
+                check(f[i].value[f[i].len] == '\0');
+                check(strlen(f[i].value) == f[i].len);
+                check(utf8_valid((const uint8_t *) f[i].value, f[i].len));
+            }
+        }
+
+        check(f[0].seen);
+
+        if (cm_email_valid(a, f[0].len, &why) == 0) {
+            check(why == NULL && memchr(a, '@', f[0].len) != NULL);
+        } else {
+            check(why != NULL);
+        }
+
+        (void) cm_phone_valid(a, f[0].len, &why);
+        (void) cm_name_valid(a, f[0].len, &why);
+
+        if (f[1].seen && cm_role_bit(b, f[1].len) != 0) {
+            check(cm_role_name(cm_role_bit(b, f[1].len)) != NULL);
+        }
+
+    } else {
+        check_err(err);
+    }
+
+    why = NULL;
+    if (cm_jwt_kid(data, size, &kid, &why) == 0) {
+        check(kid <= 65535);
+    } else {
+        check(why != NULL);
+    }
+}
+
+
+static void
+fuzz_chunked(const uint8_t *data, size_t size)
+{
+    size_t           used1, used2, cut;
+    unsigned char    out1[4096], out2[4096];
+    cm_chunked_t     c1, c2;
+    cm_chunked_rc_e  rc1, rc2;
+
+    cm_chunked_init(&c1, sizeof(out1));
+    rc1 = cm_chunked_feed(&c1, data, size, &used1, out1);
+    check(c1.total <= sizeof(out1));
+    check(used1 <= size);
+    check(rc1 != CM_CHUNKED_ERROR || c1.error != NULL);
+    check(rc1 != CM_CHUNKED_AGAIN || used1 == size);
+
+    /* the same bytes in two slices decode the same */
+    cut = size ? data[0] % (size + 1) : 0;
+    cm_chunked_init(&c2, sizeof(out2));
+    rc2 = cm_chunked_feed(&c2, data, cut, &used2, out2);
+
+    if (rc2 == CM_CHUNKED_AGAIN) {
+        rc2 = cm_chunked_feed(&c2, data + cut, size - cut, &used2, out2);
+        used2 += cut;
+    }
+
+    check(rc1 == rc2);
+
+    if (rc1 == CM_CHUNKED_DONE) {
+        check(c1.total == c2.total && used1 == used2);
+        check(memcmp(out1, out2, c1.total) == 0);
+    }
 }
 
 
