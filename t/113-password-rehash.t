@@ -61,4 +61,18 @@ $r = $t->post('/api/v1/auth/login', { email => $email,
 is($r->{status}, 200, 'the next login verifies the new hash');
 is(hash_of(), $new, 'and changes nothing more');
 
+# clients that go away while their password is being hashed: the request
+# stays held until the thread is done, then goes (no crash, nothing leaks
+# into the next requests)
+for my $i (1 .. 10) {
+    $t->raw($t->build_request('POST', '/api/v1/auth/login', body => {
+        email => $email, password => 'an old password' }),
+        close_after => 0.01 * $i, timeout => 2);
+}
+$r = $t->post('/api/v1/auth/login', { email => $email,
+    password => 'an old password' });
+is($r->{status}, 200, 'logins after 10 clients left mid-hash');
+is($t->get('/api/v1/users/me', token => $r->{json}{accessToken})->{status},
+    200, 'and their token works');
+
 $t->done;
