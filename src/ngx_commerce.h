@@ -228,6 +228,7 @@ ngx_int_t ngx_commerce_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_uint_t ngx_commerce_error_status(const char *code);
 ngx_int_t ngx_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message);
+char *ngx_commerce_param_int(ngx_pool_t *pool, int64_t v);
 ngx_int_t ngx_commerce_run_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 void ngx_commerce_query_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,

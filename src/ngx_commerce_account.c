@@ -76,6 +76,8 @@ typedef struct {
 } ngx_commerce_acct_t;
 
 
+static void ngx_commerce_acct_field(cm_field_t *f, const char *name,
+    size_t max, char *value);
 static ngx_int_t ngx_commerce_acct_signup(ngx_commerce_acct_t *a,
     u_char *body, size_t len);
 static ngx_int_t ngx_commerce_acct_login(ngx_commerce_acct_t *a,
@@ -107,10 +109,7 @@ static u_char *ngx_commerce_acct_json_str(u_char *p, u_char *last,
 static const char *ngx_commerce_acct_doc_str(yajl_val v, const char *key);
 static ngx_int_t ngx_commerce_acct_doc_int(yajl_val v, const char *key,
     int64_t *out);
-static char *ngx_commerce_acct_int(ngx_pool_t *pool, int64_t v);
 static char *ngx_commerce_acct_client(ngx_http_request_t *r);
-static ngx_int_t ngx_commerce_acct_fail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *message);
 
 
 static const char  *ngx_commerce_yajl_path_ok[] = { "ok", NULL };
@@ -156,14 +155,14 @@ ngx_commerce_account_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         if (r->method == NGX_HTTP_DELETE) {
             return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_WITHDRAW,
                                            NGX_COMMERCE_STMT_USER_WITHDRAW, 2,
-                                           ngx_commerce_acct_int(r->pool,
+                                           ngx_commerce_param_int(r->pool,
                                                    ctx->claims.user_id),
                                            ngx_commerce_acct_client(r));
         }
 
         return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_ME,
                                        NGX_COMMERCE_STMT_USER_GET, 1,
-                                       ngx_commerce_acct_int(r->pool,
+                                       ngx_commerce_param_int(r->pool,
                                                ctx->claims.user_id));
 
     case NGX_COMMERCE_ROUTE_ADMIN_ROLE:
@@ -175,6 +174,20 @@ ngx_commerce_account_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+}
+
+
+/* a required string field of max bytes, read into value (max + 1 bytes) */
+
+static void
+ngx_commerce_acct_field(cm_field_t *f, const char *name, size_t max,
+    char *value)
+{
+    ngx_memzero(f, sizeof(cm_field_t));
+    f->name = name;
+    f->max = max;
+    f->required = 1;
+    f->value = value;
 }
 
 
@@ -192,26 +205,14 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
 
-    ngx_memzero(f, sizeof(f));
-    f[0].name = "email";
-    f[0].max = CM_EMAIL_MAX;
-    f[0].required = 1;
-    f[0].value = a->email;
-    f[1].name = "password";
-    f[1].max = NGX_COMMERCE_PASSWORD_BYTES;
-    f[1].required = 1;
-    f[1].value = a->password;
-    f[2].name = "name";
-    f[2].max = NGX_COMMERCE_NAME_BYTES;
-    f[2].required = 1;
-    f[2].value = a->name;
-    f[3].name = "phone";
-    f[3].max = CM_PHONE_MAX;
-    f[3].required = 1;
-    f[3].value = a->phone;
+    ngx_commerce_acct_field(&f[0], "email", CM_EMAIL_MAX, a->email);
+    ngx_commerce_acct_field(&f[1], "password", NGX_COMMERCE_PASSWORD_BYTES,
+                            a->password);
+    ngx_commerce_acct_field(&f[2], "name", NGX_COMMERCE_NAME_BYTES, a->name);
+    ngx_commerce_acct_field(&f[3], "phone", CM_PHONE_MAX, a->phone);
 
     if (cm_parse_fields(body, len, f, 4, err, sizeof(err)) != 0) {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
@@ -224,7 +225,7 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
         || cm_name_valid(a->name, a->name_len, &why) != 0
         || cm_phone_valid(a->phone, a->phone_len, &why) != 0)
     {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", why);
     }
 
@@ -232,7 +233,7 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
                            a->email_len, &why)
         != 0)
     {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "PASSWORD_POLICY", why);
     }
 
@@ -264,18 +265,12 @@ ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
 
-    ngx_memzero(f, sizeof(f));
-    f[0].name = "email";
-    f[0].max = CM_EMAIL_MAX;
-    f[0].required = 1;
-    f[0].value = a->email;
-    f[1].name = "password";
-    f[1].max = NGX_COMMERCE_PASSWORD_BYTES;
-    f[1].required = 1;
-    f[1].value = a->password;
+    ngx_commerce_acct_field(&f[0], "email", CM_EMAIL_MAX, a->email);
+    ngx_commerce_acct_field(&f[1], "password", NGX_COMMERCE_PASSWORD_BYTES,
+                            a->password);
 
     if (cm_parse_fields(body, len, f, 2, err, sizeof(err)) != 0) {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
@@ -322,14 +317,10 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
 
-    ngx_memzero(f, sizeof(f));
-    f[0].name = "refreshToken";
-    f[0].max = CM_TOKEN_LEN + 1;
-    f[0].required = 1;
-    f[0].value = token;
+    ngx_commerce_acct_field(&f[0], "refreshToken", CM_TOKEN_LEN + 1, token);
 
     if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
@@ -339,7 +330,7 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
                                           0);
         }
 
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_UNAUTHORIZED,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_UNAUTHORIZED,
                                       "INVALID_REFRESH_TOKEN",
                                       "invalid, expired or revoked refresh "
                                       "token");
@@ -365,7 +356,7 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REFRESH,
                                    NGX_COMMERCE_STMT_REFRESH_ROTATE, 4, p,
                                    a->refresh_hash,
-                                   ngx_commerce_acct_int(a->r->pool,
+                                   ngx_commerce_param_int(a->r->pool,
                                                          mcf->refresh_ttl),
                                    ngx_commerce_acct_client(a->r));
 }
@@ -382,21 +373,17 @@ ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
     unsigned    bit;
     cm_field_t  f[1];
 
-    ngx_memzero(f, sizeof(f));
-    f[0].name = "role";
-    f[0].max = CM_JWT_ROLE_LEN;
-    f[0].required = 1;
-    f[0].value = role;
+    ngx_commerce_acct_field(&f[0], "role", CM_JWT_ROLE_LEN, role);
 
     if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
     bit = cm_role_bit(role, f[0].len);
 
     if (bit == 0 || ngx_strcmp(cm_role_name(bit), role) != 0) {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST",
                                       "role must be CONSUMER, SELLER, "
                                       "MANAGER or ADMIN");
@@ -406,9 +393,9 @@ ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
 
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
                                    NGX_COMMERCE_STMT_ROLE_SET, 4,
-                                   ngx_commerce_acct_int(a->r->pool,
+                                   ngx_commerce_param_int(a->r->pool,
                                        a->ctx->claims.user_id),
-                                   ngx_commerce_acct_int(a->r->pool,
+                                   ngx_commerce_param_int(a->r->pool,
                                                          a->ctx->id),
                                    (char *) cm_role_name(bit),
                                    ngx_commerce_acct_client(a->r));
@@ -427,7 +414,7 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
     if (ngx_http_arg(a->r, (u_char *) "userId", 6, &v) == NGX_OK
         && cm_parse_int64(v.data, v.len, 1, INT64_MAX, &user) != 0)
     {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST",
                                       "userId must be a positive integer");
     }
@@ -435,7 +422,7 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
     if (ngx_http_arg(a->r, (u_char *) "limit", 5, &v) == NGX_OK
         && cm_parse_int64(v.data, v.len, 1, 200, &limit) != 0)
     {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST",
                                       "limit must be an integer between 1 "
                                       "and 200");
@@ -445,10 +432,10 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
 
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
                                    NGX_COMMERCE_STMT_AUDIT_LIST, 2,
-                                   user ? ngx_commerce_acct_int(a->r->pool,
+                                   user ? ngx_commerce_param_int(a->r->pool,
                                                                 user)
                                         : NULL,
-                                   ngx_commerce_acct_int(a->r->pool, limit));
+                                   ngx_commerce_param_int(a->r->pool, limit));
 }
 
 
@@ -491,7 +478,7 @@ ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
                          "no database connection for \"%s\"",
                          ngx_commerce_statements[stmt].name);
 
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "DB_UNAVAILABLE",
                                       "database unavailable, retry later");
     }
@@ -524,7 +511,7 @@ ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     ngx_http_set_log_request(c->log, r);
 
     if (rc != NGX_OK || res == NULL) {
-        rc = ngx_commerce_acct_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        rc = ngx_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                     "DB_UNAVAILABLE",
                                     "database unavailable, retry later");
         goto done;
@@ -579,12 +566,8 @@ static ngx_int_t
 ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
     size_t len)
 {
-    char                      *ct[3];
-    const char                *s;
-    yajl_val                   ok;
-    ngx_commerce_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+    const char  *s;
+    yajl_val     ok;
 
     switch (a->step) {
 
@@ -641,7 +624,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
             || ngx_strlen(s) >= sizeof(a->role))
         {
             if (a->step == NGX_COMMERCE_ACCT_LOGIN) {
-                return ngx_commerce_acct_fail(a->r, NGX_HTTP_UNAUTHORIZED,
+                return ngx_commerce_send_error(a->r, NGX_HTTP_UNAUTHORIZED,
                                               "INVALID_CREDENTIALS",
                                               "wrong email or password");
             }
@@ -652,7 +635,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
                              "refresh token refused: %s",
                              s ? s : "invalid");
 
-            return ngx_commerce_acct_fail(a->r, NGX_HTTP_UNAUTHORIZED,
+            return ngx_commerce_send_error(a->r, NGX_HTTP_UNAUTHORIZED,
                                           "INVALID_REFRESH_TOKEN",
                                           "invalid, expired or revoked "
                                           "refresh token");
@@ -663,7 +646,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
         if (a->step == NGX_COMMERCE_ACCT_LOGIN && a->rehash) {
             return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REHASH,
                                            NGX_COMMERCE_STMT_PASSWORD_REHASH,
-                                           3, ngx_commerce_acct_int(
+                                           3, ngx_commerce_param_int(
                                                    a->r->pool, a->user_id),
                                            a->stored, a->hash);
         }
@@ -693,9 +676,6 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
         if (doc == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        (void) ct;
-        (void) mcf;
 
         return ngx_commerce_reply(a->r, a->ctx->success_status, doc, len);
     }
@@ -728,7 +708,7 @@ ngx_commerce_acct_hash(ngx_commerce_acct_t *a)
     task->event.handler = ngx_commerce_acct_hash_done;
 
     if (ngx_thread_task_post(mcf->auth_thread_pool, task) != NGX_OK) {
-        return ngx_commerce_acct_fail(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_commerce_send_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "BUSY", "too many logins at once, "
                                       "retry later");
     }
@@ -833,7 +813,7 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
 
         return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_SIGNUP,
                                        NGX_COMMERCE_STMT_SIGNUP, 7,
-                                       ngx_commerce_acct_int(a->r->pool,
+                                       ngx_commerce_param_int(a->r->pool,
                                                              a->user_id),
                                        a->index, email, phone, name,
                                        a->hash,
@@ -849,13 +829,13 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOGIN,
                                    NGX_COMMERCE_STMT_LOGIN_FINISH, 5,
                                    a->user_id
-                                   ? ngx_commerce_acct_int(a->r->pool,
+                                   ? ngx_commerce_param_int(a->r->pool,
                                                            a->user_id)
                                    : NULL,
                                    ok ? "true" : "false",
                                    ngx_commerce_acct_client(a->r),
                                    ok ? a->refresh_hash : NULL,
-                                   ngx_commerce_acct_int(a->r->pool,
+                                   ngx_commerce_param_int(a->r->pool,
                                                          mcf->refresh_ttl));
 }
 
@@ -1144,21 +1124,6 @@ ngx_commerce_acct_doc_int(yajl_val v, const char *key, int64_t *out)
 }
 
 
-static char *
-ngx_commerce_acct_int(ngx_pool_t *pool, int64_t v)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, NGX_INT64_LEN + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *ngx_sprintf(p, "%L", v) = '\0';
-
-    return (char *) p;
-}
-
 
 static char *
 ngx_commerce_acct_client(ngx_http_request_t *r)
@@ -1177,13 +1142,6 @@ ngx_commerce_acct_client(ngx_http_request_t *r)
     return (char *) p;
 }
 
-
-static ngx_int_t
-ngx_commerce_acct_fail(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message)
-{
-    return ngx_commerce_send_error(r, status, code, message);
-}
 
 
 /* ------------------------------------------------------------------------

@@ -63,7 +63,6 @@ static ngx_int_t ngx_commerce_order_create(ngx_http_request_t *r,
 static ngx_int_t ngx_commerce_order_pay(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static const char *ngx_commerce_method_param(cm_pay_method_e method);
-static char *ngx_commerce_int_param(ngx_http_request_t *r, int64_t v);
 static ngx_int_t ngx_commerce_invalid(ngx_http_request_t *r,
     const char *message);
 
@@ -185,13 +184,13 @@ ngx_commerce_api_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     case NGX_COMMERCE_ROUTE_PRODUCT:
         ctx->query.stmt = NGX_COMMERCE_STMT_PRODUCT_GET;
         ctx->query.nparams = 1;
-        ctx->query.params[0] = ngx_commerce_int_param(r, ctx->id);
+        ctx->query.params[0] = ngx_commerce_param_int(r->pool, ctx->id);
         break;
 
     case NGX_COMMERCE_ROUTE_BALANCE:
         ctx->query.stmt = NGX_COMMERCE_STMT_BALANCE_GET;
         ctx->query.nparams = 1;
-        ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
+        ctx->query.params[0] = ngx_commerce_param_int(r->pool, ctx->claims.user_id);
         break;
 
     case NGX_COMMERCE_ROUTE_CHARGE:
@@ -203,8 +202,8 @@ ngx_commerce_api_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     case NGX_COMMERCE_ROUTE_ORDER:
         ctx->query.stmt = NGX_COMMERCE_STMT_ORDER_GET;
         ctx->query.nparams = 2;
-        ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
-        ctx->query.params[1] = ngx_commerce_int_param(r, ctx->id);
+        ctx->query.params[0] = ngx_commerce_param_int(r->pool, ctx->claims.user_id);
+        ctx->query.params[1] = ngx_commerce_param_int(r->pool, ctx->id);
         break;
 
     case NGX_COMMERCE_ROUTE_ORDER_PAYMENT:
@@ -442,8 +441,8 @@ ngx_commerce_products(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 
     ctx->query.stmt = NGX_COMMERCE_STMT_PRODUCT_LIST;
     ctx->query.nparams = 2;
-    ctx->query.params[0] = ngx_commerce_int_param(r, page);
-    ctx->query.params[1] = ngx_commerce_int_param(r, size);
+    ctx->query.params[0] = ngx_commerce_param_int(r->pool, page);
+    ctx->query.params[1] = ngx_commerce_param_int(r->pool, size);
 
     return ngx_commerce_run_query(r, ctx);
 }
@@ -467,9 +466,9 @@ ngx_commerce_charge(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     ctx->query.stmt = NGX_COMMERCE_STMT_BALANCE_CHARGE;
     ctx->query.nparams = 3;
-    ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
-    ctx->query.params[1] = ngx_commerce_int_param(r, amount);
-    ctx->query.params[2] = ngx_commerce_int_param(r, mcf->balance_max);
+    ctx->query.params[0] = ngx_commerce_param_int(r->pool, ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_param_int(r->pool, amount);
+    ctx->query.params[2] = ngx_commerce_param_int(r->pool, mcf->balance_max);
 
     return ngx_commerce_run_query(r, ctx);
 }
@@ -530,7 +529,7 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->success_status = NGX_HTTP_CREATED;
     ctx->query.stmt = NGX_COMMERCE_STMT_ORDER_CREATE;
     ctx->query.nparams = 4;
-    ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
+    ctx->query.params[0] = ngx_commerce_param_int(r->pool, ctx->claims.user_id);
     ctx->query.params[1] = (char *) ids;
     ctx->query.params[2] = (char *) qty;
     ctx->query.params[3] = ngx_commerce_method_param(req.method);
@@ -556,8 +555,8 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     ctx->query.stmt = NGX_COMMERCE_STMT_ORDER_PAY;
     ctx->query.nparams = 3;
-    ctx->query.params[0] = ngx_commerce_int_param(r, ctx->claims.user_id);
-    ctx->query.params[1] = ngx_commerce_int_param(r, ctx->id);
+    ctx->query.params[0] = ngx_commerce_param_int(r->pool, ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_param_int(r->pool, ctx->id);
     ctx->query.params[2] = ngx_commerce_method_param(req.method);
 
     return ngx_commerce_run_query(r, ctx);
@@ -581,21 +580,6 @@ ngx_commerce_method_param(cm_pay_method_e method)
     }
 }
 
-
-static char *
-ngx_commerce_int_param(ngx_http_request_t *r, int64_t v)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *ngx_sprintf(p, "%L", v) = '\0';
-
-    return (char *) p;
-}
 
 
 static ngx_int_t

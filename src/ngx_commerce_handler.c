@@ -745,3 +745,21 @@ ngx_commerce_cors_preflight(ngx_http_request_t *r)
 
     return ngx_commerce_send_json(r, NGX_HTTP_NO_CONTENT, NULL, 0, 0);
 }
+
+
+/* a decimal text parameter for a prepared statement, from the pool */
+
+char *
+ngx_commerce_param_int(ngx_pool_t *pool, int64_t v)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, NGX_INT64_LEN + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf(p, "%L", v) = '\0';
+
+    return (char *) p;
+}

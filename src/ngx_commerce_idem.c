@@ -27,7 +27,6 @@ static void ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
-static char *ngx_commerce_idem_int(ngx_pool_t *pool, int64_t v);
 
 
 /*
@@ -141,7 +140,7 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
     ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_BEGIN;
     ctx->query.nparams = 4;
-    ctx->query.params[0] = ngx_commerce_idem_int(r->pool,
+    ctx->query.params[0] = ngx_commerce_param_int(r->pool,
                                                  ctx->claims.user_id);
     ctx->query.params[1] = (char *) ctx->idem_key.data;
     ctx->query.params[2] = (char *) name.data;
@@ -312,10 +311,10 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
     ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_FINISH;
     ctx->query.nparams = 4;
-    ctx->query.params[0] = ngx_commerce_idem_int(r->pool,
+    ctx->query.params[0] = ngx_commerce_param_int(r->pool,
                                                  ctx->claims.user_id);
     ctx->query.params[1] = (char *) ctx->idem_key.data;
-    ctx->query.params[2] = ngx_commerce_idem_int(r->pool, status);
+    ctx->query.params[2] = ngx_commerce_param_int(r->pool, status);
     ctx->query.params[3] = ngx_pnalloc(r->pool, len + 1);
     ctx->query.log = r->connection->log;
     ctx->query.data = ctx;
@@ -380,18 +379,3 @@ ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     ngx_http_run_posted_requests(c);
 }
 
-
-static char *
-ngx_commerce_idem_int(ngx_pool_t *pool, int64_t v)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, NGX_INT64_LEN + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *ngx_sprintf(p, "%L", v) = '\0';
-
-    return (char *) p;
-}

@@ -144,7 +144,6 @@ static ngx_int_t ngx_commerce_json_int(yajl_val v, const char *a,
     int64_t *out);
 static ngx_int_t ngx_commerce_json_str(ngx_pool_t *pool, yajl_val v,
     const char *a, const char *b, ngx_str_t *out, size_t max);
-static char *ngx_commerce_pay_int(ngx_pool_t *pool, int64_t v);
 static char *ngx_commerce_pay_cstr(ngx_pool_t *pool, ngx_str_t *s);
 
 
@@ -228,9 +227,9 @@ ngx_commerce_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     if (order_id) {
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_BEGIN,
                                    NGX_COMMERCE_STEP_BEGIN, 5,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->user_id),
-                                   ngx_commerce_pay_int(pay->pool, order_id),
+                                   ngx_commerce_param_int(pay->pool, order_id),
                                    ngx_commerce_pay_cstr(pay->pool,
                                                          &gw->name),
                                    (char *) pay->card.card_type,
@@ -273,7 +272,7 @@ ngx_commerce_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
                                NGX_COMMERCE_STEP_BEGIN, 6,
-                               ngx_commerce_pay_int(pay->pool, pay->user_id),
+                               ngx_commerce_param_int(pay->pool, pay->user_id),
                                (char *) ids, (char *) qty,
                                ngx_commerce_pay_cstr(pay->pool, &gw->name),
                                (char *) pay->card.card_type,
@@ -527,9 +526,9 @@ ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         /* the order after the decline: stock released, reason shown */
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_ORDER_GET,
                                    NGX_COMMERCE_STEP_ORDER, 2,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->user_id),
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->order_id))
             != NGX_OK)
         {
@@ -633,7 +632,7 @@ ngx_commerce_pay_send(ngx_commerce_pay_t *pay)
 
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_ABORT,
                                    NGX_COMMERCE_STEP_ABORT, 2,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->payment_id),
                                    "no payment gateway available")
             != NGX_OK)
@@ -657,7 +656,7 @@ ngx_commerce_pay_send(ngx_commerce_pay_t *pay)
 
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_GATEWAY,
                                    NGX_COMMERCE_STEP_GATEWAY, 2,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->payment_id),
                                    ngx_commerce_pay_cstr(pay->pool,
                                                          &pay->gw->name))
@@ -708,7 +707,7 @@ ngx_commerce_pay_post(ngx_commerce_pay_t *pay)
     ngx_str_set(&pay->http.method, "POST");
     ngx_str_set(&pay->http.uri, "/api/v1/payments");
 
-    pay->http.user_id.data = (u_char *) ngx_commerce_pay_int(pay->pool,
+    pay->http.user_id.data = (u_char *) ngx_commerce_param_int(pay->pool,
                                                              pay->user_id);
     pay->http.user_id.len = ngx_strlen(pay->http.user_id.data);
     pay->http.pool = pay->pool;
@@ -793,7 +792,7 @@ ngx_commerce_pay_sent(ngx_commerce_http_t *h)
 
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_ACCEPTED,
                                    NGX_COMMERCE_STEP_ACCEPTED, 3,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->payment_id),
                                    ngx_commerce_pay_cstr(pay->pool,
                                                          &pay->key),
@@ -821,7 +820,7 @@ ngx_commerce_pay_sent(ngx_commerce_http_t *h)
 
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_SETTLE,
                                    NGX_COMMERCE_STEP_DECLINED, 4,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->payment_id),
                                    NULL, "FAILED",
                                    ngx_commerce_pay_cstr(pay->pool,
@@ -877,7 +876,7 @@ ngx_commerce_pay_retry(ngx_commerce_pay_t *pay)
 
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_ABORT,
                                    NGX_COMMERCE_STEP_ABORT, 2,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->payment_id),
                                    "payment gateway unavailable")
             != NGX_OK)
@@ -1172,7 +1171,7 @@ ngx_commerce_settle_ask(ngx_commerce_pay_t *pay)
 
     pay->http.uri.len = p - pay->http.uri.data;
 
-    pay->http.user_id.data = (u_char *) ngx_commerce_pay_int(pay->pool,
+    pay->http.user_id.data = (u_char *) ngx_commerce_param_int(pay->pool,
                                                              pay->user_id);
     pay->http.user_id.len = ngx_strlen(pay->http.user_id.data);
     pay->http.pool = pay->pool;
@@ -1320,7 +1319,7 @@ decide:
 
         if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_TIMEOUT,
                                    NGX_COMMERCE_STEP_SETTLE, 1,
-                                   ngx_commerce_pay_int(pay->pool,
+                                   ngx_commerce_param_int(pay->pool,
                                                         pay->payment_id))
             == NGX_OK)
         {
@@ -1354,7 +1353,7 @@ decide:
 
     if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_SETTLE,
                                NGX_COMMERCE_STEP_SETTLE, 4,
-                               ngx_commerce_pay_int(pay->pool,
+                               ngx_commerce_param_int(pay->pool,
                                                     pay->payment_id),
                                pay->key.len
                                ? ngx_commerce_pay_cstr(pay->pool, &pay->key)
@@ -1454,7 +1453,7 @@ ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay)
                                     "/api/v1/payments/%V/cancel", &pay->key)
                         - pay->http.uri.data;
 
-    pay->http.user_id.data = (u_char *) ngx_commerce_pay_int(pay->pool,
+    pay->http.user_id.data = (u_char *) ngx_commerce_param_int(pay->pool,
                                                              pay->user_id);
     pay->http.user_id.len = ngx_strlen(pay->http.user_id.data);
     pay->http.pool = pay->pool;
@@ -1517,7 +1516,7 @@ ngx_commerce_settle_cancelled(ngx_commerce_http_t *h)
 
     if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_CANCELLED,
                                NGX_COMMERCE_STEP_CANCELLED, 3,
-                               ngx_commerce_pay_int(pay->pool,
+                               ngx_commerce_param_int(pay->pool,
                                                     pay->payment_id),
                                (ok || nothing) ? "true" : "false",
                                ok ? (pay->timed_out
@@ -1602,19 +1601,19 @@ ngx_commerce_pay_log_row(ngx_commerce_pay_t *pay, const char *op,
     lq->query.handler = ngx_commerce_log_done;
 
     lq->query.params[0] = pay->payment_id
-                          ? ngx_commerce_pay_int(pool, pay->payment_id)
+                          ? ngx_commerce_param_int(pool, pay->payment_id)
                           : NULL;
     lq->query.params[1] = pay->order_id
-                          ? ngx_commerce_pay_int(pool, pay->order_id) : NULL;
+                          ? ngx_commerce_param_int(pool, pay->order_id) : NULL;
     lq->query.params[2] = ngx_commerce_pay_cstr(pool, &pay->gw->name);
-    lq->query.params[3] = ngx_commerce_pay_int(pool, pay->attempt);
+    lq->query.params[3] = ngx_commerce_param_int(pool, pay->attempt);
     lq->query.params[4] = dir;
     lq->query.params[5] = op;
     lq->query.params[6] = ngx_commerce_pay_cstr(pool, method);
     lq->query.params[7] = ngx_commerce_pay_cstr(pool, uri);
     lq->query.params[8] = status >= 0
-                          ? ngx_commerce_pay_int(pool, status) : NULL;
-    lq->query.params[9] = ngx_commerce_pay_int(pool, latency);
+                          ? ngx_commerce_param_int(pool, status) : NULL;
+    lq->query.params[9] = ngx_commerce_param_int(pool, latency);
     lq->query.params[10] = req;
     lq->query.params[11] = resp;
     lq->query.params[12] = err;
@@ -2043,21 +2042,6 @@ ngx_commerce_json_str(ngx_pool_t *pool, yajl_val v, const char *a,
     return NGX_OK;
 }
 
-
-static char *
-ngx_commerce_pay_int(ngx_pool_t *pool, int64_t v)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, NGX_INT64_LEN + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *ngx_sprintf(p, "%L", v) = '\0';
-
-    return (char *) p;
-}
 
 
 static char *
