@@ -506,8 +506,9 @@ test_rehash(void)
 static void
 test_bounds(void)
 {
+    int                 round;
     size_t              i;
-    double              t0;
+    double              t0, t, best;
     cm_pwhash_params_t  d, p;
     static const char  *hostile[] = {
         "$pbkdf2-sha256$i=5000001$AAAAAAAAAAAAAAAAAAAAAA$"
@@ -530,16 +531,27 @@ test_bounds(void)
 
     cm_pwhash_params_default(&d);
 
-    t0 = seconds();
-
     for (i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
         is_int(verify_str(hostile[i], "password", NULL, &d),
                CM_PWHASH_INVALID, "out of the default bounds: %.40s",
                hostile[i]);
     }
 
-    ok(seconds() - t0 < 0.5, "refused without computing (%.3f s)",
-       seconds() - t0);
+    /* the fastest of three passes: a descheduled pass is only slower */
+    best = 1e9;
+
+    for (round = 0; round < 3; round++) {
+        t0 = seconds();
+
+        for (i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+            (void) verify_str(hostile[i], "password", NULL, &d);
+        }
+
+        t = seconds() - t0;
+        best = t < best ? t : best;
+    }
+
+    ok(best < 0.5, "refused without computing (%.3f s)", best);
 
     is_int(verify_str(hostile[2], "password", NULL, NULL), CM_PWHASH_INVALID,
            "current NULL means the default bounds");
@@ -688,7 +700,8 @@ test_malformed(void)
 static void
 test_unknown_user(void)
 {
-    double              t0, t_unknown, t_wrong;
+    int                 i, unknown_ok, wrong_ok;
+    double              t0, t, t_unknown, t_wrong;
     char                a[CM_PWHASH_LEN];
     cm_pwhash_params_t  p;
 
@@ -697,17 +710,31 @@ test_unknown_user(void)
 
     cm_pwhash_make(a, sizeof(a), "the real password", 17, &p);
 
-    t0 = seconds();
-    is_int(cm_pwhash_verify(NULL, "guess", 5, NULL, &p), CM_PWHASH_MISMATCH,
-           "no stored hash: MISMATCH");
-    t_unknown = seconds() - t0;
+    /*
+     * The fastest of several alternating runs of each: being descheduled
+     * (the suite runs tests side by side) only ever makes a run slower.
+     */
+    t_unknown = t_wrong = 1e9;
+    unknown_ok = wrong_ok = 1;
 
-    t0 = seconds();
-    is_int(cm_pwhash_verify(a, "guess", 5, NULL, &p), CM_PWHASH_MISMATCH,
-           "wrong password: MISMATCH");
-    t_wrong = seconds() - t0;
+    for (i = 0; i < 7; i++) {
+        t0 = seconds();
+        unknown_ok &= cm_pwhash_verify(NULL, "guess", 5, NULL, &p)
+                      == CM_PWHASH_MISMATCH;
+        t = seconds() - t0;
+        t_unknown = t < t_unknown ? t : t_unknown;
 
-    tap_diag("unknown user %.1f ms, wrong password %.1f ms",
+        t0 = seconds();
+        wrong_ok &= cm_pwhash_verify(a, "guess", 5, NULL, &p)
+                    == CM_PWHASH_MISMATCH;
+        t = seconds() - t0;
+        t_wrong = t < t_wrong ? t : t_wrong;
+    }
+
+    ok(unknown_ok, "no stored hash: MISMATCH");
+    ok(wrong_ok, "wrong password: MISMATCH");
+
+    tap_diag("fastest of 7: unknown user %.1f ms, wrong password %.1f ms",
              t_unknown * 1e3, t_wrong * 1e3);
 
     ok(t_unknown > t_wrong / 4,
