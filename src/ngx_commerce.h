@@ -275,6 +275,8 @@ ngx_int_t ngx_commerce_limit_account(ngx_http_request_t *r,
 u_char *ngx_commerce_limit_metrics(u_char *p, u_char *last);
 
 /* idempotency keys */
+void ngx_commerce_watch_client(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
 ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 ngx_int_t ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status,

@@ -484,7 +484,7 @@ ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
     }
 
     ctx->waiting = 1;
-    a->r->read_event_handler = ngx_http_test_reading;
+    ngx_commerce_watch_client(a->r, ctx);
 
     return NGX_DONE;
 }

@@ -355,8 +355,7 @@ ngx_commerce_run_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 
     ctx->waiting = 1;
 
-    /* notice a client that closes its connection while we wait */
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_commerce_watch_client(r, ctx);
 
     return NGX_DONE;
 }

@@ -23,6 +23,27 @@
 #define NGX_COMMERCE_IDEM_KEY_MAX  255
 
 
+/*
+ * What a request does about a client that leaves while it waits (for the
+ * database, a gateway or a hashing thread).  Usually it ends at once
+ * (ngx_http_test_reading) and whatever it was waiting for is cancelled.
+ * While an Idempotency-Key is claimed for it, it runs to its end instead
+ * (ngx_http_block_reading): the client that timed out is exactly the one
+ * that retries with the key, and that retry must find the answer stored,
+ * not a key left claimed (409) for 24 h.  The work is bounded by the queue,
+ * statement and gateway timeouts; the closed socket is found when the
+ * answer is written.
+ */
+
+void
+ngx_commerce_watch_client(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+{
+    r->read_event_handler = (ctx != NULL
+                             && ctx->idem != NGX_COMMERCE_IDEM_NONE)
+                            ? ngx_http_block_reading : ngx_http_test_reading;
+}
+
+
 static void ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q,
@@ -159,7 +180,7 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     ctx->waiting = 1;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_commerce_watch_client(r, ctx);
 
     return NGX_DONE;
 
@@ -340,7 +361,7 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     }
 
     ctx->waiting = 1;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_commerce_watch_client(r, ctx);
 
     return NGX_DONE;
 }

@@ -204,8 +204,7 @@ ngx_commerce_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     pay->cleanup = cln;
     pay->r = r;
 
-    /* notice a client that closes its connection while we work */
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_commerce_watch_client(r, ctx);
 
     pay->ctx = ctx;
     pay->kind = NGX_COMMERCE_PAY_REQUEST;

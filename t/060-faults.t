@@ -168,9 +168,17 @@ commerce_pg_queue_timeout 1s;
 commerce_order_expiry_interval 1h;
 EOF
     name => 'pool');
+my $started = time;
 $t->start_nginx(name => 'pool');
 ok(wait_until(sub { $t->get('/api/v1/products/21', user => 1, name => 'pool')
     ->{status} == 200 }), 'pool instance warm');
+# The background job's first runs (Idempotency-Key purge, then order
+# expiry) come about 1 s after the worker starts; one that came while the
+# only connection is held below would take one of the two waiting places.
+sleep(0.1) while time - $started < 2;
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce' AND state <> 'idle'}) == 0 }),
+    'pool instance idle after its first background runs');
 
 my $stock21 = stock(21);
 $lock = $t->psql_bg(q{BEGIN;

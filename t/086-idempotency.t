@@ -510,6 +510,76 @@ is(scalar @{ pg_txns($oid73) }, 1, 'one transaction at the PG');
 is(0 + $t->psql("SELECT count(*) FROM payments WHERE order_id = $oid73"), 1,
     'one payment row');
 
+# ---------------------------------------------------------------------------
+# 9. the client leaves before the answer: the request still runs to its end
+# and stores its answer, so the retry with the key gets it (not 409 for 24 h)
+
+# a charge waiting on user 81's row lock when its client goes
+my $bal81 = balance(81);
+$lock = $t->psql_bg(q{BEGIN;
+    SELECT id FROM users WHERE id = 81 FOR UPDATE;
+    SELECT pg_sleep(1.5) AS idem_lock_81;
+    COMMIT;});
+ok(wait_active('%idem_lock_81%'), 'user 81 locked');
+my $gone = $t->raw($t->build_request('POST', '/api/v1/balance/charge',
+    user => 81, body => { amount => 700 },
+    headers => { 'Idempotency-Key' => 'gone-81' }), close_after => 0.5,
+    timeout => 5);
+is($gone->{status}, 0, 'charge: the client closed before the answer');
+is(key_row(81, 'gone-81'), 'IN_FLIGHT|-', '... its key still claimed');
+$t->psql_wait($lock);
+ok(wait_until(sub { (key_row(81, 'gone-81') // '') eq 'DONE|200' }),
+    '... the charge finished and stored its answer');
+my $again = charge(81, { amount => 700 }, 'gone-81');
+is($again->{status}, 200, 'the retry: 200');
+is(replayed($again), 'true', '... the stored answer, replayed');
+is($again->{json}{balance}, $bal81 + 700, '... with the balance it made');
+is(balance(81), $bal81 + 700, 'charged once');
+
+# an order with a key whose client leaves while its row lock waits
+my $stock17 = stock(17);
+$lock = $t->psql_bg(q{BEGIN;
+    SELECT id FROM products WHERE id = 17 FOR UPDATE;
+    SELECT pg_sleep(1.5) AS idem_lock_p17;
+    COMMIT;});
+ok(wait_active('%idem_lock_p17%'), 'product 17 locked');
+my $body82 = { items => [ { productId => 17, quantity => 2 } ],
+               payment => { method => 'BALANCE' } };
+$gone = $t->raw($t->build_request('POST', '/api/v1/orders', user => 82,
+    body => $body82, headers => { 'Idempotency-Key' => 'gone-82' }),
+    close_after => 0.5, timeout => 5);
+is($gone->{status}, 0, 'order: the client closed before the answer');
+$t->psql_wait($lock);
+ok(wait_until(sub { (key_row(82, 'gone-82') // '') eq 'DONE|201' }),
+    '... the order was created and its answer stored');
+$again = order(82, $body82, 'gone-82');
+is($again->{status}, 201, 'the retry: 201');
+is(replayed($again), 'true', '... replayed');
+is($again->{json}{status}, 'PAID', '... the PAID order');
+is(norders(82), 1, 'one order');
+is(stock(17), $stock17 - 2, 'stock taken once');
+
+# a card payment whose client leaves while the PG is slow to answer
+my $o83 = order(83, { items => [ { productId => 18, quantity => 1 } ] });
+my $oid83 = $o83->{json}{id};
+$creates = $sim->counters->{create};
+$sim->control(latencyMs => [700, 700]);
+$gone = $t->raw($t->build_request('POST', "/api/v1/orders/$oid83/payment",
+    user => 83, body => card(), headers => { 'Idempotency-Key' => 'gone-83' }),
+    close_after => 0.3, timeout => 5);
+is($gone->{status}, 0, 'card: the client closed before the answer');
+ok(wait_until(sub { (key_row(83, 'gone-83') // '') eq 'DONE|202' }),
+    '... the payment went to the PG and its answer was stored');
+$sim->control(latencyMs => [0, 5]);
+$again = pay(83, $oid83, card(), 'gone-83');
+is($again->{status}, 202, 'the retry: 202');
+is(replayed($again), 'true', '... replayed');
+is($sim->counters->{create} - $creates, 1, 'one request reached the PG');
+$o = $t->wait_order($oid83, user => 83,
+    until => sub { $_[0]{status} ne 'PAYMENT_IN_PROGRESS' });
+is($o->{status}, 'PAID', 'PAID');
+is(scalar @{ pg_txns($oid83) }, 1, 'one transaction at the PG');
+
 $t->check_consistency;
 
 $t->done;
