@@ -82,6 +82,7 @@ struct ngx_commerce_pg_query_s {
     const char                  *params[NGX_COMMERCE_PG_PARAMS_MAX];
 
     ngx_uint_t                   retries;
+    int                          backend_pid;  /* of the last send */
     ngx_commerce_pg_conn_t      *conn;
     ngx_queue_t                  queue;
     ngx_event_t                  wait;
@@ -181,6 +182,11 @@ typedef struct {
     u_char                      *idem_body;
     size_t                       idem_len;
     unsigned                     idem_replayed:1;
+    unsigned                     idem_atomic:1;   /* work + answer, one tx */
+    unsigned                     idem_stored:1;   /* ... and it committed */
+    unsigned                     idem_unknown:1;  /* ... connection lost */
+    int                          idem_pid;        /* backend that ran it */
+    ngx_uint_t                   idem_settles;    /* cm_idem_abandon calls */
     ngx_uint_t                   retry_after;   /* seconds, for 429 */
     ngx_uint_t                   reply_status;
     u_char                      *reply_body;
@@ -276,6 +282,8 @@ u_char *ngx_commerce_limit_metrics(u_char *p, u_char *last);
 
 /* idempotency keys */
 void ngx_commerce_watch_client(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_idem_atomic(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);

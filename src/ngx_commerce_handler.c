@@ -340,6 +340,12 @@ ngx_commerce_run_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
     ctx->query.handler = ngx_commerce_query_done;
     ctx->query.retries = 0;
 
+    if (ctx->idem == NGX_COMMERCE_IDEM_ACTIVE
+        && ngx_commerce_idem_atomic(r, ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     rc = ngx_commerce_pg_submit(mcf->pool, &ctx->query);
 
     if (rc != NGX_OK) {
@@ -386,6 +392,12 @@ ngx_commerce_query_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                          rc == NGX_BUSY ? "queue timeout"
                                         : "database connection lost");
 
+        if (rc == NGX_ERROR && ctx->idem_atomic) {
+            /* sent, and maybe committed: settled before the key is freed */
+            ctx->idem_unknown = 1;
+            ctx->idem_pid = q->backend_pid;
+        }
+
         rc = ngx_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "DB_UNAVAILABLE",
                                      "database unavailable, retry later");
@@ -405,6 +417,9 @@ ngx_commerce_query_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                                      "INTERNAL_ERROR", "internal error");
         goto done;
     }
+
+    /* the answer is stored under its Idempotency-Key already, committed */
+    ctx->idem_stored = ctx->idem_atomic;
 
     value = PQgetvalue(res, 0, 0);
     len = PQgetlength(res, 0, 0);

@@ -21,6 +21,7 @@
 
 
 #define NGX_COMMERCE_IDEM_KEY_MAX  255
+#define NGX_COMMERCE_IDEM_SETTLES  4    /* cm_idem_abandon calls at most */
 
 
 /*
@@ -47,6 +48,8 @@ ngx_commerce_watch_client(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 static void ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 static void ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static void ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 
 
@@ -305,6 +308,66 @@ done:
 
 
 /*
+ * A balance operation with an active key runs as the statement that also
+ * stores its answer, in its own transaction (sql/008_idem_atomic.sql): the
+ * statement's parameters get the user, the key and the success status
+ * after their own.  Card payments, several steps with the gateway between
+ * them, keep the separate cm_idem_finish.
+ */
+
+ngx_int_t
+ngx_commerce_idem_atomic(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+{
+    ngx_uint_t                stmt;
+    ngx_commerce_pg_query_t  *q;
+
+    q = &ctx->query;
+
+    switch (q->stmt) {
+
+    case NGX_COMMERCE_STMT_BALANCE_CHARGE:
+        stmt = NGX_COMMERCE_STMT_BALANCE_CHARGE_IDEM;
+        break;
+
+    case NGX_COMMERCE_STMT_ORDER_CREATE:
+        stmt = NGX_COMMERCE_STMT_ORDER_CREATE_IDEM;
+        break;
+
+    case NGX_COMMERCE_STMT_ORDER_PAY:
+        stmt = NGX_COMMERCE_STMT_ORDER_PAY_IDEM;
+        break;
+
+    default:
+        return NGX_OK;
+    }
+
+    if (q->nparams + 3 != ngx_commerce_statements[stmt].nparams) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "commerce: \"%s\" takes %d parameters, not %d",
+                      ngx_commerce_statements[stmt].name,
+                      ngx_commerce_statements[stmt].nparams, q->nparams + 3);
+        return NGX_ERROR;
+    }
+
+    q->params[q->nparams] = ngx_commerce_param_int(r->pool,
+                                                   ctx->claims.user_id);
+    q->params[q->nparams + 1] = (char *) ctx->idem_key.data;
+    q->params[q->nparams + 2] = ngx_commerce_param_int(r->pool,
+                                                       ctx->success_status);
+
+    if (q->params[q->nparams] == NULL || q->params[q->nparams + 2] == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->nparams += 3;
+    q->stmt = stmt;
+    ctx->idem_atomic = 1;
+
+    return NGX_OK;
+}
+
+
+/*
  * Every answer goes through here.  Without an active key it is sent at
  * once.  With one, it is stored first and sent when stored: NGX_DONE, and
  * the request is finalized here later, so the caller must not.
@@ -319,6 +382,13 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
 
+    if (ctx != NULL && ctx->idem == NGX_COMMERCE_IDEM_ACTIVE
+        && ctx->idem_stored)
+    {
+        /* stored by the statement that did the work */
+        ctx->idem = NGX_COMMERCE_IDEM_NONE;
+    }
+
     if (ctx == NULL || ctx->idem != NGX_COMMERCE_IDEM_ACTIVE) {
         return ngx_commerce_send_json(r, status, body, len,
                                       status == NGX_HTTP_SERVICE_UNAVAILABLE);
@@ -329,7 +399,46 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     ctx->reply_body = body;
     ctx->reply_len = len;
 
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
     ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
+
+    if (ctx->idem_unknown) {
+        /*
+         * The work may have been committed: find out before freeing.  Each
+         * call waits for the statement's transaction a little less than
+         * statement_timeout (which bounds the call itself).
+         */
+        ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_ABANDON;
+        ctx->query.nparams = 4;
+        ctx->query.params[0] = ngx_commerce_param_int(r->pool,
+                                                     ctx->claims.user_id);
+        ctx->query.params[1] = (char *) ctx->idem_key.data;
+        ctx->query.params[2] = ngx_commerce_param_int(r->pool, ctx->idem_pid);
+        ctx->query.params[3] = ngx_commerce_param_int(r->pool,
+                                   ngx_max(mcf->statement_timeout * 3 / 4, 50));
+        ctx->query.log = r->connection->log;
+        ctx->query.data = ctx;
+        ctx->query.handler = ngx_commerce_idem_abandoned;
+
+        if (ctx->query.params[0] == NULL || ctx->query.params[2] == NULL
+            || ctx->query.params[3] == NULL
+            || ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK)
+        {
+            ngx_commerce_log(NGX_LOG_ERR, r, ctx,
+                             "idempotency: the outcome for key \"%V\" is "
+                             "unknown and cannot be settled now; the key "
+                             "stays claimed", &ctx->idem_key);
+            ctx->idem = NGX_COMMERCE_IDEM_NONE;
+            return ngx_commerce_send_json(r, status, body, len, 1);
+        }
+
+        ctx->waiting = 1;
+        ngx_commerce_watch_client(r, ctx);
+
+        return NGX_DONE;
+    }
+
     ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_FINISH;
     ctx->query.nparams = 4;
     ctx->query.params[0] = ngx_commerce_param_int(r->pool,
@@ -347,8 +456,6 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 
     ngx_memcpy((char *) ctx->query.params[3], body, len);
     ((char *) ctx->query.params[3])[len] = '\0';
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
     if (ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK) {
         /* cannot store it: answer anyway; the key stays claimed */
@@ -400,3 +507,127 @@ ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     ngx_http_run_posted_requests(c);
 }
 
+
+/*
+ * The settling of an unknown outcome: "done" means the work was committed
+ * (its stored answer is the answer, sent now as the first one); "freed"
+ * and "none" mean nothing was, and the 503 stands; "held" or a failure
+ * leave the key claimed (a retry gets 409 until it expires: never the work
+ * twice).
+ */
+
+static void
+ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    char                      *state, *body;
+    size_t                     len;
+    u_char                    *copy;
+    yajl_val                   v, s, st, b;
+    ngx_int_t                  status;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_commerce_ctx_t        *ctx;
+    const char                *path[2];
+    ngx_commerce_main_conf_t  *mcf;
+
+    ctx = q->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->waiting = 0;
+
+    ngx_http_set_log_request(c->log, r);
+
+    v = NULL;
+    state = "";
+
+    if (rc == NGX_OK && res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK
+        && PQntuples(res) == 1
+        && (v = yajl_tree_parse(PQgetvalue(res, 0, 0), NULL, 0)) != NULL)
+    {
+        path[0] = "state";
+        path[1] = NULL;
+        s = yajl_tree_get(v, path, yajl_t_string);
+        state = s ? YAJL_GET_STRING(s) : "";
+
+    } else if (rc == NGX_OK && res != NULL) {
+        ngx_commerce_log(NGX_LOG_WARN, r, ctx, "idempotency: settling: %s",
+                         PQresultErrorMessage(res));
+    }
+
+    if (ngx_strcmp(state, "done") != 0 && ngx_strcmp(state, "freed") != 0
+        && ngx_strcmp(state, "none") != 0
+        && ++ctx->idem_settles < NGX_COMMERCE_IDEM_SETTLES)
+    {
+        /* the statement still runs (or the call failed): wait again */
+        if (v != NULL) {
+            yajl_tree_free(v);
+        }
+
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+        if (ngx_commerce_pg_submit(mcf->pool, q) == NGX_OK) {
+            ctx->waiting = 1;
+            return;
+        }
+
+        v = NULL;
+        state = "";
+    }
+
+    ctx->idem = NGX_COMMERCE_IDEM_NONE;
+
+    if (ngx_strcmp(state, "done") == 0) {
+        path[0] = "status";
+        st = yajl_tree_get(v, path, yajl_t_number);
+        path[0] = "body";
+        b = yajl_tree_get(v, path, yajl_t_string);
+
+        status = (st && YAJL_IS_INTEGER(st)) ? YAJL_GET_INTEGER(st) : 0;
+        body = b ? YAJL_GET_STRING(b) : NULL;
+
+        if (status >= 200 && status <= 299 && body != NULL) {
+            ngx_commerce_log(NGX_LOG_WARN, r, ctx,
+                             "idempotency: the connection was lost, but the "
+                             "work for key \"%V\" was committed: sending "
+                             "its answer", &ctx->idem_key);
+
+            len = ngx_strlen(body);
+            copy = ngx_pnalloc(r->pool, len);
+
+            if (copy != NULL) {
+                ngx_memcpy(copy, body, len);
+                ctx->reply_status = status;
+                ctx->reply_body = copy;
+                ctx->reply_len = len;
+            }
+        }
+
+    } else if (ngx_strcmp(state, "freed") == 0
+               || ngx_strcmp(state, "none") == 0)
+    {
+        ngx_commerce_log(NGX_LOG_WARN, r, ctx,
+                         "idempotency: the connection was lost and nothing "
+                         "was committed for key \"%V\": key freed",
+                         &ctx->idem_key);
+
+    } else {
+        ngx_commerce_log(NGX_LOG_ERR, r, ctx,
+                         "idempotency: the outcome for key \"%V\" could "
+                         "not be settled; the key stays claimed",
+                         &ctx->idem_key);
+    }
+
+    if (v != NULL) {
+        yajl_tree_free(v);
+    }
+
+    rc = ngx_commerce_send_json(r, ctx->reply_status, ctx->reply_body,
+                                ctx->reply_len,
+                                ctx->reply_status
+                                == NGX_HTTP_SERVICE_UNAVAILABLE);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}

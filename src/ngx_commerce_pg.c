@@ -787,6 +787,7 @@ ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
         = q;
     conn->nflight++;
     q->conn = conn;
+    q->backend_pid = PQbackendPID(conn->pg);
 
     if (conn->state != NGX_COMMERCE_PG_BUSY) {
         ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_BUSY);

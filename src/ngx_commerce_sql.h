@@ -61,6 +61,22 @@
       "SELECT cm_idem_purge($1::int)", 1)                                    \
     X(IDEM_FINISH,   "cm_idem_finish",                                       \
       "SELECT cm_idem_finish($1::bigint, $2::text, $3::int, $4::text)", 4)   \
+    X(IDEM_ABANDON,  "cm_idem_abandon",                                      \
+      "SELECT cm_idem_abandon($1::bigint, $2::text, $3::int, $4::int)", 4)   \
+    /* with an Idempotency-Key: the work and its stored answer in one */     \
+    /* transaction (sql/008_idem_atomic.sql) */                              \
+    X(BALANCE_CHARGE_IDEM, "cm_balance_charge_idem",                         \
+      "SELECT cm_idem_done(h.held, $4::bigint, $5::text, $6::int, "          \
+      "cm_balance_charge($1::bigint, $2::bigint, $3::bigint)) "              \
+      "FROM cm_idem_hold($4::bigint, $5::text) AS h(held)", 6)               \
+    X(ORDER_CREATE_IDEM, "cm_order_create_idem",                             \
+      "SELECT cm_idem_done(h.held, $5::bigint, $6::text, $7::int, "          \
+      "cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text)) "     \
+      "FROM cm_idem_hold($5::bigint, $6::text) AS h(held)", 7)               \
+    X(ORDER_PAY_IDEM, "cm_order_pay_idem",                                   \
+      "SELECT cm_idem_done(h.held, $4::bigint, $5::text, $6::int, "          \
+      "cm_order_pay($1::bigint, $2::bigint, $3::text)) "                     \
+      "FROM cm_idem_hold($4::bigint, $5::text) AS h(held)", 6)               \
     X(USER_NEXT_ID,  "cm_user_next_id",                                      \
       "SELECT cm_user_next_id()", 0)                                         \
     X(SIGNUP,        "cm_signup",                                            \
