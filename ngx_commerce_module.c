@@ -473,7 +473,7 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->queue_timeout, 3000);
     ngx_conf_init_msec_value(mcf->statement_timeout, 5000);
     ngx_conf_init_msec_value(mcf->connect_timeout, 3000);
-    ngx_conf_init_uint_value(mcf->pipeline_depth, 1);
+    ngx_conf_init_uint_value(mcf->pipeline_depth, 16);
     ngx_conf_init_size_value(mcf->body_max, 64 * 1024);
     ngx_conf_init_value(mcf->charge_max, 1000000);
     ngx_conf_init_value(mcf->balance_max, 100000000);

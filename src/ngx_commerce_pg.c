@@ -28,6 +28,7 @@
 #define NGX_COMMERCE_PG_BACKOFF_MIN    100
 #define NGX_COMMERCE_PG_BACKOFF_MAX    5000
 #define NGX_COMMERCE_PG_GUARD_EXTRA    1000
+#define NGX_COMMERCE_PG_WRITES_BEHIND  2
 
 
 typedef enum {
@@ -86,6 +87,11 @@ static void ngx_commerce_pg_read_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_write_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_timer_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_commerce_pg_read_only(ngx_uint_t stmt);
+static ngx_commerce_pg_conn_t *ngx_commerce_pg_reads_behind(
+    ngx_commerce_pg_pool_t *pool);
+static ngx_uint_t ngx_commerce_pg_only_reads(ngx_commerce_pg_conn_t *conn);
+static ngx_uint_t ngx_commerce_pg_room(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q);
 static void ngx_commerce_pg_wait_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_collect(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_prepared(ngx_commerce_pg_conn_t *conn);
@@ -403,6 +409,22 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
         return NGX_DECLINED;
     }
 
+    /*
+     * A read goes behind a connection that is running only reads, while it
+     * has room, rather than waking another backend: reads are short and
+     * take no locks, and on a few cores fewer busy backends, and one socket
+     * read for several results, serve more of them.  Writes take an idle
+     * connection first.
+     */
+
+    if (pool->mcf->pipeline_depth > 1 && ngx_commerce_pg_read_only(q->stmt)) {
+        conn = ngx_commerce_pg_reads_behind(pool);
+
+        if (conn != NULL) {
+            return ngx_commerce_pg_send(conn, q);
+        }
+    }
+
     if (!ngx_queue_empty(&pool->idle)) {
         qu = ngx_queue_head(&pool->idle);
         conn = ngx_queue_data(qu, ngx_commerce_pg_conn_t, queue);
@@ -415,26 +437,29 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     }
 
     /*
-     * Every connection is busy: pipeline behind the least loaded one rather
-     * than wait.  Under load this batches several requests into one read
-     * and one wakeup of the backend.
+     * Every connection is busy.  A write goes behind the least loaded one
+     * rather than wait: the backend then goes from one to the next without
+     * a round trip in between.  A read does not go behind a write (it may
+     * wait for a row lock, and the read with it): it waits in the queue.
      */
 
-    conn = NULL;
+    if (!ngx_commerce_pg_read_only(q->stmt)) {
+        conn = NULL;
 
-    for (i = 0; i < pool->nconns; i++) {
-        c = &pool->conns[i];
+        for (i = 0; i < pool->nconns; i++) {
+            c = &pool->conns[i];
 
-        if (c->state == NGX_COMMERCE_PG_BUSY
-            && c->nflight < pool->mcf->pipeline_depth
-            && (conn == NULL || c->nflight < conn->nflight))
-        {
-            conn = c;
+            if (c->state == NGX_COMMERCE_PG_BUSY
+                && c->nflight < ngx_commerce_pg_room(pool, q)
+                && (conn == NULL || c->nflight < conn->nflight))
+            {
+                conn = c;
+            }
         }
-    }
 
-    if (conn != NULL) {
-        return ngx_commerce_pg_send(conn, q);
+        if (conn != NULL) {
+            return ngx_commerce_pg_send(conn, q);
+        }
     }
 
     if (pool->nwaiting >= pool->mcf->queue_length) {
@@ -452,6 +477,69 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     ngx_add_timer(&q->wait, pool->mcf->queue_timeout);
 
     return NGX_OK;
+}
+
+
+/* the least loaded busy connection with room whose queries are all reads */
+
+static ngx_commerce_pg_conn_t *
+ngx_commerce_pg_reads_behind(ngx_commerce_pg_pool_t *pool)
+{
+    ngx_uint_t               i;
+    ngx_commerce_pg_conn_t  *c, *conn;
+
+    conn = NULL;
+
+    for (i = 0; i < pool->nconns; i++) {
+        c = &pool->conns[i];
+
+        if (c->state == NGX_COMMERCE_PG_BUSY
+            && c->nflight < pool->mcf->pipeline_depth
+            && (conn == NULL || c->nflight < conn->nflight)
+            && ngx_commerce_pg_only_reads(c))
+        {
+            conn = c;
+        }
+    }
+
+    return conn;
+}
+
+
+/*
+ * How many queries a connection may have in flight for q to go behind
+ * them: the pipeline depth for a read, at most NGX_COMMERCE_PG_WRITES_BEHIND
+ * for a write (one behind the other keeps the backend busy; more only
+ * lengthen the wait behind a write that waits for a lock).
+ */
+
+static ngx_uint_t
+ngx_commerce_pg_room(ngx_commerce_pg_pool_t *pool, ngx_commerce_pg_query_t *q)
+{
+    if (ngx_commerce_pg_read_only(q->stmt)) {
+        return pool->mcf->pipeline_depth;
+    }
+
+    return ngx_min(pool->mcf->pipeline_depth, NGX_COMMERCE_PG_WRITES_BEHIND);
+}
+
+
+static ngx_uint_t
+ngx_commerce_pg_only_reads(ngx_commerce_pg_conn_t *conn)
+{
+    ngx_uint_t                i;
+    ngx_commerce_pg_query_t  *f;
+
+    for (i = 0; i < conn->nflight; i++) {
+        f = conn->flight[(conn->fhead + i) % NGX_COMMERCE_PG_DEPTH_MAX];
+
+        /* a cancelled query (NULL) may have been anything */
+        if (f == NULL || !ngx_commerce_pg_read_only(f->stmt)) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -1095,6 +1183,17 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
     {
         qu = ngx_queue_head(&pool->waiting);
         q = ngx_queue_data(qu, ngx_commerce_pg_query_t, queue);
+
+        if (conn->nflight >= ngx_commerce_pg_room(pool, q)) {
+            break;
+        }
+
+        /* in order; a read never goes behind a write */
+        if (conn->nflight && ngx_commerce_pg_read_only(q->stmt)
+            && !ngx_commerce_pg_only_reads(conn))
+        {
+            break;
+        }
 
         ngx_queue_remove(qu);
         pool->nwaiting--;

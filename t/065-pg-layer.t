@@ -8,7 +8,9 @@
 #     (SQLSTATE 57014), the connection stays usable;
 #   - Postgres closing idle pooled connections (pg_terminate_backend, as
 #     idle_session_timeout or a restart would) is noticed by their read
-#     handlers: the next requests are served, no error.
+#     handlers: the next requests are served, no error;
+#   - with a pipeline depth, reads go behind reads and never behind a
+#     write that waits for a row lock.
 
 use strict;
 use warnings;
@@ -106,6 +108,57 @@ is_deeply(\%st, { 200 => 30 }, 'every request afterwards is served');
 ok(wait_until(sub { $t->psql("SELECT count(*) FROM pg_stat_activity WHERE"
     . " application_name = 'ngx_commerce'") > 0 }, timeout => 5),
     'the pools reconnected');
+
+# --- reads pipeline behind reads, never behind a write -------------------------
+
+# one worker, two connections, eight queries in flight on each (alone: the
+# main instance's connections would be counted below)
+$t->stop_nginx;
+$t->write_config($t->default_config(workers => 1, http_extra => <<'EOF'),
+commerce_pg_pool_size 2;
+commerce_pg_pipeline_depth 8;
+commerce_pg_statement_timeout 10s;
+commerce_order_expiry_interval 1h;
+EOF
+    name => 'pipe');
+$t->start_nginx(name => 'pipe');
+ok(wait_until(sub { $t->get('/api/v1/products/1', user => 1, name => 'pipe')
+    ->{status} == 200 }), 'pipelining instance warm');
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce' AND state = 'idle'}) == 2 }),
+    'both connections up and idle');
+
+my $bal90 = balance(90);
+my $lock = $t->psql_bg(q{BEGIN;
+    SELECT id FROM users WHERE id = 90 FOR UPDATE;
+    SELECT pg_sleep(3) AS pipe_lock_90;
+    COMMIT;});
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE query LIKE '%pipe_lock_90%' AND state = 'active'
+      AND pid <> pg_backend_pid()}) == 1 }), 'user 90 locked');
+# a write that waits for the lock, on one of the two connections
+my $slow = $t->background(sub {
+    my $r = $t->post('/api/v1/balance/charge', { amount => 90 }, user => 90,
+        name => 'pipe', timeout => 20);
+    return { status => $r->{status} };
+});
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce' AND wait_event_type = 'Lock'})
+    == 1 }), 'the charge waits for the lock');
+
+my @reads = $t->concurrent([ map { [ 'GET', '/api/v1/products/' . (1 + $_ % 50),
+    undef, { user => 1 + $_ } ] } 1 .. 40 ], name => 'pipe', timeout => 20);
+is(scalar(grep { $_->{status} == 200 } @reads), 40,
+    '40 concurrent reads while the write waits: all 200');
+my ($slowest) = sort { $b <=> $a } map { $_->{elapsed} } @reads;
+cmp_ok($slowest, '<', 1.5, sprintf('... none behind the waiting write '
+    . '(slowest %.2f s, the lock holds 3 s)', $slowest));
+is($t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce' AND wait_event_type = 'Lock'}),
+    1, '... which still waits');
+is($t->collect($slow)->{status}, 200, 'the charge completes after the lock');
+$t->psql_wait($lock);
+is(balance(90), $bal90 + 90, 'charged once');
 
 $t->allow_log(qr/terminating connection due to administrator command|server closed the connection|canceling statement due to statement timeout/);
 $t->done;
