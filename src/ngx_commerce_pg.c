@@ -414,10 +414,14 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
      * has room, rather than waking another backend: reads are short and
      * take no locks, and on a few cores fewer busy backends, and one socket
      * read for several results, serve more of them.  Writes take an idle
-     * connection first.
+     * connection first.  Nothing goes behind a busy connection while others
+     * wait in the queue: it would pass them (a read that waits for a
+     * connection without a write could wait for ever behind new writes).
      */
 
-    if (pool->mcf->pipeline_depth > 1 && ngx_commerce_pg_read_only(q->stmt)) {
+    if (pool->mcf->pipeline_depth > 1 && pool->nwaiting == 0
+        && ngx_commerce_pg_read_only(q->stmt))
+    {
         conn = ngx_commerce_pg_reads_behind(pool);
 
         if (conn != NULL) {
@@ -443,7 +447,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
      * wait for a row lock, and the read with it): it waits in the queue.
      */
 
-    if (!ngx_commerce_pg_read_only(q->stmt)) {
+    if (pool->nwaiting == 0 && !ngx_commerce_pg_read_only(q->stmt)) {
         conn = NULL;
 
         for (i = 0; i < pool->nconns; i++) {

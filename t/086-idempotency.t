@@ -378,8 +378,15 @@ $t->psql_wait($lock);
 my @done = grep { $_->{status} == 200 && !defined replayed($_) } @res;
 my @busy = grep { $_->{status} == 409
     && ($_->{json}{code} // '') eq 'IDEMPOTENCY_IN_FLIGHT' } @res;
+# a claim that reached the database after the first finished (a slow build,
+# or pipelined behind the first on its connection) replays its answer
+my @late = grep { $_->{status} == 200 && (replayed($_) // '') eq 'true'
+    && @done && $_->{body} eq $done[0]{body} } @res;
 is(scalar @done, 1, '50 at once on a held row: exactly one did the work');
-is(scalar @busy, 49, '... the 49 others: 409 IDEMPOTENCY_IN_FLIGHT')
+is(scalar @busy + scalar @late, 49,
+    '... the 49 others: 409 IDEMPOTENCY_IN_FLIGHT, or the replay once done')
+    or diag(join ' ', map { $_->{status} } @res);
+cmp_ok(scalar @busy, '>=', 25, '... most of them while it ran: 409')
     or diag(join ' ', map { $_->{status} } @res);
 is(balance(52), 100040, '... charged once');
 is(ledger_rows(52), 1, '... one ledger row');
