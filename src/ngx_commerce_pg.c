@@ -57,6 +57,7 @@ struct ngx_commerce_pg_conn_s {
     ngx_msec_t                   backoff;
     ngx_uint_t                   index;
     unsigned                     in_idle:1;
+    unsigned                     gave_up:1;
 };
 
 
@@ -87,6 +88,8 @@ static void ngx_commerce_pg_read_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_write_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_timer_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_commerce_pg_read_only(ngx_uint_t stmt);
+static ngx_uint_t ngx_commerce_pg_resendable(ngx_uint_t stmt,
+    ngx_uint_t gave_up);
 static ngx_commerce_pg_conn_t *ngx_commerce_pg_reads_behind(
     ngx_commerce_pg_pool_t *pool);
 static ngx_uint_t ngx_commerce_pg_only_reads(ngx_commerce_pg_conn_t *conn);
@@ -993,6 +996,8 @@ ngx_commerce_pg_timer_handler(ngx_event_t *ev)
         return;
 
     case NGX_COMMERCE_PG_BUSY:
+        /* we give up on it: its backend may still run what it has */
+        conn->gave_up = 1;
         ngx_commerce_pg_broken(conn, "query timed out");
         return;
 
@@ -1232,11 +1237,14 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
 static void
 ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
 {
-    ngx_uint_t                i, n, level, was_up;
+    ngx_uint_t                i, n, level, was_up, gave_up;
     ngx_commerce_pg_pool_t   *pool;
     ngx_commerce_pg_query_t  *q, *failed[NGX_COMMERCE_PG_DEPTH_MAX];
 
     pool = conn->pool;
+
+    gave_up = conn->gave_up;
+    conn->gave_up = 0;
 
     /*
      * A connection that worked until now (the server closed it: a restart,
@@ -1299,9 +1307,11 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
         /*
          * A read that met a connection the server had closed (it had not
          * noticed yet) is sent again elsewhere: reading twice is harmless.
-         * Writes are never re-sent: whether they ran is unknown.
+         * So is storing or settling an Idempotency-Key answer (it changes
+         * only a key still IN_FLIGHT).  Other writes are never re-sent:
+         * whether they ran is unknown.
          */
-        if (was_up && ngx_commerce_pg_read_only(q->stmt)
+        if (was_up && ngx_commerce_pg_resendable(q->stmt, gave_up)
             && q->retries < NGX_COMMERCE_PG_RETRIES_MAX
             && !(ngx_exiting || ngx_terminate || ngx_quit))
         {
@@ -1475,7 +1485,27 @@ ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn)
 }
 
 
-/* statements that change nothing: safe to send again after a lost connection */
+/* safe to send again after a lost connection: reads, and the idempotent */
+
+static ngx_uint_t
+ngx_commerce_pg_resendable(ngx_uint_t stmt, ngx_uint_t gave_up)
+{
+    if (ngx_commerce_pg_read_only(stmt)) {
+        return 1;
+    }
+
+    /*
+     * The key statements only when the server closed the connection: when
+     * we gave up on it, the old backend may still run the statement later,
+     * after a retry has claimed the key again.
+     */
+    return !gave_up
+           && (stmt == NGX_COMMERCE_STMT_IDEM_FINISH
+               || stmt == NGX_COMMERCE_STMT_IDEM_ABANDON);
+}
+
+
+/* statements that change nothing (reads): pipelined behind reads, re-sent */
 
 static ngx_uint_t
 ngx_commerce_pg_read_only(ngx_uint_t stmt)

@@ -12,7 +12,10 @@
 #   - 4xx answers (business errors, bad bodies) are stored and replayed;
 #     a 5xx answer frees the key (card payment: PG_UNAVAILABLE, retry runs);
 #   - a client retry never charges twice: 50 concurrent charges, orders and
-#     card payments with one key do the work once.
+#     card payments with one key do the work once;
+#   - a client that leaves before the answer: the request still stores it,
+#     the retry replays it; a connection that breaks while the answer is
+#     stored: it is stored on another one.
 
 use strict;
 use warnings;
@@ -586,6 +589,53 @@ $o = $t->wait_order($oid83, user => 83,
     until => sub { $_[0]{status} ne 'PAYMENT_IN_PROGRESS' });
 is($o->{status}, 'PAID', 'PAID');
 is(scalar @{ pg_txns($oid83) }, 1, 'one transaction at the PG');
+
+# ---------------------------------------------------------------------------
+# 10. the connection breaks while the answer is being stored: storing is
+# idempotent (it changes only a key still IN_FLIGHT), so it is sent again on
+# another connection, and the retry gets the replay instead of 409 for 24 h
+
+my $o84 = order(84, { items => [ { productId => 19, quantity => 1 } ] });
+my $oid84 = $o84->{json}{id};
+$sim->control(latencyMs => [1200, 1200]);
+my $storing = $t->background(sub {
+    my $r = pay(84, $oid84, card(), 'finish-84', timeout => 20);
+    return { status => $r->{status}, body => $r->{body} };
+});
+ok(wait_until(sub { (key_row(84, 'finish-84') // '') eq 'IN_FLIGHT|-' }),
+    'card payment with a key: claimed, the PG is slow to answer');
+# hold the key's row: the answer, once the PG has answered, waits to be stored
+$lock = $t->psql_bg(q{BEGIN;
+    SELECT 1 FROM idempotency_keys WHERE user_id = 84 AND idem_key = 'finish-84'
+       FOR UPDATE;
+    SELECT pg_sleep(3) AS finish_lock_84;
+    COMMIT;});
+ok(wait_active('%finish_lock_84%'), "the key's row is held");
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce' AND wait_event_type = 'Lock'
+      AND query LIKE '%cm_idem_finish%'}) == 1 }, timeout => 10),
+    'storing the answer waits for the row');
+is($t->psql(q{SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce' AND wait_event_type = 'Lock'
+      AND query LIKE '%cm_idem_finish%'}), 1,
+    'the server ends that connection');
+my $stored = $t->collect($storing);
+is($stored->{status}, 202, 'the client gets its 202');
+$t->psql_wait($lock);
+is(key_row(84, 'finish-84'), 'DONE|202',
+    'the answer was stored on another connection');
+$sim->control(latencyMs => [0, 5]);
+my $replay84 = pay(84, $oid84, card(), 'finish-84');
+is($replay84->{status}, 202, 'the retry: 202');
+is(replayed($replay84), 'true', '... replayed');
+is($replay84->{body}, $stored->{body}, '... the same answer');
+ok(scalar $t->grep_log(qr/retrying "cm_idem_finish" on another connection/),
+    '... the log says it was sent again');
+$o = $t->wait_order($oid84, user => 84,
+    until => sub { $_[0]{status} ne 'PAYMENT_IN_PROGRESS' });
+is($o->{status}, 'PAID', 'PAID');
+is(scalar @{ pg_txns($oid84) }, 1, 'one transaction at the PG');
+$t->allow_log(qr/terminating connection due to administrator command|server closed the connection/);
 
 $t->check_consistency;
 
