@@ -14,7 +14,9 @@ use CommerceTest;
 my $t = CommerceTest->new;
 $t->start_pg;
 $t->load_demo;
-my $conf = $t->default_config(http_extra => 'commerce_pg_queue_length 2048;');
+use constant POOL => 8;     # commerce_pg_pool_size, per worker (2 workers)
+my $conf = $t->default_config(http_extra => 'commerce_pg_queue_length 2048;'
+    . "\ncommerce_pg_pool_size @{[ POOL ]};");
 $t->write_config($conf);
 $t->start_nginx;
 
@@ -163,6 +165,13 @@ $t->check_consistency;
 
 $t->write_config($conf, name => 'b');
 $t->start_nginx(name => 'b');
+# both instances ready before the buyers come (a slow ASan build connects
+# its pool later than the first buyers arrive): every worker's connections
+ok(wait_until(sub { $t->get('/api/v1/products/9', user => 1, name => 'b')
+    ->{status} == 200 }, timeout => 30), 'instance b serves');
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'ngx_commerce'}) >= 4 * POOL }, timeout => 30),
+    'both instances have their pools connected');
 $t->psql('UPDATE products SET stock = 100, price = 1000 WHERE id = 9');
 @res = $t->concurrent([ map { buy($_, [9], name => $_ % 2 ? 'main' : 'b') }
     501 .. 1000 ], timeout => 120);
