@@ -24,6 +24,14 @@
 #define NGX_COMMERCE_IDEM_SETTLES  4    /* cm_idem_abandon calls at most */
 
 
+typedef struct {
+    const char                *state;   /* "" when there is none */
+    ngx_uint_t                 status;  /* 0: no stored answer */
+    u_char                    *body;
+    size_t                     len;
+} ngx_commerce_idem_result_t;
+
+
 /*
  * What a request does about a client that leaves while it waits (for the
  * database, a gateway or a hashing thread).  Usually it ends at once
@@ -195,17 +203,84 @@ invalid:
 }
 
 
+/*
+ * The {"state","status","body"} document cm_idem_begin and cm_idem_abandon
+ * answer, with the state and the stored answer copied into r->pool.
+ * NGX_DECLINED: the result is not such a document; NGX_ERROR: no memory.
+ */
+
+static ngx_int_t
+ngx_commerce_idem_result(ngx_http_request_t *r, PGresult *res,
+    ngx_commerce_idem_result_t *ir)
+{
+    char        *body;
+    size_t       n;
+    yajl_val     v, s, st, b;
+    ngx_int_t    rc;
+    const char  *path[2];
+
+    ngx_memzero(ir, sizeof(ngx_commerce_idem_result_t));
+    ir->state = "";
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1
+        || (v = yajl_tree_parse(PQgetvalue(res, 0, 0), NULL, 0)) == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_ERROR;
+    path[1] = NULL;
+
+    path[0] = "state";
+    s = yajl_tree_get(v, path, yajl_t_string);
+    path[0] = "status";
+    st = yajl_tree_get(v, path, yajl_t_number);
+    path[0] = "body";
+    b = yajl_tree_get(v, path, yajl_t_string);
+
+    /* yajl_tree_get() returned only values of the asked-for type */
+
+    if (s != NULL) {
+        n = ngx_strlen(s->u.string);
+        ir->state = ngx_pnalloc(r->pool, n + 1);
+        if (ir->state == NULL) {
+            goto done;
+        }
+        ngx_memcpy((char *) ir->state, s->u.string, n + 1);
+    }
+
+    if (st != NULL && YAJL_IS_INTEGER(st) && YAJL_GET_INTEGER(st) >= 100
+        && YAJL_GET_INTEGER(st) <= 599 && b != NULL)
+    {
+        body = b->u.string;
+        ir->len = ngx_strlen(body);
+        ir->body = ngx_pnalloc(r->pool, ir->len);
+        if (ir->body == NULL) {
+            goto done;
+        }
+        ngx_memcpy(ir->body, body, ir->len);
+        ir->status = YAJL_GET_INTEGER(st);
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    yajl_tree_free(v);
+
+    return rc;
+}
+
+
 static void
 ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res)
 {
-    char                *state, *body;
-    yajl_val             v, s, st, b;
-    ngx_int_t            status;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-    ngx_commerce_ctx_t  *ctx;
-    const char          *path[2];
+    const char                  *state;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_commerce_ctx_t          *ctx;
+    ngx_commerce_idem_result_t   ir;
 
     ctx = q->data;
     r = ctx->request;
@@ -214,11 +289,8 @@ ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     ctx->waiting = 0;
     ngx_http_set_log_request(c->log, r);
 
-    v = NULL;
-
-    if (rc != NGX_OK || res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK
-        || PQntuples(res) != 1
-        || (v = yajl_tree_parse(PQgetvalue(res, 0, 0), NULL, 0)) == NULL)
+    if (rc != NGX_OK || res == NULL
+        || ngx_commerce_idem_result(r, res, &ir) != NGX_OK)
     {
         ctx->idem = NGX_COMMERCE_IDEM_NONE;
 
@@ -235,15 +307,10 @@ ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         goto done;
     }
 
-    path[1] = NULL;
-
-    path[0] = "state";
-    s = yajl_tree_get(v, path, yajl_t_string);
-    state = s ? YAJL_GET_STRING(s) : "";
+    state = ir.state;
 
     if (ngx_strcmp(state, "new") == 0) {
         ctx->idem = NGX_COMMERCE_IDEM_ACTIVE;
-        yajl_tree_free(v);
 
         rc = ngx_commerce_api_dispatch(r, ctx, ctx->idem_body, ctx->idem_len);
 
@@ -260,30 +327,13 @@ ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     ctx->idem = NGX_COMMERCE_IDEM_NONE;
 
     if (ngx_strcmp(state, "replay") == 0) {
-        path[0] = "status";
-        st = yajl_tree_get(v, path, yajl_t_number);
-        path[0] = "body";
-        b = yajl_tree_get(v, path, yajl_t_string);
-
-        status = (st && YAJL_IS_INTEGER(st)) ? YAJL_GET_INTEGER(st) : 0;
-        body = b ? YAJL_GET_STRING(b) : NULL;
-
-        if (status < 200 || status > 599 || body == NULL) {
+        if (ir.status < 200 || ir.body == NULL) {
             rc = ngx_commerce_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                          "INTERNAL_ERROR", "internal error");
 
         } else {
-            size_t   len = ngx_strlen(body);
-            u_char  *copy = ngx_pnalloc(r->pool, len);
-
-            if (copy == NULL) {
-                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-            } else {
-                ngx_memcpy(copy, body, len);
-                ctx->idem_replayed = 1;
-                rc = ngx_commerce_send_json(r, status, copy, len, 0);
-            }
+            ctx->idem_replayed = 1;
+            rc = ngx_commerce_send_json(r, ir.status, ir.body, ir.len, 0);
         }
 
     } else if (ngx_strcmp(state, "mismatch") == 0) {
@@ -297,8 +347,6 @@ ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                                      "a request with this Idempotency-Key "
                                      "is still in progress");
     }
-
-    yajl_tree_free(v);
 
 done:
 
@@ -520,16 +568,12 @@ static void
 ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res)
 {
-    char                      *state, *body;
-    size_t                     len;
-    u_char                    *copy;
-    yajl_val                   v, s, st, b;
-    ngx_int_t                  status;
-    ngx_connection_t          *c;
-    ngx_http_request_t        *r;
-    ngx_commerce_ctx_t        *ctx;
-    const char                *path[2];
-    ngx_commerce_main_conf_t  *mcf;
+    const char                  *state;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_commerce_ctx_t          *ctx;
+    ngx_commerce_main_conf_t    *mcf;
+    ngx_commerce_idem_result_t   ir;
 
     ctx = q->data;
     r = ctx->request;
@@ -539,21 +583,17 @@ ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     ngx_http_set_log_request(c->log, r);
 
-    v = NULL;
     state = "";
 
-    if (rc == NGX_OK && res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK
-        && PQntuples(res) == 1
-        && (v = yajl_tree_parse(PQgetvalue(res, 0, 0), NULL, 0)) != NULL)
-    {
-        path[0] = "state";
-        path[1] = NULL;
-        s = yajl_tree_get(v, path, yajl_t_string);
-        state = s ? YAJL_GET_STRING(s) : "";
+    if (rc == NGX_OK && res != NULL) {
+        if (ngx_commerce_idem_result(r, res, &ir) == NGX_OK) {
+            state = ir.state;
 
-    } else if (rc == NGX_OK && res != NULL) {
-        ngx_commerce_log(NGX_LOG_WARN, r, ctx, "idempotency: settling: %s",
-                         PQresultErrorMessage(res));
+        } else {
+            ngx_commerce_log(NGX_LOG_WARN, r, ctx,
+                             "idempotency: settling: %s",
+                             PQresultErrorMessage(res));
+        }
     }
 
     if (ngx_strcmp(state, "done") != 0 && ngx_strcmp(state, "freed") != 0
@@ -561,10 +601,6 @@ ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         && ++ctx->idem_settles < NGX_COMMERCE_IDEM_SETTLES)
     {
         /* the statement still runs (or the call failed): wait again */
-        if (v != NULL) {
-            yajl_tree_free(v);
-        }
-
         mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
         if (ngx_commerce_pg_submit(mcf->pool, q) == NGX_OK) {
@@ -572,36 +608,21 @@ ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q, ngx_int_t rc,
             return;
         }
 
-        v = NULL;
         state = "";
     }
 
     ctx->idem = NGX_COMMERCE_IDEM_NONE;
 
     if (ngx_strcmp(state, "done") == 0) {
-        path[0] = "status";
-        st = yajl_tree_get(v, path, yajl_t_number);
-        path[0] = "body";
-        b = yajl_tree_get(v, path, yajl_t_string);
-
-        status = (st && YAJL_IS_INTEGER(st)) ? YAJL_GET_INTEGER(st) : 0;
-        body = b ? YAJL_GET_STRING(b) : NULL;
-
-        if (status >= 200 && status <= 299 && body != NULL) {
+        if (ir.status >= 200 && ir.status <= 299 && ir.body != NULL) {
             ngx_commerce_log(NGX_LOG_WARN, r, ctx,
                              "idempotency: the connection was lost, but the "
                              "work for key \"%V\" was committed: sending "
                              "its answer", &ctx->idem_key);
 
-            len = ngx_strlen(body);
-            copy = ngx_pnalloc(r->pool, len);
-
-            if (copy != NULL) {
-                ngx_memcpy(copy, body, len);
-                ctx->reply_status = status;
-                ctx->reply_body = copy;
-                ctx->reply_len = len;
-            }
+            ctx->reply_status = ir.status;
+            ctx->reply_body = ir.body;
+            ctx->reply_len = ir.len;
         }
 
     } else if (ngx_strcmp(state, "freed") == 0
@@ -617,10 +638,6 @@ ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                          "idempotency: the outcome for key \"%V\" could "
                          "not be settled; the key stays claimed",
                          &ctx->idem_key);
-    }
-
-    if (v != NULL) {
-        yajl_tree_free(v);
     }
 
     rc = ngx_commerce_send_json(r, ctx->reply_status, ctx->reply_body,
