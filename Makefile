@@ -6,7 +6,7 @@ BUILD     ?= build
 CFLAGS_EXTRA ?=
 WARN      := -Wall -Wextra -Werror
 MODULE    := $(BUILD)/objs/ngx_http_commerce_module.so
-SOURCES   := config ngx_commerce_module.c $(wildcard src/*.c src/*.h)
+SOURCES   := config ngx_commerce_module.c $(shell find src -name '*.[ch]')
 
 .PHONY: all build deps asan-build
 

@@ -1,14 +1,22 @@
 
 /*
- * ngx_commerce: a commerce API (balance, products, orders, payments) served
- * from inside the nginx worker over non-blocking Postgres.
+ * ngx_commerce: a commerce API (balance, products, orders, payments,
+ * accounts) served from inside the nginx worker over non-blocking Postgres.
  *
- * This file holds the module definition: directives, configuration,
- * phase registration and per-worker start/stop.  See README.md.
+ * This file is the top of the layers (src/README.md): the module
+ * definition, its directives and configuration, and the composition of
+ * the domains: their route tables, statement tables and jobs.
  */
 
 
-#include "ngx_commerce_gw.h"
+#include "ngx_commerce_http.h"
+#include "ngx_commerce_client.h"
+#include "ngx_commerce_catalog.h"
+#include "ngx_commerce_balance.h"
+#include "ngx_commerce_order.h"
+#include "ngx_commerce_payment.h"
+#include "ngx_commerce_account.h"
+#include "ngx_commerce_api.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -20,66 +28,79 @@ static char *ngx_commerce_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_commerce_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_commerce_check_bounds(ngx_conf_t *cf, void *post,
-    void *data);
-static ngx_int_t ngx_commerce_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_commerce_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_commerce_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_commerce_init_process(ngx_cycle_t *cycle);
 static void ngx_commerce_exit_process(ngx_cycle_t *cycle);
 
 
-typedef struct {
-    ngx_conf_post_handler_pt  post_handler;
-    ngx_int_t                 low;
-    ngx_int_t                 high;
-} ngx_commerce_bounds_t;
+/* the domains: their rows of the route table and their statements */
+
+static ngx_commerce_route_t  *ngx_commerce_routes[] = {
+    ngx_commerce_catalog_routes,
+    ngx_commerce_balance_routes,
+    ngx_commerce_order_routes,
+    ngx_commerce_payment_routes,
+    ngx_commerce_account_routes,
+    ngx_commerce_api_routes,
+    NULL
+};
+
+static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
+    ngx_commerce_catalog_statements,
+    ngx_commerce_balance_statements,
+    ngx_commerce_order_statements,
+    ngx_commerce_payment_statements,
+    ngx_commerce_account_statements,
+    NULL
+};
 
 
 static ngx_commerce_bounds_t  ngx_commerce_pool_size_bounds = {
-    ngx_commerce_check_bounds, 1, 1024
+    ngx_commerce_conf_bounds, 1, 1024
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_depth_bounds = {
-    ngx_commerce_check_bounds, 1, NGX_COMMERCE_PG_DEPTH_MAX
+    ngx_commerce_conf_bounds, 1, NGX_COMMERCE_PG_DEPTH_MAX
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_queue_length_bounds = {
-    ngx_commerce_check_bounds, 0, 1048576
+    ngx_commerce_conf_bounds, 0, 1048576
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_timeout_bounds = {
-    ngx_commerce_check_bounds, 1, 86400000
+    ngx_commerce_conf_bounds, 1, 86400000
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_body_max_bounds = {
-    ngx_commerce_check_bounds, 64, 16777216
+    ngx_commerce_conf_bounds, 64, 16777216
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_money_bounds = {
-    ngx_commerce_check_bounds, 1, 1000000000000LL
+    ngx_commerce_conf_bounds, 1, 1000000000000LL
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_ttl_bounds = {
-    ngx_commerce_check_bounds, 1, 31536000
+    ngx_commerce_conf_bounds, 1, 31536000
 };
 
 /* seed 003: a payment is tried at most 3 times */
 static ngx_commerce_bounds_t  ngx_commerce_retries_bounds = {
-    ngx_commerce_check_bounds, 1, 3
+    ngx_commerce_conf_bounds, 1, 3
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_percent_bounds = {
-    ngx_commerce_check_bounds, 0, 100
+    ngx_commerce_conf_bounds, 0, 100
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_rate_bounds = {
-    ngx_commerce_check_bounds, 0, 100000
+    ngx_commerce_conf_bounds, 0, 100000
 };
 
 
 /* PBKDF2-HMAC-SHA256: OWASP's 600,000 by default; cm_pwhash's bounds */
 static ngx_commerce_bounds_t  ngx_commerce_kdf_bounds = {
-    ngx_commerce_check_bounds, 100000, 5000000
+    ngx_commerce_conf_bounds, 100000, 5000000
 };
 
 
@@ -358,6 +379,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       0,
       NULL },
 
+    { ngx_string("commerce_openapi"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, openapi_file),
+      NULL },
+
     { ngx_string("commerce_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_commerce_api,
@@ -370,7 +398,7 @@ static ngx_command_t  ngx_commerce_commands[] = {
 
 
 static ngx_http_module_t  ngx_commerce_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_commerce_preconfiguration,         /* preconfiguration */
     ngx_commerce_postconfiguration,        /* postconfiguration */
 
     ngx_commerce_create_main_conf,         /* create main configuration */
@@ -519,6 +547,10 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_commerce_api_conf(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     mcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (mcf->request_id_index == NGX_ERROR) {
         return NGX_CONF_ERROR;
@@ -588,36 +620,12 @@ ngx_commerce_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lcf->api = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_commerce_api_handler;
+    clcf->handler = ngx_commerce_handler;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
     mcf->used = 1;
 
     return NGX_CONF_OK;
-}
-
-
-/* like ngx_conf_check_num_bounds(), but the message names the directive */
-
-static char *
-ngx_commerce_check_bounds(ngx_conf_t *cf, void *post, void *data)
-{
-    ngx_commerce_bounds_t  *b = post;
-    ngx_int_t              *np = data;
-
-    ngx_str_t  *value;
-
-    value = cf->args->elts;
-
-    if (*np >= b->low && *np <= b->high) {
-        return NGX_CONF_OK;
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"%V\" must be between %i and %i, not \"%V\"",
-                       &value[0], b->low, b->high, &value[1]);
-
-    return NGX_CONF_ERROR;
 }
 
 
@@ -633,16 +641,49 @@ ngx_commerce_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* the route table exists before directives (commerce_limit) name routes */
+
+static ngx_int_t
+ngx_commerce_preconfiguration(ngx_conf_t *cf)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_commerce_routes[i] != NULL; i++) {
+        if (ngx_commerce_router_add(cf, ngx_commerce_routes[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_commerce_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_uint_t                  i;
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
     ngx_commerce_main_conf_t   *mcf;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
 
-    if (ngx_commerce_gateways_check(cf, mcf) != NGX_OK) {
+    if (ngx_commerce_gateway_check(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; ngx_commerce_statements[i] != NULL; i++) {
+        if (ngx_commerce_pg_register(cf, ngx_commerce_statements[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_commerce_idem_init(cf) != NGX_OK
+        || ngx_commerce_order_init(cf, mcf) != NGX_OK
+        || ngx_commerce_payment_init(cf, mcf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -661,44 +702,14 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_commerce_access_handler;
+    *h = ngx_commerce_auth_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_commerce_log_handler;
-
-    return NGX_OK;
-}
-
-
-/* request metrics: route, status and latency of every API request */
-
-static ngx_int_t
-ngx_commerce_log_handler(ngx_http_request_t *r)
-{
-    ngx_time_t               *tp;
-    ngx_msec_int_t            ms;
-    ngx_commerce_ctx_t       *ctx;
-    ngx_commerce_loc_conf_t  *lcf;
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_module);
-    if (!lcf->api || r != r->main) {
-        return NGX_OK;
-    }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
-
-    tp = ngx_timeofday();
-    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                           + (tp->msec - r->start_msec));
-    ms = ngx_max(ms, 0);
-
-    ngx_commerce_metrics_request(r, ctx ? ctx->route : 0,
-                                 r->headers_out.status,
-                                 (ngx_msec_t) ms * 1000);
+    *h = ngx_commerce_handler_log;
 
     return NGX_OK;
 }
@@ -728,11 +739,7 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_commerce_gateways_init_worker(cycle, mcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_commerce_reconciler_init_worker(cycle, mcf) != NGX_OK) {
+    if (ngx_commerce_gateway_init_worker(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -16,10 +16,10 @@ FUZZ_BIN     := t/fuzz/bin
 FUZZ_FLAGS   := -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all \
-                -std=c99 -Wall -Wextra -Werror -Isrc -It/fuzz
-FUZZ_SRCS    := src/cm_json.c src/cm_jwt.c src/cm_account.c src/cm_chunked.c
-FUZZ_DEPS    := $(FUZZ_SRCS) src/cm_json.h src/cm_jwt.h src/cm_account.h \
-                src/cm_chunked.h t/fuzz/fuzz_key.h \
+                -std=c99 -Wall -Wextra -Werror -Isrc/lib -It/fuzz
+# the whole of src/lib/, the list the module and the unit tests use too
+FUZZ_SRCS    := $(sort $(wildcard src/lib/*.c))
+FUZZ_DEPS    := $(FUZZ_SRCS) $(wildcard src/lib/*.h) t/fuzz/fuzz_key.h \
                 t/fuzz/fuzz.mk
 
 .PHONY: fuzz fuzz-build fuzz-seeds fuzz-clean
@@ -44,7 +44,7 @@ fuzz: fuzz-build
 # A plain program (no sanitizers) that signs the seed tokens.
 $(FUZZ_BIN)/mkseeds: t/fuzz/mkseeds.c $(FUZZ_DEPS)
 	@mkdir -p $(FUZZ_BIN)
-	$(CC) -std=c99 -Wall -Wextra -Werror -Isrc -It/fuzz -o $@ $< \
+	$(CC) -std=c99 -Wall -Wextra -Werror -Isrc/lib -It/fuzz -o $@ $< \
 	    $(FUZZ_SRCS) -lyajl -lcrypto
 
 fuzz-seeds: $(FUZZ_BIN)/mkseeds

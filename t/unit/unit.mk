@@ -1,4 +1,4 @@
-# Unit tests of the pure C parts (src/cm_*.c), included by the top Makefile
+# Unit tests of the pure C parts (src/lib/), included by the top Makefile
 # and run from the repository root.  Each test is a plain C program that
 # prints TAP; `make unit` builds and runs them all, t/005-unit.t does the
 # same under prove.
@@ -14,16 +14,11 @@ UNIT_WARN    := -std=c99 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
                 -Wstrict-prototypes -Wmissing-prototypes
 # -pthread: test_cm_pwhash hashes from several threads at once
 UNIT_LIBS    := -lyajl -lcrypto -pthread
-UNIT_TESTS   := test_cm_json test_cm_jwt test_cm_breaker test_cm_backoff \
-                test_cm_sig test_cm_pwhash test_cm_pii test_cm_ratelimit \
-                test_cm_token test_cm_account test_cm_chunked
-UNIT_SRCS    := src/cm_json.c src/cm_jwt.c src/cm_breaker.c src/cm_backoff.c \
-                src/cm_sig.c src/cm_pwhash.c src/cm_pii.c src/cm_ratelimit.c \
-                src/cm_token.c src/cm_account.c src/cm_chunked.c t/unit/tap.c
-UNIT_DEPS    := $(UNIT_SRCS) src/cm_json.h src/cm_jwt.h src/cm_breaker.h \
-                src/cm_backoff.h src/cm_sig.h src/cm_pwhash.h src/cm_pii.h \
-                src/cm_ratelimit.h src/cm_token.h src/cm_account.h \
-                src/cm_chunked.h t/unit/tap.h t/unit/unit.mk
+# every src/lib/cm_X.c has its t/unit/test_cm_X.c (t/008-layers.t checks)
+UNIT_LIB     := $(sort $(wildcard src/lib/*.c))
+UNIT_TESTS   := $(patsubst src/lib/%.c,test_%,$(UNIT_LIB))
+UNIT_SRCS    := $(UNIT_LIB) t/unit/tap.c
+UNIT_DEPS    := $(UNIT_SRCS) $(wildcard src/lib/*.h) t/unit/tap.h t/unit/unit.mk
 
 UNIT_ASAN    := -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -34,7 +29,7 @@ unit-build: $(UNIT_TESTS:%=$(UNIT_BIN)/%)
 
 $(UNIT_BIN)/%: t/unit/%.c $(UNIT_DEPS)
 	@mkdir -p $(UNIT_BIN)
-	$(UNIT_CC) $(UNIT_WARN) $(UNIT_OPT) -Isrc -It/unit \
+	$(UNIT_CC) $(UNIT_WARN) $(UNIT_OPT) -Isrc/lib -It/unit \
 	    -o $@ $< $(UNIT_SRCS) $(UNIT_LIBS)
 
 # A test fails on a nonzero exit status or on any "not ok" line.

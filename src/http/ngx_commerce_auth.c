@@ -7,7 +7,7 @@
  */
 
 
-#include "ngx_commerce.h"
+#include "ngx_commerce_http.h"
 
 #include <openssl/crypto.h>
 
@@ -34,28 +34,28 @@ typedef struct {
 } ngx_commerce_token_t;
 
 
-static ngx_int_t ngx_commerce_read_secret_file(ngx_conf_t *cf,
+static ngx_int_t ngx_commerce_auth_secret_file(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
-static ngx_int_t ngx_commerce_verify(ngx_commerce_main_conf_t *mcf,
+static ngx_int_t ngx_commerce_auth_verify(ngx_commerce_main_conf_t *mcf,
     ngx_str_t *token, cm_jwt_claims_t *claims, const char **reason);
 
 
-static ngx_commerce_token_t  *ngx_commerce_tokens;
+static ngx_commerce_token_t  *ngx_commerce_auth_tokens;
 
 
 ngx_int_t
 ngx_commerce_auth_init_worker(ngx_cycle_t *cycle)
 {
-    ngx_commerce_tokens = ngx_pcalloc(cycle->pool,
+    ngx_commerce_auth_tokens = ngx_pcalloc(cycle->pool,
                                       NGX_COMMERCE_TOKEN_CACHE
                                       * sizeof(ngx_commerce_token_t));
 
-    return ngx_commerce_tokens ? NGX_OK : NGX_ERROR;
+    return ngx_commerce_auth_tokens ? NGX_OK : NGX_ERROR;
 }
 
 
 static ngx_int_t
-ngx_commerce_verify(ngx_commerce_main_conf_t *mcf, ngx_str_t *token,
+ngx_commerce_auth_verify(ngx_commerce_main_conf_t *mcf, ngx_str_t *token,
     cm_jwt_claims_t *claims, const char **reason)
 {
     size_t                 keylen;
@@ -68,11 +68,11 @@ ngx_commerce_verify(ngx_commerce_main_conf_t *mcf, ngx_str_t *token,
     now = (int64_t) ngx_time();
     e = NULL;
 
-    if (ngx_commerce_tokens != NULL
+    if (ngx_commerce_auth_tokens != NULL
         && token->len <= NGX_COMMERCE_TOKEN_CACHE_LEN)
     {
         hash = ngx_murmur_hash2(token->data, token->len);
-        e = &ngx_commerce_tokens[hash % NGX_COMMERCE_TOKEN_CACHE];
+        e = &ngx_commerce_auth_tokens[hash % NGX_COMMERCE_TOKEN_CACHE];
 
         if (e->hash == hash && e->len == token->len
             && CRYPTO_memcmp(e->token, token->data, token->len) == 0
@@ -138,7 +138,7 @@ ngx_commerce_auth_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     }
 
     if (mcf->jwt_keys_file.len
-        && ngx_commerce_read_keyring(cf, "commerce_jwt_keys_file",
+        && ngx_commerce_conf_keyring(cf, "commerce_jwt_keys_file",
                                      &mcf->jwt_keys_file, &mcf->jwt_keys)
            != NGX_OK)
     {
@@ -146,7 +146,7 @@ ngx_commerce_auth_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     }
 
     if (mcf->jwt_secret_file.len) {
-        return ngx_commerce_read_secret_file(cf, mcf);
+        return ngx_commerce_auth_secret_file(cf, mcf);
     }
 
     if (mcf->jwt_secret.len == 0 && mcf->jwt_keys != NULL) {
@@ -174,65 +174,24 @@ ngx_commerce_auth_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 
 
 static ngx_int_t
-ngx_commerce_read_secret_file(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+ngx_commerce_auth_secret_file(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 {
-    ssize_t          n;
-    ngx_file_t       file;
-    ngx_file_info_t  fi;
-    u_char          *buf;
-    size_t           size;
+    size_t      size;
+    ngx_str_t   text;
 
-    if (ngx_conf_full_name(cf->cycle, &mcf->jwt_secret_file, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = mcf->jwt_secret_file;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"commerce_jwt_secret_file\": cannot open \"%V\"",
-                           &file.name);
-        return NGX_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
-        goto failed;
-    }
-
-    if (ngx_commerce_key_file_private(cf, "commerce_jwt_secret_file",
-                                      &file.name, &fi)
+    if (ngx_commerce_conf_read_file(cf, "commerce_jwt_secret_file",
+                                    &mcf->jwt_secret_file, 4096, 1, &text)
         != NGX_OK)
     {
-        (void) ngx_close_file(file.fd);
         return NGX_ERROR;
     }
 
-    size = (size_t) ngx_file_size(&fi);
-    if (size > 4096) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_jwt_secret_file\": \"%V\" is larger "
-                           "than 4096 bytes", &file.name);
-        goto failed;
-    }
-
-    buf = ngx_pnalloc(cf->pool, size + 1);
-    if (buf == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_file(&file, buf, size, 0);
-    if (n == NGX_ERROR || (size_t) n != size) {
-        goto failed;
-    }
-
-    (void) ngx_close_file(file.fd);
-
     /* a trailing newline from `echo secret > file` is not part of the key */
-    while (size && (buf[size - 1] == '\n' || buf[size - 1] == '\r'
-                    || buf[size - 1] == ' '))
+    size = text.len;
+
+    while (size && (text.data[size - 1] == '\n'
+                    || text.data[size - 1] == '\r'
+                    || text.data[size - 1] == ' '))
     {
         size--;
     }
@@ -241,28 +200,19 @@ ngx_commerce_read_secret_file(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"commerce_jwt_secret_file\": the secret in "
                            "\"%V\" must be at least 16 bytes long",
-                           &file.name);
+                           &mcf->jwt_secret_file);
         return NGX_ERROR;
     }
 
-    mcf->jwt_secret.data = buf;
+    mcf->jwt_secret.data = text.data;
     mcf->jwt_secret.len = size;
 
     return NGX_OK;
-
-failed:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                       "\"commerce_jwt_secret_file\": cannot read \"%V\"",
-                       &file.name);
-    (void) ngx_close_file(file.fd);
-
-    return NGX_ERROR;
 }
 
 
 ngx_int_t
-ngx_commerce_access_handler(ngx_http_request_t *r)
+ngx_commerce_auth_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
     ngx_str_t                  h;
@@ -276,7 +226,7 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_commerce_get_ctx(r);
+    ctx = ngx_commerce_reply_ctx(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -285,24 +235,19 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    /* gateways call back without a token: the callback proves itself */
-    if (r->uri.len == sizeof(NGX_COMMERCE_CALLBACK_URI) - 1
-        && ngx_strncmp(r->uri.data, NGX_COMMERCE_CALLBACK_URI,
-                       sizeof(NGX_COMMERCE_CALLBACK_URI) - 1) == 0)
-    {
-        return NGX_DECLINED;
-    }
-
     /* a CORS preflight never carries credentials */
     if (r->method == NGX_HTTP_OPTIONS) {
         return NGX_DECLINED;
     }
 
-    /* signup, login, refresh and logout are how a token is obtained */
-    if (r->uri.len > sizeof(NGX_COMMERCE_AUTH_URI) - 1
-        && ngx_strncmp(r->uri.data, NGX_COMMERCE_AUTH_URI,
-                       sizeof(NGX_COMMERCE_AUTH_URI) - 1) == 0)
-    {
+    /*
+     * Public paths take no token: signup, login, refresh and logout are
+     * how one is obtained, and a gateway's callback proves itself.  An
+     * unknown path asks for a token first, so that it tells nothing.
+     */
+    (void) ngx_commerce_router_match(r, ctx);
+
+    if (ctx->route_public) {
         return NGX_DECLINED;
     }
 
@@ -320,7 +265,7 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
             h.data += sizeof("Bearer ") - 1;
             h.len -= sizeof("Bearer ") - 1;
 
-            if (ngx_commerce_verify(mcf, &h, &ctx->claims, &reason)
+            if (ngx_commerce_auth_verify(mcf, &h, &ctx->claims, &reason)
                 == NGX_OK)
             {
                 ctx->authenticated = 1;
@@ -336,7 +281,7 @@ ngx_commerce_access_handler(ngx_http_request_t *r)
         r->keepalive = 0;
     }
 
-    rc = ngx_commerce_send_error(r, NGX_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
+    rc = ngx_commerce_reply_error(r, NGX_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
                                  "missing, invalid or expired bearer token");
 
     ngx_http_finalize_request(r, rc);

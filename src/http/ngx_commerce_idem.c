@@ -14,7 +14,7 @@
  */
 
 
-#include "ngx_commerce.h"
+#include "ngx_commerce_http.h"
 
 #include <openssl/evp.h>
 #include <yajl/yajl_tree.h>
@@ -22,6 +22,26 @@
 
 #define NGX_COMMERCE_IDEM_KEY_MAX  255
 #define NGX_COMMERCE_IDEM_SETTLES  4    /* cm_idem_abandon calls at most */
+
+
+enum {
+    NGX_COMMERCE_STMT_IDEM_BEGIN = 0,
+    NGX_COMMERCE_STMT_IDEM_PURGE,
+    NGX_COMMERCE_STMT_IDEM_FINISH,
+    NGX_COMMERCE_STMT_IDEM_ABANDON,
+    NGX_COMMERCE_IDEM_NSTMT
+};
+
+
+#define NGX_COMMERCE_PURGE_BATCH   10000
+#define NGX_COMMERCE_PURGE_EVERY   600000      /* ms */
+
+
+typedef struct {
+    ngx_commerce_job_t          job;
+    ngx_commerce_pg_query_t     query;
+    ngx_commerce_main_conf_t   *mcf;
+} ngx_commerce_idem_purge_t;
 
 
 typedef struct {
@@ -45,7 +65,7 @@ typedef struct {
  */
 
 void
-ngx_commerce_watch_client(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+ngx_commerce_idem_watch_client(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 {
     r->read_event_handler = (ctx != NULL
                              && ctx->idem != NGX_COMMERCE_IDEM_NONE)
@@ -61,6 +81,113 @@ static void ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 
 
+static ngx_int_t ngx_commerce_idem_purge(ngx_commerce_job_t *job);
+static void ngx_commerce_idem_purged(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+
+
+static ngx_commerce_stmt_t  ngx_commerce_idem_statements[] = {
+
+    [NGX_COMMERCE_STMT_IDEM_BEGIN] =
+    { "cm_idem_begin",
+      "SELECT cm_idem_begin($1::bigint, $2::text, $3::text, $4::text)", 4, 0,
+      NULL, 0 },
+
+    [NGX_COMMERCE_STMT_IDEM_PURGE] =
+    { "cm_idem_purge", "SELECT cm_idem_purge($1::int)", 1, 0, NULL, 0 },
+
+    /*
+     * Storing or settling an answer changes only a key still IN_FLIGHT:
+     * sent again when the server closed the connection it ran on.
+     */
+    [NGX_COMMERCE_STMT_IDEM_FINISH] =
+    { "cm_idem_finish",
+      "SELECT cm_idem_finish($1::bigint, $2::text, $3::int, $4::text)", 4,
+      NGX_COMMERCE_STMT_RESEND, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_IDEM_ABANDON] =
+    { "cm_idem_abandon",
+      "SELECT cm_idem_abandon($1::bigint, $2::text, $3::int, $4::int)", 4,
+      NGX_COMMERCE_STMT_RESEND, NULL, 0 },
+
+    [NGX_COMMERCE_IDEM_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
+};
+
+
+/* the key statements, and the purge of keys older than 24 h, a job */
+
+ngx_int_t
+ngx_commerce_idem_init(ngx_conf_t *cf)
+{
+    ngx_commerce_idem_purge_t  *pu;
+
+    if (ngx_commerce_pg_register(cf, ngx_commerce_idem_statements)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    pu = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_idem_purge_t));
+    if (pu == NULL) {
+        return NGX_ERROR;
+    }
+
+    pu->mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_commerce_module);
+    pu->job.name = "Idempotency-Key purge";
+    pu->job.first = 1000;
+    pu->job.interval = NGX_COMMERCE_PURGE_EVERY;
+    pu->job.run = ngx_commerce_idem_purge;
+    pu->job.data = pu;
+
+    return ngx_commerce_job_add(cf, &pu->job);
+}
+
+
+/* keys older than 24 h, FOR UPDATE SKIP LOCKED: instances share the work */
+
+static ngx_int_t
+ngx_commerce_idem_purge(ngx_commerce_job_t *job)
+{
+    ngx_commerce_idem_purge_t  *pu = job->data;
+
+    ngx_commerce_pg_reset(&pu->query);
+    pu->query.stmt = &ngx_commerce_idem_statements[NGX_COMMERCE_STMT_IDEM_PURGE];
+    pu->query.nparams = 1;
+    pu->query.params[0] = ngx_commerce_pg_int(&pu->query,
+                                              NGX_COMMERCE_PURGE_BATCH);
+    pu->query.log = job->log;
+    pu->query.data = pu;
+    pu->query.handler = ngx_commerce_idem_purged;
+
+    return ngx_commerce_pg_submit(pu->mcf->pool, &pu->query);
+}
+
+
+static void
+ngx_commerce_idem_purged(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    int64_t                     n;
+    ngx_commerce_idem_purge_t  *pu = q->data;
+
+    if (rc == NGX_OK && ngx_commerce_pg_int_result(res, &n) == NGX_OK) {
+        if (n > 0) {
+            ngx_log_error(NGX_LOG_NOTICE, q->log, 0,
+                          "commerce: purged %L Idempotency-Key(s) "
+                          "older than 24 h", n);
+        }
+
+    } else if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, q->log, 0,
+                      "commerce: Idempotency-Key purge failed: %s",
+                      PQresultErrorMessage(res));
+    }
+
+    ngx_commerce_job_done(&pu->job, 0);
+}
+
+
 /*
  * NGX_DECLINED: no Idempotency-Key, go on.  NGX_DONE: the key is being
  * claimed and the operation will run (or an answer will be sent) later;
@@ -73,11 +200,10 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
     u_char                    *p, *hex;
-    unsigned int               n;
+    unsigned int               dn;
     ngx_str_t                 *key, name;
-    ngx_uint_t                 i;
+    ngx_uint_t                 n;
     EVP_MD_CTX                *md;
-    ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
     unsigned char              digest[EVP_MAX_MD_SIZE];
     ngx_commerce_main_conf_t  *mcf;
@@ -86,33 +212,15 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    key = NULL;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    h = ngx_commerce_header_in(r, "Idempotency-Key", &n);
 
-    for (i = 0; /* void */ ; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Idempotency-Key") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
-                               sizeof("Idempotency-Key") - 1) == 0)
-        {
-            if (key != NULL) {
-                return ngx_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               "INVALID_REQUEST",
-                                               "Idempotency-Key given twice");
-            }
-
-            key = &h[i].value;
-        }
+    if (n > 1) {
+        return ngx_commerce_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "INVALID_REQUEST",
+                                        "Idempotency-Key given twice");
     }
+
+    key = (h != NULL) ? &h->value : NULL;
 
     if (key == NULL) {
         return NGX_DECLINED;
@@ -130,7 +238,7 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     /* sha-256 over route, path and body: "the same request" */
-    name.data = (u_char *) ngx_commerce_route_name(ctx->route);
+    name.data = (u_char *) ctx->route->name;
     name.len = ngx_strlen(name.data);
 
     md = EVP_MD_CTX_new();
@@ -141,7 +249,7 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         || EVP_DigestUpdate(md, r->uri.data, r->uri.len) != 1
         || EVP_DigestUpdate(md, "\n", 1) != 1
         || (len && EVP_DigestUpdate(md, body, len) != 1)
-        || EVP_DigestFinal_ex(md, digest, &n) != 1)
+        || EVP_DigestFinal_ex(md, digest, &dn) != 1)
     {
         EVP_MD_CTX_free(md);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -149,12 +257,12 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     EVP_MD_CTX_free(md);
 
-    hex = ngx_pnalloc(r->pool, 2 * n + 1);
+    hex = ngx_pnalloc(r->pool, 2 * dn + 1);
     if (hex == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    *ngx_hex_dump(hex, digest, n) = '\0';
+    *ngx_hex_dump(hex, digest, dn) = '\0';
 
     ctx->idem_key.data = ngx_pnalloc(r->pool, key->len + 1);
     if (ctx->idem_key.data == NULL) {
@@ -169,11 +277,11 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->idem_len = len;
     ctx->idem = NGX_COMMERCE_IDEM_CLAIMING;
 
-    ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
-    ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_BEGIN;
+    ngx_commerce_pg_reset(&ctx->query);
+    ctx->query.stmt =
+        &ngx_commerce_idem_statements[NGX_COMMERCE_STMT_IDEM_BEGIN];
     ctx->query.nparams = 4;
-    ctx->query.params[0] = ngx_commerce_param_int(r->pool,
-                                                 ctx->claims.user_id);
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
     ctx->query.params[1] = (char *) ctx->idem_key.data;
     ctx->query.params[2] = (char *) name.data;
     ctx->query.params[3] = (char *) hex;
@@ -185,19 +293,19 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     if (ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK) {
         ctx->idem = NGX_COMMERCE_IDEM_NONE;
-        return ngx_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_commerce_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "DB_UNAVAILABLE",
                                        "database unavailable, retry later");
     }
 
     ctx->waiting = 1;
-    ngx_commerce_watch_client(r, ctx);
+    ngx_commerce_idem_watch_client(r, ctx);
 
     return NGX_DONE;
 
 invalid:
 
-    return ngx_commerce_send_error(r, NGX_HTTP_BAD_REQUEST, "INVALID_REQUEST",
+    return ngx_commerce_reply_error(r, NGX_HTTP_BAD_REQUEST, "INVALID_REQUEST",
                                    "Idempotency-Key must be 1 to 255 "
                                    "printable ASCII characters");
 }
@@ -301,7 +409,7 @@ ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                              PQresultErrorMessage(res));
         }
 
-        rc = ngx_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        rc = ngx_commerce_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "DB_UNAVAILABLE",
                                      "database unavailable, retry later");
         goto done;
@@ -312,7 +420,8 @@ ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     if (ngx_strcmp(state, "new") == 0) {
         ctx->idem = NGX_COMMERCE_IDEM_ACTIVE;
 
-        rc = ngx_commerce_api_dispatch(r, ctx, ctx->idem_body, ctx->idem_len);
+        ctx->success_status = NGX_HTTP_OK;
+        rc = ctx->route->handler(r, ctx, ctx->idem_body, ctx->idem_len);
 
         if (rc == NGX_DONE) {
             ngx_http_run_posted_requests(c);
@@ -328,21 +437,21 @@ ngx_commerce_idem_begun(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     if (ngx_strcmp(state, "replay") == 0) {
         if (ir.status < 200 || ir.body == NULL) {
-            rc = ngx_commerce_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+            rc = ngx_commerce_reply_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                          "INTERNAL_ERROR", "internal error");
 
         } else {
             ctx->idem_replayed = 1;
-            rc = ngx_commerce_send_json(r, ir.status, ir.body, ir.len, 0);
+            rc = ngx_commerce_reply_json(r, ir.status, ir.body, ir.len, 0);
         }
 
     } else if (ngx_strcmp(state, "mismatch") == 0) {
-        rc = ngx_commerce_send_error(r, 422, "IDEMPOTENCY_KEY_REUSED",
+        rc = ngx_commerce_reply_error(r, 422, "IDEMPOTENCY_KEY_REUSED",
                                      "this Idempotency-Key was used for "
                                      "another request");
 
     } else {
-        rc = ngx_commerce_send_error(r, NGX_HTTP_CONFLICT,
+        rc = ngx_commerce_reply_error(r, NGX_HTTP_CONFLICT,
                                      "IDEMPOTENCY_IN_FLIGHT",
                                      "a request with this Idempotency-Key "
                                      "is still in progress");
@@ -366,49 +475,21 @@ done:
 ngx_int_t
 ngx_commerce_idem_atomic(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 {
-    ngx_uint_t                stmt;
     ngx_commerce_pg_query_t  *q;
 
     q = &ctx->query;
 
-    switch (q->stmt) {
-
-    case NGX_COMMERCE_STMT_BALANCE_CHARGE:
-        stmt = NGX_COMMERCE_STMT_BALANCE_CHARGE_IDEM;
-        break;
-
-    case NGX_COMMERCE_STMT_ORDER_CREATE:
-        stmt = NGX_COMMERCE_STMT_ORDER_CREATE_IDEM;
-        break;
-
-    case NGX_COMMERCE_STMT_ORDER_PAY:
-        stmt = NGX_COMMERCE_STMT_ORDER_PAY_IDEM;
-        break;
-
-    default:
+    /* the statement table pairs a statement with its variant, if any */
+    if (q->stmt->idem == NULL) {
         return NGX_OK;
     }
 
-    if (q->nparams + 3 != ngx_commerce_statements[stmt].nparams) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "commerce: \"%s\" takes %d parameters, not %d",
-                      ngx_commerce_statements[stmt].name,
-                      ngx_commerce_statements[stmt].nparams, q->nparams + 3);
-        return NGX_ERROR;
-    }
-
-    q->params[q->nparams] = ngx_commerce_param_int(r->pool,
-                                                   ctx->claims.user_id);
+    q->params[q->nparams] = ngx_commerce_pg_int(q, ctx->claims.user_id);
     q->params[q->nparams + 1] = (char *) ctx->idem_key.data;
-    q->params[q->nparams + 2] = ngx_commerce_param_int(r->pool,
-                                                       ctx->success_status);
-
-    if (q->params[q->nparams] == NULL || q->params[q->nparams + 2] == NULL) {
-        return NGX_ERROR;
-    }
+    q->params[q->nparams + 2] = ngx_commerce_pg_int(q, ctx->success_status);
 
     q->nparams += 3;
-    q->stmt = stmt;
+    q->stmt = q->stmt->idem;
     ctx->idem_atomic = 1;
 
     return NGX_OK;
@@ -422,7 +503,7 @@ ngx_commerce_idem_atomic(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
  */
 
 ngx_int_t
-ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
+ngx_commerce_idem_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     size_t len)
 {
     ngx_commerce_ctx_t        *ctx;
@@ -438,7 +519,7 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     }
 
     if (ctx == NULL || ctx->idem != NGX_COMMERCE_IDEM_ACTIVE) {
-        return ngx_commerce_send_json(r, status, body, len,
+        return ngx_commerce_reply_json(r, status, body, len,
                                       status == NGX_HTTP_SERVICE_UNAVAILABLE);
     }
 
@@ -449,7 +530,7 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
-    ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
+    ngx_commerce_pg_reset(&ctx->query);
 
     if (ctx->idem_unknown) {
         /*
@@ -457,14 +538,13 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
          * call waits for the statement's transaction a little less than
          * statement_timeout (which bounds the call itself).
          */
-        ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_ABANDON;
+        ctx->query.stmt =
+        &ngx_commerce_idem_statements[NGX_COMMERCE_STMT_IDEM_ABANDON];
         ctx->query.nparams = 4;
-        ctx->query.params[0] = ngx_commerce_param_int(r->pool,
-                                                     ctx->claims.user_id);
+        ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
         ctx->query.params[1] = (char *) ctx->idem_key.data;
-        ctx->query.params[2] = ngx_commerce_param_int(r->pool, ctx->idem_pid);
-        ctx->query.params[3] = ngx_commerce_param_int(r->pool,
-                                   ngx_max(mcf->statement_timeout * 3 / 4, 50));
+        ctx->query.params[2] = ngx_commerce_pg_int(&ctx->query, ctx->idem_pid);
+        ctx->query.params[3] = ngx_commerce_pg_int(&ctx->query, ngx_max(mcf->statement_timeout * 3 / 4, 50));
         ctx->query.log = r->connection->log;
         ctx->query.data = ctx;
         ctx->query.handler = ngx_commerce_idem_abandoned;
@@ -478,21 +558,21 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
                              "unknown and cannot be settled now; the key "
                              "stays claimed", &ctx->idem_key);
             ctx->idem = NGX_COMMERCE_IDEM_NONE;
-            return ngx_commerce_send_json(r, status, body, len, 1);
+            return ngx_commerce_reply_json(r, status, body, len, 1);
         }
 
         ctx->waiting = 1;
-        ngx_commerce_watch_client(r, ctx);
+        ngx_commerce_idem_watch_client(r, ctx);
 
         return NGX_DONE;
     }
 
-    ctx->query.stmt = NGX_COMMERCE_STMT_IDEM_FINISH;
+    ctx->query.stmt =
+        &ngx_commerce_idem_statements[NGX_COMMERCE_STMT_IDEM_FINISH];
     ctx->query.nparams = 4;
-    ctx->query.params[0] = ngx_commerce_param_int(r->pool,
-                                                 ctx->claims.user_id);
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
     ctx->query.params[1] = (char *) ctx->idem_key.data;
-    ctx->query.params[2] = ngx_commerce_param_int(r->pool, status);
+    ctx->query.params[2] = ngx_commerce_pg_int(&ctx->query, status);
     ctx->query.params[3] = ngx_pnalloc(r->pool, len + 1);
     ctx->query.log = r->connection->log;
     ctx->query.data = ctx;
@@ -511,12 +591,12 @@ ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
                          "idempotency: cannot store the answer for key "
                          "\"%V\"", &ctx->idem_key);
         ctx->idem = NGX_COMMERCE_IDEM_NONE;
-        return ngx_commerce_send_json(r, status, body, len,
+        return ngx_commerce_reply_json(r, status, body, len,
                                       status == NGX_HTTP_SERVICE_UNAVAILABLE);
     }
 
     ctx->waiting = 1;
-    ngx_commerce_watch_client(r, ctx);
+    ngx_commerce_idem_watch_client(r, ctx);
 
     return NGX_DONE;
 }
@@ -546,7 +626,7 @@ ngx_commerce_idem_finished(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                          "failed", &ctx->idem_key);
     }
 
-    rc = ngx_commerce_send_json(r, ctx->reply_status, ctx->reply_body,
+    rc = ngx_commerce_reply_json(r, ctx->reply_status, ctx->reply_body,
                                 ctx->reply_len,
                                 ctx->reply_status
                                 == NGX_HTTP_SERVICE_UNAVAILABLE);
@@ -640,7 +720,7 @@ ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                          &ctx->idem_key);
     }
 
-    rc = ngx_commerce_send_json(r, ctx->reply_status, ctx->reply_body,
+    rc = ngx_commerce_reply_json(r, ctx->reply_status, ctx->reply_body,
                                 ctx->reply_len,
                                 ctx->reply_status
                                 == NGX_HTTP_SERVICE_UNAVAILABLE);

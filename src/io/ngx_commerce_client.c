@@ -4,7 +4,7 @@
  * ngx_event_connect_peer(), c->send/c->recv, event timers, and the
  * addresses of an `upstream {}` block from nginx.conf (resolved by nginx at
  * configuration time).  Works the same from a client request and from a
- * timer job: the caller owns the ngx_commerce_http_t and gets exactly one
+ * timer job: the caller owns the ngx_commerce_client_t and gets exactly one
  * call of its handler, unless it aborts first.
  *
  * What the caller needs to decide about retries is in h->rc:
@@ -26,7 +26,7 @@
 
 
 #include "ngx_commerce.h"
-#include "ngx_commerce_gw.h"
+#include "ngx_commerce_client.h"
 
 
 #define NGX_COMMERCE_HTTP_RESPONSE_MAX  (64 * 1024)
@@ -37,29 +37,29 @@ typedef struct {
     ngx_queue_t        queue;
     ngx_connection_t  *connection;
     ngx_commerce_gateway_t *gw;
-} ngx_commerce_http_idle_t;
+} ngx_commerce_client_idle_t;
 
 
-static ngx_int_t ngx_commerce_http_connect(ngx_commerce_http_t *h);
-static ngx_int_t ngx_commerce_http_build(ngx_commerce_http_t *h);
-static void ngx_commerce_http_write_handler(ngx_event_t *wev);
-static void ngx_commerce_http_read_handler(ngx_event_t *rev);
-static ngx_int_t ngx_commerce_http_parse(ngx_commerce_http_t *h);
-static ngx_int_t ngx_commerce_http_parse_chunked(ngx_commerce_http_t *h);
-static void ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc);
-static void ngx_commerce_http_keep(ngx_commerce_http_t *h);
-static void ngx_commerce_http_idle_handler(ngx_event_t *ev);
-static void ngx_commerce_http_idle_close(ngx_commerce_http_idle_t *item);
-static ngx_int_t ngx_commerce_http_test_connect(ngx_connection_t *c);
-static void ngx_commerce_http_close(ngx_connection_t *c);
+static ngx_int_t ngx_commerce_client_connect(ngx_commerce_client_t *h);
+static ngx_int_t ngx_commerce_client_build(ngx_commerce_client_t *h);
+static void ngx_commerce_client_write_handler(ngx_event_t *wev);
+static void ngx_commerce_client_read_handler(ngx_event_t *rev);
+static ngx_int_t ngx_commerce_client_parse(ngx_commerce_client_t *h);
+static ngx_int_t ngx_commerce_client_parse_chunked(ngx_commerce_client_t *h);
+static void ngx_commerce_client_done(ngx_commerce_client_t *h, ngx_uint_t rc);
+static void ngx_commerce_client_keep(ngx_commerce_client_t *h);
+static void ngx_commerce_client_idle_handler(ngx_event_t *ev);
+static void ngx_commerce_client_idle_close(ngx_commerce_client_idle_t *item);
+static ngx_int_t ngx_commerce_client_test_connect(ngx_connection_t *c);
+static void ngx_commerce_client_close(ngx_connection_t *c);
 #if (NGX_HTTP_SSL)
-static void ngx_commerce_http_ssl_start(ngx_commerce_http_t *h);
-static void ngx_commerce_http_ssl_handshaked(ngx_connection_t *c);
+static void ngx_commerce_client_ssl_start(ngx_commerce_client_t *h);
+static void ngx_commerce_client_ssl_handshaked(ngx_connection_t *c);
 #endif
 
 
 const char *
-ngx_commerce_http_rc_name(ngx_uint_t rc)
+ngx_commerce_client_rc_name(ngx_uint_t rc)
 {
     static const char *names[] = {
         "ok", "refused", "connect_timeout", "timeout", "broken", "invalid"
@@ -70,7 +70,7 @@ ngx_commerce_http_rc_name(ngx_uint_t rc)
 
 
 ngx_int_t
-ngx_commerce_http_start(ngx_commerce_http_t *h)
+ngx_commerce_client_start(ngx_commerce_client_t *h)
 {
     h->started = ngx_current_msec;
     h->rc = NGX_COMMERCE_HTTP_OK;
@@ -86,35 +86,23 @@ ngx_commerce_http_start(ngx_commerce_http_t *h)
     h->keepalive = 0;
     h->chunked_body = 0;
 
-    if (ngx_commerce_http_build(h) != NGX_OK) {
+    if (ngx_commerce_client_build(h) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_commerce_http_connect(h);
-}
-
-
-void
-ngx_commerce_http_abort(ngx_commerce_http_t *h)
-{
-    if (h->connection != NULL) {
-        ngx_commerce_http_close(h->connection);
-        h->connection = NULL;
-    }
-
-    h->handler = NULL;
+    return ngx_commerce_client_connect(h);
 }
 
 
 static ngx_int_t
-ngx_commerce_http_build(ngx_commerce_http_t *h)
+ngx_commerce_client_build(ngx_commerce_client_t *h)
 {
     size_t      len;
     ngx_buf_t  *b;
 
     len = h->method.len + 1 + h->uri.len + sizeof(" HTTP/1.1" CRLF) - 1
           + sizeof("Host: " CRLF) - 1 + h->gw->host.len
-          + sizeof("X-USER-ID: " CRLF) - 1 + h->user_id.len
+          + sizeof("X-USER-ID: " CRLF) - 1 + NGX_INT64_LEN
           + sizeof("User-Agent: ngx_commerce" CRLF) - 1
           + sizeof("Connection: keep-alive" CRLF) - 1
           + sizeof("Content-Type: application/json" CRLF) - 1
@@ -130,9 +118,8 @@ ngx_commerce_http_build(ngx_commerce_http_t *h)
     b->last = ngx_sprintf(b->last, "%V %V HTTP/1.1" CRLF "Host: %V" CRLF,
                           &h->method, &h->uri, &h->gw->host);
 
-    if (h->user_id.len) {
-        b->last = ngx_sprintf(b->last, "X-USER-ID: %V" CRLF,
-                              &h->user_id);
+    if (h->user_id) {
+        b->last = ngx_sprintf(b->last, "X-USER-ID: %L" CRLF, h->user_id);
     }
 
     b->last = ngx_cpymem(b->last, "User-Agent: ngx_commerce" CRLF
@@ -164,7 +151,7 @@ ngx_commerce_http_build(ngx_commerce_http_t *h)
 
 
 static ngx_int_t
-ngx_commerce_http_connect(ngx_commerce_http_t *h)
+ngx_commerce_client_connect(ngx_commerce_client_t *h)
 {
     char                       buf[1];
     ssize_t                    n;
@@ -173,7 +160,7 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
     ngx_queue_t               *q;
     ngx_connection_t          *c;
     ngx_commerce_gateway_t    *gw;
-    ngx_commerce_http_idle_t  *item;
+    ngx_commerce_client_idle_t  *item;
 
     gw = h->gw;
 
@@ -184,7 +171,7 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
         ngx_queue_remove(q);
         gw->nidle--;
 
-        item = ngx_queue_data(q, ngx_commerce_http_idle_t, queue);
+        item = ngx_queue_data(q, ngx_commerce_client_idle_t, queue);
         c = item->connection;
         ngx_queue_insert_head(&gw->free, &item->queue);
 
@@ -196,7 +183,7 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
         n = recv(c->fd, buf, 1, MSG_PEEK);
 
         if (n != -1 || ngx_socket_errno != NGX_EAGAIN) {
-            ngx_commerce_http_close(c);
+            ngx_commerce_client_close(c);
             continue;
         }
 
@@ -209,10 +196,10 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
         h->connection = c;
         h->reused = 1;
 
-        c->read->handler = ngx_commerce_http_read_handler;
-        c->write->handler = ngx_commerce_http_write_handler;
+        c->read->handler = ngx_commerce_client_read_handler;
+        c->write->handler = ngx_commerce_client_write_handler;
 
-        ngx_commerce_http_write_handler(c->write);
+        ngx_commerce_client_write_handler(c->write);
         return NGX_OK;
     }
 
@@ -232,13 +219,13 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         if (h->pc.connection) {
-            ngx_commerce_http_close(h->pc.connection);
+            ngx_commerce_client_close(h->pc.connection);
             h->pc.connection = NULL;
         }
 
         /* not from inside the caller's call: post the answer */
         h->rc = NGX_COMMERCE_HTTP_REFUSED;
-        h->post.handler = ngx_commerce_http_posted;
+        h->post.handler = ngx_commerce_client_posted;
         h->post.data = h;
         h->post.log = h->log;
         ngx_post_event(&h->post, &ngx_posted_events);
@@ -261,8 +248,8 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
     c->log = h->log;
     c->read->log = h->log;
     c->write->log = h->log;
-    c->read->handler = ngx_commerce_http_read_handler;
-    c->write->handler = ngx_commerce_http_write_handler;
+    c->read->handler = ngx_commerce_client_read_handler;
+    c->write->handler = ngx_commerce_client_write_handler;
 
     h->connection = c;
 
@@ -271,23 +258,23 @@ ngx_commerce_http_connect(ngx_commerce_http_t *h)
         return NGX_OK;
     }
 
-    ngx_commerce_http_write_handler(c->write);
+    ngx_commerce_client_write_handler(c->write);
 
     return NGX_OK;
 }
 
 
 void
-ngx_commerce_http_posted(ngx_event_t *ev)
+ngx_commerce_client_posted(ngx_event_t *ev)
 {
-    ngx_commerce_http_t  *h = ev->data;
+    ngx_commerce_client_t  *h = ev->data;
 
-    ngx_commerce_http_done(h, h->rc);
+    ngx_commerce_client_done(h, h->rc);
 }
 
 
 static ngx_int_t
-ngx_commerce_http_test_connect(ngx_connection_t *c)
+ngx_commerce_client_test_connect(ngx_connection_t *c)
 {
     int        err;
     socklen_t  len;
@@ -312,7 +299,7 @@ ngx_commerce_http_test_connect(ngx_connection_t *c)
 /* TLS connections are shut down quietly: the gateway may be gone */
 
 static void
-ngx_commerce_http_close(ngx_connection_t *c)
+ngx_commerce_client_close(ngx_connection_t *c)
 {
     ngx_pool_t  *pool;
 
@@ -337,7 +324,7 @@ ngx_commerce_http_close(ngx_connection_t *c)
 #if (NGX_HTTP_SSL)
 
 static void
-ngx_commerce_http_ssl_start(ngx_commerce_http_t *h)
+ngx_commerce_client_ssl_start(ngx_commerce_client_t *h)
 {
     ngx_int_t          rc;
     ngx_connection_t  *c;
@@ -348,7 +335,7 @@ ngx_commerce_http_ssl_start(ngx_commerce_http_t *h)
                                   NGX_SSL_BUFFER|NGX_SSL_CLIENT)
         != NGX_OK)
     {
-        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+        ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_REFUSED);
         return;
     }
 
@@ -356,7 +343,7 @@ ngx_commerce_http_ssl_start(ngx_commerce_http_t *h)
         && SSL_set_tlsext_host_name(c->ssl->connection,
                                     (char *) h->gw->ssl_name.data) == 0)
     {
-        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+        ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_REFUSED);
         return;
     }
 
@@ -369,19 +356,19 @@ ngx_commerce_http_ssl_start(ngx_commerce_http_t *h)
             ngx_add_timer(c->write, h->gw->connect_timeout);
         }
 
-        c->ssl->handler = ngx_commerce_http_ssl_handshaked;
+        c->ssl->handler = ngx_commerce_client_ssl_handshaked;
         return;
     }
 
-    ngx_commerce_http_ssl_handshaked(c);
+    ngx_commerce_client_ssl_handshaked(c);
 }
 
 
 static void
-ngx_commerce_http_ssl_handshaked(ngx_connection_t *c)
+ngx_commerce_client_ssl_handshaked(ngx_connection_t *c)
 {
     long                  rc;
-    ngx_commerce_http_t  *h;
+    ngx_commerce_client_t  *h;
 
     h = c->data;
 
@@ -392,7 +379,7 @@ ngx_commerce_http_ssl_handshaked(ngx_connection_t *c)
     /* a failed handshake or an untrusted peer: nothing was sent */
 
     if (!c->ssl->handshaked) {
-        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+        ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_REFUSED);
         return;
     }
 
@@ -404,7 +391,7 @@ ngx_commerce_http_ssl_handshaked(ngx_connection_t *c)
                           "commerce: gateway %V: certificate verify error: "
                           "(%l:%s)", &h->gw->name, rc,
                           X509_verify_cert_error_string(rc));
-            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+            ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_REFUSED);
             return;
         }
 
@@ -412,40 +399,40 @@ ngx_commerce_http_ssl_handshaked(ngx_connection_t *c)
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "commerce: gateway %V: certificate does not match "
                           "\"%V\"", &h->gw->name, &h->gw->ssl_name);
-            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+            ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_REFUSED);
             return;
         }
     }
 
     c->log->action = NULL;
-    c->read->handler = ngx_commerce_http_read_handler;
-    c->write->handler = ngx_commerce_http_write_handler;
+    c->read->handler = ngx_commerce_client_read_handler;
+    c->write->handler = ngx_commerce_client_write_handler;
 
-    ngx_commerce_http_write_handler(c->write);
+    ngx_commerce_client_write_handler(c->write);
 }
 
 #endif
 
 
 static void
-ngx_commerce_http_write_handler(ngx_event_t *wev)
+ngx_commerce_client_write_handler(ngx_event_t *wev)
 {
     ssize_t                n;
     ngx_connection_t      *c;
-    ngx_commerce_http_t   *h;
+    ngx_commerce_client_t   *h;
 
     c = wev->data;
     h = c->data;
 
     if (wev->timedout) {
-        ngx_commerce_http_done(h, h->sent ? NGX_COMMERCE_HTTP_TIMEOUT
+        ngx_commerce_client_done(h, h->sent ? NGX_COMMERCE_HTTP_TIMEOUT
                                           : NGX_COMMERCE_HTTP_CONNECT_TIMEOUT);
         return;
     }
 
     if (!h->connected) {
-        if (!h->reused && ngx_commerce_http_test_connect(c) != NGX_OK) {
-            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_REFUSED);
+        if (!h->reused && ngx_commerce_client_test_connect(c) != NGX_OK) {
+            ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_REFUSED);
             return;
         }
 
@@ -457,7 +444,7 @@ ngx_commerce_http_write_handler(ngx_event_t *wev)
 
 #if (NGX_HTTP_SSL)
         if (h->gw->ssl != NULL && c->ssl == NULL) {
-            ngx_commerce_http_ssl_start(h);
+            ngx_commerce_client_ssl_start(h);
             return;
         }
 #endif
@@ -468,7 +455,7 @@ ngx_commerce_http_write_handler(ngx_event_t *wev)
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(wev, 0) != NGX_OK) {
-                ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+                ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_BROKEN);
             }
             return;
         }
@@ -478,7 +465,7 @@ ngx_commerce_http_write_handler(ngx_event_t *wev)
              * a reused connection the gateway closed meanwhile: the request
              * never left; anything else may have been received
              */
-            ngx_commerce_http_done(h, (h->reused && !h->sent)
+            ngx_commerce_client_done(h, (h->reused && !h->sent)
                                       ? NGX_COMMERCE_HTTP_REFUSED
                                       : NGX_COMMERCE_HTTP_BROKEN);
             return;
@@ -497,44 +484,44 @@ ngx_commerce_http_write_handler(ngx_event_t *wev)
     }
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+        ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_BROKEN);
         return;
     }
 
     if (c->read->ready) {
-        ngx_commerce_http_read_handler(c->read);
+        ngx_commerce_client_read_handler(c->read);
     }
 }
 
 
 static void
-ngx_commerce_http_read_handler(ngx_event_t *rev)
+ngx_commerce_client_read_handler(ngx_event_t *rev)
 {
     size_t                size;
     ssize_t               n;
     ngx_int_t             rc;
     ngx_buf_t            *b;
     ngx_connection_t     *c;
-    ngx_commerce_http_t  *h;
+    ngx_commerce_client_t  *h;
 
     c = rev->data;
     h = c->data;
 
     if (rev->timedout) {
-        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_TIMEOUT);
+        ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_TIMEOUT);
         return;
     }
 
     if (!h->connected) {
         /* a refused connect reports on both events; sort it out there */
-        ngx_commerce_http_write_handler(c->write);
+        ngx_commerce_client_write_handler(c->write);
         return;
     }
 
     if (h->in == NULL) {
         h->in = ngx_create_temp_buf(h->pool, 4096);
         if (h->in == NULL) {
-            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+            ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_BROKEN);
             return;
         }
     }
@@ -546,13 +533,13 @@ ngx_commerce_http_read_handler(ngx_event_t *rev)
             size = (b->end - b->start) * 2;
 
             if (size > NGX_COMMERCE_HTTP_RESPONSE_MAX) {
-                ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_INVALID);
+                ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_INVALID);
                 return;
             }
 
             b = ngx_create_temp_buf(h->pool, size);
             if (b == NULL) {
-                ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+                ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_BROKEN);
                 return;
             }
 
@@ -576,26 +563,26 @@ ngx_commerce_http_read_handler(ngx_event_t *rev)
             b->last += n;
         }
 
-        rc = ngx_commerce_http_parse(h);
+        rc = ngx_commerce_client_parse(h);
 
         if (rc == NGX_OK) {
-            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_OK);
+            ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_OK);
             return;
         }
 
         if (rc == NGX_ERROR) {
-            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_INVALID);
+            ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_INVALID);
             return;
         }
 
         if (h->eof) {
-            ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+            ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_BROKEN);
             return;
         }
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        ngx_commerce_http_done(h, NGX_COMMERCE_HTTP_BROKEN);
+        ngx_commerce_client_done(h, NGX_COMMERCE_HTTP_BROKEN);
     }
 }
 
@@ -614,7 +601,7 @@ ngx_commerce_http_read_handler(ngx_event_t *rev)
  */
 
 static ngx_int_t
-ngx_commerce_http_parse(ngx_commerce_http_t *h)
+ngx_commerce_client_parse(ngx_commerce_client_t *h)
 {
     u_char      *p, *end, *line, *eol, *colon, *hdr_end;
     off_t        clen;
@@ -622,7 +609,7 @@ ngx_commerce_http_parse(ngx_commerce_http_t *h)
     ngx_uint_t   http11, te;
 
     if (h->chunked_body) {
-        return ngx_commerce_http_parse_chunked(h);
+        return ngx_commerce_client_parse_chunked(h);
     }
 
     p = h->in->pos;
@@ -738,7 +725,7 @@ ngx_commerce_http_parse(ngx_commerce_http_t *h)
         h->chunked_body = 1;
         h->in->pos = p;
 
-        return ngx_commerce_http_parse_chunked(h);
+        return ngx_commerce_client_parse_chunked(h);
     }
 
     if (clen >= 0) {
@@ -771,7 +758,7 @@ ngx_commerce_http_parse(ngx_commerce_http_t *h)
 
 
 static ngx_int_t
-ngx_commerce_http_parse_chunked(ngx_commerce_http_t *h)
+ngx_commerce_client_parse_chunked(ngx_commerce_client_t *h)
 {
     size_t            used;
     ngx_buf_t        *b;
@@ -811,7 +798,7 @@ ngx_commerce_http_parse_chunked(ngx_commerce_http_t *h)
 
 
 static void
-ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc)
+ngx_commerce_client_done(ngx_commerce_client_t *h, ngx_uint_t rc)
 {
     ngx_connection_t  *c;
 
@@ -834,11 +821,11 @@ ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc)
             && h->gw->keepalive && !ngx_exiting && !ngx_terminate)
         {
             h->connection = c;
-            ngx_commerce_http_keep(h);
+            ngx_commerce_client_keep(h);
             h->connection = NULL;
 
         } else {
-            ngx_commerce_http_close(c);
+            ngx_commerce_client_close(c);
         }
     }
 
@@ -846,7 +833,7 @@ ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc)
         ngx_log_error(NGX_LOG_WARN, h->log, 0,
                       "commerce: gateway %V: %V %V: %s after %Mms",
                       &h->gw->name, &h->method, &h->uri,
-                      ngx_commerce_http_rc_name(rc), h->latency);
+                      ngx_commerce_client_rc_name(rc), h->latency);
     }
 
     if (h->handler) {
@@ -856,31 +843,31 @@ ngx_commerce_http_done(ngx_commerce_http_t *h, ngx_uint_t rc)
 
 
 static void
-ngx_commerce_http_keep(ngx_commerce_http_t *h)
+ngx_commerce_client_keep(ngx_commerce_client_t *h)
 {
     ngx_queue_t               *q;
     ngx_connection_t          *c;
     ngx_commerce_gateway_t    *gw;
-    ngx_commerce_http_idle_t  *item;
+    ngx_commerce_client_idle_t  *item;
 
     gw = h->gw;
     c = h->connection;
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_commerce_http_close(c);
+        ngx_commerce_client_close(c);
         return;
     }
 
     if (gw->nidle >= gw->keepalive || ngx_queue_empty(&gw->free)) {
         /* full: drop the oldest */
         q = ngx_queue_last(&gw->idle);
-        item = ngx_queue_data(q, ngx_commerce_http_idle_t, queue);
-        ngx_commerce_http_idle_close(item);
+        item = ngx_queue_data(q, ngx_commerce_client_idle_t, queue);
+        ngx_commerce_client_idle_close(item);
     }
 
     q = ngx_queue_head(&gw->free);
     ngx_queue_remove(q);
-    item = ngx_queue_data(q, ngx_commerce_http_idle_t, queue);
+    item = ngx_queue_data(q, ngx_commerce_client_idle_t, queue);
 
     item->connection = c;
     item->gw = gw;
@@ -894,20 +881,20 @@ ngx_commerce_http_keep(ngx_commerce_http_t *h)
     c->data = item;
     c->idle = 1;
 
-    c->read->handler = ngx_commerce_http_idle_handler;
-    c->write->handler = ngx_commerce_http_idle_handler;
+    c->read->handler = ngx_commerce_client_idle_handler;
+    c->write->handler = ngx_commerce_client_idle_handler;
 
     ngx_add_timer(c->read, NGX_COMMERCE_HTTP_IDLE_TIMEOUT);
 }
 
 
 static void
-ngx_commerce_http_idle_handler(ngx_event_t *ev)
+ngx_commerce_client_idle_handler(ngx_event_t *ev)
 {
     char                       buf[1];
     ssize_t                    n;
     ngx_connection_t          *c;
-    ngx_commerce_http_idle_t  *item;
+    ngx_commerce_client_idle_t  *item;
 
     c = ev->data;
     item = c->data;
@@ -934,12 +921,12 @@ ngx_commerce_http_idle_handler(ngx_event_t *ev)
 
 close:
 
-    ngx_commerce_http_idle_close(item);
+    ngx_commerce_client_idle_close(item);
 }
 
 
 static void
-ngx_commerce_http_idle_close(ngx_commerce_http_idle_t *item)
+ngx_commerce_client_idle_close(ngx_commerce_client_idle_t *item)
 {
     ngx_commerce_gateway_t  *gw;
 
@@ -949,23 +936,23 @@ ngx_commerce_http_idle_close(ngx_commerce_http_idle_t *item)
     gw->nidle--;
     ngx_queue_insert_head(&gw->free, &item->queue);
 
-    ngx_commerce_http_close(item->connection);
+    ngx_commerce_client_close(item->connection);
     item->connection = NULL;
 }
 
 
 ngx_int_t
-ngx_commerce_http_init_gateway(ngx_cycle_t *cycle, ngx_commerce_gateway_t *gw)
+ngx_commerce_client_init_gateway(ngx_cycle_t *cycle, ngx_commerce_gateway_t *gw)
 {
     ngx_uint_t                 i;
-    ngx_commerce_http_idle_t  *items;
+    ngx_commerce_client_idle_t  *items;
 
     ngx_queue_init(&gw->idle);
     ngx_queue_init(&gw->free);
     gw->nidle = 0;
 
     items = ngx_pcalloc(cycle->pool,
-                        (gw->keepalive + 1) * sizeof(ngx_commerce_http_idle_t));
+                        (gw->keepalive + 1) * sizeof(ngx_commerce_client_idle_t));
     if (items == NULL) {
         return NGX_ERROR;
     }

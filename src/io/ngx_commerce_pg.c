@@ -20,7 +20,7 @@
  */
 
 
-#include "ngx_commerce.h"
+#include "ngx_commerce_pg.h"
 
 #include <arpa/inet.h>
 
@@ -87,8 +87,7 @@ static ngx_int_t ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn,
 static void ngx_commerce_pg_read_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_write_handler(ngx_event_t *ev);
 static void ngx_commerce_pg_timer_handler(ngx_event_t *ev);
-static ngx_uint_t ngx_commerce_pg_read_only(ngx_uint_t stmt);
-static ngx_uint_t ngx_commerce_pg_resendable(ngx_uint_t stmt,
+static ngx_uint_t ngx_commerce_pg_resendable(ngx_commerce_stmt_t *stmt,
     ngx_uint_t gave_up);
 static ngx_commerce_pg_conn_t *ngx_commerce_pg_reads_behind(
     ngx_commerce_pg_pool_t *pool);
@@ -107,220 +106,9 @@ static void ngx_commerce_pg_set_state(ngx_commerce_pg_conn_t *conn,
     ngx_commerce_pg_state_e state);
 static void ngx_commerce_pg_fail_waiting(ngx_commerce_pg_pool_t *pool,
     ngx_int_t rc);
-static ngx_int_t ngx_commerce_pg_host_ok(const char *hosts);
-static char *ngx_commerce_pg_strdup(ngx_pool_t *pool, const char *s);
 static ngx_int_t ngx_commerce_pg_retryable(PGresult *res);
 static void ngx_commerce_pg_gauges(ngx_event_t *ev);
 static char *ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn);
-
-
-#define NGX_COMMERCE_STMT_ENTRY(id, name, sql, n)  { name, sql, n },
-
-const ngx_commerce_stmt_t  ngx_commerce_statements[] = {
-    NGX_COMMERCE_STATEMENTS(NGX_COMMERCE_STMT_ENTRY)
-    { NULL, NULL, 0 }
-};
-
-
-/*
- * Runs at configuration time (in the master): parse and validate the
- * conninfo, refuse anything that would make libpq resolve a host name in a
- * worker, and build the keyword/value arrays for PQconnectStartParams with
- * our statement_timeout and application_name added.
- */
-
-ngx_int_t
-ngx_commerce_pg_conf_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
-{
-    char               *err, *ci, **kw, **val;
-    u_char             *opts;
-    size_t              n;
-    ngx_uint_t          i, has_options, has_app, has_hostaddr;
-    const char         *host;
-    PQconninfoOption   *opt, *o;
-
-    ci = ngx_pnalloc(cf->pool, mcf->conninfo.len + 1);
-    if (ci == NULL) {
-        return NGX_ERROR;
-    }
-
-    (void) ngx_cpystrn((u_char *) ci, mcf->conninfo.data,
-                       mcf->conninfo.len + 1);
-
-    err = NULL;
-    opt = PQconninfoParse(ci, &err);
-
-    if (opt == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "commerce_pg_conninfo: invalid conninfo: %s",
-                           err ? err : "out of memory");
-        if (err) {
-            PQfreemem(err);
-        }
-        return NGX_ERROR;
-    }
-
-    n = 0;
-    host = NULL;
-    has_hostaddr = 0;
-
-    for (o = opt; o->keyword != NULL; o++) {
-        if (o->val == NULL) {
-            continue;
-        }
-
-        n++;
-
-        if (ngx_strcmp(o->keyword, "host") == 0) {
-            host = o->val;
-
-        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0
-                   && o->val[0] != '\0')
-        {
-            has_hostaddr = 1;
-        }
-    }
-
-    if (host != NULL && !has_hostaddr
-        && ngx_commerce_pg_host_ok(host) != NGX_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "commerce_pg_conninfo: host \"%s\" is not an IP "
-                           "address or a socket directory; a worker must "
-                           "not resolve names, give hostaddr= too", host);
-        PQconninfoFree(opt);
-        return NGX_ERROR;
-    }
-
-    kw = ngx_pcalloc(cf->pool, (n + 3) * sizeof(char *));
-    val = ngx_pcalloc(cf->pool, (n + 3) * sizeof(char *));
-    if (kw == NULL || val == NULL) {
-        PQconninfoFree(opt);
-        return NGX_ERROR;
-    }
-
-    i = 0;
-    has_options = 0;
-    has_app = 0;
-
-    for (o = opt; o->keyword != NULL; o++) {
-        if (o->val == NULL) {
-            continue;
-        }
-
-        kw[i] = (char *) ngx_commerce_pg_strdup(cf->pool, o->keyword);
-
-        if (ngx_strcmp(o->keyword, "options") == 0) {
-            /* append our statement_timeout to the operator's options */
-            has_options = 1;
-            opts = ngx_pnalloc(cf->pool, ngx_strlen(o->val) + 64);
-            if (opts == NULL) {
-                PQconninfoFree(opt);
-                return NGX_ERROR;
-            }
-            (void) ngx_sprintf(opts, "%s -c statement_timeout=%M%Z",
-                               o->val, mcf->statement_timeout);
-            val[i] = (char *) opts;
-
-        } else {
-            if (ngx_strcmp(o->keyword, "application_name") == 0) {
-                has_app = 1;
-            }
-            val[i] = (char *) ngx_commerce_pg_strdup(cf->pool, o->val);
-        }
-
-        if (kw[i] == NULL || val[i] == NULL) {
-            PQconninfoFree(opt);
-            return NGX_ERROR;
-        }
-
-        i++;
-    }
-
-    PQconninfoFree(opt);
-
-    if (!has_options) {
-        opts = ngx_pnalloc(cf->pool, 64);
-        if (opts == NULL) {
-            return NGX_ERROR;
-        }
-        (void) ngx_sprintf(opts, "-c statement_timeout=%M%Z",
-                           mcf->statement_timeout);
-        kw[i] = "options";
-        val[i] = (char *) opts;
-        i++;
-    }
-
-    if (!has_app) {
-        kw[i] = "application_name";
-        val[i] = "ngx_commerce";
-        i++;
-    }
-
-    kw[i] = NULL;
-    val[i] = NULL;
-
-    mcf->keywords = kw;
-    mcf->values = val;
-
-    return NGX_OK;
-}
-
-
-static char *
-ngx_commerce_pg_strdup(ngx_pool_t *pool, const char *s)
-{
-    size_t   len;
-    u_char  *p;
-
-    len = ngx_strlen(s) + 1;
-
-    p = ngx_pnalloc(pool, len);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    ngx_memcpy(p, s, len);
-
-    return (char *) p;
-}
-
-
-static ngx_int_t
-ngx_commerce_pg_host_ok(const char *hosts)
-{
-    char           buf[256];
-    const char    *p, *end;
-    size_t         len;
-    unsigned char  addr[16];
-
-    p = hosts;
-
-    for ( ;; ) {
-        end = strchr(p, ',');
-        len = end ? (size_t) (end - p) : ngx_strlen(p);
-
-        if (len >= sizeof(buf)) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(buf, p, len);
-        buf[len] = '\0';
-
-        if (len != 0 && buf[0] != '/'
-            && inet_pton(AF_INET, buf, addr) != 1
-            && inet_pton(AF_INET6, buf, addr) != 1)
-        {
-            return NGX_ERROR;
-        }
-
-        if (end == NULL) {
-            return NGX_OK;
-        }
-
-        p = end + 1;
-    }
-}
 
 
 ngx_int_t
@@ -423,7 +211,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
      */
 
     if (pool->mcf->pipeline_depth > 1 && pool->nwaiting == 0
-        && ngx_commerce_pg_read_only(q->stmt))
+        && (q->stmt->flags & NGX_COMMERCE_STMT_READ))
     {
         conn = ngx_commerce_pg_reads_behind(pool);
 
@@ -450,7 +238,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
      * wait for a row lock, and the read with it): it waits in the queue.
      */
 
-    if (pool->nwaiting == 0 && !ngx_commerce_pg_read_only(q->stmt)) {
+    if (pool->nwaiting == 0 && !(q->stmt->flags & NGX_COMMERCE_STMT_READ)) {
         conn = NULL;
 
         for (i = 0; i < pool->nconns; i++) {
@@ -523,7 +311,7 @@ ngx_commerce_pg_reads_behind(ngx_commerce_pg_pool_t *pool)
 static ngx_uint_t
 ngx_commerce_pg_room(ngx_commerce_pg_pool_t *pool, ngx_commerce_pg_query_t *q)
 {
-    if (ngx_commerce_pg_read_only(q->stmt)) {
+    if ((q->stmt->flags & NGX_COMMERCE_STMT_READ)) {
         return pool->mcf->pipeline_depth;
     }
 
@@ -541,7 +329,7 @@ ngx_commerce_pg_only_reads(ngx_commerce_pg_conn_t *conn)
         f = conn->flight[(conn->fhead + i) % NGX_COMMERCE_PG_DEPTH_MAX];
 
         /* a cancelled query (NULL) may have been anything */
-        if (f == NULL || !ngx_commerce_pg_read_only(f->stmt)) {
+        if (f == NULL || !(f->stmt->flags & NGX_COMMERCE_STMT_READ)) {
             return 0;
         }
     }
@@ -818,9 +606,12 @@ ngx_commerce_pg_flush(ngx_commerce_pg_conn_t *conn)
 static void
 ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
 {
-    const ngx_commerce_stmt_t  *st;
+    ngx_commerce_stmt_t       **stmts;
+    ngx_commerce_main_conf_t   *mcf;
 
-    if (conn->prepared == NGX_COMMERCE_STMT_COUNT) {
+    mcf = conn->pool->mcf;
+
+    if (conn->prepared == mcf->statements.nelts) {
         if (!PQenterPipelineMode(conn->pg)) {
             ngx_commerce_pg_broken(conn, "cannot enter pipeline mode");
             return;
@@ -835,9 +626,11 @@ ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
         return;
     }
 
-    st = &ngx_commerce_statements[conn->prepared];
+    stmts = mcf->statements.elts;
 
-    if (!PQsendPrepare(conn->pg, st->name, st->sql, st->nparams, NULL)
+    if (!PQsendPrepare(conn->pg, stmts[conn->prepared]->name,
+                       stmts[conn->prepared]->sql,
+                       stmts[conn->prepared]->nparams, NULL)
         || ngx_commerce_pg_flush(conn) != NGX_OK)
     {
         ngx_commerce_pg_broken(conn, "prepare failed");
@@ -858,7 +651,7 @@ ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
 static ngx_int_t
 ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
 {
-    const ngx_commerce_stmt_t  *st;
+    ngx_commerce_stmt_t  *st;
 
     if (conn->in_idle) {
         ngx_queue_remove(&conn->queue);
@@ -867,7 +660,7 @@ ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
 
     conn->c->idle = 0;
 
-    st = &ngx_commerce_statements[q->stmt];
+    st = q->stmt;
 
     if (!PQsendQueryPrepared(conn->pg, st->name, q->nparams, q->params,
                              NULL, NULL, 0)
@@ -1095,7 +888,8 @@ ngx_commerce_pg_prepared(ngx_commerce_pg_conn_t *conn)
         ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
                       "commerce: preparing \"%s\" failed: %s "
                       "(are the sql/ migrations applied?)",
-                      ngx_commerce_statements[conn->prepared].name,
+                      ((ngx_commerce_stmt_t **)
+                       conn->pool->mcf->statements.elts)[conn->prepared]->name,
                       res ? PQresultErrorMessage(res) : "no result");
         if (res) {
             PQclear(res);
@@ -1147,7 +941,7 @@ ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
 
         ngx_log_error(NGX_LOG_INFO, q->log, 0,
                       "commerce: retrying \"%s\" (%ui) after %s",
-                      ngx_commerce_statements[q->stmt].name, q->retries,
+                      q->stmt->name, q->retries,
                       PQresultErrorField(res, PG_DIAG_SQLSTATE));
         PQclear(res);
 
@@ -1198,7 +992,7 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
         }
 
         /* in order; a read never goes behind a write */
-        if (conn->nflight && ngx_commerce_pg_read_only(q->stmt)
+        if (conn->nflight && (q->stmt->flags & NGX_COMMERCE_STMT_READ)
             && !ngx_commerce_pg_only_reads(conn))
         {
             break;
@@ -1319,7 +1113,7 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
 
             ngx_log_error(NGX_LOG_INFO, q->log, 0,
                           "commerce: retrying \"%s\" on another connection",
-                          ngx_commerce_statements[q->stmt].name);
+                          q->stmt->name);
 
             if (ngx_commerce_pg_submit(pool, q) == NGX_OK) {
                 continue;
@@ -1485,44 +1279,14 @@ ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn)
 }
 
 
-/* safe to send again after a lost connection: reads, and the idempotent */
+/* safe to send again after a lost connection: by the statement's flags */
 
 static ngx_uint_t
-ngx_commerce_pg_resendable(ngx_uint_t stmt, ngx_uint_t gave_up)
+ngx_commerce_pg_resendable(ngx_commerce_stmt_t *stmt, ngx_uint_t gave_up)
 {
-    if (ngx_commerce_pg_read_only(stmt)) {
+    if (stmt->flags & NGX_COMMERCE_STMT_READ) {
         return 1;
     }
 
-    /*
-     * The key statements only when the server closed the connection: when
-     * we gave up on it, the old backend may still run the statement later,
-     * after a retry has claimed the key again.
-     */
-    return !gave_up
-           && (stmt == NGX_COMMERCE_STMT_IDEM_FINISH
-               || stmt == NGX_COMMERCE_STMT_IDEM_ABANDON);
-}
-
-
-/* statements that change nothing (reads): pipelined behind reads, re-sent */
-
-static ngx_uint_t
-ngx_commerce_pg_read_only(ngx_uint_t stmt)
-{
-    switch (stmt) {
-
-    case NGX_COMMERCE_STMT_PRODUCT_GET:
-    case NGX_COMMERCE_STMT_PRODUCT_LIST:
-    case NGX_COMMERCE_STMT_BALANCE_GET:
-    case NGX_COMMERCE_STMT_ORDER_GET:
-    case NGX_COMMERCE_STMT_USER_GET:
-    case NGX_COMMERCE_STMT_LOGIN_LOOKUP:
-    case NGX_COMMERCE_STMT_CARD_STATS:
-    case NGX_COMMERCE_STMT_AUDIT_LIST:
-        return 1;
-
-    default:
-        return 0;
-    }
+    return !gave_up && (stmt->flags & NGX_COMMERCE_STMT_RESEND);
 }

@@ -16,8 +16,7 @@
  */
 
 
-#include "ngx_commerce.h"
-#include "cm_account.h"
+#include "ngx_commerce_account.h"
 #include "cm_pwhash.h"
 #include "cm_token.h"
 
@@ -28,6 +27,22 @@
 #define NGX_COMMERCE_PASSWORD_BYTES  1024   /* 256 characters of UTF-8 */
 #define NGX_COMMERCE_NAME_BYTES      400
 #define NGX_COMMERCE_ACCESS_LEN      1024
+
+
+enum {
+    NGX_COMMERCE_STMT_USER_NEXT_ID = 0,
+    NGX_COMMERCE_STMT_SIGNUP,
+    NGX_COMMERCE_STMT_LOGIN_LOOKUP,
+    NGX_COMMERCE_STMT_LOGIN_FINISH,
+    NGX_COMMERCE_STMT_REFRESH_ROTATE,
+    NGX_COMMERCE_STMT_LOGOUT,
+    NGX_COMMERCE_STMT_USER_GET,
+    NGX_COMMERCE_STMT_USER_WITHDRAW,
+    NGX_COMMERCE_STMT_ROLE_SET,
+    NGX_COMMERCE_STMT_PASSWORD_REHASH,
+    NGX_COMMERCE_STMT_AUDIT_LIST,
+    NGX_COMMERCE_ACCOUNT_NSTMT
+};
 
 
 typedef enum {
@@ -115,9 +130,117 @@ static char *ngx_commerce_acct_client(ngx_http_request_t *r);
 static const char  *ngx_commerce_yajl_path_ok[] = { "ok", NULL };
 
 
-ngx_int_t
-ngx_commerce_account_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    u_char *body, size_t len)
+static ngx_int_t ngx_commerce_account_signup(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_account_login(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_account_refresh(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_account_logout(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_account_me(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_account_withdraw(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_account_role(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_account_audit(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+
+
+ngx_commerce_stmt_t  ngx_commerce_account_statements[] = {
+
+    [NGX_COMMERCE_STMT_USER_NEXT_ID] =
+    { "cm_user_next_id", "SELECT cm_user_next_id()", 0, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_SIGNUP] =
+    { "cm_signup",
+      "SELECT cm_signup($1::bigint, $2::text, $3::text, $4::text, $5::text, "
+      "$6::text, $7::text)", 7, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_LOGIN_LOOKUP] =
+    { "cm_login_lookup", "SELECT cm_login_lookup($1::text)", 1,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_LOGIN_FINISH] =
+    { "cm_login_finish",
+      "SELECT cm_login_finish($1::bigint, $2::bool, $3::text, $4::text, "
+      "$5::int)", 5, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_REFRESH_ROTATE] =
+    { "cm_refresh_rotate",
+      "SELECT cm_refresh_rotate($1::text, $2::text, $3::int, $4::text)", 4,
+      0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_LOGOUT] =
+    { "cm_logout", "SELECT cm_logout($1::text, $2::text)", 2, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_USER_GET] =
+    { "cm_user_get", "SELECT cm_user_get($1::bigint)", 1,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_USER_WITHDRAW] =
+    { "cm_user_withdraw", "SELECT cm_user_withdraw($1::bigint, $2::text)", 2,
+      0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ROLE_SET] =
+    { "cm_role_set",
+      "SELECT cm_role_set($1::bigint, $2::bigint, $3::text, $4::text)", 4, 0,
+      NULL, 0 },
+
+    [NGX_COMMERCE_STMT_PASSWORD_REHASH] =
+    { "cm_password_rehash",
+      "SELECT cm_password_rehash($1::bigint, $2::text, $3::text)", 3, 0,
+      NULL, 0 },
+
+    [NGX_COMMERCE_STMT_AUDIT_LIST] =
+    { "cm_audit_list", "SELECT cm_audit_list($1::bigint, $2::int)", 2,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
+    [NGX_COMMERCE_ACCOUNT_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
+};
+
+
+/* signup, login, refresh and logout are how a token is obtained */
+
+ngx_commerce_route_t  ngx_commerce_account_routes[] = {
+
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/auth/signup", NGX_COMMERCE_PUBLIC, 0,
+                       "signup", ngx_commerce_account_signup, "signup"),
+
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/auth/login", NGX_COMMERCE_PUBLIC,
+                       NGX_COMMERCE_ROUTE_ACCOUNT, "login",
+                       ngx_commerce_account_login, "login"),
+
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/auth/refresh", NGX_COMMERCE_PUBLIC, 0,
+                       "refresh", ngx_commerce_account_refresh, "refresh"),
+
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/auth/logout", NGX_COMMERCE_PUBLIC, 0,
+                       "logout", ngx_commerce_account_logout, "logout"),
+
+    NGX_COMMERCE_ROUTE("GET", "/api/v1/users/me", CM_ROLE_ALL, 0,
+                       "me", ngx_commerce_account_me, "getMe"),
+
+    NGX_COMMERCE_ROUTE("DELETE", "/api/v1/users/me", CM_ROLE_ALL, 0,
+                       "me", ngx_commerce_account_withdraw, "withdrawMe"),
+
+    NGX_COMMERCE_ROUTE("PUT", "/api/v1/admin/users/{id}/role", CM_ROLE_ADMIN,
+                       0, "admin_role", ngx_commerce_account_role,
+                       "setUserRole"),
+
+    NGX_COMMERCE_ROUTE("GET", "/api/v1/admin/audit",
+                       CM_ROLE_MANAGER|CM_ROLE_ADMIN, 0, "admin_audit",
+                       ngx_commerce_account_audit, "listAudit"),
+
+    ngx_commerce_route_end
+};
+
+
+/* the state of an account request, or NULL (answered: *rc) */
+
+static ngx_commerce_acct_t *
+ngx_commerce_account_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_int_t *rc)
 {
     ngx_commerce_acct_t       *a;
     ngx_commerce_main_conf_t  *mcf;
@@ -125,55 +248,118 @@ ngx_commerce_account_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
     if (!mcf->accounts) {
-        return ngx_commerce_send_error(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND",
+        *rc = ngx_commerce_reply_error(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND",
                                        "accounts are not configured");
+        return NULL;
     }
 
     a = ngx_pcalloc(r->pool, sizeof(ngx_commerce_acct_t));
     if (a == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     a->r = r;
     a->ctx = ctx;
 
-    switch (ctx->route) {
+    return a;
+}
 
-    case NGX_COMMERCE_ROUTE_SIGNUP:
-        return ngx_commerce_acct_signup(a, body, len);
 
-    case NGX_COMMERCE_ROUTE_LOGIN:
-        return ngx_commerce_acct_login(a, body, len);
-
-    case NGX_COMMERCE_ROUTE_REFRESH:
-        return ngx_commerce_acct_refresh(a, body, len, 0);
-
-    case NGX_COMMERCE_ROUTE_LOGOUT:
-        return ngx_commerce_acct_refresh(a, body, len, 1);
-
-    case NGX_COMMERCE_ROUTE_ME:
-        if (r->method == NGX_HTTP_DELETE) {
-            return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_WITHDRAW,
-                                           NGX_COMMERCE_STMT_USER_WITHDRAW, 2,
-                                           ngx_commerce_param_int(r->pool,
-                                                   ctx->claims.user_id),
-                                           ngx_commerce_acct_client(r));
-        }
-
-        return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_ME,
-                                       NGX_COMMERCE_STMT_USER_GET, 1,
-                                       ngx_commerce_param_int(r->pool,
-                                               ctx->claims.user_id));
-
-    case NGX_COMMERCE_ROUTE_ADMIN_ROLE:
-        return ngx_commerce_acct_role(a, body, len);
-
-    case NGX_COMMERCE_ROUTE_ADMIN_AUDIT:
-        return ngx_commerce_acct_audit(a);
-
-    default:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+#define ngx_commerce_account_begin(r, ctx)                                    \
+    ngx_int_t             rc;                                                 \
+    ngx_commerce_acct_t  *a;                                                  \
+                                                                              \
+    a = ngx_commerce_account_start(r, ctx, &rc);                              \
+    if (a == NULL) {                                                          \
+        return rc;                                                            \
     }
+
+
+static ngx_int_t
+ngx_commerce_account_signup(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_signup(a, body, len);
+}
+
+
+static ngx_int_t
+ngx_commerce_account_login(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_login(a, body, len);
+}
+
+
+static ngx_int_t
+ngx_commerce_account_refresh(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_refresh(a, body, len, 0);
+}
+
+
+static ngx_int_t
+ngx_commerce_account_logout(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_refresh(a, body, len, 1);
+}
+
+
+static ngx_int_t
+ngx_commerce_account_me(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_ME,
+                                   NGX_COMMERCE_STMT_USER_GET, 1,
+                                   ngx_commerce_pg_int(&ctx->query,
+                                                       ctx->claims.user_id));
+}
+
+
+static ngx_int_t
+ngx_commerce_account_withdraw(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_WITHDRAW,
+                                   NGX_COMMERCE_STMT_USER_WITHDRAW, 2,
+                                   ngx_commerce_pg_int(&ctx->query,
+                                                       ctx->claims.user_id),
+                                   ngx_commerce_acct_client(r));
+}
+
+
+static ngx_int_t
+ngx_commerce_account_role(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_role(a, body, len);
+}
+
+
+static ngx_int_t
+ngx_commerce_account_audit(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ngx_commerce_account_begin(r, ctx);
+
+    return ngx_commerce_acct_audit(a);
 }
 
 
@@ -212,7 +398,7 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
     ngx_commerce_acct_field(&f[3], "phone", CM_PHONE_MAX, a->phone);
 
     if (cm_parse_fields(body, len, f, 4, err, sizeof(err)) != 0) {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
@@ -225,7 +411,7 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
         || cm_name_valid(a->name, a->name_len, &why) != 0
         || cm_phone_valid(a->phone, a->phone_len, &why) != 0)
     {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", why);
     }
 
@@ -233,7 +419,7 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
                            a->email_len, &why)
         != 0)
     {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "PASSWORD_POLICY", why);
     }
 
@@ -270,7 +456,7 @@ ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
                             a->password);
 
     if (cm_parse_fields(body, len, f, 2, err, sizeof(err)) != 0) {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
@@ -320,17 +506,17 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
     ngx_commerce_acct_field(&f[0], "refreshToken", CM_TOKEN_LEN + 1, token);
 
     if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
     if (cm_token_hash(token, f[0].len, old) != 0) {
         if (logout) {
-            return ngx_commerce_send_json(a->r, NGX_HTTP_NO_CONTENT, NULL, 0,
+            return ngx_commerce_reply_json(a->r, NGX_HTTP_NO_CONTENT, NULL, 0,
                                           0);
         }
 
-        return ngx_commerce_send_error(a->r, NGX_HTTP_UNAUTHORIZED,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_UNAUTHORIZED,
                                       "INVALID_REFRESH_TOKEN",
                                       "invalid, expired or revoked refresh "
                                       "token");
@@ -356,8 +542,7 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REFRESH,
                                    NGX_COMMERCE_STMT_REFRESH_ROTATE, 4, p,
                                    a->refresh_hash,
-                                   ngx_commerce_param_int(a->r->pool,
-                                                         mcf->refresh_ttl),
+                                   ngx_commerce_pg_int(&a->ctx->query, mcf->refresh_ttl),
                                    ngx_commerce_acct_client(a->r));
 }
 
@@ -376,14 +561,14 @@ ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
     ngx_commerce_acct_field(&f[0], "role", CM_JWT_ROLE_LEN, role);
 
     if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST", err);
     }
 
     bit = cm_role_bit(role, f[0].len);
 
     if (bit == 0 || ngx_strcmp(cm_role_name(bit), role) != 0) {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST",
                                       "role must be CONSUMER, SELLER, "
                                       "MANAGER or ADMIN");
@@ -393,10 +578,8 @@ ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
 
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
                                    NGX_COMMERCE_STMT_ROLE_SET, 4,
-                                   ngx_commerce_param_int(a->r->pool,
-                                       a->ctx->claims.user_id),
-                                   ngx_commerce_param_int(a->r->pool,
-                                                         a->ctx->id),
+                                   ngx_commerce_pg_int(&a->ctx->query, a->ctx->claims.user_id),
+                                   ngx_commerce_pg_int(&a->ctx->query, a->ctx->id),
                                    (char *) cm_role_name(bit),
                                    ngx_commerce_acct_client(a->r));
 }
@@ -414,7 +597,7 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
     if (ngx_http_arg(a->r, (u_char *) "userId", 6, &v) == NGX_OK
         && cm_parse_int64(v.data, v.len, 1, INT64_MAX, &user) != 0)
     {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST",
                                       "userId must be a positive integer");
     }
@@ -422,7 +605,7 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
     if (ngx_http_arg(a->r, (u_char *) "limit", 5, &v) == NGX_OK
         && cm_parse_int64(v.data, v.len, 1, 200, &limit) != 0)
     {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_BAD_REQUEST,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
                                       "INVALID_REQUEST",
                                       "limit must be an integer between 1 "
                                       "and 200");
@@ -432,10 +615,9 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
 
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
                                    NGX_COMMERCE_STMT_AUDIT_LIST, 2,
-                                   user ? ngx_commerce_param_int(a->r->pool,
-                                                                user)
+                                   user ? ngx_commerce_pg_int(&a->ctx->query, user)
                                         : NULL,
-                                   ngx_commerce_param_int(a->r->pool, limit));
+                                   ngx_commerce_pg_int(&a->ctx->query, limit));
 }
 
 
@@ -458,8 +640,8 @@ ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
 
     a->step = step;
 
-    ngx_memzero(&ctx->query, sizeof(ngx_commerce_pg_query_t));
-    ctx->query.stmt = stmt;
+    ngx_commerce_pg_reset(&ctx->query);
+    ctx->query.stmt = &ngx_commerce_account_statements[stmt];
     ctx->query.nparams = n;
     ctx->query.log = a->r->connection->log;
     ctx->query.data = a;
@@ -476,15 +658,15 @@ ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
     if (rc != NGX_OK) {
         ngx_commerce_log(NGX_LOG_WARN, a->r, ctx,
                          "no database connection for \"%s\"",
-                         ngx_commerce_statements[stmt].name);
+                         ctx->query.stmt->name);
 
-        return ngx_commerce_send_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "DB_UNAVAILABLE",
                                       "database unavailable, retry later");
     }
 
     ctx->waiting = 1;
-    ngx_commerce_watch_client(a->r, ctx);
+    ngx_commerce_idem_watch_client(a->r, ctx);
 
     return NGX_DONE;
 }
@@ -511,14 +693,14 @@ ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     ngx_http_set_log_request(c->log, r);
 
     if (rc != NGX_OK || res == NULL) {
-        rc = ngx_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        rc = ngx_commerce_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                     "DB_UNAVAILABLE",
                                     "database unavailable, retry later");
         goto done;
     }
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = ngx_commerce_send_db_error(r, a->ctx, res);
+        rc = ngx_commerce_reply_db_error(r, a->ctx, res);
         goto done;
     }
 
@@ -624,7 +806,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
             || ngx_strlen(s) >= sizeof(a->role))
         {
             if (a->step == NGX_COMMERCE_ACCT_LOGIN) {
-                return ngx_commerce_send_error(a->r, NGX_HTTP_UNAUTHORIZED,
+                return ngx_commerce_reply_error(a->r, NGX_HTTP_UNAUTHORIZED,
                                               "INVALID_CREDENTIALS",
                                               "wrong email or password");
             }
@@ -635,7 +817,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
                              "refresh token refused: %s",
                              s ? s : "invalid");
 
-            return ngx_commerce_send_error(a->r, NGX_HTTP_UNAUTHORIZED,
+            return ngx_commerce_reply_error(a->r, NGX_HTTP_UNAUTHORIZED,
                                           "INVALID_REFRESH_TOKEN",
                                           "invalid, expired or revoked "
                                           "refresh token");
@@ -646,8 +828,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
         if (a->step == NGX_COMMERCE_ACCT_LOGIN && a->rehash) {
             return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REHASH,
                                            NGX_COMMERCE_STMT_PASSWORD_REHASH,
-                                           3, ngx_commerce_param_int(
-                                                   a->r->pool, a->user_id),
+                                           3, ngx_commerce_pg_int(&a->ctx->query, a->user_id),
                                            a->stored, a->hash);
         }
 
@@ -662,7 +843,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
 
     case NGX_COMMERCE_ACCT_LOGOUT:
     case NGX_COMMERCE_ACCT_WITHDRAW:
-        return ngx_commerce_send_json(a->r, NGX_HTTP_NO_CONTENT, NULL, 0, 0);
+        return ngx_commerce_reply_json(a->r, NGX_HTTP_NO_CONTENT, NULL, 0, 0);
 
     case NGX_COMMERCE_ACCT_ME:
         if (v == NULL) {
@@ -677,7 +858,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_commerce_reply(a->r, a->ctx->success_status, doc, len);
+        return ngx_commerce_idem_reply(a->r, a->ctx->success_status, doc, len);
     }
 }
 
@@ -708,7 +889,7 @@ ngx_commerce_acct_hash(ngx_commerce_acct_t *a)
     task->event.handler = ngx_commerce_acct_hash_done;
 
     if (ngx_thread_task_post(mcf->auth_thread_pool, task) != NGX_OK) {
-        return ngx_commerce_send_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_commerce_reply_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "BUSY", "too many logins at once, "
                                       "retry later");
     }
@@ -813,8 +994,7 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
 
         return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_SIGNUP,
                                        NGX_COMMERCE_STMT_SIGNUP, 7,
-                                       ngx_commerce_param_int(a->r->pool,
-                                                             a->user_id),
+                                       ngx_commerce_pg_int(&a->ctx->query, a->user_id),
                                        a->index, email, phone, name,
                                        a->hash,
                                        ngx_commerce_acct_client(a->r));
@@ -829,14 +1009,12 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
     return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOGIN,
                                    NGX_COMMERCE_STMT_LOGIN_FINISH, 5,
                                    a->user_id
-                                   ? ngx_commerce_param_int(a->r->pool,
-                                                           a->user_id)
+                                   ? ngx_commerce_pg_int(&a->ctx->query, a->user_id)
                                    : NULL,
                                    ok ? "true" : "false",
                                    ngx_commerce_acct_client(a->r),
                                    ok ? a->refresh_hash : NULL,
-                                   ngx_commerce_param_int(a->r->pool,
-                                                         mcf->refresh_ttl));
+                                   ngx_commerce_pg_int(&a->ctx->query, mcf->refresh_ttl));
 }
 
 
@@ -886,7 +1064,7 @@ ngx_commerce_acct_tokens(ngx_commerce_acct_t *a)
     ngx_commerce_log(NGX_LOG_INFO, a->r, a->ctx,
                      "user %L: access token %s issued", a->user_id, jti);
 
-    return ngx_commerce_reply(a->r, NGX_HTTP_OK, body, p - body);
+    return ngx_commerce_idem_reply(a->r, NGX_HTTP_OK, body, p - body);
 }
 
 
@@ -982,7 +1160,7 @@ ngx_commerce_acct_profile(ngx_commerce_acct_t *a, yajl_val v)
 
     *p++ = '}';
 
-    return ngx_commerce_reply(a->r, a->step == NGX_COMMERCE_ACCT_SIGNUP
+    return ngx_commerce_idem_reply(a->r, a->step == NGX_COMMERCE_ACCT_SIGNUP
                                     ? NGX_HTTP_CREATED : NGX_HTTP_OK,
                               body, p - body);
 }
@@ -1148,126 +1326,6 @@ ngx_commerce_acct_client(ngx_http_request_t *r)
  * configuration
  */
 
-/*
- * Files of secrets are refused when group or others may access them.
- * A key file is in the cm_pii keyring format.
- */
-
-ngx_int_t
-ngx_commerce_key_file_private(ngx_conf_t *cf, const char *directive,
-    ngx_str_t *path, ngx_file_info_t *fi)
-{
-    u_char  mode[5];
-
-    if (fi->st_mode & (S_IRWXG|S_IRWXO)) {
-        /* ngx_sprintf() has no octal */
-        mode[0] = (u_char) ('0' + ((fi->st_mode >> 9) & 7));
-        mode[1] = (u_char) ('0' + ((fi->st_mode >> 6) & 7));
-        mode[2] = (u_char) ('0' + ((fi->st_mode >> 3) & 7));
-        mode[3] = (u_char) ('0' + (fi->st_mode & 7));
-        mode[4] = '\0';
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\": \"%V\" is accessible by group or "
-                           "others (mode %s): chmod 600 it", directive,
-                           path, mode);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_commerce_read_keyring(ngx_conf_t *cf, const char *directive,
-    ngx_str_t *path, cm_keyring_t **out)
-{
-    ssize_t          n;
-    u_char          *buf;
-    size_t           size;
-    ngx_file_t       file;
-    const char      *err;
-    cm_keyring_t    *kr;
-    ngx_file_info_t  fi;
-
-    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = *path;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"%s\": cannot open \"%V\"", directive, path);
-        return NGX_ERROR;
-    }
-
-    buf = NULL;
-    size = 0;
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"%s\": cannot stat \"%V\"", directive, path);
-        goto failed;
-    }
-
-    if (ngx_commerce_key_file_private(cf, directive, path, &fi) != NGX_OK) {
-        goto failed;
-    }
-
-    size = (size_t) ngx_file_size(&fi);
-
-    if (size > 65536) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\": \"%V\" is larger than 64 KB", directive,
-                           path);
-        goto failed;
-    }
-
-    buf = ngx_alloc(size + 1, cf->log);
-    kr = ngx_pcalloc(cf->pool, sizeof(cm_keyring_t));
-    if (buf == NULL || kr == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_file(&file, buf, size, 0);
-    if (n == NGX_ERROR || (size_t) n != size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"%s\": cannot read \"%V\"", directive, path);
-        goto failed;
-    }
-
-    if (cm_keyring_parse((char *) buf, size, kr, &err) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\": \"%V\", line %ui: %s", directive, path,
-                           (ngx_uint_t) kr->line, err);
-        goto failed;
-    }
-
-    ngx_explicit_memzero(buf, size);
-    ngx_free(buf);
-    (void) ngx_close_file(file.fd);
-
-    *out = kr;
-
-    return NGX_OK;
-
-failed:
-
-    if (buf != NULL) {
-        ngx_explicit_memzero(buf, size);
-        ngx_free(buf);
-    }
-
-    (void) ngx_close_file(file.fd);
-
-    return NGX_ERROR;
-}
-
-
 ngx_int_t
 ngx_commerce_account_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 {
@@ -1287,10 +1345,10 @@ ngx_commerce_account_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         return NGX_ERROR;
     }
 
-    if (ngx_commerce_read_keyring(cf, "commerce_pii_keys_file",
+    if (ngx_commerce_conf_keyring(cf, "commerce_pii_keys_file",
                                   &mcf->pii_keys_file, &mcf->pii_keys)
         != NGX_OK
-        || ngx_commerce_read_keyring(cf, "commerce_pii_index_key_file",
+        || ngx_commerce_conf_keyring(cf, "commerce_pii_index_key_file",
                                      &mcf->pii_index_key_file, &ik)
            != NGX_OK)
     {

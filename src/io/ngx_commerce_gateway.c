@@ -12,7 +12,7 @@
  */
 
 
-#include "ngx_commerce_gw.h"
+#include "ngx_commerce_client.h"
 
 #include <ctype.h>
 
@@ -153,7 +153,7 @@ ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /*
      * A reference to an `upstream {}` block, defined before or after: it
      * is looked up by name once the whole configuration is read
-     * (ngx_commerce_gateways_check), not added here, so that a missing one
+     * (ngx_commerce_gateway_check), not added here, so that a missing one
      * is reported by its gateway rather than as nginx's implicit upstream
      * "with no port".
      */
@@ -442,7 +442,7 @@ ngx_commerce_gw_ssl(ngx_conf_t *cf, ngx_commerce_gateway_t *gw)
 /* after the whole configuration: every referenced upstream must exist */
 
 ngx_int_t
-ngx_commerce_gateways_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+ngx_commerce_gateway_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 {
     ngx_uint_t                      i, j;
     ngx_commerce_gateway_t         *gw;
@@ -520,15 +520,15 @@ ngx_commerce_gateways_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         }
     }
 
-    mcf->shm->gateways = gw;
-    mcf->shm->ngateways = mcf->gateways.nelts;
+    mcf->shm->init_state = ngx_commerce_breaker_init_zone;
+    mcf->shm->state_data = &mcf->gateways;
 
     return NGX_OK;
 }
 
 
 ngx_int_t
-ngx_commerce_gateways_init_worker(ngx_cycle_t *cycle,
+ngx_commerce_gateway_init_worker(ngx_cycle_t *cycle,
     ngx_commerce_main_conf_t *mcf)
 {
     ngx_uint_t                   i, j, k, n;
@@ -573,10 +573,34 @@ ngx_commerce_gateways_init_worker(ngx_cycle_t *cycle,
         gw[i].naddrs = n;
         gw[i].rr = ngx_pid;
 
-        if (ngx_commerce_http_init_gateway(cycle, &gw[i]) != NGX_OK) {
+        if (ngx_commerce_client_init_gateway(cycle, &gw[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }
 
     return NGX_OK;
+}
+
+
+/* the gateway a callback or a stored payment names, or NULL */
+
+ngx_commerce_gateway_t *
+ngx_commerce_gateway_by_name(ngx_str_t *name)
+{
+    ngx_uint_t                 i;
+    ngx_commerce_gateway_t    *gw;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_commerce_main_conf();
+    gw = mcf->gateways.elts;
+
+    for (i = 0; i < mcf->gateways.nelts; i++) {
+        if (gw[i].name.len == name->len
+            && ngx_strncmp(gw[i].name.data, name->data, name->len) == 0)
+        {
+            return &gw[i];
+        }
+    }
+
+    return NULL;
 }

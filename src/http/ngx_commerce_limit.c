@@ -17,7 +17,7 @@
  */
 
 
-#include "ngx_commerce_gw.h"
+#include "ngx_commerce_http.h"
 #include "cm_ratelimit.h"
 
 
@@ -63,8 +63,9 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                  zones;      /* ngx_commerce_limit_zone_t */
-    ngx_commerce_limit_zone_t   *route[NGX_COMMERCE_ROUTE_COUNT]
+    ngx_commerce_limit_zone_t   *route[NGX_COMMERCE_ROUTE_SLOTS]
                                       [NGX_COMMERCE_LIMIT_PER_ROUTE];
+    ngx_uint_t                   flags[NGX_COMMERCE_ROUTE_SLOTS];
 } ngx_commerce_limit_conf_t;
 
 
@@ -269,7 +270,7 @@ ngx_commerce_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_commerce_main_conf_t *mcf = conf;
 
     ngx_str_t                  *value;
-    ngx_uint_t                  i, j, k, route;
+    ngx_uint_t                  i, j, k, route, flags;
     ngx_commerce_limit_conf_t  *lc;
     ngx_commerce_limit_zone_t  *z;
 
@@ -280,22 +281,20 @@ ngx_commerce_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    for (route = 1; route < NGX_COMMERCE_ROUTE_COUNT; route++) {
-        if (ngx_strlen(ngx_commerce_route_name(route)) == value[1].len
-            && ngx_strncmp(ngx_commerce_route_name(route), value[1].data,
-                           value[1].len) == 0)
-        {
-            break;
-        }
-    }
+    /* the route table was added before the directives were parsed */
+    route = ngx_commerce_router_slot(mcf, &value[1], &flags);
 
-    if (route == NGX_COMMERCE_ROUTE_COUNT) {
+    if (route == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_limit\": unknown route \"%V\" (one "
-                           "of products, product, balance, charge, orders, "
-                           "order, order_payment, callback)", &value[1]);
+                           "\"commerce_limit\": unknown route \"%V\" (a "
+                           "route name of the route table: products, "
+                           "product, balance, charge, orders, order, "
+                           "order_payment, callback, login, ...)",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
+
+    lc->flags[route] = flags;
 
     /* zone names are resolved to indexes now, pointers after parsing */
 
@@ -355,13 +354,13 @@ ngx_commerce_limit_postconf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         z[i].shm_zone->data = &z[i];
     }
 
-    for (i = 0; i < NGX_COMMERCE_ROUTE_COUNT; i++) {
+    for (i = 0; i < NGX_COMMERCE_ROUTE_SLOTS; i++) {
         for (k = 0; k < NGX_COMMERCE_LIMIT_PER_ROUTE; k++) {
             if (lc->route[i][k] != NULL) {
                 lc->route[i][k] = &z[(uintptr_t) lc->route[i][k] - 1];
 
                 if (lc->route[i][k]->key == NGX_COMMERCE_LIMIT_KEY_ACCOUNT
-                    && i != NGX_COMMERCE_ROUTE_LOGIN)
+                    && !(lc->flags[i] & NGX_COMMERCE_ROUTE_ACCOUNT))
                 {
                     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                        "\"commerce_limit\": zone \"%V\" "
@@ -628,13 +627,11 @@ ngx_commerce_limit_check(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
     lc = mcf->limits;
 
-    if (lc == NULL || ctx->route >= NGX_COMMERCE_ROUTE_COUNT
-        || lc->route[ctx->route][0] == NULL)
-    {
+    if (lc == NULL || lc->route[ctx->route->slot][0] == NULL) {
         return NGX_DECLINED;
     }
 
-    rz = lc->route[ctx->route];
+    rz = lc->route[ctx->route->slot];
     n = 0;
 
     for (i = 0; i < NGX_COMMERCE_LIMIT_PER_ROUTE && rz[i] != NULL; i++) {
@@ -677,11 +674,11 @@ ngx_commerce_limit_account(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
     lc = mcf->limits;
 
-    if (lc == NULL || ctx->route >= NGX_COMMERCE_ROUTE_COUNT) {
+    if (lc == NULL) {
         return NGX_DECLINED;
     }
 
-    rz = lc->route[ctx->route];
+    rz = lc->route[ctx->route->slot];
     n = 0;
 
     for (i = 0; i < NGX_COMMERCE_LIMIT_PER_ROUTE && rz[i] != NULL; i++) {
@@ -761,7 +758,7 @@ ngx_commerce_limit_run(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
             ctx->retry_after = 1;
         }
 
-        return ngx_commerce_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+        return ngx_commerce_reply_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
                                        "RATE_LIMITED",
                                        "too many requests, retry later");
     }

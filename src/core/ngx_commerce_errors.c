@@ -1,0 +1,54 @@
+
+/*
+ * The registry of error codes: every code a response may carry, with its
+ * HTTP status.  Codes are UPPER_SNAKE and stable (clients switch on them);
+ * the SQL functions raise the business ones (SQLSTATE CM001, see
+ * sql/README.md) and the module maps them here.  conf/openapi.json lists
+ * the same codes.
+ */
+
+
+#include "ngx_commerce.h"
+
+
+typedef struct {
+    const char  *code;
+    ngx_uint_t   status;
+} ngx_commerce_error_map_t;
+
+
+static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
+    { "INVALID_REQUEST",          NGX_HTTP_BAD_REQUEST },
+    { "BALANCE_LIMIT_EXCEEDED",   NGX_HTTP_BAD_REQUEST },
+    { "PRODUCT_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
+    { "ORDER_NOT_FOUND",          NGX_HTTP_NOT_FOUND },
+    { "USER_NOT_FOUND",           NGX_HTTP_NOT_FOUND },
+    { "OUT_OF_STOCK",             NGX_HTTP_CONFLICT },
+    { "INSUFFICIENT_BALANCE",     NGX_HTTP_CONFLICT },
+    { "ORDER_NOT_PAYABLE",        NGX_HTTP_CONFLICT },
+    { "PAYMENT_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
+    { "PAYMENT_STATE_CONFLICT",   NGX_HTTP_CONFLICT },
+    { "IDEMPOTENCY_KEY_REUSED",   422 },
+    { "IDEMPOTENCY_IN_FLIGHT",    NGX_HTTP_CONFLICT },
+    { "PG_UNAVAILABLE",           NGX_HTTP_SERVICE_UNAVAILABLE },
+    { "RATE_LIMITED",             NGX_HTTP_TOO_MANY_REQUESTS },
+    { "EMAIL_TAKEN",              NGX_HTTP_CONFLICT },
+    { NULL, 0 }
+};
+
+
+/* the status of a business code raised by the database; 0: not ours */
+
+ngx_uint_t
+ngx_commerce_error_status(const char *code)
+{
+    ngx_commerce_error_map_t  *e;
+
+    for (e = ngx_commerce_errors; e->code != NULL; e++) {
+        if (ngx_strcmp(e->code, code) == 0) {
+            return e->status;
+        }
+    }
+
+    return 0;
+}

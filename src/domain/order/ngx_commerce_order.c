@@ -1,0 +1,325 @@
+
+/*
+ * Orders: create one (stock reserved; paid by balance in the same
+ * transaction, or by card through the payment domain), read one, pay one,
+ * and expire the unpaid.  Everything that must hold under concurrency
+ * (stock, balance, order state) is decided by the SQL function in one
+ * transaction; nothing here checks and then writes.
+ */
+
+
+#include "ngx_commerce_order.h"
+#include "ngx_commerce_payment.h"
+
+
+#define NGX_COMMERCE_EXPIRY_BATCH  500
+
+
+enum {
+    NGX_COMMERCE_STMT_ORDER_CREATE = 0,
+    NGX_COMMERCE_STMT_ORDER_CREATE_IDEM,
+    NGX_COMMERCE_STMT_ORDER_PAY,
+    NGX_COMMERCE_STMT_ORDER_PAY_IDEM,
+    NGX_COMMERCE_STMT_ORDER_GET,
+    NGX_COMMERCE_STMT_ORDERS_EXPIRE,
+    NGX_COMMERCE_ORDER_NSTMT
+};
+
+
+typedef struct {
+    ngx_commerce_job_t          job;
+    ngx_commerce_pg_query_t     query;
+    ngx_commerce_main_conf_t   *mcf;
+} ngx_commerce_order_expiry_t;
+
+
+static ngx_int_t ngx_commerce_order_create(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_order_get(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_order_pay(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_order_arrays(ngx_pool_t *pool,
+    cm_order_req_t *req, char **ids, char **qty);
+static const char *ngx_commerce_order_method(cm_pay_method_e method);
+static ngx_int_t ngx_commerce_order_expire(ngx_commerce_job_t *job);
+static void ngx_commerce_order_expired(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+
+
+ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE] =
+    { "cm_order_create",
+      "SELECT cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text)",
+      4, 0,
+      &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE_IDEM],
+      0 },
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE_IDEM] =
+    { "cm_order_create_idem",
+      "SELECT cm_idem_done(h.held, $5::bigint, $6::text, $7::int, "
+      "cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text)) "
+      "FROM cm_idem_hold($5::bigint, $6::text) AS h(held)", 7, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ORDER_PAY] =
+    { "cm_order_pay", "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)",
+      3, 0,
+      &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_PAY_IDEM], 0 },
+
+    [NGX_COMMERCE_STMT_ORDER_PAY_IDEM] =
+    { "cm_order_pay_idem",
+      "SELECT cm_idem_done(h.held, $4::bigint, $5::text, $6::int, "
+      "cm_order_pay($1::bigint, $2::bigint, $3::text)) "
+      "FROM cm_idem_hold($4::bigint, $5::text) AS h(held)", 6, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ORDER_GET] =
+    { "cm_order_get", "SELECT cm_order_get($1::bigint, $2::bigint)", 2,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ORDERS_EXPIRE] =
+    { "cm_orders_expire", "SELECT cm_orders_expire($1::int, $2::int)", 2, 0,
+      NULL, 0 },
+
+    [NGX_COMMERCE_ORDER_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
+};
+
+
+ngx_commerce_route_t  ngx_commerce_order_routes[] = {
+
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/orders", CM_ROLE_ALL,
+                       NGX_COMMERCE_ROUTE_IDEM, "orders",
+                       ngx_commerce_order_create, "createOrder"),
+
+    NGX_COMMERCE_ROUTE("GET", "/api/v1/orders/{id}", CM_ROLE_ALL, 0,
+                       "order", ngx_commerce_order_get, "getOrder"),
+
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/orders/{id}/payment", CM_ROLE_ALL,
+                       NGX_COMMERCE_ROUTE_IDEM, "order_payment",
+                       ngx_commerce_order_pay, "payOrder"),
+
+    ngx_commerce_route_end
+};
+
+
+/* the expiry of unpaid orders, a job of worker 0 */
+
+ngx_int_t
+ngx_commerce_order_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    ngx_commerce_order_expiry_t  *ex;
+
+    ex = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_order_expiry_t));
+    if (ex == NULL) {
+        return NGX_ERROR;
+    }
+
+    ex->mcf = mcf;
+    ex->job.name = "order expiry";
+    ex->job.interval = mcf->expiry_interval;
+    /* give the pool a moment to connect before the first run */
+    ex->job.first = ngx_min(mcf->expiry_interval, 1000);
+    ex->job.run = ngx_commerce_order_expire;
+    ex->job.data = ex;
+
+    return ngx_commerce_job_add(cf, &ex->job);
+}
+
+
+static ngx_int_t
+ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    char              err[NGX_COMMERCE_ERR_LEN], *ids, *qty;
+    cm_order_req_t    req;
+    cm_payment_req_t  card;
+
+    if (cm_parse_order(body, len, &req, err, sizeof(err)) != 0) {
+        return ngx_commerce_reply_invalid(r, err);
+    }
+
+    if (ngx_commerce_order_arrays(r->pool, &req, &ids, &qty) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (req.method == CM_PAY_CARD) {
+        card.method = CM_PAY_CARD;
+        ngx_memcpy(card.card_type, req.card_type, sizeof(card.card_type));
+        ngx_memcpy(card.card_no, req.card_no, sizeof(card.card_no));
+
+        return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, &card);
+    }
+
+    ctx->success_status = NGX_HTTP_CREATED;
+    ctx->query.stmt =
+        &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE];
+    ctx->query.nparams = 4;
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
+                                               ctx->claims.user_id);
+    ctx->query.params[1] = ids;
+    ctx->query.params[2] = qty;
+    ctx->query.params[3] = ngx_commerce_order_method(req.method);
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_order_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    ctx->query.stmt =
+        &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_GET];
+    ctx->query.nparams = 2;
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
+                                               ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    char              err[NGX_COMMERCE_ERR_LEN];
+    cm_payment_req_t  req;
+
+    if (cm_parse_payment(body, len, &req, err, sizeof(err)) != 0) {
+        return ngx_commerce_reply_invalid(r, err);
+    }
+
+    if (req.method == CM_PAY_CARD) {
+        return ngx_commerce_pay_card_start(r, ctx, ctx->id, NULL, NULL, &req);
+    }
+
+    ctx->query.stmt =
+        &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_PAY];
+    ctx->query.nparams = 3;
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
+                                               ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
+    ctx->query.params[2] = ngx_commerce_order_method(req.method);
+
+    return ngx_commerce_run_query(r, ctx);
+}
+
+
+/*
+ * The items as two Postgres array literals, "{1,2,3}" and "{1,1,2}"
+ * (the parser sorted them by product id and merged duplicates).
+ */
+
+static ngx_int_t
+ngx_commerce_order_arrays(ngx_pool_t *pool, cm_order_req_t *req, char **ids,
+    char **qty)
+{
+    u_char      *p, *q;
+    size_t       size;
+    ngx_uint_t   i;
+
+    size = 2 + req->nitems * (NGX_INT64_LEN + 1);
+
+    *ids = ngx_pnalloc(pool, size);
+    *qty = ngx_pnalloc(pool, size);
+    if (*ids == NULL || *qty == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = (u_char *) *ids;
+    q = (u_char *) *qty;
+    *p++ = '{';
+    *q++ = '{';
+
+    for (i = 0; i < req->nitems; i++) {
+        if (i) {
+            *p++ = ',';
+            *q++ = ',';
+        }
+
+        p = ngx_sprintf(p, "%L", req->items[i].product_id);
+        q = ngx_sprintf(q, "%D", req->items[i].quantity);
+    }
+
+    *p++ = '}';
+    *p = '\0';
+    *q++ = '}';
+    *q = '\0';
+
+    return NGX_OK;
+}
+
+
+static const char *
+ngx_commerce_order_method(cm_pay_method_e method)
+{
+    switch (method) {
+
+    case CM_PAY_BALANCE:
+        return "BALANCE";
+
+    case CM_PAY_CARD:
+        return "CARD";
+
+    default:
+        /* SQL NULL: create the order unpaid */
+        return NULL;
+    }
+}
+
+
+/*
+ * Unpaid orders older than commerce_order_ttl are cancelled and their
+ * stock released by cm_orders_expire(), which claims rows with FOR UPDATE
+ * SKIP LOCKED: any number of instances may run it against one database
+ * without releasing stock twice.
+ */
+
+static ngx_int_t
+ngx_commerce_order_expire(ngx_commerce_job_t *job)
+{
+    ngx_commerce_order_expiry_t  *ex = job->data;
+
+    ngx_commerce_pg_reset(&ex->query);
+    ex->query.stmt =
+        &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDERS_EXPIRE];
+    ex->query.nparams = 2;
+    ex->query.params[0] = ngx_commerce_pg_int(&ex->query,
+                                              ex->mcf->order_ttl);
+    ex->query.params[1] = ngx_commerce_pg_int(&ex->query,
+                                              NGX_COMMERCE_EXPIRY_BATCH);
+    ex->query.log = job->log;
+    ex->query.data = ex;
+    ex->query.handler = ngx_commerce_order_expired;
+
+    return ngx_commerce_pg_submit(ex->mcf->pool, &ex->query);
+}
+
+
+static void
+ngx_commerce_order_expired(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    int64_t                       n;
+    ngx_commerce_order_expiry_t  *ex = q->data;
+
+    n = 0;
+
+    if (rc == NGX_OK && ngx_commerce_pg_int_result(res, &n) == NGX_OK) {
+        if (n > 0) {
+            ngx_log_error(NGX_LOG_NOTICE, q->log, 0,
+                          "commerce: order expiry cancelled %L unpaid "
+                          "order(s) older than %T s",
+                          n, ex->mcf->order_ttl);
+        }
+
+    } else if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, q->log, 0,
+                      "commerce: order expiry failed: %s",
+                      PQresultErrorMessage(res));
+    }
+
+    /* a full batch means more are due: run again at once */
+    ngx_commerce_job_done(&ex->job, n == NGX_COMMERCE_EXPIRY_BATCH ? 1 : 0);
+}

@@ -1,0 +1,191 @@
+
+/*
+ * The request pipeline of a commerce_api location, in phase order: the
+ * router (one declarative table of routes), authentication and roles
+ * (access phase), rate limits, Idempotency-Keys, the content handler that
+ * reads the body and runs the route's handler, and the JSON replies.
+ * Domains (src/domain/) bring their rows of the route table and their
+ * handlers; this layer never names a domain.
+ */
+
+
+#ifndef _NGX_COMMERCE_HTTP_H_INCLUDED_
+#define _NGX_COMMERCE_HTTP_H_INCLUDED_
+
+
+#include "ngx_commerce.h"
+#include "ngx_commerce_shm.h"
+#include "ngx_commerce_pg.h"
+#include "cm_account.h"
+
+
+#define NGX_COMMERCE_ROUTE_SEGS      8
+#define NGX_COMMERCE_ERR_LEN         160
+
+/* route flags */
+#define NGX_COMMERCE_ROUTE_IDEM      0x01   /* honours Idempotency-Key */
+#define NGX_COMMERCE_ROUTE_ACCOUNT   0x02   /* limits may key on account */
+
+/* roles of a public route: it takes no token */
+#define NGX_COMMERCE_PUBLIC          0
+
+
+typedef struct ngx_commerce_ctx_s    ngx_commerce_ctx_t;
+
+typedef ngx_int_t (*ngx_commerce_route_pt)(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+
+
+/*
+ * A row of the route table.  Every reader of the API's shape takes it from
+ * here: the router (method and path, `{name}` segments capture positive
+ * integers), the access phase (public or token), roles, Idempotency-Key,
+ * rate limits and metrics (name), the Allow header, and the check that
+ * conf/openapi.json describes exactly these routes (operation_id).  A GET
+ * row serves HEAD too.
+ */
+
+typedef struct {
+    const char                  *method;
+    const char                  *path;
+    unsigned                     roles;        /* CM_ROLE_* bits */
+    unsigned                     flags;
+    const char                  *name;
+    ngx_commerce_route_pt        handler;
+    const char                  *operation_id;
+
+    /* set by the router when the table is added */
+    ngx_uint_t                   methods;      /* NGX_HTTP_* bits */
+    ngx_uint_t                   slot;         /* of name: metrics, limits */
+    ngx_uint_t                   nsegs;
+    ngx_str_t                    segs[NGX_COMMERCE_ROUTE_SEGS];
+} ngx_commerce_route_t;
+
+
+#define NGX_COMMERCE_ROUTE(m, p, ro, f, n, h, op)                            \
+    { .method = m, .path = p, .roles = ro, .flags = f, .name = n,            \
+      .handler = h, .operation_id = op }
+
+#define ngx_commerce_route_end  { .method = NULL }
+
+
+typedef enum {
+    NGX_COMMERCE_IDEM_NONE = 0,
+    NGX_COMMERCE_IDEM_CLAIMING,
+    NGX_COMMERCE_IDEM_ACTIVE,
+    NGX_COMMERCE_IDEM_STORING
+} ngx_commerce_idem_e;
+
+
+/* the state of one API request */
+
+struct ngx_commerce_ctx_s {
+    ngx_str_t                    request_id;
+    cm_jwt_claims_t              claims;
+
+    ngx_commerce_route_t        *route;        /* NULL: none matched */
+    int64_t                      id;           /* the path's captures */
+    int64_t                      id2;
+    ngx_uint_t                   slot;         /* metrics: the path's name */
+    ngx_uint_t                   route_rc;     /* 404/405/400 to answer */
+    unsigned                     route_public:1;
+    unsigned                     route_matched:1;
+
+    ngx_commerce_idem_e          idem;
+    ngx_str_t                    idem_key;
+    u_char                      *idem_body;
+    size_t                       idem_len;
+    unsigned                     idem_replayed:1;
+    unsigned                     idem_atomic:1;   /* work + answer, one tx */
+    unsigned                     idem_stored:1;   /* ... and it committed */
+    unsigned                     idem_unknown:1;  /* ... connection lost */
+    int                          idem_pid;        /* backend that ran it */
+    ngx_uint_t                   idem_settles;    /* cm_idem_abandon calls */
+    ngx_uint_t                   retry_after;     /* seconds, for 429 */
+    ngx_uint_t                   reply_status;
+    u_char                      *reply_body;
+    size_t                       reply_len;
+
+    unsigned                     authenticated:1;
+    unsigned                     waiting:1;
+    unsigned                     gone:1;          /* request cleaned up */
+
+    ngx_uint_t                   success_status;
+
+    ngx_commerce_pg_query_t      query;
+    ngx_http_request_t          *request;
+};
+
+
+#define ngx_commerce_log(level, r, ctx, fmt, ...)                            \
+    ngx_log_error(level, (r)->connection->log, 0,                            \
+                  "commerce: [%V] " fmt, &(ctx)->request_id, ##__VA_ARGS__)
+
+
+/* router (ngx_commerce_router.c) */
+ngx_int_t ngx_commerce_router_add(ngx_conf_t *cf,
+    ngx_commerce_route_t *table);
+ngx_int_t ngx_commerce_router_match(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_router_refuse(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_uint_t ngx_commerce_router_allowed(ngx_commerce_ctx_t *ctx);
+ngx_uint_t ngx_commerce_router_slot(ngx_commerce_main_conf_t *mcf,
+    ngx_str_t *name, ngx_uint_t *flags);
+const char *ngx_commerce_router_slot_name(ngx_commerce_main_conf_t *mcf,
+    ngx_uint_t slot);
+
+/* request context and replies (ngx_commerce_reply.c) */
+ngx_commerce_ctx_t *ngx_commerce_reply_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len, ngx_uint_t retry_after);
+ngx_int_t ngx_commerce_reply_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message);
+ngx_int_t ngx_commerce_reply_invalid(ngx_http_request_t *r,
+    const char *message);
+ngx_int_t ngx_commerce_reply_db_error(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, PGresult *res);
+ngx_int_t ngx_commerce_reply_header(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
+ngx_str_t *ngx_commerce_reply_cors_origin(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_reply_preflight(ngx_http_request_t *r);
+
+/* the content handler (ngx_commerce_handler.c) */
+ngx_int_t ngx_commerce_handler(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_run_query(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
+
+/* authentication, access phase (ngx_commerce_auth.c) */
+ngx_int_t ngx_commerce_auth_handler(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_auth_init_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_commerce_auth_conf(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+
+/* rate limits (ngx_commerce_limit.c) */
+char *ngx_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_commerce_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_commerce_limit_postconf(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+ngx_int_t ngx_commerce_limit_check(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_limit_account(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_str_t *account);
+u_char *ngx_commerce_limit_metrics(u_char *p, u_char *last);
+
+/* Idempotency-Key (ngx_commerce_idem.c) */
+ngx_int_t ngx_commerce_idem_init(ngx_conf_t *cf);
+void ngx_commerce_idem_watch_client(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_idem_atomic(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+ngx_int_t ngx_commerce_idem_reply(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
+
+/* Prometheus text (ngx_commerce_metrics.c) */
+ngx_int_t ngx_commerce_metrics_handler(ngx_http_request_t *r);
+
+#endif /* _NGX_COMMERCE_HTTP_H_INCLUDED_ */

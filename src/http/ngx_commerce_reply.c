@@ -1,0 +1,390 @@
+
+/*
+ * The request's context and every answer of the API: JSON bodies with the
+ * headers each carries (X-Request-Id, Retry-After, Idempotent-Replayed,
+ * CORS, no-store), errors as {"code","message"}, and the mapping of a
+ * database error to one of them.
+ */
+
+
+#include "ngx_commerce_http.h"
+
+
+#define NGX_COMMERCE_ERROR_BODY_MAX  512
+
+
+static void ngx_commerce_reply_cleanup(void *data);
+
+
+ngx_commerce_ctx_t *
+ngx_commerce_reply_ctx(ngx_http_request_t *r)
+{
+    ngx_commerce_ctx_t         *ctx;
+    ngx_http_cleanup_t         *cln;
+    ngx_http_variable_value_t  *vv;
+    ngx_commerce_main_conf_t   *mcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+    if (ctx != NULL) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_commerce_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_commerce_reply_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ngx_str_set(&ctx->request_id, "-");
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    vv = ngx_http_get_indexed_variable(r, mcf->request_id_index);
+    if (vv != NULL && !vv->not_found) {
+        ctx->request_id.data = vv->data;
+        ctx->request_id.len = vv->len;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_commerce_module);
+
+    return ctx;
+}
+
+
+/* the request is going away (finished, or the client aborted) */
+
+static void
+ngx_commerce_reply_cleanup(void *data)
+{
+    ngx_commerce_ctx_t  *ctx = data;
+
+    ctx->gone = 1;
+
+    if (ctx->waiting) {
+        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                      "commerce: [%V] client went away during the query",
+                      &ctx->request_id);
+        ngx_commerce_pg_cancel(&ctx->query);
+        ctx->waiting = 0;
+    }
+}
+
+
+ngx_int_t
+ngx_commerce_reply_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    u_char  *body, *p;
+    size_t   n;
+
+    body = ngx_pnalloc(r->pool, NGX_COMMERCE_ERROR_BODY_MAX);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* codes are ours (UPPER_SNAKE); messages may come from the database */
+    p = ngx_slprintf(body, body + NGX_COMMERCE_ERROR_BODY_MAX - 3,
+                     "{\"code\":\"%s\",\"message\":\"", code);
+
+    n = cm_json_escape((char *) p, body + NGX_COMMERCE_ERROR_BODY_MAX - 3 - p,
+                       (const unsigned char *) message, ngx_strlen(message));
+    p += n;
+
+    *p++ = '"';
+    *p++ = '}';
+
+    return ngx_commerce_idem_reply(r, status, body, p - body);
+}
+
+
+ngx_int_t
+ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len, ngx_uint_t retry_after)
+{
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_str_t                  v, *origin;
+    ngx_chain_t                out;
+    ngx_commerce_ctx_t        *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (ctx != NULL && ctx->request_id.len > 1) {
+        if (ngx_commerce_reply_header(r, "X-Request-Id", &ctx->request_id)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx != NULL && ctx->retry_after) {
+        v.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (v.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        v.len = ngx_sprintf(v.data, "%ui", ctx->retry_after) - v.data;
+
+        if (ngx_commerce_reply_header(r, "Retry-After", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (retry_after) {
+        ngx_str_set(&v, "1");
+        if (ngx_commerce_reply_header(r, "Retry-After", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx != NULL && ctx->idem_replayed) {
+        ngx_str_set(&v, "true");
+        if (ngx_commerce_reply_header(r, "Idempotent-Replayed", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    origin = ngx_commerce_reply_cors_origin(r);
+
+    if (origin != NULL) {
+        ngx_str_t  vary = ngx_string("Origin");
+        ngx_str_t  expose = ngx_string("X-Request-Id, Retry-After, "
+                                       "Idempotent-Replayed, RateLimit-Limit, "
+                                       "RateLimit-Remaining, RateLimit-Reset");
+
+        if (ngx_commerce_reply_header(r, "Access-Control-Allow-Origin", origin)
+            != NGX_OK
+            || ngx_commerce_reply_header(r, "Vary", &vary) != NGX_OK
+            || ngx_commerce_reply_header(r, "Access-Control-Expose-Headers",
+                                       &expose)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        ngx_str_set(&v, "Bearer");
+        if (ngx_commerce_reply_header(r, "WWW-Authenticate", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_str_set(&v, "no-store");
+    if (ngx_commerce_reply_header(r, "Cache-Control", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&v, "nosniff");
+    if (ngx_commerce_reply_header(r, "X-Content-Type-Options", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (r->method == NGX_HTTP_HEAD || len == 0) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_commerce_reply_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+/*
+ * CORS, off unless commerce_cors_origin lists origins: the request's
+ * Origin when it is one of them (compared exactly), else NULL.
+ */
+
+ngx_str_t *
+ngx_commerce_reply_cors_origin(ngx_http_request_t *r)
+{
+    ngx_str_t                 *o;
+    ngx_uint_t                 i, j;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (mcf->cors_origins == NULL) {
+        return NULL;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Origin") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
+                               sizeof("Origin") - 1) != 0)
+        {
+            continue;
+        }
+
+        o = mcf->cors_origins->elts;
+
+        for (j = 0; j < mcf->cors_origins->nelts; j++) {
+            if (o[j].len == h[i].value.len
+                && ngx_strncmp(o[j].data, h[i].value.data, o[j].len) == 0)
+            {
+                return &o[j];
+            }
+        }
+
+        return NULL;
+    }
+}
+
+
+/* OPTIONS: a CORS preflight from a listed origin, else 403 */
+
+ngx_int_t
+ngx_commerce_reply_preflight(ngx_http_request_t *r)
+{
+    ngx_str_t  methods = ngx_string("GET, HEAD, POST, PUT, DELETE");
+    ngx_str_t  headers = ngx_string("Authorization, Content-Type, "
+                                    "Idempotency-Key");
+    ngx_str_t  age = ngx_string("600");
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    if (ngx_commerce_reply_cors_origin(r) == NULL) {
+        return ngx_commerce_reply_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                       "origin not allowed");
+    }
+
+    if (ngx_commerce_reply_header(r, "Access-Control-Allow-Methods", &methods)
+        != NGX_OK
+        || ngx_commerce_reply_header(r, "Access-Control-Allow-Headers",
+                                   &headers)
+           != NGX_OK
+        || ngx_commerce_reply_header(r, "Access-Control-Max-Age", &age)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_reply_json(r, NGX_HTTP_NO_CONTENT, NULL, 0, 0);
+}
+
+
+
+/* 400 INVALID_REQUEST: the client's input failed validation */
+
+ngx_int_t
+ngx_commerce_reply_invalid(ngx_http_request_t *r, const char *message)
+{
+    return ngx_commerce_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                    "INVALID_REQUEST", message);
+}
+
+
+ngx_int_t
+ngx_commerce_reply_db_error(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    PGresult *res)
+{
+    char        *state, *code, *detail;
+    ngx_uint_t   status;
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    code = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    if (state != NULL && code != NULL
+        && ngx_strcmp(state, NGX_COMMERCE_SQLSTATE_BUSINESS) == 0)
+    {
+        status = ngx_commerce_error_status(code);
+
+        if (status != 0) {
+            detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+
+            ngx_commerce_log(NGX_LOG_INFO, r, ctx, "%s", code);
+
+            return ngx_commerce_reply_error(r, status, code,
+                                           detail ? detail : code);
+        }
+    }
+
+    if (state != NULL
+        && (ngx_strncmp(state, "08", 2) == 0        /* connection */
+            || ngx_strncmp(state, "53", 2) == 0     /* resources */
+            || ngx_strncmp(state, "57", 2) == 0     /* timeout, shutdown */
+            || ngx_strcmp(state, "40001") == 0      /* retries exhausted */
+            || ngx_strcmp(state, "40P01") == 0))
+    {
+        ngx_commerce_log(NGX_LOG_WARN, r, ctx, "database error %s: %s",
+                         state, PQresultErrorMessage(res));
+
+        return ngx_commerce_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "DB_UNAVAILABLE",
+                                       "database unavailable, retry later");
+    }
+
+    ngx_commerce_log(NGX_LOG_ERR, r, ctx, "database error %s: %s",
+                     state ? state : "-", PQresultErrorMessage(res));
+
+    return ngx_commerce_reply_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR", "internal error");
+}

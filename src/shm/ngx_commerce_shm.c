@@ -1,0 +1,294 @@
+
+/*
+ * The shared-memory zone (`commerce_zone 1m;`): state every worker sees
+ * alike.  Circuit breakers and retry budgets of every gateway change under
+ * the slab pool's mutex (their logic is src/lib/cm_breaker.c and
+ * cm_backoff.c, their use src/io/ngx_commerce_breaker.c); metric counters
+ * are atomics.  Nothing here knows what a gateway or a route is: slots are
+ * numbers.  On reload the zone is reused when its layout is the same, and
+ * the state's owner (init_state) decides what of it survives.
+ */
+
+
+#include "ngx_commerce_shm.h"
+
+
+static ngx_int_t ngx_commerce_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_uint_t ngx_commerce_status_slot(ngx_uint_t status);
+
+
+/* histogram bounds in milliseconds (Prometheus "le" in seconds) */
+static ngx_msec_t  ngx_commerce_bounds[NGX_COMMERCE_BUCKETS] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000
+};
+
+const char  *ngx_commerce_bounds_s[NGX_COMMERCE_BUCKETS] = {
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+    "0.5", "1", "2.5", "5"
+};
+
+const ngx_uint_t  ngx_commerce_statuses[NGX_COMMERCE_STATUS_SLOTS] = {
+    200, 201, 202, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500,
+    503, 0
+};
+
+const char  *ngx_commerce_op_names[NGX_COMMERCE_OP_COUNT] = {
+    "create", "status", "list", "cancel"
+};
+
+const char  *ngx_commerce_out_names[NGX_COMMERCE_OUT_COUNT] = {
+    "accepted", "declined", "error", "refused", "timeout", "broken",
+    "rejected"
+};
+
+
+
+char *
+ngx_commerce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_commerce_main_conf_t *mcf = conf;
+
+    ssize_t              size;
+    ngx_str_t           *value, name;
+    ngx_commerce_shm_t  *shm;
+
+    if (mcf->shm != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)
+        || size < (ssize_t) (sizeof(ngx_commerce_shctx_t) * 2))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_zone\" size \"%V\" is invalid or "
+                           "too small (at least %uz)", &value[1],
+                           ngx_max(8 * ngx_pagesize,
+                                   sizeof(ngx_commerce_shctx_t) * 2));
+        return NGX_CONF_ERROR;
+    }
+
+    shm = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_shm_t));
+    if (shm == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&name, "commerce");
+
+    shm->zone = ngx_shared_memory_add(cf, &name, size,
+                                      &ngx_http_commerce_module);
+    if (shm->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm->zone->init = ngx_commerce_init_zone;
+    shm->zone->data = shm;
+
+    mcf->shm = shm;
+
+    return NGX_CONF_OK;
+}
+
+
+
+static ngx_int_t
+ngx_commerce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_commerce_shm_t  *oshm = data;
+
+    ngx_commerce_shm_t  *shm;
+
+    shm = shm_zone->data;
+
+    shm->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (oshm != NULL && oshm->sh != NULL) {
+        shm->sh = oshm->sh;
+
+    } else if (shm_zone->shm.exists) {
+        shm->sh = shm->shpool->data;
+    }
+
+    if (shm->sh != NULL
+        && shm->sh->version == NGX_COMMERCE_SH_VERSION
+        && shm->sh->size == sizeof(ngx_commerce_shctx_t))
+    {
+        goto state;
+    }
+
+    /* new, or left by a build with another layout: start afresh */
+
+    shm->sh = ngx_slab_calloc(shm->shpool, sizeof(ngx_commerce_shctx_t));
+    if (shm->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm->shpool->data = shm->sh;
+
+    shm->sh->version = NGX_COMMERCE_SH_VERSION;
+    shm->sh->size = sizeof(ngx_commerce_shctx_t);
+    shm->sh->ngw = (ngx_uint_t) -1;
+
+    if (shm->shpool->log_ctx == NULL || shm->shpool->log_ctx[0] != ' ') {
+        shm->shpool->log_ctx = ngx_slab_alloc(shm->shpool,
+                                              sizeof(" in commerce zone"));
+        if (shm->shpool->log_ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(shm->shpool->log_ctx, " in commerce zone%Z");
+    }
+
+state:
+
+    /* the owner of the state decides what survives a reload */
+
+    if (shm->init_state != NULL) {
+        return shm->init_state(shm, shm->state_data);
+    }
+
+    return NGX_OK;
+}
+
+
+
+ngx_commerce_shctx_t *
+ngx_commerce_sh(void)
+{
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_commerce_main_conf();
+
+    if (mcf == NULL || mcf->shm == NULL) {
+        return NULL;
+    }
+
+    return mcf->shm->sh;
+}
+
+
+
+void
+ngx_commerce_metrics_gw(ngx_uint_t gw, ngx_commerce_op_e op,
+    ngx_commerce_outcome_e out, ngx_msec_t latency)
+{
+    ngx_commerce_shctx_t       *sh;
+    ngx_commerce_gw_metrics_t  *m;
+
+    sh = ngx_commerce_sh();
+    if (sh == NULL) {
+        return;
+    }
+
+    if (gw >= NGX_COMMERCE_GW_MAX) {
+        return;
+    }
+
+    m = &sh->gw[gw];
+
+    (void) ngx_atomic_fetch_add(&m->requests[op][out], 1);
+
+    if (out == NGX_COMMERCE_OUT_REJECTED) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&m->latency[op][ngx_commerce_metrics_bucket(latency)],
+                                1);
+    (void) ngx_atomic_fetch_add(&m->latency_sum_ms[op], latency);
+}
+
+
+void
+ngx_commerce_metrics_request(ngx_uint_t route, ngx_uint_t status,
+    ngx_msec_t latency_us)
+{
+    ngx_uint_t             cls;
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_sh();
+    if (sh == NULL) {
+        return;
+    }
+
+    if (route >= NGX_COMMERCE_ROUTE_SLOTS) {
+        route = 0;
+    }
+
+    cls = (status >= 100 && status < 600) ? status / 100 - 1
+                                          : NGX_COMMERCE_CLASS_SLOTS - 1;
+
+    (void) ngx_atomic_fetch_add(
+                     &sh->m.requests[route][ngx_commerce_status_slot(status)],
+                     1);
+    (void) ngx_atomic_fetch_add(
+               &sh->m.latency[route][cls][ngx_commerce_metrics_bucket(latency_us
+                                                                 / 1000)], 1);
+    (void) ngx_atomic_fetch_add(&sh->m.latency_sum_us[route][cls],
+                                latency_us);
+}
+
+
+void
+ngx_commerce_metrics_db(ngx_uint_t busy, ngx_uint_t idle, ngx_uint_t down,
+    ngx_uint_t queued)
+{
+    ngx_commerce_shctx_t      *sh;
+    ngx_commerce_db_gauges_t  *g;
+
+    sh = ngx_commerce_sh();
+    if (sh == NULL || ngx_worker >= NGX_COMMERCE_WORKERS_MAX) {
+        return;
+    }
+
+    g = &sh->m.db[ngx_worker];
+    g->busy = busy;
+    g->idle = idle;
+    g->down = down;
+    g->queued = queued;
+    g->pid = ngx_pid;
+}
+
+
+void
+ngx_commerce_metrics_db_error(void)
+{
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_sh();
+    if (sh != NULL) {
+        (void) ngx_atomic_fetch_add(&sh->m.db_errors, 1);
+    }
+}
+
+
+static ngx_uint_t
+ngx_commerce_status_slot(ngx_uint_t status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_COMMERCE_STATUS_SLOTS - 1; i++) {
+        if (ngx_commerce_statuses[i] == status) {
+            return i;
+        }
+    }
+
+    return NGX_COMMERCE_STATUS_SLOTS - 1;
+}
+
+
+ngx_uint_t
+ngx_commerce_metrics_bucket(ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_COMMERCE_BUCKETS; i++) {
+        if (ms <= ngx_commerce_bounds[i]) {
+            return i;
+        }
+    }
+
+    return NGX_COMMERCE_BUCKETS;
+}
