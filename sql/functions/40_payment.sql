@@ -626,27 +626,6 @@ BEGIN
 END
 $$;
 
--- A payment by its PG transaction key (callbacks).
--- -> {"paymentId","orderId","userId","status"} | PAYMENT_NOT_FOUND
-CREATE OR REPLACE FUNCTION cm_card_get_by_key(p_gateway text, p_transaction_key text) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_doc text;
-BEGIN
-    SELECT '{"paymentId":' || p.id || ',"orderId":' || p.order_id || ',"userId":' || o.user_id
-           || ',"status":"' || p.status || '"}'
-      INTO v_doc
-      FROM payments p
-      JOIN orders o ON o.id = p.order_id
-     WHERE p.gateway = p_gateway AND p.transaction_key = p_transaction_key;
-    IF v_doc IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PAYMENT_NOT_FOUND',
-            DETAIL = format('no payment with transaction key %s at %s', p_transaction_key, p_gateway);
-    END IF;
-    RETURN v_doc;
-END
-$$;
-
 -- Gauges for metrics: payments in flight, age of the oldest, net-cancels owed.
 -- -> {"pending","oldestPendingSeconds","netCancelOwed"}
 CREATE OR REPLACE FUNCTION cm_card_stats() RETURNS text
