@@ -3,8 +3,8 @@
 -- Applied by sql/migrate inside one transaction (no BEGIN/COMMIT here).
 -- Amounts are integer KRW in bigint.  CHECK constraints make the invariants
 -- (no negative balance or stock, consistent order amounts) impossible to
--- violate whatever the caller does; the functions in 002 raise business
--- errors before a CHECK would fire.
+-- violate whatever the caller does; the functions (sql/functions/) raise
+-- business errors before a CHECK would fire.
 
 -- users and products are small and their rows are updated by every charge,
 -- payment and order (balance, stock).  fillfactor leaves room on each page

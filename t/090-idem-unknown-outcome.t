@@ -3,7 +3,7 @@
 # the database connection breaks after a balance operation was sent.
 #
 # The operation and its stored answer are one transaction
-# (sql/008_idem_atomic.sql), and before the key is freed the module settles
+# (sql/functions/50_idem.sql), and before the key is freed the module settles
 # the outcome with cm_idem_abandon (waits for the statement's transaction,
 # ends its backend, then looks):
 #

@@ -543,7 +543,8 @@ is_error($t->req('DELETE', '/api/v1/users/me', user => 31337424), 404,
     'USER_NOT_FOUND', 'DELETE /users/me of an unknown user: 404');
 
 # the access token lives out its minutes, but the database refuses to move
-# money or take orders for an erased account (sql/006)
+# money or take orders for an erased account (the triggers of
+# sql/functions/60_account.sql)
 is_error($t->post('/api/v1/balance/charge', { amount => 1000 },
     token => $w_access), 404, 'USER_NOT_FOUND',
     'a charge with the withdrawn account\'s live access token: 404');

@@ -419,7 +419,8 @@ sub db_state {
     my ($self, %o) = @_;
     my @tables = $self->psql(q{SELECT table_name FROM information_schema.tables
         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
-          AND table_name <> 'schema_migrations' ORDER BY 1});
+          AND table_name NOT IN ('schema_migrations', 'schema_repeatables')
+        ORDER BY 1});
     my %skip = map { $_ => 1 } @{ $o{skip} // [] };
     @tables = grep { !$skip{$_} } @tables;
     my $sql = join " UNION ALL\n", map {

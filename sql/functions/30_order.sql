@@ -1,0 +1,371 @@
+-- order: create, pay by balance, read and expire orders; the order
+-- document.  Repeatable file: see 00_common.sql.
+--
+-- Lock order: products by id -> user (create); order -> user (pay);
+-- orders SKIP LOCKED -> products by id (expire).  The card functions
+-- (40_payment.sql) slot the payment row in after the order.
+--
+-- The order document:
+--   {"id","userId","status","items":[{"productId","name","quantity",
+--    "unitPrice","amount"}],"totalAmount","discountAmount","paymentAmount",
+--    "payment":{"id","method","status","amount"[,"reason"]}|null,"createdAt"}
+-- items ordered by productId; payment = the latest payment row.
+
+-- ---------------------------------------------------------------------------
+-- The order document (fragments inlined)
+
+CREATE OR REPLACE FUNCTION cm__item_json(p_product bigint, p_name text, p_quantity int,
+                                         p_unit_price bigint, p_amount bigint)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT '{"productId":' || p_product || ',"name":' || to_json(p_name)::text
+        || ',"quantity":' || p_quantity || ',"unitPrice":' || p_unit_price
+        || ',"amount":' || p_amount || '}'
+$$;
+
+-- A payment inside the order document.  CARD payments carry "reason"
+-- (decline reason or null); BALANCE payments are exactly
+-- {"id","method","status","amount"} (clients and tests compare it).
+-- method/status are CHECK-constrained identifiers: no escaping needed.
+-- Databases migrated before sql/functions/ existed also have a 4-argument
+-- version (no reason, for BALANCE payments only): dropped.
+DROP FUNCTION IF EXISTS cm__payment_json(bigint, text, text, bigint);
+CREATE OR REPLACE FUNCTION cm__payment_json(p_id bigint, p_method text, p_status text, p_amount bigint,
+                                            p_reason text)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT '{"id":' || p_id || ',"method":"' || p_method || '","status":"' || p_status
+        || '","amount":' || p_amount
+        || CASE WHEN p_method = 'CARD'
+                THEN ',"reason":' || coalesce(to_json(p_reason)::text, 'null')
+                ELSE '' END
+        || '}'
+$$;
+
+-- The order document.  p_items is a JSON array, p_payment a JSON object or NULL.
+CREATE OR REPLACE FUNCTION cm__order_doc(p_id bigint, p_user bigint, p_status text, p_items text,
+                                         p_total bigint, p_discount bigint, p_payment_amount bigint,
+                                         p_payment text, p_created timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT '{"id":' || p_id || ',"userId":' || p_user || ',"status":"' || p_status
+        || '","items":' || p_items
+        || ',"totalAmount":' || p_total || ',"discountAmount":' || p_discount
+        || ',"paymentAmount":' || p_payment_amount
+        || ',"payment":' || coalesce(p_payment, 'null')
+        || ',"createdAt":"' || cm__ts(p_created) || '"}'
+$$;
+
+-- cm_order_json(order_id [, user_id]): the order document, or NULL when there
+-- is no such order (or it belongs to another user when p_user is given).
+CREATE OR REPLACE FUNCTION cm_order_json(p_order bigint, p_user bigint DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_doc text;
+BEGIN
+    SELECT cm__order_doc(o.id, o.user_id, o.status,
+               coalesce((SELECT '[' || string_agg(cm__item_json(i.product_id, i.name, i.quantity,
+                                                                i.unit_price, i.amount),
+                                                  ',' ORDER BY i.product_id) || ']'
+                           FROM order_items i
+                          WHERE i.order_id = o.id), '[]'),
+               o.total_amount, o.discount_amount, o.payment_amount,
+               (SELECT cm__payment_json(p.id, p.method, p.status, p.amount, p.reason)
+                  FROM payments p
+                 WHERE p.order_id = o.id
+                 ORDER BY p.id DESC
+                 LIMIT 1),
+               o.created_at)
+      INTO v_doc
+      FROM orders o
+     WHERE o.id = p_order
+       AND (p_user IS NULL OR o.user_id = p_user);
+    RETURN v_doc;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Orders
+
+-- Create an order for p_user with products p_products[i] x p_quantities[i]
+-- (parallel arrays, 1..50 distinct products, quantity 1..999).
+--   p_method NULL      -> PENDING_PAYMENT, stock reserved (decremented) now;
+--   p_method 'BALANCE' -> paid from the balance in the same transaction: PAID.
+-- Products are locked in id order (FOR NO KEY UPDATE), so concurrent orders
+-- over overlapping products queue instead of deadlocking; stock is checked on
+-- the locked, latest row.  Error precedence: INVALID_REQUEST, USER_NOT_FOUND,
+-- PRODUCT_NOT_FOUND (lowest missing id), OUT_OF_STOCK (lowest such id),
+-- INSUFFICIENT_BALANCE.
+--
+-- Zero-amount orders (every product priced 0) paid with BALANCE become PAID
+-- without a payments row and without a ledger row: no money moves, and
+-- payments.amount is CHECK (amount > 0) because a payment of nothing is not a
+-- payment.  Their document has "payment": null.  Same in cm_order_pay.
+CREATE OR REPLACE FUNCTION cm_order_create(p_user bigint, p_products bigint[], p_quantities int[],
+                                           p_method text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    n          int := cardinality(p_products);
+    r          record;
+    k          int := 0;
+    v_qty      int;
+    v_ids      bigint[];
+    v_names    text[];
+    v_prices   bigint[];
+    v_qtys     int[];
+    v_items    text := '';
+    v_short    bigint;           -- first product without enough stock
+    v_short_stock int;
+    v_short_qty   int;
+    v_total    bigint := 0;
+    v_discount bigint := 0;      -- coupons: later
+    v_pay_amount bigint;
+    v_status   text;
+    v_balance  bigint;
+    v_order    bigint;
+    v_created  timestamptz;
+    v_pay_id   bigint;
+    v_payment  text;
+BEGIN
+    -- Input shape (the module validates too; this keeps the database safe).
+    IF n IS NULL OR n < 1 OR n > 50 OR cardinality(p_quantities) IS DISTINCT FROM n
+       OR array_position(p_products, NULL) IS NOT NULL
+       OR (1 <= ALL (p_quantities) AND 999 >= ALL (p_quantities)) IS NOT TRUE THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
+            DETAIL = 'items must hold 1 to 50 products with quantities between 1 and 999';
+    END IF;
+    IF p_method IS NOT NULL AND p_method <> 'BALANCE' THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
+            DETAIL = format('unsupported payment method %s', p_method);
+    END IF;
+    IF n > 1 AND (SELECT count(DISTINCT x) FROM unnest(p_products) AS x) <> n THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
+            DETAIL = 'duplicate productId in items';
+    END IF;
+
+    PERFORM FROM users u WHERE u.id = p_user;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'USER_NOT_FOUND',
+            DETAIL = format('user %s not found', p_user);
+    END IF;
+
+    -- Lock the products in id order and read their latest committed state.
+    FOR r IN
+        SELECT p.id, p.name, p.price, p.stock
+          FROM products p
+         WHERE p.id = ANY (p_products)
+         ORDER BY p.id
+           FOR NO KEY UPDATE
+    LOOP
+        v_qty := p_quantities[array_position(p_products, r.id)];
+        IF r.stock < v_qty AND v_short IS NULL THEN
+            v_short := r.id; v_short_stock := r.stock; v_short_qty := v_qty;
+        END IF;
+        k := k + 1;
+        v_ids[k] := r.id;
+        v_names[k] := r.name;
+        v_prices[k] := r.price;
+        v_qtys[k] := v_qty;
+        v_total := v_total + r.price * v_qty;
+        IF k > 1 THEN v_items := v_items || ','; END IF;
+        v_items := v_items || cm__item_json(r.id, r.name, v_qty, r.price, r.price * v_qty);
+    END LOOP;
+
+    IF k < n THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_FOUND',
+            DETAIL = format('product %s not found',
+                            (SELECT min(x) FROM unnest(p_products) AS x WHERE x <> ALL (coalesce(v_ids, '{}'))));
+    END IF;
+    IF v_short IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK',
+            DETAIL = format('product %s has %s in stock, %s requested', v_short, v_short_stock, v_short_qty);
+    END IF;
+
+    -- Reserve the stock (rows already locked by us).
+    UPDATE products
+       SET stock = stock - v_qtys[array_position(v_ids, id)],
+           updated_at = now()
+     WHERE id = ANY (v_ids);
+
+    v_pay_amount := v_total - v_discount;
+    IF p_method IS NULL THEN
+        v_status := 'PENDING_PAYMENT';
+    ELSE
+        v_status := 'PAID';
+        IF v_pay_amount > 0 THEN
+            UPDATE users
+               SET balance = balance - v_pay_amount
+             WHERE id = p_user
+               AND balance >= v_pay_amount
+            RETURNING balance INTO v_balance;
+            IF NOT FOUND THEN
+                PERFORM cm__raise_insufficient(p_user, v_pay_amount);
+            END IF;
+        END IF;
+    END IF;
+
+    INSERT INTO orders (user_id, status, total_amount, discount_amount, payment_amount)
+    VALUES (p_user, v_status, v_total, v_discount, v_pay_amount)
+    RETURNING id, created_at INTO v_order, v_created;
+
+    INSERT INTO order_items (order_id, product_id, name, quantity, unit_price, amount)
+    SELECT v_order, u.pid, u.name, u.qty, u.price, u.price * u.qty
+      FROM unnest(v_ids, v_names, v_qtys, v_prices) AS u(pid, name, qty, price);
+
+    IF v_status = 'PAID' AND v_pay_amount > 0 THEN
+        WITH pay AS (
+            INSERT INTO payments (order_id, method, status, amount)
+            VALUES (v_order, 'BALANCE', 'SUCCESS', v_pay_amount)
+            RETURNING id
+        ), led AS (
+            INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
+            VALUES (p_user, 'PAYMENT', -v_pay_amount, v_balance, v_order)
+        )
+        SELECT pay.id INTO v_pay_id FROM pay;
+        v_payment := cm__payment_json(v_pay_id, 'BALANCE', 'SUCCESS', v_pay_amount, NULL);
+    END IF;
+
+    RETURN cm__order_doc(v_order, p_user, v_status, '[' || v_items || ']',
+                         v_total, v_discount, v_pay_amount, v_payment, v_created);
+END
+$$;
+
+-- Pay a PENDING_PAYMENT order of p_user.  The order row is locked first, so
+-- a concurrent pay (or the expiry job) is serialised and then sees the new
+-- status: exactly one payment succeeds.  Insufficient balance rolls back
+-- everything; the order stays PENDING_PAYMENT (payable after a charge).
+CREATE OR REPLACE FUNCTION cm_order_pay(p_user bigint, p_order bigint, p_method text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    o         record;
+    v_balance bigint;
+BEGIN
+    IF p_method IS DISTINCT FROM 'BALANCE' THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
+            DETAIL = format('unsupported payment method %s', coalesce(p_method, 'null'));
+    END IF;
+
+    SELECT x.id, x.status, x.payment_amount INTO o
+      FROM orders x
+     WHERE x.id = p_order AND x.user_id = p_user
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_FOUND',
+            DETAIL = format('order %s not found', p_order);
+    END IF;
+    IF o.status <> 'PENDING_PAYMENT' THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_PAYABLE',
+            DETAIL = format('order %s is %s', p_order, o.status);
+    END IF;
+
+    IF o.payment_amount > 0 THEN
+        UPDATE users
+           SET balance = balance - o.payment_amount
+         WHERE id = p_user
+           AND balance >= o.payment_amount
+        RETURNING balance INTO v_balance;
+        IF NOT FOUND THEN
+            PERFORM cm__raise_insufficient(p_user, o.payment_amount);
+        END IF;
+        WITH pay AS (
+            INSERT INTO payments (order_id, method, status, amount)
+            VALUES (p_order, 'BALANCE', 'SUCCESS', o.payment_amount)
+        )
+        INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
+        VALUES (p_user, 'PAYMENT', -o.payment_amount, v_balance, p_order);
+    END IF;
+
+    UPDATE orders SET status = 'PAID', updated_at = now() WHERE id = p_order;
+
+    RETURN cm_order_json(p_order);
+END
+$$;
+
+-- An order of p_user; another user's order is ORDER_NOT_FOUND.
+CREATE OR REPLACE FUNCTION cm_order_get(p_user bigint, p_order bigint) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_doc text;
+BEGIN
+    v_doc := cm_order_json(p_order, p_user);
+    IF v_doc IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_FOUND',
+            DETAIL = format('order %s not found', p_order);
+    END IF;
+    RETURN v_doc;
+END
+$$;
+
+-- Expiry job: cancel up to p_batch PENDING_PAYMENT orders older than
+-- p_ttl_seconds and give their stock back.  SKIP LOCKED lets several nginx
+-- workers/instances run it at once (each takes different orders) and never
+-- waits on an order being paid right now.  Products are locked in id order,
+-- like cm_order_create, before the stock is restored.  Returns the number of
+-- orders cancelled.
+CREATE OR REPLACE FUNCTION cm_orders_expire(p_ttl_seconds int, p_batch int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids  bigint[];
+    v_pids bigint[];
+    v_qtys int[];
+BEGIN
+    IF p_ttl_seconds IS NULL OR p_ttl_seconds < 0 OR p_batch IS NULL OR p_batch < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
+            DETAIL = 'ttl must be >= 0 and batch >= 1';
+    END IF;
+
+    SELECT array_agg(s.id) INTO v_ids
+      FROM (SELECT o.id
+              FROM orders o
+             WHERE o.status = 'PENDING_PAYMENT'
+               AND o.created_at < now() - make_interval(secs => p_ttl_seconds)
+             ORDER BY o.created_at
+             LIMIT p_batch
+               FOR NO KEY UPDATE SKIP LOCKED) s;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    UPDATE orders
+       SET status = 'CANCELLED', updated_at = now()
+     WHERE id = ANY (v_ids);
+
+    -- Quantities to give back, per product, in product id order.
+    SELECT array_agg(s.product_id ORDER BY s.product_id), array_agg(s.qty ORDER BY s.product_id)
+      INTO v_pids, v_qtys
+      FROM (SELECT i.product_id, sum(i.quantity)::int AS qty
+              FROM order_items i
+             WHERE i.order_id = ANY (v_ids)
+             GROUP BY i.product_id) s;
+
+    -- Lock them in id order (as cm_order_create does), then restore.
+    PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
+
+    UPDATE products p
+       SET stock = p.stock + u.qty, updated_at = now()
+      FROM unnest(v_pids, v_qtys) AS u(pid, qty)
+     WHERE p.id = u.pid;
+
+    RETURN cardinality(v_ids);
+END
+$$;
+
+-- Give back the stock of one order (the caller holds the order row and has
+-- just moved it out of a stock-holding state, so this runs once per order).
+-- Products locked in id order, as everywhere.
+CREATE OR REPLACE FUNCTION cm__order_release_stock(p_order bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pids bigint[];
+    v_qtys int[];
+BEGIN
+    SELECT array_agg(i.product_id ORDER BY i.product_id), array_agg(i.quantity ORDER BY i.product_id)
+      INTO v_pids, v_qtys
+      FROM order_items i
+     WHERE i.order_id = p_order;
+
+    PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
+
+    UPDATE products p
+       SET stock = p.stock + u.qty, updated_at = now()
+      FROM unnest(v_pids, v_qtys) AS u(pid, qty)
+     WHERE p.id = u.pid;
+END
+$$;
