@@ -428,14 +428,6 @@ ngx_module_t  ngx_http_commerce_module = {
 };
 
 
-ngx_commerce_main_conf_t *
-ngx_commerce_main_conf(void)
-{
-    return ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_commerce_module);
-}
-
-
 static void *
 ngx_commerce_create_main_conf(ngx_conf_t *cf)
 {

@@ -156,6 +156,8 @@ yajl_val ngx_commerce_json_parse(ngx_pool_t *pool, u_char *data, size_t len);
 yajl_val ngx_commerce_json_get(yajl_val v, const char *a, const char *b);
 ngx_int_t ngx_commerce_json_int(yajl_val v, const char *a, const char *b,
     int64_t *out);
+ngx_int_t ngx_commerce_json_id(yajl_val v, const char *a, int64_t *out);
+const char *ngx_commerce_json_string(yajl_val v, const char *a);
 ngx_int_t ngx_commerce_json_str(ngx_pool_t *pool, yajl_val v, const char *a,
     const char *b, ngx_str_t *out, size_t max);
 char *ngx_commerce_json_cstr(ngx_pool_t *pool, ngx_str_t *s);

@@ -13,6 +13,16 @@ static ngx_int_t ngx_commerce_conf_private(ngx_conf_t *cf,
     const char *directive, ngx_str_t *path, ngx_file_info_t *fi);
 
 
+/* the configuration of the running cycle (timers and jobs have no request) */
+
+ngx_commerce_main_conf_t *
+ngx_commerce_main_conf(void)
+{
+    return ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_commerce_module);
+}
+
+
 /* like ngx_conf_check_num_bounds(), but the message names the directive */
 
 char *

@@ -97,6 +97,32 @@ ngx_commerce_json_int(yajl_val v, const char *a, const char *b, int64_t *out)
 }
 
 
+/* a positive integer (an id) */
+
+ngx_int_t
+ngx_commerce_json_id(yajl_val v, const char *a, int64_t *out)
+{
+    if (ngx_commerce_json_int(v, a, NULL, out) != NGX_OK || *out < 1) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a string inside the document (NUL-terminated), or NULL */
+
+const char *
+ngx_commerce_json_string(yajl_val v, const char *a)
+{
+    yajl_val  s;
+
+    s = ngx_commerce_json_get(v, a, NULL);
+
+    return (s != NULL && YAJL_IS_STRING(s)) ? YAJL_GET_STRING(s) : NULL;
+}
+
+
 /* a string of 1..max bytes, copied into the pool (not NUL-terminated) */
 
 ngx_int_t

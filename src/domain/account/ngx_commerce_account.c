@@ -24,71 +24,7 @@
 #include <yajl/yajl_tree.h>
 
 
-#define NGX_COMMERCE_PASSWORD_BYTES  1024   /* 256 characters of UTF-8 */
-#define NGX_COMMERCE_NAME_BYTES      400
-#define NGX_COMMERCE_ACCESS_LEN      1024
 
-
-enum {
-    NGX_COMMERCE_STMT_USER_NEXT_ID = 0,
-    NGX_COMMERCE_STMT_SIGNUP,
-    NGX_COMMERCE_STMT_LOGIN_LOOKUP,
-    NGX_COMMERCE_STMT_LOGIN_FINISH,
-    NGX_COMMERCE_STMT_REFRESH_ROTATE,
-    NGX_COMMERCE_STMT_LOGOUT,
-    NGX_COMMERCE_STMT_USER_GET,
-    NGX_COMMERCE_STMT_USER_WITHDRAW,
-    NGX_COMMERCE_STMT_ROLE_SET,
-    NGX_COMMERCE_STMT_PASSWORD_REHASH,
-    NGX_COMMERCE_STMT_AUDIT_LIST,
-    NGX_COMMERCE_ACCOUNT_NSTMT
-};
-
-
-typedef enum {
-    NGX_COMMERCE_ACCT_NEXT_ID = 0,
-    NGX_COMMERCE_ACCT_SIGNUP,
-    NGX_COMMERCE_ACCT_LOOKUP,
-    NGX_COMMERCE_ACCT_LOGIN,
-    NGX_COMMERCE_ACCT_REHASH,
-    NGX_COMMERCE_ACCT_REFRESH,
-    NGX_COMMERCE_ACCT_LOGOUT,
-    NGX_COMMERCE_ACCT_ME,
-    NGX_COMMERCE_ACCT_WITHDRAW,
-    NGX_COMMERCE_ACCT_PASS
-} ngx_commerce_acct_step_e;
-
-
-typedef struct {
-    ngx_http_request_t        *r;
-    ngx_commerce_ctx_t        *ctx;
-    ngx_commerce_acct_step_e   step;
-
-    /* the body's fields (NUL-terminated) */
-    char                       email[CM_EMAIL_MAX + 1];
-    char                       password[NGX_COMMERCE_PASSWORD_BYTES + 1];
-    char                       name[NGX_COMMERCE_NAME_BYTES + 1];
-    char                       phone[CM_PHONE_MAX + 1];
-    size_t                     email_len;
-    size_t                     password_len;
-    size_t                     name_len;
-    size_t                     phone_len;
-
-    char                       index[CM_PII_INDEX_LEN];
-    char                       refresh[CM_TOKEN_LEN + 1];
-    char                       refresh_hash[CM_TOKEN_HASH_LEN + 1];
-
-    int64_t                    user_id;
-    char                       role[CM_JWT_ROLE_LEN];
-
-    /* the thread's work: make a hash, or check one (NULL: no account) */
-    unsigned                   make:1;
-    char                      *stored;
-    char                       hash[CM_PWHASH_LEN];
-    int                        hash_rc;
-    int                        rehash;     /* made with other parameters */
-    cm_pwhash_params_t         kdf;
-} ngx_commerce_acct_t;
 
 
 static void ngx_commerce_acct_field(cm_field_t *f, const char *name,
@@ -113,17 +49,6 @@ static void ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log);
 static void ngx_commerce_acct_hash_done(ngx_event_t *ev);
 static ngx_int_t ngx_commerce_acct_hashed(ngx_commerce_acct_t *a);
 static ngx_int_t ngx_commerce_acct_tokens(ngx_commerce_acct_t *a);
-static ngx_int_t ngx_commerce_acct_profile(ngx_commerce_acct_t *a,
-    yajl_val v);
-static char *ngx_commerce_acct_encrypt(ngx_commerce_acct_t *a,
-    const char *field, const char *pt, size_t len);
-static ngx_int_t ngx_commerce_acct_decrypt(ngx_commerce_acct_t *a,
-    const char *field, yajl_val ct, ngx_str_t *out);
-static u_char *ngx_commerce_acct_json_str(u_char *p, u_char *last,
-    const char *key, ngx_str_t *value);
-static const char *ngx_commerce_acct_doc_str(yajl_val v, const char *key);
-static ngx_int_t ngx_commerce_acct_doc_int(yajl_val v, const char *key,
-    int64_t *out);
 static char *ngx_commerce_acct_client(ngx_http_request_t *r);
 
 
@@ -768,7 +693,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_commerce_acct_profile(a, v);
+        return ngx_commerce_account_pii_profile(a, v);
 
     case NGX_COMMERCE_ACCT_LOOKUP:
         /* no such account: the same work on a dummy, the same answer */
@@ -776,8 +701,8 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
         a->user_id = 0;
 
         if (v != NULL
-            && ngx_commerce_acct_doc_int(v, "userId", &a->user_id) == NGX_OK
-            && (s = ngx_commerce_acct_doc_str(v, "hash")) != NULL)
+            && ngx_commerce_json_id(v, "userId", &a->user_id) == NGX_OK
+            && (s = ngx_commerce_json_string(v, "hash")) != NULL)
         {
             a->stored = ngx_pnalloc(a->r->pool, ngx_strlen(s) + 1);
             if (a->stored == NULL) {
@@ -801,8 +726,8 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
                          : NULL;
 
         if (ok == NULL || !YAJL_IS_TRUE(ok)
-            || ngx_commerce_acct_doc_int(v, "userId", &a->user_id) != NGX_OK
-            || (s = ngx_commerce_acct_doc_str(v, "role")) == NULL
+            || ngx_commerce_json_id(v, "userId", &a->user_id) != NGX_OK
+            || (s = ngx_commerce_json_string(v, "role")) == NULL
             || ngx_strlen(s) >= sizeof(a->role))
         {
             if (a->step == NGX_COMMERCE_ACCT_LOGIN) {
@@ -811,7 +736,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
                                               "wrong email or password");
             }
 
-            s = (v != NULL) ? ngx_commerce_acct_doc_str(v, "reason") : NULL;
+            s = (v != NULL) ? ngx_commerce_json_string(v, "reason") : NULL;
 
             ngx_commerce_log(NGX_LOG_WARN, a->r, a->ctx,
                              "refresh token refused: %s",
@@ -850,7 +775,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_commerce_acct_profile(a, v);
+        return ngx_commerce_account_pii_profile(a, v);
 
     case NGX_COMMERCE_ACCT_PASS:
     default:
@@ -979,11 +904,11 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        email = ngx_commerce_acct_encrypt(a, "users.email", a->email,
+        email = ngx_commerce_account_pii_encrypt(a, "users.email", a->email,
                                           a->email_len);
-        phone = ngx_commerce_acct_encrypt(a, "users.phone", a->phone,
+        phone = ngx_commerce_account_pii_encrypt(a, "users.phone", a->phone,
                                           a->phone_len);
-        name = ngx_commerce_acct_encrypt(a, "users.name", a->name,
+        name = ngx_commerce_account_pii_encrypt(a, "users.name", a->name,
                                          a->name_len);
 
         if (email == NULL || phone == NULL || name == NULL) {
@@ -1066,241 +991,6 @@ ngx_commerce_acct_tokens(ngx_commerce_acct_t *a)
 
     return ngx_commerce_idem_reply(a->r, NGX_HTTP_OK, body, p - body);
 }
-
-
-/* {"id","email","name","phone","role","createdAt"}, decrypted for its owner */
-
-static ngx_int_t
-ngx_commerce_acct_profile(ngx_commerce_acct_t *a, yajl_val v)
-{
-    int64_t      id;
-    u_char      *body, *p, *last;
-    size_t       size;
-    ngx_str_t    email, phone, name, role, created;
-    const char  *s;
-
-    if (ngx_commerce_acct_doc_int(v, "id", &id) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    a->user_id = id;
-
-    if (a->step == NGX_COMMERCE_ACCT_SIGNUP) {
-        /* what the buyer just sent */
-        email.data = (u_char *) a->email;
-        email.len = a->email_len;
-        phone.data = (u_char *) a->phone;
-        phone.len = a->phone_len;
-        name.data = (u_char *) a->name;
-        name.len = a->name_len;
-
-    } else {
-        if (ngx_commerce_acct_decrypt(a, "users.email",
-                                      yajl_tree_get(v, (const char *[])
-                                                    { "emailCt", NULL },
-                                                    yajl_t_any),
-                                      &email)
-            != NGX_OK
-            || ngx_commerce_acct_decrypt(a, "users.phone",
-                                         yajl_tree_get(v, (const char *[])
-                                                       { "phoneCt", NULL },
-                                                       yajl_t_any),
-                                         &phone)
-               != NGX_OK
-            || ngx_commerce_acct_decrypt(a, "users.name",
-                                         yajl_tree_get(v, (const char *[])
-                                                       { "nameCt", NULL },
-                                                       yajl_t_any),
-                                         &name)
-               != NGX_OK)
-        {
-            ngx_commerce_log(NGX_LOG_ERR, a->r, a->ctx,
-                             "user %L: personal data does not decrypt", id);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (name.data == NULL) {
-            /* a demo user from before accounts: the name in plain text */
-            s = ngx_commerce_acct_doc_str(v, "name");
-            if (s != NULL) {
-                name.data = (u_char *) s;
-                name.len = ngx_strlen(s);
-            }
-        }
-    }
-
-    s = ngx_commerce_acct_doc_str(v, "role");
-    role.data = (u_char *) (s ? s : "CONSUMER");
-    role.len = ngx_strlen(role.data);
-
-    s = ngx_commerce_acct_doc_str(v, "createdAt");
-    created.data = (u_char *) s;
-    created.len = s ? ngx_strlen(s) : 0;
-
-    size = 128 + 6 * (email.len + phone.len + name.len) + role.len
-           + created.len;
-
-    body = ngx_pnalloc(a->r->pool, size);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    last = body + size;
-
-    p = ngx_slprintf(body, last, "{\"id\":%L", id);
-    p = ngx_commerce_acct_json_str(p, last, "email", &email);
-    p = ngx_commerce_acct_json_str(p, last, "name", &name);
-    p = ngx_commerce_acct_json_str(p, last, "phone", &phone);
-    p = ngx_commerce_acct_json_str(p, last, "role", &role);
-    p = ngx_commerce_acct_json_str(p, last, "createdAt", &created);
-
-    if (p >= last) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    *p++ = '}';
-
-    return ngx_commerce_idem_reply(a->r, a->step == NGX_COMMERCE_ACCT_SIGNUP
-                                    ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                              body, p - body);
-}
-
-
-static char *
-ngx_commerce_acct_encrypt(ngx_commerce_acct_t *a, const char *field,
-    const char *pt, size_t len)
-{
-    char                       aad[64];
-    char                      *out;
-    size_t                     n, alen, size;
-    ngx_commerce_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
-
-    alen = cm_pii_aad(aad, sizeof(aad), field, a->user_id);
-    if (alen == 0) {
-        return NULL;
-    }
-
-    size = CM_PII_TEXT_LEN(len);
-
-    out = ngx_pnalloc(a->r->pool, size);
-    if (out == NULL) {
-        return NULL;
-    }
-
-    n = cm_pii_encrypt(out, size, mcf->pii_keys, (const unsigned char *) aad,
-                       alen, (const unsigned char *) pt, len);
-
-    return n ? out : NULL;
-}
-
-
-/* ct: a JSON string (decrypted into out) or null (out.data NULL) */
-
-static ngx_int_t
-ngx_commerce_acct_decrypt(ngx_commerce_acct_t *a, const char *field,
-    yajl_val ct, ngx_str_t *out)
-{
-    char                       aad[64];
-    size_t                     alen, len;
-    const char                *text, *why;
-    ngx_commerce_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
-
-    out->data = NULL;
-    out->len = 0;
-
-    if (ct == NULL || YAJL_IS_NULL(ct)) {
-        return NGX_OK;
-    }
-
-    text = YAJL_GET_STRING(ct);
-    if (text == NULL) {
-        return NGX_ERROR;
-    }
-
-    alen = cm_pii_aad(aad, sizeof(aad), field, a->user_id);
-    len = ngx_strlen(text);
-
-    out->data = ngx_pnalloc(a->r->pool, len + 1);
-    if (alen == 0 || out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (cm_pii_decrypt(out->data, len + 1, &out->len, mcf->pii_keys,
-                       (const unsigned char *) aad, alen, text, len, NULL,
-                       &why)
-        != 0)
-    {
-        ngx_commerce_log(NGX_LOG_ERR, a->r, a->ctx, "%s: %s", field, why);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* ,"key":"value" or ,"key":null; p never passes last */
-
-static u_char *
-ngx_commerce_acct_json_str(u_char *p, u_char *last, const char *key,
-    ngx_str_t *value)
-{
-    if (value->data == NULL) {
-        return ngx_slprintf(p, last, ",\"%s\":null", key);
-    }
-
-    p = ngx_slprintf(p, last, ",\"%s\":\"", key);
-
-    if (p < last) {
-        p += cm_json_escape((char *) p, last - p, value->data, value->len);
-    }
-
-    if (p < last) {
-        *p++ = '"';
-    }
-
-    return p;
-}
-
-
-static const char *
-ngx_commerce_acct_doc_str(yajl_val v, const char *key)
-{
-    yajl_val     s;
-    const char  *path[2];
-
-    path[0] = key;
-    path[1] = NULL;
-
-    s = yajl_tree_get(v, path, yajl_t_string);
-
-    return s ? YAJL_GET_STRING(s) : NULL;
-}
-
-
-static ngx_int_t
-ngx_commerce_acct_doc_int(yajl_val v, const char *key, int64_t *out)
-{
-    yajl_val     n;
-    const char  *path[2];
-
-    path[0] = key;
-    path[1] = NULL;
-
-    n = yajl_tree_get(v, path, yajl_t_number);
-
-    if (n == NULL || !YAJL_IS_INTEGER(n) || YAJL_GET_INTEGER(n) < 1) {
-        return NGX_ERROR;
-    }
-
-    *out = YAJL_GET_INTEGER(n);
-
-    return NGX_OK;
-}
-
 
 
 static char *
