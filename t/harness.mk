@@ -4,6 +4,7 @@
 #   make test [JOBS=2] [NO_DEPS=1] [TESTS="t/040-orders.t ..."]
 #   make asan
 #   make run  [PORT=8080] [RUN_DIR=./run] [PG_PORT=PORT+1000]
+#   make apidocs [APIDOCS_DIR=build/apidocs]
 #   make stop [PORT=...] [RUN_DIR=...]
 #   make bench [BENCH_SECONDS=10]
 
@@ -14,6 +15,7 @@ PORT          ?= 8080
 RUN_DIR       ?= $(CURDIR)/run
 PG_PORT       ?=
 BENCH_SECONDS ?= 10
+APIDOCS_DIR   ?= $(CURDIR)/build/apidocs
 
 # one package a line, shared with .ci/run
 APT_PACKAGES := $(shell cat $(CURDIR)/t/apt-packages 2>/dev/null)
@@ -23,7 +25,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # thousands of sockets) as far as the hard limit allows.
 RAISE_NOFILE := ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null || true
 
-.PHONY: deps test asan run stop bench
+.PHONY: deps test asan run stop bench apidocs
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -55,10 +57,17 @@ asan:
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	prove -r -j$(JOBS) $(PROVE_FLAGS) $(TESTS)
 
+# The API reference page's renderer (Swagger UI from npm, pinned and
+# checked in t/apidocs-vendor), vendored into a build directory; `make run`
+# serves it at /docs/ and goes on without it when npm cannot be reached.
+apidocs:
+	t/apidocs-vendor $(APIDOCS_DIR)
+
 run:
 	$(if $(NO_DEPS),,$(MAKE) deps)
 	$(MAKE) build
-	PORT=$(PORT) RUN_DIR=$(RUN_DIR) PG_PORT=$(PG_PORT) t/run-stack start
+	$(MAKE) apidocs || echo "run: the API reference page is unavailable (Swagger UI could not be vendored); the API runs without it"
+	PORT=$(PORT) RUN_DIR=$(RUN_DIR) PG_PORT=$(PG_PORT) APIDOCS_DIR=$(APIDOCS_DIR) t/run-stack start
 
 stop:
 	PORT=$(PORT) RUN_DIR=$(RUN_DIR) PG_PORT=$(PG_PORT) t/run-stack stop

@@ -1,0 +1,351 @@
+#!/usr/bin/perl
+# Real answers against conf/openapi.json: every operation is called for at
+# least one success and one error (Postgres, the module with accounts, card
+# payments through the gateway simulator with signed callbacks, a rate
+# limit on the audit route), each answer (operationId, status, headers,
+# body) is collected, and t/openapi-check (python3 + python3-jsonschema,
+# Draft 2020-12, $refs resolved in the document) checks them all in one
+# run: the status is one the operation lists, the body fits that
+# response's schema (strictly: no undeclared field), required headers are
+# there.  Then the checker is shown to catch a broken schema.
+#
+# GET /api/v1/openapi.json is checked when the module serves it; while it
+# answers 404 NOT_FOUND (the directive that serves the file has not been
+# merged), that operation is skipped with a note.
+
+use strict;
+use warnings;
+use utf8;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use CommerceTest;
+use PgSim;
+use Digest::SHA qw(hmac_sha256_hex);
+use Encode qw(decode);
+use JSON::PP;
+
+my $ROOT = "$FindBin::Bin/..";
+my $SPEC = "$ROOT/conf/openapi.json";
+my $CHECK = "$ROOT/t/openapi-check";
+my $PYTHON = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
+my $SECRET = 'callback-secret-of-096';
+
+my $t = CommerceTest->new;
+$t->start_pg;
+$t->load_demo;
+
+my $sim = PgSim->start(seed => 96, failRate => 0, latencyMs => [0, 5],
+    decisionMs => [100, 200], hmacSecret => $SECRET,
+    log => $t->dir . '/pgsim.log');
+my $sim_port = $sim->port;
+
+$t->write_config($t->default_config(
+    main_extra => $t->account_main,
+    http_extra => $t->account_keys . <<"EOF",
+commerce_balance_max 1000000;
+commerce_limit_zone audit key=user rate=1r/m burst=3 size=1m;
+commerce_limit admin_audit audit;
+commerce_zone 1m;
+upstream pg_a { server 127.0.0.1:$sim_port; keepalive 8; }
+commerce_gateway pg_a upstream=pg_a timeout=1s connect_timeout=500ms;
+commerce_gateway_callback_url http://127.0.0.1:%%PORT%%/api/v1/payments/callback;
+commerce_gateway_callback_secret "$SECRET";
+commerce_gateway_retries 3;
+commerce_gateway_retry_base 20ms;
+commerce_gateway_retry_cap 100ms;
+commerce_reconcile_interval 500ms;
+EOF
+));
+$t->start_nginx;
+
+my (@samples, %skip);
+
+# call(op, what, method, path, %req): one request; its answer is a sample
+sub call {
+    my ($op, $what, $method, $path, %o) = @_;
+    my $r = $t->req($method, $path, %o);
+    push @samples, {
+        op => $op, status => 0 + $r->{status}, what => $what,
+        headers => $r->{headers} // {},
+        body => decode('UTF-8', $r->{body} // ''),
+    };
+    return $r;
+}
+
+my $consumer = $t->token(1);
+my $admin = $t->token(2, role => 'ADMIN');
+my $manager = $t->token(3, role => 'MANAGER');
+my $stranger = $t->token(999999);
+my $hacker = $t->token(4, role => 'HACKER');
+sub card { { method => 'CARD', cardType => 'KB', cardNo => $_[0] } }
+my $OK_CARD = '1111-1111-1111-1111';
+
+# --- catalog -------------------------------------------------------------
+
+call(listProducts => 'a page', GET => '/api/v1/products?page=0&size=3',
+    token => $consumer);
+call(listProducts => 'past the end', GET => '/api/v1/products?page=1000',
+    token => $consumer);
+call(listProducts => 'size 0', GET => '/api/v1/products?size=0',
+    token => $consumer);
+call(listProducts => 'no token', GET => '/api/v1/products');
+call(listProducts => 'unknown role', GET => '/api/v1/products',
+    token => $hacker);
+call(getProduct => 'product 5', GET => '/api/v1/products/5',
+    token => $consumer);
+call(getProduct => 'unknown', GET => '/api/v1/products/999999',
+    token => $consumer);
+call(getProduct => 'bad id', GET => '/api/v1/products/abc',
+    token => $consumer);
+
+# --- balance -------------------------------------------------------------
+
+call(getBalance => 'own', GET => '/api/v1/balance', token => $consumer);
+call(getBalance => 'no such user', GET => '/api/v1/balance',
+    token => $stranger);
+call(chargeBalance => 'with a key', POST => '/api/v1/balance/charge',
+    body => { amount => 5000 }, token => $consumer,
+    headers => { 'Idempotency-Key' => 'k-096-1' });
+my $r = call(chargeBalance => 'replayed', POST => '/api/v1/balance/charge',
+    body => { amount => 5000 }, token => $consumer,
+    headers => { 'Idempotency-Key' => 'k-096-1' });
+is($r->{headers}{'idempotent-replayed'}, 'true', 'the replay says so');
+call(chargeBalance => 'key reused', POST => '/api/v1/balance/charge',
+    body => { amount => 6000 }, token => $consumer,
+    headers => { 'Idempotency-Key' => 'k-096-1' });
+call(chargeBalance => 'amount 0', POST => '/api/v1/balance/charge',
+    body => { amount => 0 }, token => $consumer);
+call(chargeBalance => 'over the cap', POST => '/api/v1/balance/charge',
+    body => { amount => 1000000 }, token => $consumer);
+call(chargeBalance => 'text/plain', POST => '/api/v1/balance/charge',
+    body => '{"amount":1}', content_type => 'text/plain', token => $consumer);
+call(chargeBalance => '70 KB body', POST => '/api/v1/balance/charge',
+    body => { amount => 1, pad => 'x' x 70000 }, token => $consumer);
+call(chargeBalance => 'no such user', POST => '/api/v1/balance/charge',
+    body => { amount => 1 }, token => $stranger);
+
+# --- orders --------------------------------------------------------------
+
+my $item = { items => [ { productId => 5, quantity => 1 } ] };
+$r = call(createOrder => 'unpaid', POST => '/api/v1/orders', body => $item,
+    user => 10);
+my $pending = $r->{json}{id};
+$r = call(createOrder => 'unpaid', POST => '/api/v1/orders', body => $item,
+    user => 10);
+my $pending2 = $r->{json}{id};
+$r = call(createOrder => 'unpaid', POST => '/api/v1/orders', body => $item,
+    user => 10);
+my $pending3 = $r->{json}{id};
+call(createOrder => 'paid from the balance', POST => '/api/v1/orders',
+    body => { %$item, payment => { method => 'BALANCE' } }, user => 11);
+$r = call(createOrder => 'by card', POST => '/api/v1/orders',
+    body => { %$item, payment => card($OK_CARD) }, user => 12);
+my $by_card = $r->{json}{id};
+call(createOrder => 'no items', POST => '/api/v1/orders',
+    body => { items => [] }, user => 10);
+call(createOrder => 'unknown product', POST => '/api/v1/orders',
+    body => { items => [ { productId => 999999, quantity => 1 } ] },
+    user => 10);
+call(createOrder => 'balance too low', POST => '/api/v1/orders',
+    body => { items => [ { productId => 200, quantity => 2 } ],
+        payment => { method => 'BALANCE' } }, user => 13);
+call(createOrder => 'reserve 999', POST => '/api/v1/orders',
+    body => { items => [ { productId => 60, quantity => 999 } ] }, user => 14);
+call(createOrder => 'out of stock', POST => '/api/v1/orders',
+    body => { items => [ { productId => 60, quantity => 999 } ] }, user => 14);
+
+# the gateway refuses the request itself: a decline at once, 200
+$sim->control(minOrderIdLength => 12);
+call(createOrder => 'card refused by the gateway', POST => '/api/v1/orders',
+    body => { %$item, payment => card($OK_CARD) }, user => 15);
+$sim->control(minOrderIdLength => 6);
+
+call(getOrder => 'own', GET => "/api/v1/orders/$pending", user => 10);
+call(getOrder => "another user's", GET => "/api/v1/orders/$pending",
+    user => 11);
+call(getOrder => 'id 0', GET => '/api/v1/orders/0', user => 10);
+
+call(payOrder => 'from the balance', POST => "/api/v1/orders/$pending/payment",
+    body => { method => 'BALANCE' }, user => 10);
+call(payOrder => 'paid already', POST => "/api/v1/orders/$pending/payment",
+    body => { method => 'BALANCE' }, user => 10);
+call(payOrder => 'by card', POST => "/api/v1/orders/$pending2/payment",
+    body => card($OK_CARD), user => 10);
+call(payOrder => 'unknown order', POST => '/api/v1/orders/999999/payment',
+    body => { method => 'BALANCE' }, user => 10);
+call(payOrder => 'bad card number', POST => "/api/v1/orders/$pending3/payment",
+    body => card('1111'), user => 10);
+
+# every gateway call fails: retries exhausted, 503 PG_UNAVAILABLE
+$sim->control(failRate => 1);
+call(payOrder => 'gateway failing', POST => "/api/v1/orders/$pending3/payment",
+    body => card($OK_CARD), user => 10);
+$sim->control(failRate => 0);
+
+# the card payments are decided by the simulator's signed callbacks
+ok(wait_until(sub {
+    my $o = $t->get("/api/v1/orders/$by_card", user => 12)->{json};
+    $o && $o->{status} eq 'PAID' }, timeout => 15),
+    'the card order is PAID after the signed callback');
+call(getOrder => 'paid by card', GET => "/api/v1/orders/$by_card", user => 12);
+
+# --- payments ------------------------------------------------------------
+
+my $cb = '{"transactionKey":"20990101:TR:000096","status":"SUCCESS"}';
+my $sig = sub { my $ts = time; "t=$ts,v1=" . hmac_sha256_hex("$ts.$_[0]", $SECRET) };
+call(paymentCallback => 'signed', POST => '/api/v1/payments/callback?gateway=pg_a',
+    body => $cb, headers => { 'X-PG-Signature' => $sig->($cb) });
+call(paymentCallback => 'unsigned', POST => '/api/v1/payments/callback?gateway=pg_a',
+    body => $cb);
+call(paymentCallback => 'unknown gateway',
+    POST => '/api/v1/payments/callback?gateway=nope',
+    body => $cb, headers => { 'X-PG-Signature' => $sig->($cb) });
+call(paymentCallback => 'no transactionKey',
+    POST => '/api/v1/payments/callback?gateway=pg_a',
+    body => '{}', headers => { 'X-PG-Signature' => $sig->('{}') });
+
+# --- accounts ------------------------------------------------------------
+
+my %kim = (email => 'kim.096@example.com', password => 'correct horse 096',
+    name => 'Kim', phone => '010-1234-5678');
+call(signup => 'new', POST => '/api/v1/auth/signup', body => \%kim);
+call(signup => 'email taken', POST => '/api/v1/auth/signup', body => \%kim);
+call(signup => 'weak password', POST => '/api/v1/auth/signup',
+    body => { %kim, email => 'lee.096@example.com', password => 'aaaaaaaaaaaa' });
+call(signup => 'bad phone', POST => '/api/v1/auth/signup',
+    body => { %kim, email => 'lee.096@example.com', phone => 'call me' });
+
+$r = call(login => 'right password', POST => '/api/v1/auth/login',
+    body => { email => $kim{email}, password => $kim{password} });
+my ($access, $refresh1) = @{ $r->{json} // {} }{qw(accessToken refreshToken)};
+call(login => 'wrong password', POST => '/api/v1/auth/login',
+    body => { email => $kim{email}, password => 'not the password' });
+call(login => 'no password', POST => '/api/v1/auth/login',
+    body => { email => $kim{email} });
+
+$r = call(refresh => 'rotate', POST => '/api/v1/auth/refresh',
+    body => { refreshToken => $refresh1 });
+my $refresh2 = $r->{json}{refreshToken};
+call(refresh => 'reuse', POST => '/api/v1/auth/refresh',
+    body => { refreshToken => $refresh1 });
+call(logout => 'logout', POST => '/api/v1/auth/logout',
+    body => { refreshToken => $refresh2 });
+call(logout => 'no token', POST => '/api/v1/auth/logout', body => {});
+
+call(getMe => 'signed-up user', GET => '/api/v1/users/me', token => $access);
+call(getMe => 'demo user (no email, no phone)', GET => '/api/v1/users/me',
+    token => $consumer);
+call(getMe => 'no token', GET => '/api/v1/users/me');
+
+my %bob = (email => 'bob.096@example.com', password => 'another horse 096',
+    name => 'Bob', phone => '+82-2-123-4567');
+is($t->post('/api/v1/auth/signup', \%bob)->{status}, 201, 'bob signs up');
+my $bob = $t->post('/api/v1/auth/login',
+    { email => $bob{email}, password => $bob{password} })->{json}{accessToken};
+call(withdrawMe => 'withdraw', DELETE => '/api/v1/users/me', token => $bob);
+call(withdrawMe => 'withdrawn already', DELETE => '/api/v1/users/me',
+    token => $bob);
+call(getMe => 'withdrawn', GET => '/api/v1/users/me', token => $bob);
+
+# --- admin ---------------------------------------------------------------
+
+call(setUserRole => 'to SELLER', PUT => '/api/v1/admin/users/5/role',
+    body => { role => 'SELLER' }, token => $admin);
+call(setUserRole => 'unknown role', PUT => '/api/v1/admin/users/5/role',
+    body => { role => 'OWNER' }, token => $admin);
+call(setUserRole => 'unknown user', PUT => '/api/v1/admin/users/999999/role',
+    body => { role => 'SELLER' }, token => $admin);
+call(setUserRole => 'by a consumer', PUT => '/api/v1/admin/users/5/role',
+    body => { role => 'ADMIN' }, token => $consumer);
+
+# the audit zone lets 4 requests of one user pass at once, then 429
+call(listAudit => 'newest', GET => '/api/v1/admin/audit?limit=5',
+    token => $manager);
+call(listAudit => 'one user', GET => "/api/v1/admin/audit?userId=5",
+    token => $manager);
+call(listAudit => 'limit 0', GET => '/api/v1/admin/audit?limit=0',
+    token => $manager);
+call(listAudit => 'userId -1', GET => '/api/v1/admin/audit?userId=-1',
+    token => $manager);
+call(listAudit => 'over the rate limit', GET => '/api/v1/admin/audit',
+    token => $manager);
+call(listAudit => 'by a consumer', GET => '/api/v1/admin/audit',
+    token => $consumer);
+
+# --- the document itself -------------------------------------------------
+
+$r = $t->get('/api/v1/openapi.json');
+if ($r->{status} == 401) {
+    # not a public route (yet): is it a route at all?
+    my $with = $t->get('/api/v1/openapi.json', token => $consumer);
+    if ($with->{status} == 404 && ($with->{json}{code} // '') eq 'NOT_FOUND') {
+        $skip{getOpenApi} = 'the module does not serve /api/v1/openapi.json'
+            . ' yet (404 NOT_FOUND); the merge of its directive enables'
+            . ' this check';
+        note("getOpenApi: $skip{getOpenApi}");
+        $r = undef;
+    }
+}
+if ($r) {
+    $r = call(getOpenApi => 'no token', GET => '/api/v1/openapi.json');
+    if ($r->{status} == 200) {
+        my $file = do { open my $fh, '<:raw', $SPEC or die $!; local $/; <$fh> };
+        is_deeply(eval { decode_json($r->{body}) }, decode_json($file),
+            'GET /api/v1/openapi.json serves conf/openapi.json');
+        # its only errors are 429 (a zone on its route) and 500
+        $skip{getOpenApi} = 'served; no error answer to provoke without a'
+            . ' rate-limit zone on its route';
+    }
+}
+
+# --- all the answers against the document, in one run ----------------------
+
+my $json = JSON::PP->new->utf8->canonical->pretty;
+my $samples = $t->write_file('samples.json',
+    $json->encode({ samples => \@samples, skip => \%skip }));
+ok(scalar(@samples) >= 60, scalar(@samples) . ' answers collected');
+
+# ok/not ok lines of t/openapi-check, as tests; its exit code
+sub check {
+    my ($spec, $quiet) = @_;
+    my @lines = `$PYTHON $CHECK $spec $samples 2>&1`;
+    my $rc = $? >> 8;
+    return ($rc, @lines) if $quiet;
+    for (@lines) {
+        chomp;
+        if (/\Aok - (.*)\z/s) {
+            pass($1);
+        } elsif (/\Anot ok - (.*)\z/s) {
+            fail($1);
+        } elsif (/\A# (.*)\z/s) {
+            diag($1);
+        } else {
+            diag("t/openapi-check: $_");
+        }
+    }
+    return ($rc, @lines);
+}
+
+my ($rc, @out) = check($SPEC);
+is($rc, 0, "t/openapi-check ran ($PYTHON, python3-jsonschema)");
+ok(scalar(grep { /\A(?:not )?ok - getProduct 200/ } @out),
+    'the checker judged the answers');
+
+# the checker is not vacuous: a broken schema, an undeclared status
+my $broken = decode_json(do { open my $fh, '<:raw', $SPEC or die $!;
+    local $/; <$fh> });
+$broken->{components}{schemas}{Product}{properties}{price} = { type => 'string' };
+delete $broken->{paths}{'/api/v1/orders'}{post}{responses}{202};
+my $broken_file = $t->write_file('broken-openapi.json', encode_json($broken));
+(undef, @out) = check($broken_file, 1);
+ok(scalar(grep { /\Anot ok - getProduct 200 .*price/ } @out),
+    'a schema broken on purpose (Product.price a string) fails getProduct 200')
+    or diag(@out);
+ok(scalar(grep { /\Anot ok - listProducts 200 / } @out),
+    '... and listProducts 200, which holds products');
+ok(scalar(grep { /\Anot ok - createOrder 202 .*not a response/ } @out),
+    'a status the document does not list (createOrder 202 removed) fails');
+
+$sim->stop;
+$t->done;
