@@ -512,7 +512,7 @@ sub default_config {
         : 'commerce_jwt_secret "%%SECRET%%";';
     my $conninfo = $o{no_conninfo} ? ''
         : 'commerce_pg_conninfo "' . ($o{conninfo} // '%%PGCONNINFO%%')
-            . '";';
+            . '"; commerce_openapi "' . "$ROOT/conf/openapi.json" . '";';
     my $main = $o{main_extra} // '';
     my $events = $o{events_extra} // '';
     my $http = $o{http_extra} // '';

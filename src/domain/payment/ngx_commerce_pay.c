@@ -133,13 +133,6 @@ ngx_commerce_route_t  ngx_commerce_payment_routes[] = {
 
 
 ngx_int_t
-ngx_commerce_payment_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
-{
-    return ngx_commerce_reconcile_init(cf, mcf);
-}
-
-
-ngx_int_t
 ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     int64_t order_id, const char *ids, const char *qty,
     cm_payment_req_t *card)

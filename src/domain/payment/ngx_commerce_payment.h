@@ -109,9 +109,6 @@ enum {
 extern ngx_commerce_route_t  ngx_commerce_payment_routes[];
 extern ngx_commerce_stmt_t   ngx_commerce_payment_statements[];
 
-ngx_int_t ngx_commerce_payment_init(ngx_conf_t *cf,
-    ngx_commerce_main_conf_t *mcf);
-
 /* the request flow (ngx_commerce_pay.c) */
 ngx_int_t ngx_commerce_pay_card_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, int64_t order_id, const char *ids,
