@@ -524,11 +524,14 @@ is(0 + $t->psql("SELECT count(*) FROM payments WHERE order_id = $oid73"), 1,
 # 9. the client leaves before the answer: the request still runs to its end
 # and stores its answer, so the retry with the key gets it (not 409 for 24 h)
 
-# a charge waiting on user 81's row lock when its client goes
+# a charge waiting on user 81's row lock when its client goes; the lock is
+# held well past the check of the claimed key (a loaded machine once took
+# over 1 s between the client's close and that check, and the charge had
+# finished: DONE|200 instead of IN_FLIGHT)
 my $bal81 = balance(81);
 $lock = $t->psql_bg(q{BEGIN;
     SELECT id FROM users WHERE id = 81 FOR UPDATE;
-    SELECT pg_sleep(1.5) AS idem_lock_81;
+    SELECT pg_sleep(4) AS idem_lock_81;
     COMMIT;});
 ok(wait_active('%idem_lock_81%'), 'user 81 locked');
 my $gone = $t->raw($t->build_request('POST', '/api/v1/balance/charge',
