@@ -162,6 +162,8 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                   api;
+    ngx_flag_t                   json_errors;     /* as configured */
+    ngx_flag_t                   json_errors_on;  /* in effect */
 } ngx_commerce_loc_conf_t;
 
 
@@ -202,6 +204,8 @@ typedef struct {
 
     ngx_commerce_pg_query_t      query;
     ngx_http_request_t          *request;
+
+    void                        *errpage;   /* ngx_commerce_errpage.c */
 } ngx_commerce_ctx_t;
 
 
@@ -289,6 +293,11 @@ ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 ngx_int_t ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
+
+/* JSON errors in place of nginx's error pages */
+char *ngx_commerce_errpage_merge(ngx_conf_t *cf,
+    ngx_commerce_loc_conf_t *prev, ngx_commerce_loc_conf_t *conf);
+ngx_int_t ngx_commerce_errpage_init(ngx_conf_t *cf);
 
 /* jobs */
 ngx_int_t ngx_commerce_jobs_init_worker(ngx_cycle_t *cycle,
