@@ -386,6 +386,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       offsetof(ngx_commerce_main_conf_t, openapi_file),
       NULL },
 
+    { ngx_string("commerce_json_errors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_commerce_loc_conf_t, json_errors),
+      NULL },
+
     { ngx_string("commerce_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_commerce_api,
@@ -563,6 +570,7 @@ ngx_commerce_create_loc_conf(ngx_conf_t *cf)
     }
 
     lcf->api = NGX_CONF_UNSET;
+    lcf->json_errors = NGX_CONF_UNSET;
 
     return lcf;
 }
@@ -578,6 +586,10 @@ ngx_commerce_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_commerce_main_conf_t  *mcf;
 
     ngx_conf_merge_value(conf->api, prev->api, 0);
+
+    if (ngx_commerce_errpage_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->api) {
         /*
@@ -680,6 +692,10 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
     }
 
     if (ngx_commerce_limit_postconf(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_commerce_errpage_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -101,6 +101,8 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                   api;
+    ngx_flag_t                   json_errors;     /* as configured */
+    ngx_flag_t                   json_errors_on;  /* in effect */
 } ngx_commerce_loc_conf_t;
 
 

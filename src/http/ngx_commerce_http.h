@@ -114,6 +114,8 @@ struct ngx_commerce_ctx_s {
 
     ngx_commerce_pg_query_t      query;
     ngx_http_request_t          *request;
+
+    void                        *errpage;   /* ngx_commerce_errpage.c */
 };
 
 
@@ -145,6 +147,7 @@ ngx_int_t ngx_commerce_reply_invalid(ngx_http_request_t *r,
     const char *message);
 ngx_int_t ngx_commerce_reply_db_error(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, PGresult *res);
+ngx_int_t ngx_commerce_reply_common(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_reply_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 ngx_str_t *ngx_commerce_reply_cors_origin(ngx_http_request_t *r);
@@ -184,6 +187,11 @@ ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 ngx_int_t ngx_commerce_idem_reply(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
+
+/* JSON errors in place of nginx's error pages (ngx_commerce_errpage.c) */
+char *ngx_commerce_errpage_merge(ngx_conf_t *cf,
+    ngx_commerce_loc_conf_t *prev, ngx_commerce_loc_conf_t *conf);
+ngx_int_t ngx_commerce_errpage_init(ngx_conf_t *cf);
 
 /* Prometheus text (ngx_commerce_metrics.c) */
 ngx_int_t ngx_commerce_metrics_handler(ngx_http_request_t *r);

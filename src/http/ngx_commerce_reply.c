@@ -111,7 +111,7 @@ ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
 {
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
-    ngx_str_t                  v, *origin;
+    ngx_str_t                  v;
     ngx_chain_t                out;
     ngx_commerce_ctx_t        *ctx;
 
@@ -122,14 +122,6 @@ ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
-
-    if (ctx != NULL && ctx->request_id.len > 1) {
-        if (ngx_commerce_reply_header(r, "X-Request-Id", &ctx->request_id)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
 
     if (ctx != NULL && ctx->retry_after) {
         v.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
@@ -157,25 +149,6 @@ ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
         }
     }
 
-    origin = ngx_commerce_reply_cors_origin(r);
-
-    if (origin != NULL) {
-        ngx_str_t  vary = ngx_string("Origin");
-        ngx_str_t  expose = ngx_string("X-Request-Id, Retry-After, "
-                                       "Idempotent-Replayed, RateLimit-Limit, "
-                                       "RateLimit-Remaining, RateLimit-Reset");
-
-        if (ngx_commerce_reply_header(r, "Access-Control-Allow-Origin", origin)
-            != NGX_OK
-            || ngx_commerce_reply_header(r, "Vary", &vary) != NGX_OK
-            || ngx_commerce_reply_header(r, "Access-Control-Expose-Headers",
-                                       &expose)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
     if (status == NGX_HTTP_UNAUTHORIZED) {
         ngx_str_set(&v, "Bearer");
         if (ngx_commerce_reply_header(r, "WWW-Authenticate", &v) != NGX_OK) {
@@ -183,13 +156,7 @@ ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
         }
     }
 
-    ngx_str_set(&v, "no-store");
-    if (ngx_commerce_reply_header(r, "Cache-Control", &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&v, "nosniff");
-    if (ngx_commerce_reply_header(r, "X-Content-Type-Options", &v) != NGX_OK) {
+    if (ngx_commerce_reply_common(r) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -218,6 +185,58 @@ ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The headers every answer of a commerce location carries, the module's
+ * own and the JSON pages of nginx's errors (ngx_commerce_errpage.c) alike.
+ */
+
+ngx_int_t
+ngx_commerce_reply_common(ngx_http_request_t *r)
+{
+    ngx_str_t            v, *origin;
+    ngx_commerce_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+
+    if (ctx != NULL && ctx->request_id.len > 1) {
+        if (ngx_commerce_reply_header(r, "X-Request-Id", &ctx->request_id)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    origin = ngx_commerce_reply_cors_origin(r);
+
+    if (origin != NULL) {
+        ngx_str_t  vary = ngx_string("Origin");
+        ngx_str_t  expose = ngx_string("X-Request-Id, Retry-After, "
+                                       "Idempotent-Replayed, RateLimit-Limit, "
+                                       "RateLimit-Remaining, RateLimit-Reset");
+
+        if (ngx_commerce_reply_header(r, "Access-Control-Allow-Origin",
+                                      origin)
+            != NGX_OK
+            || ngx_commerce_reply_header(r, "Vary", &vary) != NGX_OK
+            || ngx_commerce_reply_header(r, "Access-Control-Expose-Headers",
+                                         &expose)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_str_set(&v, "no-store");
+    if (ngx_commerce_reply_header(r, "Cache-Control", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&v, "nosniff");
+
+    return ngx_commerce_reply_header(r, "X-Content-Type-Options", &v);
 }
 
 
