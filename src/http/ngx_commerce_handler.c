@@ -345,7 +345,7 @@ ngx_commerce_handler_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     ngx_memcpy(body, value, len);
 
-    rc = ngx_commerce_idem_reply(r, ctx->success_status, body, len);
+    rc = ngx_commerce_reply(r, ctx->success_status, body, len);
 
 done:
 

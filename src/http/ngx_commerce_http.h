@@ -35,6 +35,9 @@ typedef struct ngx_commerce_ctx_s    ngx_commerce_ctx_t;
 typedef ngx_int_t (*ngx_commerce_route_pt)(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 
+typedef ngx_int_t (*ngx_commerce_store_pt)(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+
 
 /*
  * A row of the route table.  Every reader of the API's shape takes it from
@@ -92,6 +95,7 @@ struct ngx_commerce_ctx_s {
     unsigned                     route_matched:1;
 
     ngx_commerce_idem_e          idem;
+    ngx_commerce_store_pt        store;           /* answers go through */
     ngx_str_t                    idem_key;
     u_char                      *idem_body;
     size_t                       idem_len;
@@ -139,6 +143,8 @@ const char *ngx_commerce_router_slot_name(ngx_commerce_main_conf_t *mcf,
 
 /* request context and replies (ngx_commerce_reply.c) */
 ngx_commerce_ctx_t *ngx_commerce_reply_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
 ngx_int_t ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len, ngx_uint_t retry_after);
 ngx_int_t ngx_commerce_reply_error(ngx_http_request_t *r, ngx_uint_t status,
@@ -185,8 +191,7 @@ ngx_int_t ngx_commerce_idem_atomic(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
-ngx_int_t ngx_commerce_idem_reply(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *body, size_t len);
+
 
 /* JSON errors in place of nginx's error pages (ngx_commerce_errpage.c) */
 char *ngx_commerce_errpage_merge(ngx_conf_t *cf,

@@ -81,6 +81,8 @@ static void ngx_commerce_idem_abandoned(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 
 
+static ngx_int_t ngx_commerce_idem_store(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_idem_purge(ngx_commerce_job_t *job);
 static void ngx_commerce_idem_purged(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
@@ -276,6 +278,9 @@ ngx_commerce_idem_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->idem_body = body;
     ctx->idem_len = len;
     ctx->idem = NGX_COMMERCE_IDEM_CLAIMING;
+
+    /* from now on every answer goes through the key's store */
+    ctx->store = ngx_commerce_idem_store;
 
     ngx_commerce_pg_reset(&ctx->query);
     ctx->query.stmt =
@@ -497,14 +502,16 @@ ngx_commerce_idem_atomic(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 
 
 /*
- * Every answer goes through here.  Without an active key it is sent at
- * once.  With one, it is stored first and sent when stored: NGX_DONE, and
- * the request is finalized here later, so the caller must not.
+ * The key's store (ctx->store, set when the key is claimed): every answer
+ * of the request comes here through ngx_commerce_reply().  Without an
+ * active key it is sent at once.  With one, it is stored first and sent
+ * when stored: NGX_DONE, and the request is finalized here later, so the
+ * caller must not.
  */
 
-ngx_int_t
-ngx_commerce_idem_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
-    size_t len)
+static ngx_int_t
+ngx_commerce_idem_store(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
 {
     ngx_commerce_ctx_t        *ctx;
     ngx_commerce_main_conf_t  *mcf;

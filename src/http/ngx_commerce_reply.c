@@ -78,6 +78,29 @@ ngx_commerce_reply_cleanup(void *data)
 }
 
 
+/*
+ * Every answer of a route goes through here: sent at once, or first
+ * stored under the request's Idempotency-Key (ctx->store, set when a key
+ * is claimed), in which case NGX_DONE: the store finalizes the request.
+ */
+
+ngx_int_t
+ngx_commerce_reply(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
+    size_t len)
+{
+    ngx_commerce_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+
+    if (ctx != NULL && ctx->store != NULL) {
+        return ctx->store(r, status, body, len);
+    }
+
+    return ngx_commerce_reply_json(r, status, body, len,
+                                   status == NGX_HTTP_SERVICE_UNAVAILABLE);
+}
+
+
 ngx_int_t
 ngx_commerce_reply_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
@@ -101,7 +124,7 @@ ngx_commerce_reply_error(ngx_http_request_t *r, ngx_uint_t status,
     *p++ = '"';
     *p++ = '}';
 
-    return ngx_commerce_idem_reply(r, status, body, p - body);
+    return ngx_commerce_reply(r, status, body, p - body);
 }
 
 

@@ -783,7 +783,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_commerce_idem_reply(a->r, a->ctx->success_status, doc, len);
+        return ngx_commerce_reply(a->r, a->ctx->success_status, doc, len);
     }
 }
 
@@ -989,7 +989,7 @@ ngx_commerce_acct_tokens(ngx_commerce_acct_t *a)
     ngx_commerce_log(NGX_LOG_INFO, a->r, a->ctx,
                      "user %L: access token %s issued", a->user_id, jti);
 
-    return ngx_commerce_idem_reply(a->r, NGX_HTTP_OK, body, p - body);
+    return ngx_commerce_reply(a->r, NGX_HTTP_OK, body, p - body);
 }
 
 

@@ -104,7 +104,7 @@ ngx_commerce_account_pii_profile(ngx_commerce_acct_t *a, yajl_val v)
 
     *p++ = '}';
 
-    return ngx_commerce_idem_reply(a->r, a->step == NGX_COMMERCE_ACCT_SIGNUP
+    return ngx_commerce_reply(a->r, a->step == NGX_COMMERCE_ACCT_SIGNUP
                                     ? NGX_HTTP_CREATED : NGX_HTTP_OK,
                               body, p - body);
 }

@@ -122,7 +122,7 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     pay->age = -1;
 
     /* the lookup also writes the IN CALLBACK row of the interface log */
-    if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_CALLBACK,
+    if (ngx_commerce_pay_query(pay, ngx_commerce_settle_db_done, NGX_COMMERCE_STMT_CARD_CALLBACK,
                                NGX_COMMERCE_STEP_LOOKUP, 4,
                                ngx_commerce_json_cstr(pay->pool, &gw->name),
                                ngx_commerce_json_cstr(pay->pool, &pay->key),

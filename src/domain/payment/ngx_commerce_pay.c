@@ -204,7 +204,7 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     last4[4] = '\0';
 
     if (order_id) {
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_BEGIN,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_BEGIN,
                                    NGX_COMMERCE_STEP_BEGIN, 5,
                                    ngx_commerce_pg_int(&pay->query, pay->user_id),
                                    ngx_commerce_pg_int(&pay->query, order_id),
@@ -233,7 +233,7 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         goto failed;
     }
 
-    if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
+    if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
                                NGX_COMMERCE_STEP_BEGIN, 6,
                                ngx_commerce_pg_int(&pay->query, pay->user_id),
                                (char *) ids, (char *) qty,
@@ -361,7 +361,8 @@ ngx_commerce_pay_detach(void *data)
 
 
 ngx_int_t
-ngx_commerce_pay_query(ngx_commerce_pay_t *pay, ngx_uint_t stmt,
+ngx_commerce_pay_query(ngx_commerce_pay_t *pay,
+    ngx_commerce_pg_handler_pt done, ngx_uint_t stmt,
     ngx_commerce_step_e step, int n, ...)
 {
     int                        i;
@@ -378,7 +379,7 @@ ngx_commerce_pay_query(ngx_commerce_pay_t *pay, ngx_uint_t stmt,
     pay->query.nparams = n;
     pay->query.log = pay->log;
     pay->query.data = pay;
-    pay->query.handler = ngx_commerce_pay_db_done;
+    pay->query.handler = done;
 
     va_start(args, n);
     for (i = 0; i < n; i++) {
@@ -389,6 +390,45 @@ ngx_commerce_pay_query(ngx_commerce_pay_t *pay, ngx_uint_t stmt,
     rc = ngx_commerce_pg_submit(mcf->pool, &pay->query);
 
     return rc == NGX_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * The answer of a flow's statement: NGX_OK with its document (NULL when
+ * it returned none) copied into the flow's pool, or NGX_ERROR (the
+ * connection failed, or a server error, logged).
+ */
+
+ngx_int_t
+ngx_commerce_pay_result(ngx_commerce_pay_t *pay, ngx_int_t rc, PGresult *res,
+    u_char **doc, size_t *len)
+{
+    *doc = NULL;
+    *len = 0;
+
+    if (rc != NGX_OK || res == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ngx_log_error(NGX_LOG_ERR, pay->log, 0,
+                      "commerce: card payment step %d failed: %s",
+                      (int) pay->step, PQresultErrorMessage(res));
+        return NGX_ERROR;
+    }
+
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        *len = PQgetlength(res, 0, 0);
+        *doc = ngx_pnalloc(pay->pool, *len + 1);
+        if (*doc == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(*doc, PQgetvalue(res, 0, 0), *len);
+        (*doc)[*len] = '\0';
+    }
+
+    return NGX_OK;
 }
 
 
@@ -405,11 +445,9 @@ ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     pay = q->data;
 
-    if (rc != NGX_OK || res == NULL) {
-        goto db_failed;
-    }
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (rc == NGX_OK && res != NULL
+        && PQresultStatus(res) != PGRES_TUPLES_OK)
+    {
         state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         code = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
@@ -425,25 +463,10 @@ ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                                      detail ? detail : code);
             return;
         }
-
-        ngx_log_error(NGX_LOG_ERR, pay->log, 0,
-                      "commerce: card payment step %d failed: %s",
-                      (int) pay->step, PQresultErrorMessage(res));
-        goto db_failed;
     }
 
-    len = 0;
-    doc = NULL;
-
-    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-        len = PQgetlength(res, 0, 0);
-        doc = ngx_pnalloc(pay->pool, len + 1);
-        if (doc == NULL) {
-            goto db_failed;
-        }
-
-        ngx_memcpy(doc, PQgetvalue(res, 0, 0), len);
-        doc[len] = '\0';
+    if (ngx_commerce_pay_result(pay, rc, res, &doc, &len) != NGX_OK) {
+        goto db_failed;
     }
 
     switch (pay->step) {
@@ -487,7 +510,7 @@ ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     case NGX_COMMERCE_STEP_DECLINED:
         /* the order after the decline: stock released, reason shown */
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_ORDER,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_ORDER,
                                    NGX_COMMERCE_STEP_ORDER, 2,
                                    ngx_commerce_pg_int(&pay->query, pay->user_id),
                                    ngx_commerce_pg_int(&pay->query, pay->order_id))
@@ -506,26 +529,6 @@ ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         ngx_commerce_pay_post(pay);
         return;
 
-    case NGX_COMMERCE_STEP_LOOKUP:
-        v = ngx_commerce_json_parse(pay->pool, doc, len);
-
-        if (v == NULL
-            || ngx_commerce_json_int(v, "paymentId", NULL, &pay->payment_id)
-               != NGX_OK
-            || ngx_commerce_json_int(v, "orderId", NULL, &pay->order_id) != NGX_OK
-            || ngx_commerce_json_int(v, "userId", NULL, &pay->user_id) != NGX_OK)
-        {
-            goto db_failed;
-        }
-
-        ngx_commerce_settle_ask(pay);
-        return;
-
-    case NGX_COMMERCE_STEP_SETTLE:
-        ngx_commerce_settle_decided(pay, res);
-        return;
-
-    case NGX_COMMERCE_STEP_CANCELLED:
     default:
         ngx_commerce_pay_destroy(pay);
         return;
@@ -591,7 +594,7 @@ ngx_commerce_pay_send(ngx_commerce_pay_t *pay)
                       "commerce: payment %L: no gateway admits a call, "
                       "rolling back", pay->payment_id);
 
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_ABORT,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_ABORT,
                                    NGX_COMMERCE_STEP_ABORT, 2,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                    "no payment gateway available")
@@ -614,7 +617,7 @@ ngx_commerce_pay_send(ngx_commerce_pay_t *pay)
          */
         pay->gw = &gw[i];
 
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_GATEWAY,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_GATEWAY,
                                    NGX_COMMERCE_STEP_GATEWAY, 2,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                    ngx_commerce_json_cstr(pay->pool,
@@ -747,7 +750,7 @@ ngx_commerce_pay_sent(ngx_commerce_client_t *h)
             return;
         }
 
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_ACCEPTED,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_ACCEPTED,
                                    NGX_COMMERCE_STEP_ACCEPTED, 3,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                    ngx_commerce_json_cstr(pay->pool,
@@ -774,7 +777,7 @@ ngx_commerce_pay_sent(ngx_commerce_client_t *h)
             ngx_str_set(&pay->settle_reason, "declined by the gateway");
         }
 
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_SETTLE,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_SETTLE,
                                    NGX_COMMERCE_STEP_DECLINED, 4,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                    NULL, "FAILED",
@@ -829,7 +832,7 @@ ngx_commerce_pay_retry(ngx_commerce_pay_t *pay)
                       "attempt(s), rolling back", pay->payment_id,
                       pay->attempt);
 
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_ABORT,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_ABORT,
                                    NGX_COMMERCE_STEP_ABORT, 2,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                    "payment gateway unavailable")
@@ -919,7 +922,7 @@ ngx_commerce_pay_respond(ngx_commerce_pay_t *pay, ngx_uint_t status,
 
         } else {
             ngx_memcpy(copy, body->data, body->len);
-            rc = ngx_commerce_idem_reply(r, status, copy, body->len);
+            rc = ngx_commerce_reply(r, status, copy, body->len);
         }
     }
 

@@ -115,8 +115,11 @@ ngx_int_t ngx_commerce_pay_card_start(ngx_http_request_t *r,
     const char *qty, cm_payment_req_t *card);
 ngx_commerce_pay_t *ngx_commerce_pay_create(ngx_log_t *log);
 void ngx_commerce_pay_destroy(ngx_commerce_pay_t *pay);
-ngx_int_t ngx_commerce_pay_query(ngx_commerce_pay_t *pay, ngx_uint_t stmt,
+ngx_int_t ngx_commerce_pay_query(ngx_commerce_pay_t *pay,
+    ngx_commerce_pg_handler_pt done, ngx_uint_t stmt,
     ngx_commerce_step_e step, int n, ...);
+ngx_int_t ngx_commerce_pay_result(ngx_commerce_pay_t *pay, ngx_int_t rc,
+    PGresult *res, u_char **doc, size_t *len);
 
 /* callbacks (ngx_commerce_callback.c) */
 ngx_int_t ngx_commerce_callback_handler(ngx_http_request_t *r,
@@ -127,6 +130,8 @@ void ngx_commerce_settle_start(ngx_commerce_pay_t *pay);
 void ngx_commerce_settle_ask(ngx_commerce_pay_t *pay);
 void ngx_commerce_settle_decided(ngx_commerce_pay_t *pay, PGresult *res);
 void ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay);
+void ngx_commerce_settle_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res);
 
 /* the interface log (ngx_commerce_paylog.c) */
 void ngx_commerce_paylog(ngx_commerce_pay_t *pay, ngx_commerce_op_e op,

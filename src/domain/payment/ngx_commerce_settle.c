@@ -183,7 +183,7 @@ decide:
             pay->key = key;
         }
 
-        if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_TIMEOUT,
+        if (ngx_commerce_pay_query(pay, ngx_commerce_settle_db_done, NGX_COMMERCE_STMT_CARD_TIMEOUT,
                                    NGX_COMMERCE_STEP_SETTLE, 1,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id))
             == NGX_OK)
@@ -216,7 +216,7 @@ decide:
         pay->key = key;
     }
 
-    if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_SETTLE,
+    if (ngx_commerce_pay_query(pay, ngx_commerce_settle_db_done, NGX_COMMERCE_STMT_CARD_SETTLE,
                                NGX_COMMERCE_STEP_SETTLE, 4,
                                ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                pay->key.len
@@ -376,7 +376,7 @@ ngx_commerce_settle_cancelled(ngx_commerce_client_t *h)
                       ngx_commerce_client_rc_name(h->rc), h->status);
     }
 
-    if (ngx_commerce_pay_query(pay, NGX_COMMERCE_STMT_CARD_CANCELLED,
+    if (ngx_commerce_pay_query(pay, ngx_commerce_settle_db_done, NGX_COMMERCE_STMT_CARD_CANCELLED,
                                NGX_COMMERCE_STEP_CANCELLED, 3,
                                ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                (ok || nothing) ? "true" : "false",
@@ -399,4 +399,54 @@ void
 ngx_commerce_settle_start(ngx_commerce_pay_t *pay)
 {
     ngx_commerce_settle_ask(pay);
+}
+
+
+/* the statements of a settle flow answered: look up, settle, cancelled */
+
+void
+ngx_commerce_settle_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    u_char              *doc;
+    size_t               len;
+    yajl_val             v;
+    ngx_commerce_pay_t  *pay;
+
+    pay = q->data;
+
+    if (ngx_commerce_pay_result(pay, rc, res, &doc, &len) != NGX_OK) {
+        ngx_commerce_pay_destroy(pay);
+        return;
+    }
+
+    switch (pay->step) {
+
+    case NGX_COMMERCE_STEP_LOOKUP:
+        v = ngx_commerce_json_parse(pay->pool, doc, len);
+
+        if (v == NULL
+            || ngx_commerce_json_int(v, "paymentId", NULL, &pay->payment_id)
+               != NGX_OK
+            || ngx_commerce_json_int(v, "orderId", NULL, &pay->order_id)
+               != NGX_OK
+            || ngx_commerce_json_int(v, "userId", NULL, &pay->user_id)
+               != NGX_OK)
+        {
+            ngx_commerce_pay_destroy(pay);
+            return;
+        }
+
+        ngx_commerce_settle_ask(pay);
+        return;
+
+    case NGX_COMMERCE_STEP_SETTLE:
+        ngx_commerce_settle_decided(pay, res);
+        return;
+
+    default:
+        /* NGX_COMMERCE_STEP_CANCELLED: the net-cancel is recorded */
+        ngx_commerce_pay_destroy(pay);
+        return;
+    }
 }
