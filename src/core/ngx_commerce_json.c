@@ -9,11 +9,15 @@
 
 #include "ngx_commerce.h"
 
+#include <yajl/yajl_gen.h>
+
 
 #define NGX_COMMERCE_JSON_MAX  (4 * 1024 * 1024)
 
 
 static void ngx_commerce_json_cleanup(void *data);
+static ngx_int_t ngx_commerce_json_gen(yajl_gen g, yajl_val v,
+    ngx_uint_t depth);
 
 
 /* NULL: no document, not JSON, or no memory */
@@ -174,4 +178,124 @@ ngx_commerce_json_cstr(ngx_pool_t *pool, ngx_str_t *s)
     p[s->len] = '\0';
 
     return (char *) p;
+}
+
+
+/*
+ * A part of a document as JSON text again, into the pool (numbers keep
+ * their text as it was: amounts are never rounded through a double).
+ */
+
+ngx_int_t
+ngx_commerce_json_text(ngx_pool_t *pool, yajl_val v, ngx_str_t *out)
+{
+    size_t                len;
+    ngx_int_t             rc;
+    yajl_gen              g;
+    const unsigned char  *buf;
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_commerce_json_gen(g, v, 0);
+
+    if (rc == NGX_OK && yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
+    {
+        out->data = ngx_pnalloc(pool, len);
+        if (out->data == NULL) {
+            rc = NGX_ERROR;
+
+        } else {
+            ngx_memcpy(out->data, buf, len);
+            out->len = len;
+        }
+
+    } else {
+        rc = NGX_ERROR;
+    }
+
+    yajl_gen_free(g);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_commerce_json_gen(yajl_gen g, yajl_val v, ngx_uint_t depth)
+{
+    size_t              i;
+    const char         *s;
+    yajl_gen_status     st;
+
+    if (v == NULL || depth > 64) {
+        return NGX_ERROR;
+    }
+
+    switch (v->type) {
+
+    case yajl_t_string:
+        s = YAJL_GET_STRING(v);
+        st = yajl_gen_string(g, (const unsigned char *) s, ngx_strlen(s));
+        break;
+
+    case yajl_t_number:
+        s = YAJL_GET_NUMBER(v);
+        st = yajl_gen_number(g, s, ngx_strlen(s));
+        break;
+
+    case yajl_t_true:
+        st = yajl_gen_bool(g, 1);
+        break;
+
+    case yajl_t_false:
+        st = yajl_gen_bool(g, 0);
+        break;
+
+    case yajl_t_null:
+        st = yajl_gen_null(g);
+        break;
+
+    case yajl_t_object:
+        if (yajl_gen_map_open(g) != yajl_gen_status_ok) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < v->u.object.len; i++) {
+            s = v->u.object.keys[i];
+
+            if (yajl_gen_string(g, (const unsigned char *) s, ngx_strlen(s))
+                != yajl_gen_status_ok
+                || ngx_commerce_json_gen(g, v->u.object.values[i], depth + 1)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        st = yajl_gen_map_close(g);
+        break;
+
+    case yajl_t_array:
+        if (yajl_gen_array_open(g) != yajl_gen_status_ok) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < v->u.array.len; i++) {
+            if (ngx_commerce_json_gen(g, v->u.array.values[i], depth + 1)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        st = yajl_gen_array_close(g);
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    return (st == yajl_gen_status_ok) ? NGX_OK : NGX_ERROR;
 }

@@ -486,13 +486,14 @@ ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         }
 
         /* the order as it stands now, for a 202 answer */
-        body.data = (u_char *) ngx_strstr(doc, "\"order\":");
-        if (body.data == NULL) {
+        if (ngx_commerce_json_text(pay->pool,
+                                   ngx_commerce_json_get(v, "order", NULL),
+                                   &body)
+            != NGX_OK)
+        {
             goto db_failed;
         }
 
-        body.data += sizeof("\"order\":") - 1;
-        body.len = doc + len - 1 - body.data;     /* drop the final '}' */
         pay->order_json = body;
 
         ngx_commerce_pay_send(pay);
