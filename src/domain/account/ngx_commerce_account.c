@@ -49,7 +49,7 @@ static void ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log);
 static void ngx_commerce_acct_hash_done(ngx_event_t *ev);
 static ngx_int_t ngx_commerce_acct_hashed(ngx_commerce_acct_t *a);
 static ngx_int_t ngx_commerce_acct_tokens(ngx_commerce_acct_t *a);
-static char *ngx_commerce_acct_client(ngx_http_request_t *r);
+static char *ngx_commerce_acct_client(ngx_commerce_acct_t *a);
 
 
 static const char  *ngx_commerce_yajl_path_ok[] = { "ok", NULL };
@@ -264,7 +264,7 @@ ngx_commerce_account_withdraw(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                    NGX_COMMERCE_STMT_USER_WITHDRAW, 2,
                                    ngx_commerce_pg_int(&ctx->query,
                                                        ctx->claims.user_id),
-                                   ngx_commerce_acct_client(r));
+                                   ngx_commerce_acct_client(a));
 }
 
 
@@ -457,7 +457,7 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
     if (logout) {
         return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOGOUT,
                                        NGX_COMMERCE_STMT_LOGOUT, 2, p,
-                                       ngx_commerce_acct_client(a->r));
+                                       ngx_commerce_acct_client(a));
     }
 
     if (cm_token_new(a->refresh, a->refresh_hash) != 0) {
@@ -468,7 +468,7 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
                                    NGX_COMMERCE_STMT_REFRESH_ROTATE, 4, p,
                                    a->refresh_hash,
                                    ngx_commerce_pg_int(&a->ctx->query, mcf->refresh_ttl),
-                                   ngx_commerce_acct_client(a->r));
+                                   ngx_commerce_acct_client(a));
 }
 
 
@@ -506,7 +506,7 @@ ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
                                    ngx_commerce_pg_int(&a->ctx->query, a->ctx->claims.user_id),
                                    ngx_commerce_pg_int(&a->ctx->query, a->ctx->id),
                                    (char *) cm_role_name(bit),
-                                   ngx_commerce_acct_client(a->r));
+                                   ngx_commerce_acct_client(a));
 }
 
 
@@ -922,7 +922,7 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
                                        ngx_commerce_pg_int(&a->ctx->query, a->user_id),
                                        a->index, email, phone, name,
                                        a->hash,
-                                       ngx_commerce_acct_client(a->r));
+                                       ngx_commerce_acct_client(a));
     }
 
     ok = (a->hash_rc == CM_PWHASH_OK && a->stored != NULL);
@@ -937,7 +937,7 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
                                    ? ngx_commerce_pg_int(&a->ctx->query, a->user_id)
                                    : NULL,
                                    ok ? "true" : "false",
-                                   ngx_commerce_acct_client(a->r),
+                                   ngx_commerce_acct_client(a),
                                    ok ? a->refresh_hash : NULL,
                                    ngx_commerce_pg_int(&a->ctx->query, mcf->refresh_ttl));
 }
@@ -993,21 +993,19 @@ ngx_commerce_acct_tokens(ngx_commerce_acct_t *a)
 }
 
 
+/* the client's address, a parameter of the audit log: held by the request */
+
 static char *
-ngx_commerce_acct_client(ngx_http_request_t *r)
+ngx_commerce_acct_client(ngx_commerce_acct_t *a)
 {
-    u_char  *p;
+    ngx_str_t  *addr;
 
-    p = ngx_pnalloc(r->pool, r->connection->addr_text.len + 1);
-    if (p == NULL) {
-        return NULL;
-    }
+    addr = &a->r->connection->addr_text;
 
-    ngx_memcpy(p, r->connection->addr_text.data,
-               r->connection->addr_text.len);
-    p[r->connection->addr_text.len] = '\0';
+    *ngx_cpymem(a->client, addr->data,
+                ngx_min(addr->len, sizeof(a->client) - 1)) = '\0';
 
-    return (char *) p;
+    return a->client;
 }
 
 

@@ -68,6 +68,7 @@ typedef struct {
 
     int64_t                    user_id;
     char                       role[CM_JWT_ROLE_LEN];
+    char                       client[NGX_SOCKADDR_STRLEN + 1];
 
     /* the thread's work: make a hash, or check one (NULL: no account) */
     unsigned                   make:1;

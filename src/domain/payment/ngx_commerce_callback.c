@@ -124,11 +124,11 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     /* the lookup also writes the IN CALLBACK row of the interface log */
     if (ngx_commerce_pay_query(pay, ngx_commerce_settle_db_done, NGX_COMMERCE_STMT_CARD_CALLBACK,
                                NGX_COMMERCE_STEP_LOOKUP, 4,
-                               ngx_commerce_json_cstr(pay->pool, &gw->name),
-                               ngx_commerce_json_cstr(pay->pool, &pay->key),
-                               ngx_commerce_json_cstr(pay->pool,
+                               ngx_commerce_pay_cstr(pay, &gw->name),
+                               ngx_commerce_pay_cstr(pay, &pay->key),
+                               ngx_commerce_pay_cstr(pay,
                                                      &r->unparsed_uri),
-                               ngx_commerce_json_cstr(pay->pool, &cb_body))
+                               ngx_commerce_pay_cstr(pay, &cb_body))
         != NGX_OK)
     {
         ngx_commerce_pay_destroy(pay);

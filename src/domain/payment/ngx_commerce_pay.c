@@ -208,7 +208,7 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                    NGX_COMMERCE_STEP_BEGIN, 5,
                                    ngx_commerce_pg_int(&pay->query, pay->user_id),
                                    ngx_commerce_pg_int(&pay->query, order_id),
-                                   ngx_commerce_json_cstr(pay->pool,
+                                   ngx_commerce_pay_cstr(pay,
                                                          &gw->name),
                                    (char *) pay->card.card_type,
                                    last4)
@@ -237,7 +237,7 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                NGX_COMMERCE_STEP_BEGIN, 6,
                                ngx_commerce_pg_int(&pay->query, pay->user_id),
                                (char *) ids, (char *) qty,
-                               ngx_commerce_json_cstr(pay->pool, &gw->name),
+                               ngx_commerce_pay_cstr(pay, &gw->name),
                                (char *) pay->card.card_type,
                                last4)
         != NGX_OK)
@@ -372,6 +372,12 @@ ngx_commerce_pay_query(ngx_commerce_pay_t *pay,
 
     mcf = ngx_commerce_main_conf();
 
+    if (pay->nomem) {
+        /* a parameter could not be made: never send it as SQL NULL */
+        pay->nomem = 0;
+        return NGX_ERROR;
+    }
+
     pay->step = step;
 
     ngx_commerce_pg_reset(&pay->query);
@@ -390,6 +396,23 @@ ngx_commerce_pay_query(ngx_commerce_pay_t *pay,
     rc = ngx_commerce_pg_submit(mcf->pool, &pay->query);
 
     return rc == NGX_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+/* a text parameter of the flow's next statement, copied into its pool */
+
+char *
+ngx_commerce_pay_cstr(ngx_commerce_pay_t *pay, ngx_str_t *s)
+{
+    char  *p;
+
+    p = ngx_commerce_json_cstr(pay->pool, s);
+
+    if (p == NULL) {
+        pay->nomem = 1;
+    }
+
+    return p;
 }
 
 
@@ -621,7 +644,7 @@ ngx_commerce_pay_send(ngx_commerce_pay_t *pay)
         if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_GATEWAY,
                                    NGX_COMMERCE_STEP_GATEWAY, 2,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
-                                   ngx_commerce_json_cstr(pay->pool,
+                                   ngx_commerce_pay_cstr(pay,
                                                          &pay->gw->name))
             != NGX_OK)
         {
@@ -754,9 +777,9 @@ ngx_commerce_pay_sent(ngx_commerce_client_t *h)
         if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_ACCEPTED,
                                    NGX_COMMERCE_STEP_ACCEPTED, 3,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
-                                   ngx_commerce_json_cstr(pay->pool,
+                                   ngx_commerce_pay_cstr(pay,
                                                          &pay->key),
-                                   ngx_commerce_json_cstr(pay->pool,
+                                   ngx_commerce_pay_cstr(pay,
                                                          &pay->gw->name))
             != NGX_OK)
         {
@@ -782,7 +805,7 @@ ngx_commerce_pay_sent(ngx_commerce_client_t *h)
                                    NGX_COMMERCE_STEP_DECLINED, 4,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                    NULL, "FAILED",
-                                   ngx_commerce_json_cstr(pay->pool,
+                                   ngx_commerce_pay_cstr(pay,
                                                     &pay->settle_reason))
             != NGX_OK)
         {

@@ -92,6 +92,12 @@ ngx_commerce_paylog_row(ngx_commerce_pay_t *pay, const char *op,
     lq->query.params[11] = resp;
     lq->query.params[12] = err;
 
+    if (lq->query.params[2] == NULL || lq->query.params[6] == NULL
+        || lq->query.params[7] == NULL)
+    {
+        goto failed;
+    }
+
     if (ngx_commerce_pg_submit(mcf->pool, &lq->query) == NGX_OK) {
         return;
     }

@@ -78,6 +78,7 @@ struct ngx_commerce_pay_s {
     ngx_commerce_pg_query_t     query;
     ngx_event_t                 retry;
     ngx_http_cleanup_t         *cleanup;
+    unsigned                    nomem:1;    /* a parameter failed */
 };
 
 
@@ -118,6 +119,7 @@ void ngx_commerce_pay_destroy(ngx_commerce_pay_t *pay);
 ngx_int_t ngx_commerce_pay_query(ngx_commerce_pay_t *pay,
     ngx_commerce_pg_handler_pt done, ngx_uint_t stmt,
     ngx_commerce_step_e step, int n, ...);
+char *ngx_commerce_pay_cstr(ngx_commerce_pay_t *pay, ngx_str_t *s);
 ngx_int_t ngx_commerce_pay_result(ngx_commerce_pay_t *pay, ngx_int_t rc,
     PGresult *res, u_char **doc, size_t *len);
 

@@ -220,11 +220,11 @@ decide:
                                NGX_COMMERCE_STEP_SETTLE, 4,
                                ngx_commerce_pg_int(&pay->query, pay->payment_id),
                                pay->key.len
-                               ? ngx_commerce_json_cstr(pay->pool, &pay->key)
+                               ? ngx_commerce_pay_cstr(pay, &pay->key)
                                : NULL,
-                               ngx_commerce_json_cstr(pay->pool, &status),
+                               ngx_commerce_pay_cstr(pay, &status),
                                reason.len
-                               ? ngx_commerce_json_cstr(pay->pool, &reason)
+                               ? ngx_commerce_pay_cstr(pay, &reason)
                                : NULL)
         == NGX_OK)
     {
