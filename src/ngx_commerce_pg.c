@@ -82,6 +82,8 @@ static ngx_int_t ngx_commerce_pg_want_write(ngx_commerce_pg_conn_t *conn,
     ngx_uint_t on);
 static ngx_int_t ngx_commerce_pg_flush(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn);
+static ngx_int_t ngx_commerce_pg_place(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q);
 static ngx_int_t ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn,
     ngx_commerce_pg_query_t *q);
 static void ngx_commerce_pg_read_handler(ngx_event_t *ev);
@@ -401,6 +403,18 @@ ngx_int_t
 ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     ngx_commerce_pg_query_t *q)
 {
+    q->resent = 0;
+
+    return ngx_commerce_pg_place(pool, q);
+}
+
+
+/* send q on a connection, or queue it; also for a query sent again */
+
+static ngx_int_t
+ngx_commerce_pg_place(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q)
+{
     ngx_uint_t               i;
     ngx_queue_t             *qu;
     ngx_commerce_pg_conn_t  *conn, *c;
@@ -411,6 +425,8 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     if (pool == NULL) {
         return NGX_DECLINED;
     }
+
+again:
 
     /*
      * A read goes behind a connection that is running only reads, while it
@@ -428,7 +444,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
         conn = ngx_commerce_pg_reads_behind(pool);
 
         if (conn != NULL) {
-            return ngx_commerce_pg_send(conn, q);
+            goto send;
         }
     }
 
@@ -436,7 +452,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
         qu = ngx_queue_head(&pool->idle);
         conn = ngx_queue_data(qu, ngx_commerce_pg_conn_t, queue);
 
-        return ngx_commerce_pg_send(conn, q);
+        goto send;
     }
 
     if (pool->nup == 0) {
@@ -465,7 +481,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
         }
 
         if (conn != NULL) {
-            return ngx_commerce_pg_send(conn, q);
+            goto send;
         }
     }
 
@@ -484,6 +500,23 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     ngx_add_timer(&q->wait, pool->mcf->queue_timeout);
 
     return NGX_OK;
+
+send:
+
+    if (ngx_commerce_pg_send(conn, q) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    /*
+     * The connection broke as q was written to it (the server had closed
+     * it, not noticed yet): it is closed now and not taken again.  A query
+     * safe to send twice goes to another connection.
+     */
+    if (ngx_commerce_pg_resendable(q->stmt, 0)) {
+        goto again;
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -1310,19 +1343,31 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
          * So is storing or settling an Idempotency-Key answer (it changes
          * only a key still IN_FLIGHT).  Other writes are never re-sent:
          * whether they ran is unknown.
+         *
+         * Not a count but a time bounds this: when the server closed every
+         * connection (a restart, pg_terminate_backend), the next ones the
+         * query is sent to may be closed too, not noticed yet.  Each is
+         * replaced by a new connect, so the query ends up on a live
+         * connection or in the queue; it is sent again for up to
+         * queue_timeout after its first lost connection.
          */
         if (was_up && ngx_commerce_pg_resendable(q->stmt, gave_up)
-            && q->retries < NGX_COMMERCE_PG_RETRIES_MAX
             && !(ngx_exiting || ngx_terminate || ngx_quit))
         {
-            q->retries++;
+            if (!q->resent) {
+                q->resent = 1;
+                q->lost = ngx_current_msec;
+            }
 
-            ngx_log_error(NGX_LOG_INFO, q->log, 0,
-                          "commerce: retrying \"%s\" on another connection",
-                          ngx_commerce_statements[q->stmt].name);
+            if (ngx_current_msec - q->lost < pool->mcf->queue_timeout) {
+                ngx_log_error(NGX_LOG_INFO, q->log, 0,
+                              "commerce: retrying \"%s\" on another "
+                              "connection",
+                              ngx_commerce_statements[q->stmt].name);
 
-            if (ngx_commerce_pg_submit(pool, q) == NGX_OK) {
-                continue;
+                if (ngx_commerce_pg_place(pool, q) == NGX_OK) {
+                    continue;
+                }
             }
         }
 
