@@ -8,7 +8,8 @@
 #     (SQLSTATE 57014), the connection stays usable;
 #   - Postgres closing idle pooled connections (pg_terminate_backend, as
 #     idle_session_timeout or a restart would) is noticed by their read
-#     handlers: the next requests are served, no error;
+#     handlers, and a read sent on one not noticed yet is sent again: the
+#     next requests are served, no error;
 #   - with a pipeline depth, reads go behind reads and never behind a
 #     write that waits for a row lock.
 
@@ -101,10 +102,16 @@ ok(scalar($t->grep_log(qr/database error 57014/)), 'logged with its SQLSTATE');
 my $killed = $t->psql("SELECT count(pg_terminate_backend(pid)) FROM"
     . " pg_stat_activity WHERE application_name = 'ngx_commerce'");
 ok($killed > 0, "Postgres closed the $killed pooled connections");
-sleep 0.5;
-my %st;
-$st{ $t->get('/api/v1/products/1', user => 1)->{status} }++ for 1 .. 30;
-is_deeply(\%st, { 200 => 30 }, 'every request afterwards is served');
+# at once, before the workers have noticed: a read may be sent on several
+# closed connections in a row before it meets a live one
+my @refused;
+for (1 .. 30) {
+    my $r = $t->get('/api/v1/products/1', user => 1);
+    push @refused, "$r->{status} " . ($r->{json}{code} // '-')
+        if $r->{status} != 200;
+}
+is_deeply(\@refused, [], 'every request afterwards is served (none refused,'
+    . ' e.g. 503 DB_UNAVAILABLE)');
 ok(wait_until(sub { $t->psql("SELECT count(*) FROM pg_stat_activity WHERE"
     . " application_name = 'ngx_commerce'") > 0 }, timeout => 5),
     'the pools reconnected');

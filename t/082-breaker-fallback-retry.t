@@ -434,11 +434,17 @@ reload(config(retries => 3, gateways => [ [ 'pg_a', $A,
 my $retries0 = $t->metric(undef, 'commerce_gateway_retries_total',
     gateway => 'pg_a');
 
+# an order's create attempts in the interface log, in attempt order: each
+# row is written on its own, on any connection, so ids need not follow the
+# attempts; and beside the flow, so the answer may come before the last row
+# is committed: wait (bounded) for the $n rows expected
 sub create_rows {
-    my ($order) = @_;
+    my ($order, $n) = @_;
+    my $where = "FROM payment_interface_request_log WHERE order_id ="
+        . " $order->[0] AND operation = 'CREATE'";
+    wait_until(sub { $t->psql("SELECT count(*) $where") >= $n }, timeout => 5);
     return [ $t->psql("SELECT attempt || ' ' || coalesce(http_status::text,"
-        . " error) FROM payment_interface_request_log WHERE order_id ="
-        . " $order->[0] AND operation = 'CREATE' ORDER BY id") ];
+        . " error) $where ORDER BY attempt, id") ];
 }
 
 # 500 every time: 3 creates, then 503, the order payable
@@ -446,7 +452,7 @@ $c0 = $A->counters;
 $r = pay($orders[0], $FAIL_CARD);
 is_unavailable($r, '500, 500, 500');
 is(creates($A) - $c0->{create}, 3, 'exactly 3 creates');
-is_deeply(create_rows($orders[0]), [ '1 500', '2 500', '3 500' ],
+is_deeply(create_rows($orders[0], 3), [ '1 500', '2 500', '3 500' ],
     'interface log: attempts 1, 2, 3, each 500');
 is(order_of($orders[0])->{status}, 'PENDING_PAYMENT', 'order payable again');
 ok(scalar($t->grep_log(qr/attempt 1 failed, retrying in \d+ms/)),
@@ -458,7 +464,7 @@ $c0 = $A->counters;
 $r = pay($orders[1], $OK_CARD);
 is($r->{status}, 202, '500, 500, accepted: 202');
 is(creates($A) - $c0->{create}, 3, '3 creates');
-is_deeply(create_rows($orders[1]), [ '1 500', '2 500', '3 200' ],
+is_deeply(create_rows($orders[1], 3), [ '1 500', '2 500', '3 200' ],
     'interface log: 500, 500, 200');
 is($t->wait_order($orders[1][0], user => $orders[1][1],
     until => sub { $_[0]{status} eq 'PAID' })->{status}, 'PAID', 'PAID');
@@ -476,7 +482,8 @@ $A->control(refuse => 1);
 $c0 = $A->counters;
 $r = pay($orders[3], $OK_CARD);
 is_unavailable($r, 'refused 3 times');
-is_deeply(create_rows($orders[3]), [ '1 refused', '2 refused', '3 refused' ],
+is_deeply(create_rows($orders[3], 3),
+    [ '1 refused', '2 refused', '3 refused' ],
     'interface log: 3 refused attempts');
 $A->control(refuse => 0);
 is(creates($A), $c0->{create}, 'the PG received nothing');
@@ -505,8 +512,8 @@ is(creates($A) - $c0->{create}, 1, 'timeout: exactly 1 create');
 $r = pay($orders[7], $RESET_CARD);
 is($r->{status}, 202, 'reset: 202');
 is(creates($A) - $c0->{create}, 2, 'reset: exactly 1 create');
-is_deeply(create_rows($orders[6]), [ '1 timeout' ], 'timeout: one attempt');
-is_deeply(create_rows($orders[7]), [ '1 broken' ], 'reset: one attempt');
+is_deeply(create_rows($orders[6], 1), [ '1 timeout' ], 'timeout: one attempt');
+is_deeply(create_rows($orders[7], 1), [ '1 broken' ], 'reset: one attempt');
 sleep 1.2;
 is(creates($A) - $c0->{create}, 2, 'neither is sent again');
 is($t->metric(undef, 'commerce_gateway_retries_total', gateway => 'pg_a')

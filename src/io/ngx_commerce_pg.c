@@ -20,7 +20,7 @@
  */
 
 
-#include "ngx_commerce_pg.h"
+#include "ngx_commerce_pg_conn.h"
 
 #include <arpa/inet.h>
 
@@ -31,57 +31,12 @@
 #define NGX_COMMERCE_PG_WRITES_BEHIND  2
 
 
-typedef enum {
-    NGX_COMMERCE_PG_DOWN = 0,
-    NGX_COMMERCE_PG_CONNECTING,
-    NGX_COMMERCE_PG_PREPARING,
-    NGX_COMMERCE_PG_IDLE,
-    NGX_COMMERCE_PG_BUSY
-} ngx_commerce_pg_state_e;
-
-
-struct ngx_commerce_pg_conn_s {
-    ngx_commerce_pg_pool_t      *pool;
-    PGconn                      *pg;
-    ngx_connection_t            *c;
-    ngx_commerce_pg_state_e      state;
-    ngx_uint_t                   prepared;
-    /* in-flight queries, oldest first (pipeline mode) */
-    ngx_commerce_pg_query_t     *flight[NGX_COMMERCE_PG_DEPTH_MAX];
-    ngx_uint_t                   fhead;
-    ngx_uint_t                   nflight;
-    PGresult                    *result;
-    unsigned                     want_sync:1;
-    ngx_queue_t                  queue;
-    ngx_event_t                  timer;
-    ngx_msec_t                   backoff;
-    ngx_uint_t                   index;
-    unsigned                     in_idle:1;
-    unsigned                     gave_up:1;
-};
-
-
-struct ngx_commerce_pg_pool_s {
-    ngx_commerce_main_conf_t    *mcf;
-    ngx_event_t                  gauges;
-    ngx_log_t                   *log;
-    ngx_commerce_pg_conn_t      *conns;
-    ngx_uint_t                   nconns;
-    ngx_uint_t                   nup;
-    ngx_queue_t                  idle;
-    ngx_queue_t                  waiting;
-    ngx_uint_t                   nwaiting;
-};
-
-
 static void ngx_commerce_pg_connect(ngx_commerce_pg_conn_t *conn);
 static ngx_int_t ngx_commerce_pg_wrap(ngx_commerce_pg_conn_t *conn);
-static void ngx_commerce_pg_release_connection(ngx_connection_t *c);
 static void ngx_commerce_pg_connect_poll(ngx_commerce_pg_conn_t *conn);
-static ngx_int_t ngx_commerce_pg_want_write(ngx_commerce_pg_conn_t *conn,
-    ngx_uint_t on);
-static ngx_int_t ngx_commerce_pg_flush(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn);
+static ngx_int_t ngx_commerce_pg_place(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q);
 static ngx_int_t ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn,
     ngx_commerce_pg_query_t *q);
 static void ngx_commerce_pg_read_handler(ngx_event_t *ev);
@@ -102,13 +57,8 @@ static void ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn,
     const char *why);
 static void ngx_commerce_pg_close(ngx_commerce_pg_conn_t *conn);
-static void ngx_commerce_pg_set_state(ngx_commerce_pg_conn_t *conn,
-    ngx_commerce_pg_state_e state);
 static void ngx_commerce_pg_fail_waiting(ngx_commerce_pg_pool_t *pool,
     ngx_int_t rc);
-static ngx_int_t ngx_commerce_pg_retryable(PGresult *res);
-static void ngx_commerce_pg_gauges(ngx_event_t *ev);
-static char *ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn);
 
 
 ngx_int_t
@@ -138,7 +88,7 @@ ngx_commerce_pg_init_worker(ngx_cycle_t *cycle, ngx_commerce_main_conf_t *mcf)
     mcf->pool = pool;
 
     /* the pool's gauges in the shared zone, for the metrics location */
-    pool->gauges.handler = ngx_commerce_pg_gauges;
+    pool->gauges.handler = ngx_commerce_pg_conn_gauges;
     pool->gauges.data = pool;
     pool->gauges.log = cycle->log;
     pool->gauges.cancelable = 1;
@@ -189,6 +139,18 @@ ngx_int_t
 ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     ngx_commerce_pg_query_t *q)
 {
+    q->resent = 0;
+
+    return ngx_commerce_pg_place(pool, q);
+}
+
+
+/* send q on a connection, or queue it; also for a query sent again */
+
+static ngx_int_t
+ngx_commerce_pg_place(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q)
+{
     ngx_uint_t               i;
     ngx_queue_t             *qu;
     ngx_commerce_pg_conn_t  *conn, *c;
@@ -199,6 +161,8 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     if (pool == NULL) {
         return NGX_DECLINED;
     }
+
+again:
 
     /*
      * A read goes behind a connection that is running only reads, while it
@@ -216,7 +180,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
         conn = ngx_commerce_pg_reads_behind(pool);
 
         if (conn != NULL) {
-            return ngx_commerce_pg_send(conn, q);
+            goto send;
         }
     }
 
@@ -224,7 +188,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
         qu = ngx_queue_head(&pool->idle);
         conn = ngx_queue_data(qu, ngx_commerce_pg_conn_t, queue);
 
-        return ngx_commerce_pg_send(conn, q);
+        goto send;
     }
 
     if (pool->nup == 0) {
@@ -253,7 +217,7 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
         }
 
         if (conn != NULL) {
-            return ngx_commerce_pg_send(conn, q);
+            goto send;
         }
     }
 
@@ -272,6 +236,23 @@ ngx_commerce_pg_submit(ngx_commerce_pg_pool_t *pool,
     ngx_add_timer(&q->wait, pool->mcf->queue_timeout);
 
     return NGX_OK;
+
+send:
+
+    if (ngx_commerce_pg_send(conn, q) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    /*
+     * The connection broke as q was written to it (the server had closed
+     * it, not noticed yet): it is closed now and not taken again.  A query
+     * safe to send twice goes to another connection.
+     */
+    if (ngx_commerce_pg_resendable(q->stmt, 0)) {
+        goto again;
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -420,7 +401,7 @@ ngx_commerce_pg_connect(ngx_commerce_pg_conn_t *conn)
         return;
     }
 
-    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_CONNECTING);
+    ngx_commerce_pg_conn_set_state(conn, NGX_COMMERCE_PG_CONNECTING);
 
     if (ngx_commerce_pg_wrap(conn) != NGX_OK) {
         ngx_commerce_pg_broken(conn, "cannot register socket");
@@ -460,7 +441,7 @@ ngx_commerce_pg_wrap(ngx_commerce_pg_conn_t *conn)
 
     /* level-triggered: see the comment at the top of the file */
     if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-        ngx_commerce_pg_release_connection(c);
+        ngx_commerce_pg_conn_release(c);
         conn->c = NULL;
         return NGX_ERROR;
     }
@@ -469,46 +450,6 @@ ngx_commerce_pg_wrap(ngx_commerce_pg_conn_t *conn)
 }
 
 
-/*
- * Give the nginx connection back without closing the descriptor: libpq owns
- * the socket and closes it itself (PQfinish, or a reconnect inside
- * PQconnectPoll).
- */
-
-static void
-ngx_commerce_pg_release_connection(ngx_connection_t *c)
-{
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    c->read->closed = 1;
-    c->write->closed = 1;
-
-    ngx_free_connection(c);
-
-    c->fd = (ngx_socket_t) -1;
-}
 
 
 static void
@@ -525,7 +466,7 @@ ngx_commerce_pg_connect_poll(ngx_commerce_pg_conn_t *conn)
 
     if (PQsocket(conn->pg) != conn->c->fd) {
         /* libpq moved to a new socket (next host, or SSL fallback) */
-        ngx_commerce_pg_release_connection(conn->c);
+        ngx_commerce_pg_conn_release(conn->c);
         conn->c = NULL;
 
         if (ngx_commerce_pg_wrap(conn) != NGX_OK) {
@@ -537,11 +478,11 @@ ngx_commerce_pg_connect_poll(ngx_commerce_pg_conn_t *conn)
     switch (st) {
 
     case PGRES_POLLING_READING:
-        (void) ngx_commerce_pg_want_write(conn, 0);
+        (void) ngx_commerce_pg_conn_want_write(conn, 0);
         return;
 
     case PGRES_POLLING_WRITING:
-        (void) ngx_commerce_pg_want_write(conn, 1);
+        (void) ngx_commerce_pg_conn_want_write(conn, 1);
         return;
 
     case PGRES_POLLING_OK:
@@ -552,7 +493,7 @@ ngx_commerce_pg_connect_poll(ngx_commerce_pg_conn_t *conn)
         return;
     }
 
-    (void) ngx_commerce_pg_want_write(conn, 0);
+    (void) ngx_commerce_pg_conn_want_write(conn, 0);
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -562,45 +503,13 @@ ngx_commerce_pg_connect_poll(ngx_commerce_pg_conn_t *conn)
                    "commerce: pg connection #%ui connected", conn->index);
 
     conn->prepared = 0;
-    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_PREPARING);
+    ngx_commerce_pg_conn_set_state(conn, NGX_COMMERCE_PG_PREPARING);
     ngx_commerce_pg_prepare_next(conn);
 }
 
 
-static ngx_int_t
-ngx_commerce_pg_want_write(ngx_commerce_pg_conn_t *conn, ngx_uint_t on)
-{
-    ngx_event_t  *wev;
-
-    wev = conn->c->write;
-
-    if (on && !wev->active) {
-        return ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
-
-    if (!on && wev->active) {
-        return ngx_del_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
-
-    return NGX_OK;
-}
 
 
-/* push libpq's output buffer; the write event stays on until it is empty */
-
-static ngx_int_t
-ngx_commerce_pg_flush(ngx_commerce_pg_conn_t *conn)
-{
-    int  rc;
-
-    rc = PQflush(conn->pg);
-
-    if (rc < 0) {
-        return NGX_ERROR;
-    }
-
-    return ngx_commerce_pg_want_write(conn, rc == 1);
-}
 
 
 static void
@@ -621,7 +530,7 @@ ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
         conn->fhead = 0;
         conn->nflight = 0;
         conn->want_sync = 0;
-        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
+        ngx_commerce_pg_conn_set_state(conn, NGX_COMMERCE_PG_IDLE);
         ngx_commerce_pg_release(conn);
         return;
     }
@@ -631,7 +540,7 @@ ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
     if (!PQsendPrepare(conn->pg, stmts[conn->prepared]->name,
                        stmts[conn->prepared]->sql,
                        stmts[conn->prepared]->nparams, NULL)
-        || ngx_commerce_pg_flush(conn) != NGX_OK)
+        || ngx_commerce_pg_conn_flush(conn) != NGX_OK)
     {
         ngx_commerce_pg_broken(conn, "prepare failed");
         return;
@@ -665,7 +574,7 @@ ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
     if (!PQsendQueryPrepared(conn->pg, st->name, q->nparams, q->params,
                              NULL, NULL, 0)
         || !PQpipelineSync(conn->pg)
-        || ngx_commerce_pg_flush(conn) != NGX_OK)
+        || ngx_commerce_pg_conn_flush(conn) != NGX_OK)
     {
         ngx_commerce_pg_broken(conn, "send failed");
         return NGX_ERROR;
@@ -678,7 +587,7 @@ ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
     q->backend_pid = PQbackendPID(conn->pg);
 
     if (conn->state != NGX_COMMERCE_PG_BUSY) {
-        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_BUSY);
+        ngx_commerce_pg_conn_set_state(conn, NGX_COMMERCE_PG_BUSY);
 
         /* non-cancelable: an exiting worker waits for its in-flight queries */
         if (conn->timer.timer_set) {
@@ -706,7 +615,7 @@ ngx_commerce_pg_read_handler(ngx_event_t *ev)
     if (c->close) {
         /* ngx_close_idle_connections() at worker shutdown */
         ngx_commerce_pg_close(conn);
-        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
+        ngx_commerce_pg_conn_set_state(conn, NGX_COMMERCE_PG_DOWN);
         return;
     }
 
@@ -760,7 +669,7 @@ ngx_commerce_pg_write_handler(ngx_event_t *ev)
         return;
     }
 
-    if (conn->pg != NULL && ngx_commerce_pg_flush(conn) != NGX_OK) {
+    if (conn->pg != NULL && ngx_commerce_pg_conn_flush(conn) != NGX_OK) {
         ngx_commerce_pg_broken(conn, "write failed");
     }
 }
@@ -866,7 +775,7 @@ ngx_commerce_pg_collect(ngx_commerce_pg_conn_t *conn)
 
 flush:
 
-    if (conn->pg != NULL && ngx_commerce_pg_flush(conn) != NGX_OK) {
+    if (conn->pg != NULL && ngx_commerce_pg_conn_flush(conn) != NGX_OK) {
         ngx_commerce_pg_broken(conn, "write failed");
     }
 }
@@ -929,11 +838,11 @@ ngx_commerce_pg_complete(ngx_commerce_pg_conn_t *conn)
         ngx_add_timer(&conn->timer, conn->pool->mcf->statement_timeout
                                     + NGX_COMMERCE_PG_GUARD_EXTRA);
     } else {
-        ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_IDLE);
+        ngx_commerce_pg_conn_set_state(conn, NGX_COMMERCE_PG_IDLE);
     }
 
     if (q != NULL && res != NULL
-        && ngx_commerce_pg_retryable(res)
+        && ngx_commerce_pg_conn_retryable(res)
         && q->retries < NGX_COMMERCE_PG_RETRIES_MAX)
     {
         /* serialization failure or deadlock: the transaction rolled back */
@@ -1057,7 +966,7 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
     ngx_log_error(level, pool->log, 0,
                   "commerce: pg connection #%ui: %s: %s; %ui in flight; "
                   "reconnecting in %Mms",
-                  conn->index, why, ngx_commerce_pg_error(conn),
+                  conn->index, why, ngx_commerce_pg_conn_error(conn),
                   conn->nflight, was_up ? 0 : conn->backoff);
 
     ngx_commerce_metrics_db_error();
@@ -1075,7 +984,7 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
     conn->want_sync = 0;
 
     ngx_commerce_pg_close(conn);
-    ngx_commerce_pg_set_state(conn, NGX_COMMERCE_PG_DOWN);
+    ngx_commerce_pg_conn_set_state(conn, NGX_COMMERCE_PG_DOWN);
 
     if (!(ngx_exiting || ngx_terminate || ngx_quit) && !was_up) {
         conn->timer.cancelable = 1;
@@ -1104,19 +1013,31 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
          * So is storing or settling an Idempotency-Key answer (it changes
          * only a key still IN_FLIGHT).  Other writes are never re-sent:
          * whether they ran is unknown.
+         *
+         * Not a count but a time bounds this: when the server closed every
+         * connection (a restart, pg_terminate_backend), the next ones the
+         * query is sent to may be closed too, not noticed yet.  Each is
+         * replaced by a new connect, so the query ends up on a live
+         * connection or in the queue; it is sent again for up to
+         * queue_timeout after its first lost connection.
          */
         if (was_up && ngx_commerce_pg_resendable(q->stmt, gave_up)
-            && q->retries < NGX_COMMERCE_PG_RETRIES_MAX
             && !(ngx_exiting || ngx_terminate || ngx_quit))
         {
-            q->retries++;
+            if (!q->resent) {
+                q->resent = 1;
+                q->lost = ngx_current_msec;
+            }
 
-            ngx_log_error(NGX_LOG_INFO, q->log, 0,
-                          "commerce: retrying \"%s\" on another connection",
-                          q->stmt->name);
+            if (ngx_current_msec - q->lost < pool->mcf->queue_timeout) {
+                ngx_log_error(NGX_LOG_INFO, q->log, 0,
+                              "commerce: retrying \"%s\" on another "
+                              "connection",
+                              q->stmt->name);
 
-            if (ngx_commerce_pg_submit(pool, q) == NGX_OK) {
-                continue;
+                if (ngx_commerce_pg_place(pool, q) == NGX_OK) {
+                    continue;
+                }
             }
         }
 
@@ -1170,7 +1091,7 @@ ngx_commerce_pg_close(ngx_commerce_pg_conn_t *conn)
     }
 
     if (conn->c != NULL) {
-        ngx_commerce_pg_release_connection(conn->c);
+        ngx_commerce_pg_conn_release(conn->c);
         conn->c = NULL;
     }
 
@@ -1181,102 +1102,12 @@ ngx_commerce_pg_close(ngx_commerce_pg_conn_t *conn)
 }
 
 
-static void
-ngx_commerce_pg_set_state(ngx_commerce_pg_conn_t *conn,
-    ngx_commerce_pg_state_e state)
-{
-    if (conn->state == NGX_COMMERCE_PG_DOWN
-        && state != NGX_COMMERCE_PG_DOWN)
-    {
-        conn->pool->nup++;
-
-    } else if (conn->state != NGX_COMMERCE_PG_DOWN
-               && state == NGX_COMMERCE_PG_DOWN)
-    {
-        conn->pool->nup--;
-    }
-
-    conn->state = state;
-}
 
 
-static void
-ngx_commerce_pg_gauges(ngx_event_t *ev)
-{
-    ngx_uint_t               i, busy, idle, down;
-    ngx_commerce_pg_pool_t  *pool;
-
-    pool = ev->data;
-    busy = idle = down = 0;
-
-    for (i = 0; i < pool->nconns; i++) {
-        switch (pool->conns[i].state) {
-        case NGX_COMMERCE_PG_BUSY:
-            busy++;
-            break;
-        case NGX_COMMERCE_PG_IDLE:
-            idle++;
-            break;
-        case NGX_COMMERCE_PG_DOWN:
-            down++;
-            break;
-        default:
-            /* connecting or preparing: neither usable nor down */
-            break;
-        }
-    }
-
-    ngx_commerce_metrics_db(busy, idle, down, pool->nwaiting);
-
-    if (!(ngx_exiting || ngx_terminate || ngx_quit)) {
-        ngx_add_timer(ev, 1000);
-    }
-}
 
 
-static ngx_int_t
-ngx_commerce_pg_retryable(PGresult *res)
-{
-    char  *state;
-
-    if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
-        return 0;
-    }
-
-    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-    return state != NULL
-           && (ngx_strcmp(state, "40001") == 0
-               || ngx_strcmp(state, "40P01") == 0);
-}
 
 
-static char *
-ngx_commerce_pg_error(ngx_commerce_pg_conn_t *conn)
-{
-    char    *msg, *p;
-    size_t   len;
-
-    if (conn->pg == NULL) {
-        return "";
-    }
-
-    msg = PQerrorMessage(conn->pg);
-
-    /* libpq messages span lines; keep the log line single */
-    len = ngx_strlen(msg);
-    for (p = msg + len; p > msg && (p[-1] == '\n' || p[-1] == ' '); p--) {
-        p[-1] = '\0';
-    }
-
-    for (p = msg; *p != '\0'; p++) {
-        if (*p == '\n' || *p == '\t') {
-            *p = ' ';
-        }
-    }
-
-    return msg;
-}
 
 
 /* safe to send again after a lost connection: by the statement's flags */

@@ -87,12 +87,14 @@ struct ngx_commerce_pg_query_s {
     int                          nparams;
     const char                  *params[NGX_COMMERCE_PG_PARAMS_MAX];
 
-    ngx_uint_t                   retries;
+    ngx_uint_t                   retries;      /* after 40001/40P01 */
+    ngx_msec_t                   lost;         /* first lost connection */
     int                          backend_pid;  /* of the last send */
     ngx_commerce_pg_conn_t      *conn;
     ngx_queue_t                  queue;
     ngx_event_t                  wait;
     unsigned                     queued:1;
+    unsigned                     resent:1;
 
     ngx_log_t                   *log;
     void                        *data;
