@@ -1,8 +1,10 @@
 
 /*
- * The content handler of a commerce_api location: request context, body
- * reading with the API's own size and media-type rules, JSON responses and
- * the mapping of query outcomes to HTTP.
+ * The content handler of a commerce_api location: the matched route's
+ * checks (roles, limits), the body read with the API's own size and
+ * media-type rules, the route's handler (behind its Idempotency-Key when
+ * it honours one), a query's outcome mapped to HTTP, and the metrics of
+ * every request in the log phase.
  */
 
 

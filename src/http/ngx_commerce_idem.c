@@ -1,7 +1,8 @@
 
 /*
  * Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header) on
- * POST /balance/charge, POST /orders and POST /orders/{id}/payment.
+ * the routes whose row has NGX_COMMERCE_ROUTE_IDEM (today POST
+ * /balance/charge, POST /orders and POST /orders/{id}/payment).
  *
  * Before the operation, cm_idem_begin() claims the key for the user with a
  * hash of the request: the first request with a key runs ("new"); the same
@@ -471,7 +472,7 @@ done:
 
 /*
  * A balance operation with an active key runs as the statement that also
- * stores its answer, in its own transaction (sql/008_idem_atomic.sql): the
+ * stores its answer, in its own transaction (cm_idem_hold and cm_idem_done, sql/functions/50_idem.sql): the
  * statement's parameters get the user, the key and the success status
  * after their own.  Card payments, several steps with the gateway between
  * them, keep the separate cm_idem_finish.

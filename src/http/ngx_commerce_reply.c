@@ -292,8 +292,7 @@ ngx_str_t *
 ngx_commerce_reply_cors_origin(ngx_http_request_t *r)
 {
     ngx_str_t                 *o;
-    ngx_uint_t                 i, j;
-    ngx_list_part_t           *part;
+    ngx_uint_t                 i;
     ngx_table_elt_t           *h;
     ngx_commerce_main_conf_t  *mcf;
 
@@ -303,39 +302,22 @@ ngx_commerce_reply_cors_origin(ngx_http_request_t *r)
         return NULL;
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != sizeof("Origin") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
-                               sizeof("Origin") - 1) != 0)
-        {
-            continue;
-        }
-
-        o = mcf->cors_origins->elts;
-
-        for (j = 0; j < mcf->cors_origins->nelts; j++) {
-            if (o[j].len == h[i].value.len
-                && ngx_strncmp(o[j].data, h[i].value.data, o[j].len) == 0)
-            {
-                return &o[j];
-            }
-        }
-
+    h = ngx_commerce_header_in(r, "Origin", NULL);
+    if (h == NULL) {
         return NULL;
     }
+
+    o = mcf->cors_origins->elts;
+
+    for (i = 0; i < mcf->cors_origins->nelts; i++) {
+        if (o[i].len == h->value.len
+            && ngx_strncmp(o[i].data, h->value.data, o[i].len) == 0)
+        {
+            return &o[i];
+        }
+    }
+
+    return NULL;
 }
 
 

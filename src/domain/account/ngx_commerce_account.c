@@ -27,29 +27,29 @@
 
 
 
-static void ngx_commerce_acct_field(cm_field_t *f, const char *name,
+static void ngx_commerce_account_field(cm_field_t *f, const char *name,
     size_t max, char *value);
-static ngx_int_t ngx_commerce_acct_signup(ngx_commerce_acct_t *a,
+static ngx_int_t ngx_commerce_account_signup_run(ngx_commerce_account_req_t *a,
     u_char *body, size_t len);
-static ngx_int_t ngx_commerce_acct_login(ngx_commerce_acct_t *a,
+static ngx_int_t ngx_commerce_account_login_run(ngx_commerce_account_req_t *a,
     u_char *body, size_t len);
-static ngx_int_t ngx_commerce_acct_refresh(ngx_commerce_acct_t *a,
+static ngx_int_t ngx_commerce_account_refresh_run(ngx_commerce_account_req_t *a,
     u_char *body, size_t len, ngx_uint_t logout);
-static ngx_int_t ngx_commerce_acct_role(ngx_commerce_acct_t *a,
+static ngx_int_t ngx_commerce_account_role_run(ngx_commerce_account_req_t *a,
     u_char *body, size_t len);
-static ngx_int_t ngx_commerce_acct_audit(ngx_commerce_acct_t *a);
-static ngx_int_t ngx_commerce_acct_query(ngx_commerce_acct_t *a,
-    ngx_commerce_acct_step_e step, ngx_uint_t stmt, int n, ...);
-static void ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q,
+static ngx_int_t ngx_commerce_account_audit_run(ngx_commerce_account_req_t *a);
+static ngx_int_t ngx_commerce_account_query(ngx_commerce_account_req_t *a,
+    ngx_commerce_account_step_e step, ngx_uint_t stmt, int n, ...);
+static void ngx_commerce_account_db_done(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
-static ngx_int_t ngx_commerce_acct_step(ngx_commerce_acct_t *a,
+static ngx_int_t ngx_commerce_account_step(ngx_commerce_account_req_t *a,
     yajl_val v, u_char *doc, size_t len);
-static ngx_int_t ngx_commerce_acct_hash(ngx_commerce_acct_t *a);
-static void ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log);
-static void ngx_commerce_acct_hash_done(ngx_event_t *ev);
-static ngx_int_t ngx_commerce_acct_hashed(ngx_commerce_acct_t *a);
-static ngx_int_t ngx_commerce_acct_tokens(ngx_commerce_acct_t *a);
-static char *ngx_commerce_acct_client(ngx_commerce_acct_t *a);
+static ngx_int_t ngx_commerce_account_hash(ngx_commerce_account_req_t *a);
+static void ngx_commerce_account_hash_thread(void *data, ngx_log_t *log);
+static void ngx_commerce_account_hash_done(ngx_event_t *ev);
+static ngx_int_t ngx_commerce_account_hashed(ngx_commerce_account_req_t *a);
+static ngx_int_t ngx_commerce_account_tokens(ngx_commerce_account_req_t *a);
+static char *ngx_commerce_account_client(ngx_commerce_account_req_t *a);
 
 
 static const char  *ngx_commerce_yajl_path_ok[] = { "ok", NULL };
@@ -163,11 +163,11 @@ ngx_commerce_route_t  ngx_commerce_account_routes[] = {
 
 /* the state of an account request, or NULL (answered: *rc) */
 
-static ngx_commerce_acct_t *
+static ngx_commerce_account_req_t *
 ngx_commerce_account_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_int_t *rc)
 {
-    ngx_commerce_acct_t       *a;
+    ngx_commerce_account_req_t       *a;
     ngx_commerce_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
@@ -178,7 +178,7 @@ ngx_commerce_account_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         return NULL;
     }
 
-    a = ngx_pcalloc(r->pool, sizeof(ngx_commerce_acct_t));
+    a = ngx_pcalloc(r->pool, sizeof(ngx_commerce_account_req_t));
     if (a == NULL) {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return NULL;
@@ -193,7 +193,7 @@ ngx_commerce_account_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
 #define ngx_commerce_account_begin(r, ctx)                                    \
     ngx_int_t             rc;                                                 \
-    ngx_commerce_acct_t  *a;                                                  \
+    ngx_commerce_account_req_t  *a;                                                  \
                                                                               \
     a = ngx_commerce_account_start(r, ctx, &rc);                              \
     if (a == NULL) {                                                          \
@@ -207,7 +207,7 @@ ngx_commerce_account_signup(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_signup(a, body, len);
+    return ngx_commerce_account_signup_run(a, body, len);
 }
 
 
@@ -217,7 +217,7 @@ ngx_commerce_account_login(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_login(a, body, len);
+    return ngx_commerce_account_login_run(a, body, len);
 }
 
 
@@ -227,7 +227,7 @@ ngx_commerce_account_refresh(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_refresh(a, body, len, 0);
+    return ngx_commerce_account_refresh_run(a, body, len, 0);
 }
 
 
@@ -237,7 +237,7 @@ ngx_commerce_account_logout(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_refresh(a, body, len, 1);
+    return ngx_commerce_account_refresh_run(a, body, len, 1);
 }
 
 
@@ -247,7 +247,7 @@ ngx_commerce_account_me(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_ME,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_ME,
                                    NGX_COMMERCE_STMT_USER_GET, 1,
                                    ngx_commerce_pg_int(&ctx->query,
                                                        ctx->claims.user_id));
@@ -260,11 +260,11 @@ ngx_commerce_account_withdraw(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_WITHDRAW,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_WITHDRAW,
                                    NGX_COMMERCE_STMT_USER_WITHDRAW, 2,
                                    ngx_commerce_pg_int(&ctx->query,
                                                        ctx->claims.user_id),
-                                   ngx_commerce_acct_client(a));
+                                   ngx_commerce_account_client(a));
 }
 
 
@@ -274,7 +274,7 @@ ngx_commerce_account_role(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_role(a, body, len);
+    return ngx_commerce_account_role_run(a, body, len);
 }
 
 
@@ -284,14 +284,14 @@ ngx_commerce_account_audit(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 {
     ngx_commerce_account_begin(r, ctx);
 
-    return ngx_commerce_acct_audit(a);
+    return ngx_commerce_account_audit_run(a);
 }
 
 
 /* a required string field of max bytes, read into value (max + 1 bytes) */
 
 static void
-ngx_commerce_acct_field(cm_field_t *f, const char *name, size_t max,
+ngx_commerce_account_field(cm_field_t *f, const char *name, size_t max,
     char *value)
 {
     ngx_memzero(f, sizeof(cm_field_t));
@@ -307,7 +307,7 @@ ngx_commerce_acct_field(cm_field_t *f, const char *name, size_t max,
  */
 
 static ngx_int_t
-ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
+ngx_commerce_account_signup_run(ngx_commerce_account_req_t *a, u_char *body, size_t len)
 {
     char                       err[CM_JSON_ERR_LEN];
     const char                *why;
@@ -316,11 +316,11 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
 
-    ngx_commerce_acct_field(&f[0], "email", CM_EMAIL_MAX, a->email);
-    ngx_commerce_acct_field(&f[1], "password", NGX_COMMERCE_PASSWORD_BYTES,
+    ngx_commerce_account_field(&f[0], "email", CM_EMAIL_MAX, a->email);
+    ngx_commerce_account_field(&f[1], "password", NGX_COMMERCE_PASSWORD_BYTES,
                             a->password);
-    ngx_commerce_acct_field(&f[2], "name", NGX_COMMERCE_NAME_BYTES, a->name);
-    ngx_commerce_acct_field(&f[3], "phone", CM_PHONE_MAX, a->phone);
+    ngx_commerce_account_field(&f[2], "name", NGX_COMMERCE_NAME_BYTES, a->name);
+    ngx_commerce_account_field(&f[3], "phone", CM_PHONE_MAX, a->phone);
 
     if (cm_parse_fields(body, len, f, 4, err, sizeof(err)) != 0) {
         return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
@@ -356,7 +356,7 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
     }
 
     /* the id first: the ciphertexts are bound to their row */
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_NEXT_ID,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_NEXT_ID,
                                    NGX_COMMERCE_STMT_USER_NEXT_ID, 0);
 }
 
@@ -366,7 +366,7 @@ ngx_commerce_acct_signup(ngx_commerce_acct_t *a, u_char *body, size_t len)
  */
 
 static ngx_int_t
-ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
+ngx_commerce_account_login_run(ngx_commerce_account_req_t *a, u_char *body, size_t len)
 {
     char                       err[CM_JSON_ERR_LEN];
     ngx_int_t                  rc;
@@ -376,8 +376,8 @@ ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
 
-    ngx_commerce_acct_field(&f[0], "email", CM_EMAIL_MAX, a->email);
-    ngx_commerce_acct_field(&f[1], "password", NGX_COMMERCE_PASSWORD_BYTES,
+    ngx_commerce_account_field(&f[0], "email", CM_EMAIL_MAX, a->email);
+    ngx_commerce_account_field(&f[1], "password", NGX_COMMERCE_PASSWORD_BYTES,
                             a->password);
 
     if (cm_parse_fields(body, len, f, 2, err, sizeof(err)) != 0) {
@@ -406,7 +406,7 @@ ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
         return rc;
     }
 
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOOKUP,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_LOOKUP,
                                    NGX_COMMERCE_STMT_LOGIN_LOOKUP, 1,
                                    a->index);
 }
@@ -417,7 +417,7 @@ ngx_commerce_acct_login(ngx_commerce_acct_t *a, u_char *body, size_t len)
  */
 
 static ngx_int_t
-ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
+ngx_commerce_account_refresh_run(ngx_commerce_account_req_t *a, u_char *body, size_t len,
     ngx_uint_t logout)
 {
     char                       err[CM_JSON_ERR_LEN], token[CM_TOKEN_LEN + 2];
@@ -428,7 +428,7 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
 
-    ngx_commerce_acct_field(&f[0], "refreshToken", CM_TOKEN_LEN + 1, token);
+    ngx_commerce_account_field(&f[0], "refreshToken", CM_TOKEN_LEN + 1, token);
 
     if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
         return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
@@ -455,20 +455,20 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
     ngx_memcpy(p, old, CM_TOKEN_HASH_LEN + 1);
 
     if (logout) {
-        return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOGOUT,
+        return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_LOGOUT,
                                        NGX_COMMERCE_STMT_LOGOUT, 2, p,
-                                       ngx_commerce_acct_client(a));
+                                       ngx_commerce_account_client(a));
     }
 
     if (cm_token_new(a->refresh, a->refresh_hash) != 0) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REFRESH,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_REFRESH,
                                    NGX_COMMERCE_STMT_REFRESH_ROTATE, 4, p,
                                    a->refresh_hash,
                                    ngx_commerce_pg_int(&a->ctx->query, mcf->refresh_ttl),
-                                   ngx_commerce_acct_client(a));
+                                   ngx_commerce_account_client(a));
 }
 
 
@@ -477,13 +477,13 @@ ngx_commerce_acct_refresh(ngx_commerce_acct_t *a, u_char *body, size_t len,
  */
 
 static ngx_int_t
-ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
+ngx_commerce_account_role_run(ngx_commerce_account_req_t *a, u_char *body, size_t len)
 {
     char        err[CM_JSON_ERR_LEN], role[CM_JWT_ROLE_LEN + 1];
     unsigned    bit;
     cm_field_t  f[1];
 
-    ngx_commerce_acct_field(&f[0], "role", CM_JWT_ROLE_LEN, role);
+    ngx_commerce_account_field(&f[0], "role", CM_JWT_ROLE_LEN, role);
 
     if (cm_parse_fields(body, len, f, 1, err, sizeof(err)) != 0) {
         return ngx_commerce_reply_error(a->r, NGX_HTTP_BAD_REQUEST,
@@ -501,17 +501,17 @@ ngx_commerce_acct_role(ngx_commerce_acct_t *a, u_char *body, size_t len)
 
     a->ctx->success_status = NGX_HTTP_OK;
 
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_PASS,
                                    NGX_COMMERCE_STMT_ROLE_SET, 4,
                                    ngx_commerce_pg_int(&a->ctx->query, a->ctx->claims.user_id),
                                    ngx_commerce_pg_int(&a->ctx->query, a->ctx->id),
                                    (char *) cm_role_name(bit),
-                                   ngx_commerce_acct_client(a));
+                                   ngx_commerce_account_client(a));
 }
 
 
 static ngx_int_t
-ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
+ngx_commerce_account_audit_run(ngx_commerce_account_req_t *a)
 {
     int64_t     user, limit;
     ngx_str_t   v;
@@ -538,7 +538,7 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
 
     a->ctx->success_status = NGX_HTTP_OK;
 
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_PASS,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_PASS,
                                    NGX_COMMERCE_STMT_AUDIT_LIST, 2,
                                    user ? ngx_commerce_pg_int(&a->ctx->query, user)
                                         : NULL,
@@ -551,7 +551,7 @@ ngx_commerce_acct_audit(ngx_commerce_acct_t *a)
  */
 
 static ngx_int_t
-ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
+ngx_commerce_account_query(ngx_commerce_account_req_t *a, ngx_commerce_account_step_e step,
     ngx_uint_t stmt, int n, ...)
 {
     int                        i;
@@ -570,7 +570,7 @@ ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
     ctx->query.nparams = n;
     ctx->query.log = a->r->connection->log;
     ctx->query.data = a;
-    ctx->query.handler = ngx_commerce_acct_db_done;
+    ctx->query.handler = ngx_commerce_account_db_done;
 
     va_start(args, n);
     for (i = 0; i < n; i++) {
@@ -598,7 +598,7 @@ ngx_commerce_acct_query(ngx_commerce_acct_t *a, ngx_commerce_acct_step_e step,
 
 
 static void
-ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+ngx_commerce_account_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res)
 {
     char                *value;
@@ -607,7 +607,7 @@ ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     yajl_val             v;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
-    ngx_commerce_acct_t *a;
+    ngx_commerce_account_req_t *a;
 
     a = q->data;
     r = a->r;
@@ -651,7 +651,7 @@ ngx_commerce_acct_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         }
     }
 
-    rc = ngx_commerce_acct_step(a, v, doc, len);
+    rc = ngx_commerce_account_step(a, v, doc, len);
 
     if (v != NULL) {
         yajl_tree_free(v);
@@ -670,7 +670,7 @@ done:
 /* a step's result: v is its parsed document (NULL: SQL NULL or not JSON) */
 
 static ngx_int_t
-ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
+ngx_commerce_account_step(ngx_commerce_account_req_t *a, yajl_val v, u_char *doc,
     size_t len)
 {
     const char  *s;
@@ -686,7 +686,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
         }
 
         a->make = 1;
-        return ngx_commerce_acct_hash(a);
+        return ngx_commerce_account_hash(a);
 
     case NGX_COMMERCE_ACCT_SIGNUP:
         if (v == NULL) {
@@ -717,7 +717,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
         }
 
         a->make = 0;
-        return ngx_commerce_acct_hash(a);
+        return ngx_commerce_account_hash(a);
 
     case NGX_COMMERCE_ACCT_LOGIN:
     case NGX_COMMERCE_ACCT_REFRESH:
@@ -751,20 +751,20 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
         ngx_cpystrn((u_char *) a->role, (u_char *) s, sizeof(a->role));
 
         if (a->step == NGX_COMMERCE_ACCT_LOGIN && a->rehash) {
-            return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_REHASH,
+            return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_REHASH,
                                            NGX_COMMERCE_STMT_PASSWORD_REHASH,
                                            3, ngx_commerce_pg_int(&a->ctx->query, a->user_id),
                                            a->stored, a->hash);
         }
 
-        return ngx_commerce_acct_tokens(a);
+        return ngx_commerce_account_tokens(a);
 
     case NGX_COMMERCE_ACCT_REHASH:
         ngx_commerce_log(NGX_LOG_INFO, a->r, a->ctx,
                          "user %L: password hash renewed at the current "
                          "cost", a->user_id);
 
-        return ngx_commerce_acct_tokens(a);
+        return ngx_commerce_account_tokens(a);
 
     case NGX_COMMERCE_ACCT_LOGOUT:
     case NGX_COMMERCE_ACCT_WITHDRAW:
@@ -793,7 +793,7 @@ ngx_commerce_acct_step(ngx_commerce_acct_t *a, yajl_val v, u_char *doc,
  */
 
 static ngx_int_t
-ngx_commerce_acct_hash(ngx_commerce_acct_t *a)
+ngx_commerce_account_hash(ngx_commerce_account_req_t *a)
 {
     ngx_thread_task_t         *task;
     ngx_commerce_main_conf_t  *mcf;
@@ -809,9 +809,9 @@ ngx_commerce_acct_hash(ngx_commerce_acct_t *a)
     }
 
     task->ctx = a;
-    task->handler = ngx_commerce_acct_hash_thread;
+    task->handler = ngx_commerce_account_hash_thread;
     task->event.data = a;
-    task->event.handler = ngx_commerce_acct_hash_done;
+    task->event.handler = ngx_commerce_account_hash_done;
 
     if (ngx_thread_task_post(mcf->auth_thread_pool, task) != NGX_OK) {
         return ngx_commerce_reply_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -829,9 +829,9 @@ ngx_commerce_acct_hash(ngx_commerce_acct_t *a)
 /* in a thread: nothing of nginx here, only the request's own buffers */
 
 static void
-ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log)
+ngx_commerce_account_hash_thread(void *data, ngx_log_t *log)
 {
-    ngx_commerce_acct_t  *a = data;
+    ngx_commerce_account_req_t  *a = data;
 
     if (a->make) {
         a->hash_rc = cm_pwhash_make(a->hash, sizeof(a->hash), a->password,
@@ -854,12 +854,12 @@ ngx_commerce_acct_hash_thread(void *data, ngx_log_t *log)
 
 
 static void
-ngx_commerce_acct_hash_done(ngx_event_t *ev)
+ngx_commerce_account_hash_done(ngx_event_t *ev)
 {
     ngx_int_t             rc;
     ngx_connection_t     *c;
     ngx_http_request_t   *r;
-    ngx_commerce_acct_t  *a;
+    ngx_commerce_account_req_t  *a;
 
     a = ev->data;
     r = a->r;
@@ -876,7 +876,7 @@ ngx_commerce_acct_hash_done(ngx_event_t *ev)
         return;
     }
 
-    rc = ngx_commerce_acct_hashed(a);
+    rc = ngx_commerce_account_hashed(a);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -887,7 +887,7 @@ ngx_commerce_acct_hash_done(ngx_event_t *ev)
 
 
 static ngx_int_t
-ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
+ngx_commerce_account_hashed(ngx_commerce_account_req_t *a)
 {
     ngx_uint_t                 ok;
     ngx_commerce_main_conf_t  *mcf;
@@ -917,12 +917,12 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
 
         a->ctx->success_status = NGX_HTTP_CREATED;
 
-        return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_SIGNUP,
+        return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_SIGNUP,
                                        NGX_COMMERCE_STMT_SIGNUP, 7,
                                        ngx_commerce_pg_int(&a->ctx->query, a->user_id),
                                        a->index, email, phone, name,
                                        a->hash,
-                                       ngx_commerce_acct_client(a));
+                                       ngx_commerce_account_client(a));
     }
 
     ok = (a->hash_rc == CM_PWHASH_OK && a->stored != NULL);
@@ -931,13 +931,13 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_commerce_acct_query(a, NGX_COMMERCE_ACCT_LOGIN,
+    return ngx_commerce_account_query(a, NGX_COMMERCE_ACCT_LOGIN,
                                    NGX_COMMERCE_STMT_LOGIN_FINISH, 5,
                                    a->user_id
                                    ? ngx_commerce_pg_int(&a->ctx->query, a->user_id)
                                    : NULL,
                                    ok ? "true" : "false",
-                                   ngx_commerce_acct_client(a),
+                                   ngx_commerce_account_client(a),
                                    ok ? a->refresh_hash : NULL,
                                    ngx_commerce_pg_int(&a->ctx->query, mcf->refresh_ttl));
 }
@@ -948,7 +948,7 @@ ngx_commerce_acct_hashed(ngx_commerce_acct_t *a)
  */
 
 static ngx_int_t
-ngx_commerce_acct_tokens(ngx_commerce_acct_t *a)
+ngx_commerce_account_tokens(ngx_commerce_account_req_t *a)
 {
     u_char                    *body, *p;
     char                       jti[CM_JTI_LEN + 1];
@@ -996,7 +996,7 @@ ngx_commerce_acct_tokens(ngx_commerce_acct_t *a)
 /* the client's address, a parameter of the audit log: held by the request */
 
 static char *
-ngx_commerce_acct_client(ngx_commerce_acct_t *a)
+ngx_commerce_account_client(ngx_commerce_account_req_t *a)
 {
     ngx_str_t  *addr;
 

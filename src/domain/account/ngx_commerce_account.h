@@ -44,13 +44,13 @@ typedef enum {
     NGX_COMMERCE_ACCT_ME,
     NGX_COMMERCE_ACCT_WITHDRAW,
     NGX_COMMERCE_ACCT_PASS
-} ngx_commerce_acct_step_e;
+} ngx_commerce_account_step_e;
 
 
 typedef struct {
     ngx_http_request_t        *r;
     ngx_commerce_ctx_t        *ctx;
-    ngx_commerce_acct_step_e   step;
+    ngx_commerce_account_step_e   step;
 
     /* the body's fields (NUL-terminated) */
     char                       email[CM_EMAIL_MAX + 1];
@@ -77,7 +77,7 @@ typedef struct {
     int                        hash_rc;
     int                        rehash;     /* made with other parameters */
     cm_pwhash_params_t         kdf;
-} ngx_commerce_acct_t;
+} ngx_commerce_account_req_t;
 
 
 extern ngx_commerce_route_t  ngx_commerce_account_routes[];
@@ -87,11 +87,11 @@ ngx_int_t ngx_commerce_account_conf(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 
 /* personal data (ngx_commerce_account_pii.c) */
-ngx_int_t ngx_commerce_account_pii_profile(ngx_commerce_acct_t *a,
+ngx_int_t ngx_commerce_account_pii_profile(ngx_commerce_account_req_t *a,
     yajl_val v);
-char *ngx_commerce_account_pii_encrypt(ngx_commerce_acct_t *a,
+char *ngx_commerce_account_pii_encrypt(ngx_commerce_account_req_t *a,
     const char *field, const char *value, size_t len);
-ngx_int_t ngx_commerce_account_pii_decrypt(ngx_commerce_acct_t *a,
+ngx_int_t ngx_commerce_account_pii_decrypt(ngx_commerce_account_req_t *a,
     const char *field, yajl_val ct, ngx_str_t *out);
 
 

@@ -15,7 +15,7 @@ static u_char *ngx_commerce_account_pii_json_str(u_char *p, u_char *last,
 /* {"id","email","name","phone","role","createdAt"}, decrypted for its owner */
 
 ngx_int_t
-ngx_commerce_account_pii_profile(ngx_commerce_acct_t *a, yajl_val v)
+ngx_commerce_account_pii_profile(ngx_commerce_account_req_t *a, yajl_val v)
 {
     int64_t      id;
     u_char      *body, *p, *last;
@@ -111,7 +111,7 @@ ngx_commerce_account_pii_profile(ngx_commerce_acct_t *a, yajl_val v)
 
 
 char *
-ngx_commerce_account_pii_encrypt(ngx_commerce_acct_t *a, const char *field,
+ngx_commerce_account_pii_encrypt(ngx_commerce_account_req_t *a, const char *field,
     const char *pt, size_t len)
 {
     char                       aad[64];
@@ -143,7 +143,7 @@ ngx_commerce_account_pii_encrypt(ngx_commerce_acct_t *a, const char *field,
 /* ct: a JSON string (decrypted into out) or null (out.data NULL) */
 
 ngx_int_t
-ngx_commerce_account_pii_decrypt(ngx_commerce_acct_t *a, const char *field,
+ngx_commerce_account_pii_decrypt(ngx_commerce_account_req_t *a, const char *field,
     yajl_val ct, ngx_str_t *out)
 {
     char                       aad[64];

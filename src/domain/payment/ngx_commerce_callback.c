@@ -16,9 +16,8 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     const char                *reason;
     yajl_val                   v;
     ngx_str_t                  name, sig, cb_body;
-    ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
-    ngx_uint_t                 i;
+    ngx_uint_t                 n;
     ngx_commerce_pay_t        *pay;
     ngx_commerce_gateway_t    *gw;
     ngx_commerce_shctx_t      *sh;
@@ -31,25 +30,11 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         sig.len = 0;
         sig.data = NULL;
 
-        part = &r->headers_in.headers.part;
-        h = part->elts;
+        /* one signature: a second one is not ours to choose from */
+        h = ngx_commerce_header_in(r, "X-PG-Signature", &n);
 
-        for (i = 0; /* void */ ; i++) {
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (h[i].key.len == sizeof("X-PG-Signature") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "X-PG-Signature",
-                                   sizeof("X-PG-Signature") - 1) == 0)
-            {
-                sig = h[i].value;
-            }
+        if (h != NULL && n == 1) {
+            sig = h->value;
         }
 
         reason = "missing signature";
