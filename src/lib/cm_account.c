@@ -7,6 +7,7 @@
 
 #include "cm_account.h"
 #include "cm_json.h"
+#include "cm_text.h"
 
 #include <string.h>
 
@@ -20,7 +21,6 @@ typedef struct {
 
 static int cm_fields_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
-static size_t cm_utf8_chars(const unsigned char *p, size_t len);
 
 
 int
@@ -213,9 +213,13 @@ cm_name_valid(const char *p, size_t len, const char **reason)
 
     *reason = "name must be 1 to 100 characters without control characters";
 
-    n = cm_utf8_chars((const unsigned char *) p, len);
-
-    if (n == 0 || n > CM_NAME_MAX) {
+    /*
+     * The module's names passed the JSON walker, which refuses invalid
+     * UTF-8; anything else is refused here too, not counted.
+     */
+    if (cm_utf8_count((const unsigned char *) p, len, &n) != 0
+        || n == 0 || n > CM_NAME_MAX)
+    {
         return -1;
     }
 
@@ -228,25 +232,6 @@ cm_name_valid(const char *p, size_t len, const char **reason)
     *reason = NULL;
 
     return 0;
-}
-
-
-/* the input is valid UTF-8 (the JSON walker checked): count lead bytes */
-
-static size_t
-cm_utf8_chars(const unsigned char *p, size_t len)
-{
-    size_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            n++;
-        }
-    }
-
-    return n;
 }
 
 

@@ -55,7 +55,7 @@ int cm_parse_fields(const unsigned char *buf, size_t len, cm_field_t *fields,
  *   email: 3..254 bytes, printable ASCII without spaces, exactly one '@'
  *          with something on both sides and a '.' after it;
  *   phone: an optional '+', then 7..20 digits and '-', at least 7 digits;
- *   name:  1..100 characters, no control characters.
+ *   name:  1..100 characters of valid UTF-8, no control characters.
  */
 int cm_email_valid(const char *p, size_t len, const char **reason);
 int cm_phone_valid(const char *p, size_t len, const char **reason);

@@ -12,6 +12,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "cm_json.h"
+#include "cm_text.h"
 
 
 #define cm_json_key_is(p, len, s)                                             \
@@ -118,7 +119,6 @@ static int cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp,
     const char *prefix);
 static int cm_card_type_valid(const char *p, size_t len);
 static int cm_card_no_valid(const char *p, size_t len);
-static size_t cm_utf8_char(const unsigned char *p, size_t len);
 
 
 static const yajl_callbacks  cm_json_callbacks = {
@@ -409,6 +409,7 @@ size_t
 cm_json_escape(char *dst, size_t dstlen, const unsigned char *s, size_t len)
 {
     size_t          i, n, clen;
+    uint32_t        cp;
     unsigned char   c;
     static const char  hex[] = "0123456789abcdef";
 
@@ -448,7 +449,7 @@ cm_json_escape(char *dst, size_t dstlen, const unsigned char *s, size_t len)
             clen = 1;
 
         } else {
-            clen = cm_utf8_char(s + i, len - i);
+            clen = cm_utf8_decode(s + i, len - i, &cp);
 
             if (clen == 0) {
                 /* one U+FFFD per bad byte, then resynchronise */
@@ -469,70 +470,6 @@ cm_json_escape(char *dst, size_t dstlen, const unsigned char *s, size_t len)
                 memcpy(dst + n, s + i, clen);
                 n += clen;
             }
-        }
-    }
-
-    return n;
-}
-
-
-/*
- * The length of the well-formed UTF-8 sequence at p (Unicode 15, table
- * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
- */
-
-static size_t
-cm_utf8_char(const unsigned char *p, size_t len)
-{
-    size_t         n, i;
-    unsigned char  c, lo, hi;
-
-    c = p[0];
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (c < 0x80) {
-        return 1;
-
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-
-        if (c == 0xe0) {
-            lo = 0xa0;
-
-        } else if (c == 0xed) {
-            hi = 0x9f;
-        }
-
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-
-        if (c == 0xf0) {
-            lo = 0x90;
-
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if (len < n) {
-        return 0;
-    }
-
-    /* only the second byte has a narrower range */
-    if (p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < n; i++) {
-        if (p[i] < 0x80 || p[i] > 0xbf) {
-            return 0;
         }
     }
 

@@ -19,6 +19,7 @@
 
 #include "cm_json.h"
 #include "cm_jwt.h"
+#include "cm_text.h"
 
 
 #define cm_jwt_str_is(p, len, s)                                              \
@@ -74,11 +75,6 @@ static int cm_jwt_reject(cm_json_walk_t *w, const char **reason,
 static int cm_jwt_role_valid(const unsigned char *p, size_t len);
 static int cm_jwt_hmac(const unsigned char *key, size_t keylen,
     const unsigned char *data, size_t len, unsigned char *mac);
-static int cm_base64url_value(unsigned char c);
-
-
-static const char  cm_base64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 
 int
@@ -126,7 +122,9 @@ cm_jwt_verify(const unsigned char *token, size_t len,
         goto failed;
     }
 
-    if (cm_base64url_decode(buf, sizeof(buf), token, hlen, &n) != 0) {
+    if (cm_base64_decode(CM_BASE64_URL, buf, sizeof(buf), token, hlen, &n)
+        != 0)
+    {
         goto failed;
     }
 
@@ -141,7 +139,8 @@ cm_jwt_verify(const unsigned char *token, size_t len,
     }
 
     if (slen != CM_JWT_SIG_B64_LEN
-        || cm_base64url_decode(got, sizeof(got), sig, slen, &n) != 0
+        || cm_base64_decode(CM_BASE64_URL, got, sizeof(got), sig, slen, &n)
+           != 0
         || n != CM_JWT_SIG_LEN)
     {
         why = "bad signature";
@@ -158,7 +157,9 @@ cm_jwt_verify(const unsigned char *token, size_t len,
         goto failed;
     }
 
-    if (cm_base64url_decode(buf, sizeof(buf), payload, plen, &n) != 0) {
+    if (cm_base64_decode(CM_BASE64_URL, buf, sizeof(buf), payload, plen, &n)
+        != 0)
+    {
         goto failed;
     }
 
@@ -289,8 +290,8 @@ cm_jwt_kid(const unsigned char *token, size_t len, uint32_t *kid,
         goto failed;
     }
 
-    if (cm_base64url_decode(buf, sizeof(buf), token, (size_t) (dot - token),
-                            &n)
+    if (cm_base64_decode(CM_BASE64_URL, buf, sizeof(buf), token,
+                         (size_t) (dot - token), &n)
         != 0)
     {
         goto failed;
@@ -369,16 +370,16 @@ cm_jwt_encode(char *dst, size_t dstlen, const unsigned char *key,
         return 0;
     }
 
-    n = cm_base64url_encode(dst, dstlen, (const unsigned char *) header,
-                            hlen);
+    n = cm_base64_encode(CM_BASE64_URL, dst, dstlen,
+                         (const unsigned char *) header, hlen);
     if (n == 0 || n == dstlen) {
         return 0;
     }
 
     dst[n++] = '.';
 
-    m = cm_base64url_encode(dst + n, dstlen - n,
-                            (const unsigned char *) payload, plen);
+    m = cm_base64_encode(CM_BASE64_URL, dst + n, dstlen - n,
+                         (const unsigned char *) payload, plen);
     if (m == 0) {
         return 0;
     }
@@ -395,52 +396,21 @@ cm_jwt_encode(char *dst, size_t dstlen, const unsigned char *key,
     }
 
     dst[n++] = '.';
-    n += cm_base64url_encode(dst + n, dstlen - n, mac, CM_JWT_SIG_LEN);
+    n += cm_base64_encode(CM_BASE64_URL, dst + n, dstlen - n, mac,
+                          CM_JWT_SIG_LEN);
     dst[n] = '\0';
 
     return n;
 }
 
 
+/* the names the JWT API has always had; cm_text does the work */
+
 size_t
 cm_base64url_encode(char *dst, size_t dstlen, const unsigned char *src,
     size_t len)
 {
-    size_t    i, n, need;
-    uint32_t  v;
-
-    if (len / 3 >= SIZE_MAX / 4 - 1) {
-        return 0;
-    }
-
-    need = len / 3 * 4 + (len % 3 == 0 ? 0 : len % 3 + 1);
-    if (need > dstlen) {
-        return 0;
-    }
-
-    n = 0;
-
-    for (i = 0; i + 2 < len; i += 3) {
-        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8 | src[i + 2];
-        dst[n++] = cm_base64url_alphabet[v >> 18];
-        dst[n++] = cm_base64url_alphabet[(v >> 12) & 0x3f];
-        dst[n++] = cm_base64url_alphabet[(v >> 6) & 0x3f];
-        dst[n++] = cm_base64url_alphabet[v & 0x3f];
-    }
-
-    if (len - i == 1) {
-        v = (uint32_t) src[i] << 16;
-        dst[n++] = cm_base64url_alphabet[v >> 18];
-        dst[n++] = cm_base64url_alphabet[(v >> 12) & 0x3f];
-
-    } else if (len - i == 2) {
-        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8;
-        dst[n++] = cm_base64url_alphabet[v >> 18];
-        dst[n++] = cm_base64url_alphabet[(v >> 12) & 0x3f];
-        dst[n++] = cm_base64url_alphabet[(v >> 6) & 0x3f];
-    }
-
-    return n;
+    return cm_base64_encode(CM_BASE64_URL, dst, dstlen, src, len);
 }
 
 
@@ -448,79 +418,7 @@ int
 cm_base64url_decode(unsigned char *dst, size_t dstlen,
     const unsigned char *src, size_t len, size_t *outlen)
 {
-    int       v;
-    size_t    i, n, need;
-    unsigned  bits;
-    uint32_t  acc;
-
-    /* one char left over holds only 6 bits: not a whole byte */
-    if (len % 4 == 1) {
-        return -1;
-    }
-
-    need = len / 4 * 3 + (len % 4 == 0 ? 0 : len % 4 - 1);
-    if (need > dstlen) {
-        return -1;
-    }
-
-    n = 0;
-    acc = 0;
-    bits = 0;
-
-    for (i = 0; i < len; i++) {
-        v = cm_base64url_value(src[i]);
-        if (v < 0) {
-            return -1;
-        }
-
-        acc = acc << 6 | (uint32_t) v;
-        bits += 6;
-
-        if (bits >= 8) {
-            bits -= 8;
-            dst[n++] = (unsigned char) (acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-
-    /*
-     * Nonzero unused bits would let several spellings decode alike, and a
-     * token could then be altered without touching its signature bytes.
-     */
-    if (acc != 0) {
-        return -1;
-    }
-
-    *outlen = n;
-
-    return 0;
-}
-
-
-static int
-cm_base64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-
-    if (c == '-') {
-        return 62;
-    }
-
-    if (c == '_') {
-        return 63;
-    }
-
-    return -1;
+    return cm_base64_decode(CM_BASE64_URL, dst, dstlen, src, len, outlen);
 }
 
 

@@ -72,10 +72,12 @@ size_t cm_jwt_encode(char *dst, size_t dstlen, const unsigned char *key,
     size_t plen);
 
 /*
- * Unpadded base64url.  Encode returns the length written (no NUL) or 0 if
- * dst is too small.  Decode accepts only the canonical form (alphabet
- * A-Z a-z 0-9 - _, no '=', zero unused bits) and returns 0 with *outlen
- * set, or -1.
+ * Unpadded base64url: cm_base64_encode() and cm_base64_decode() of
+ * cm_text.h with CM_BASE64_URL, under the names this API has always had
+ * (tests forge tokens with them).  Encode returns the length written (no
+ * NUL) or 0 if dst is too small.  Decode accepts only the canonical form
+ * (alphabet A-Z a-z 0-9 - _, no '=', zero unused bits) and returns 0 with
+ * *outlen set, or -1.
  */
 size_t cm_base64url_encode(char *dst, size_t dstlen, const unsigned char *src,
     size_t len);

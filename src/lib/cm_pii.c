@@ -15,8 +15,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include "cm_jwt.h"
 #include "cm_pii.h"
+#include "cm_text.h"
 
 
 #define CM_PII_VERSION       "v1."
@@ -227,7 +227,8 @@ cm_pii_encrypt(char *dst, size_t dstlen, const cm_keyring_t *kr,
         goto failed;
     }
 
-    k = cm_base64url_encode(dst + n, dstlen - n, nonce, sizeof(nonce));
+    k = cm_base64_encode(CM_BASE64_URL, dst + n, dstlen - n, nonce,
+                         sizeof(nonce));
     if (k != CM_PII_NONCE_B64) {
         goto failed;
     }
@@ -235,8 +236,8 @@ cm_pii_encrypt(char *dst, size_t dstlen, const cm_keyring_t *kr,
     n += k;
     dst[n++] = '.';
 
-    k = cm_base64url_encode(dst + n, dstlen - n, sealed,
-                            ptlen + CM_PII_TAG_LEN);
+    k = cm_base64_encode(CM_BASE64_URL, dst + n, dstlen - n, sealed,
+                         ptlen + CM_PII_TAG_LEN);
     if (k == 0 || n + k >= dstlen) {
         goto failed;
     }
@@ -307,8 +308,9 @@ cm_pii_decrypt(unsigned char *dst, size_t dstlen, size_t *ptlen,
 
     dot = memchr(p, '.', (size_t) (end - p));
     if (dot == NULL || dot - p != CM_PII_NONCE_B64
-        || cm_base64url_decode(nonce, sizeof(nonce), (const unsigned char *) p,
-                               CM_PII_NONCE_B64, &n) != 0
+        || cm_base64_decode(CM_BASE64_URL, nonce, sizeof(nonce),
+                            (const unsigned char *) p, CM_PII_NONCE_B64, &n)
+           != 0
         || n != CM_PII_NONCE_LEN)
     {
         why = "malformed";
@@ -319,8 +321,10 @@ cm_pii_decrypt(unsigned char *dst, size_t dstlen, size_t *ptlen,
 
     /* <ciphertext and tag> */
 
-    if (cm_base64url_decode(sealed, sizeof(sealed), (const unsigned char *) p,
-                            (size_t) (end - p), &sealed_len) != 0
+    if (cm_base64_decode(CM_BASE64_URL, sealed, sizeof(sealed),
+                         (const unsigned char *) p, (size_t) (end - p),
+                         &sealed_len)
+        != 0
         || sealed_len < CM_PII_TAG_LEN)
     {
         why = "malformed";

@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "cm_pwhash.h"
+#include "cm_text.h"
 
 
 #define CM_PWHASH_ID_PBKDF2   "$pbkdf2-sha256$"
@@ -55,16 +56,6 @@ static const char *cm_pwhash_param(const char *p, const char *end,
     const char *name, char stop, uint32_t *value);
 static const char *cm_pwhash_b64_field(const char *p, const char *end,
     char stop, unsigned char *dst, size_t min, size_t max, size_t *outlen);
-static size_t cm_pwhash_b64_encode(char *dst, size_t dstlen,
-    const unsigned char *src, size_t len);
-static int cm_pwhash_b64_decode(unsigned char *dst, size_t dstlen,
-    const char *src, size_t len, size_t *outlen);
-static int cm_pwhash_b64_value(unsigned char c);
-static int cm_utf8_next(const unsigned char *p, size_t n, size_t *len);
-
-
-static const char  cm_pwhash_b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 
 void
@@ -208,7 +199,8 @@ cm_pwhash_make(char *out, size_t outlen, const char *password, size_t plen,
 
     len = (size_t) n;
 
-    k = cm_pwhash_b64_encode(out + len, outlen - len, salt, sizeof(salt));
+    k = cm_base64_encode(CM_BASE64_STD, out + len, outlen - len, salt,
+                         sizeof(salt));
     if (k == 0 || outlen - len - k < 2) {
         goto failed;
     }
@@ -216,7 +208,8 @@ cm_pwhash_make(char *out, size_t outlen, const char *password, size_t plen,
     len += k;
     out[len++] = '$';
 
-    k = cm_pwhash_b64_encode(out + len, outlen - len, hash, sizeof(hash));
+    k = cm_base64_encode(CM_BASE64_STD, out + len, outlen - len, hash,
+                         sizeof(hash));
     if (k == 0 || outlen - len - k < 1) {
         goto failed;
     }
@@ -353,8 +346,9 @@ int
 cm_password_policy(const char *password, size_t plen, const char *email,
     size_t elen, const char **reason)
 {
-    int                   cp, first, same;
+    int                   same;
     size_t                i, n, chars;
+    uint32_t              cp, first;
     const char           *why;
     const unsigned char  *pw;
 
@@ -368,17 +362,17 @@ cm_password_policy(const char *password, size_t plen, const char *email,
     /* count the characters, and see whether they are all the first one */
 
     chars = 0;
-    first = -1;
+    first = 0;
     same = 1;
 
     for (i = 0; i < plen; i += n) {
-        cp = cm_utf8_next(pw + i, plen - i, &n);
-        if (cp < 0) {
+        n = cm_utf8_decode(pw + i, plen - i, &cp);
+        if (n == 0) {
             why = "password must be valid UTF-8";
             goto failed;
         }
 
-        if (first < 0) {
+        if (chars == 0) {
             first = cp;
 
         } else if (cp != first) {
@@ -655,189 +649,14 @@ cm_pwhash_b64_field(const char *p, const char *end, char stop,
         }
     }
 
-    if (cm_pwhash_b64_decode(dst, max, p, (size_t) (q - p), outlen) != 0
+    /* canonical only (cm_text.h): a stored hash has exactly one spelling */
+    if (cm_base64_decode(CM_BASE64_STD, dst, max, (const unsigned char *) p,
+                         (size_t) (q - p), outlen)
+        != 0
         || *outlen < min)
     {
         return NULL;
     }
 
     return (stop == '\0') ? end : q + 1;
-}
-
-
-/* unpadded standard base64; the length written (no NUL), or 0 */
-
-static size_t
-cm_pwhash_b64_encode(char *dst, size_t dstlen, const unsigned char *src,
-    size_t len)
-{
-    size_t    i, n, need;
-    uint32_t  v;
-
-    need = len / 3 * 4 + (len % 3 == 0 ? 0 : len % 3 + 1);
-    if (len == 0 || len > 1024 || need > dstlen) {
-        return 0;
-    }
-
-    n = 0;
-
-    for (i = 0; i + 2 < len; i += 3) {
-        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8 | src[i + 2];
-        dst[n++] = cm_pwhash_b64_alphabet[v >> 18];
-        dst[n++] = cm_pwhash_b64_alphabet[(v >> 12) & 0x3f];
-        dst[n++] = cm_pwhash_b64_alphabet[(v >> 6) & 0x3f];
-        dst[n++] = cm_pwhash_b64_alphabet[v & 0x3f];
-    }
-
-    if (len - i == 1) {
-        v = (uint32_t) src[i] << 16;
-        dst[n++] = cm_pwhash_b64_alphabet[v >> 18];
-        dst[n++] = cm_pwhash_b64_alphabet[(v >> 12) & 0x3f];
-
-    } else if (len - i == 2) {
-        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8;
-        dst[n++] = cm_pwhash_b64_alphabet[v >> 18];
-        dst[n++] = cm_pwhash_b64_alphabet[(v >> 12) & 0x3f];
-        dst[n++] = cm_pwhash_b64_alphabet[(v >> 6) & 0x3f];
-    }
-
-    return n;
-}
-
-
-/*
- * Canonical unpadded standard base64 only: a stored hash has exactly one
- * spelling.  0 with *outlen, or -1.
- */
-
-static int
-cm_pwhash_b64_decode(unsigned char *dst, size_t dstlen, const char *src,
-    size_t len, size_t *outlen)
-{
-    int       v;
-    size_t    i, n, need;
-    unsigned  bits;
-    uint32_t  acc;
-
-    if (len % 4 == 1) {
-        return -1;
-    }
-
-    need = len / 4 * 3 + (len % 4 == 0 ? 0 : len % 4 - 1);
-    if (need > dstlen) {
-        return -1;
-    }
-
-    n = 0;
-    acc = 0;
-    bits = 0;
-
-    for (i = 0; i < len; i++) {
-        v = cm_pwhash_b64_value((unsigned char) src[i]);
-        if (v < 0) {
-            return -1;
-        }
-
-        acc = acc << 6 | (uint32_t) v;
-        bits += 6;
-
-        if (bits >= 8) {
-            bits -= 8;
-            dst[n++] = (unsigned char) (acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-
-    if (acc != 0) {
-        return -1;
-    }
-
-    *outlen = n;
-
-    return 0;
-}
-
-
-static int
-cm_pwhash_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-
-    if (c == '+') {
-        return 62;
-    }
-
-    if (c == '/') {
-        return 63;
-    }
-
-    return -1;
-}
-
-
-/*
- * The code point at p and its length in *len, or -1 for invalid UTF-8:
- * a stray continuation byte, a truncated sequence, an overlong form, a
- * surrogate, or beyond U+10FFFF.
- */
-
-static int
-cm_utf8_next(const unsigned char *p, size_t n, size_t *len)
-{
-    size_t    i, need;
-    uint32_t  cp, min;
-
-    if (p[0] < 0x80) {
-        *len = 1;
-        return p[0];
-    }
-
-    if ((p[0] & 0xe0) == 0xc0) {
-        need = 2;
-        cp = p[0] & 0x1f;
-        min = 0x80;
-
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        need = 3;
-        cp = p[0] & 0x0f;
-        min = 0x800;
-
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        need = 4;
-        cp = p[0] & 0x07;
-        min = 0x10000;
-
-    } else {
-        return -1;
-    }
-
-    if (n < need) {
-        return -1;
-    }
-
-    for (i = 1; i < need; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return -1;
-        }
-
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return -1;
-    }
-
-    *len = need;
-
-    return (int) cp;
 }

@@ -10,7 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "cm_jwt.h"
+#include "cm_text.h"
 #include "cm_token.h"
 
 
@@ -33,7 +33,7 @@ cm_token_new(char out[CM_TOKEN_LEN + 1], char hash_hex[CM_TOKEN_HASH_LEN + 1])
         return -1;
     }
 
-    if (cm_base64url_encode(out, CM_TOKEN_LEN, raw, sizeof(raw))
+    if (cm_base64_encode(CM_BASE64_URL, out, CM_TOKEN_LEN, raw, sizeof(raw))
         != CM_TOKEN_LEN)
     {
         OPENSSL_cleanse(raw, sizeof(raw));
@@ -65,8 +65,8 @@ cm_token_hash(const char *token, size_t len,
     hash_hex[0] = '\0';
 
     if (token == NULL || len != CM_TOKEN_LEN
-        || cm_base64url_decode(raw, sizeof(raw),
-                               (const unsigned char *) token, len, &n)
+        || cm_base64_decode(CM_BASE64_URL, raw, sizeof(raw),
+                            (const unsigned char *) token, len, &n)
            != 0
         || n != CM_TOKEN_BYTES)
     {

@@ -3,9 +3,11 @@
  * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_int64,
  * cm_json_escape and cm_jwt_verify, the account bodies and rules
  * (cm_parse_fields, cm_email_valid, cm_phone_valid, cm_name_valid,
- * cm_role_bit), cm_jwt_kid and the chunked decoder (whole, and fed in two
- * slices that must decode the same), and the results are checked against
- * the promises of the headers; a broken promise aborts.
+ * cm_role_bit), cm_jwt_kid, the chunked decoder (whole, and fed in two
+ * slices that must decode the same) and cm_text (base64 in both
+ * alphabets, the UTF-8 decoder and counter, held to this file's own
+ * UTF-8 check), and the results are checked against the promises of the
+ * headers; a broken promise aborts.
  *
  * The input is also signed as the claims, and as the header, of a token
  * with the fuzz key, so that the claims parser (which runs only after a
@@ -25,6 +27,7 @@
 #include "cm_jwt.h"
 #include "cm_account.h"
 #include "cm_chunked.h"
+#include "cm_text.h"
 #include "fuzz_key.h"
 
 
@@ -52,6 +55,7 @@ static void fuzz_jwt_signed(const uint8_t *data, size_t size);
 static void fuzz_jwt_roundtrip(const uint8_t *data, size_t size);
 static void fuzz_account(const uint8_t *data, size_t size);
 static void fuzz_chunked(const uint8_t *data, size_t size);
+static void fuzz_text(const uint8_t *data, size_t size);
 static void check_err(const char *err);
 static void check_claims(const cm_jwt_claims_t *c);
 static void check_card(cm_pay_method_e method, const char *type,
@@ -84,8 +88,92 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_jwt_roundtrip(data, size);
     fuzz_account(data, size);
     fuzz_chunked(data, size);
+    fuzz_text(data, size);
 
     return 0;
+}
+
+
+static void
+fuzz_text(const uint8_t *data, size_t size)
+{
+    int             a, rc;
+    char           *enc;
+    size_t          i, n, k, m, chars, steps;
+    uint32_t        cp;
+    unsigned char  *dec;
+
+    enc = malloc(size / 3 * 4 + 4);
+    dec = malloc(size + 1);
+
+    if (enc == NULL || dec == NULL) {
+        abort();
+    }
+
+    for (a = CM_BASE64_STD; a <= CM_BASE64_URL; a++) {
+
+        /* what decodes is canonical: it encodes back to the same text */
+        if (cm_base64_decode((cm_base64_e) a, dec, size, data, size, &n)
+            == 0)
+        {
+            check(size % 4 != 1);
+            check(n == size / 4 * 3 + (size % 4 ? size % 4 - 1 : 0));
+            check(memchr(data, '=', size) == NULL);
+
+            m = cm_base64_encode((cm_base64_e) a, enc, size, dec, n);
+            check(m == size && memcmp(enc, data, size) == 0);
+        }
+
+        /* any bytes encode, and decode back */
+        m = cm_base64_encode((cm_base64_e) a, enc, size / 3 * 4 + 4, data,
+                             size);
+        check(m == size / 3 * 4 + (size % 3 ? size % 3 + 1 : 0));
+        check(cm_base64_decode((cm_base64_e) a, dec, size,
+                               (unsigned char *) enc, m, &n) == 0);
+        check(n == size && memcmp(dec, data, size) == 0);
+
+        /* one byte short of room is refused */
+        if (m > 0) {
+            check(cm_base64_encode((cm_base64_e) a, enc, m - 1, data, size)
+                  == 0);
+        }
+
+        if (size > 0) {
+            check(cm_base64_decode((cm_base64_e) a, dec, size - 1,
+                                   (unsigned char *) enc, m, &n) == -1);
+        }
+    }
+
+    /* UTF-8: the decoder agrees with utf8_valid_char() at every byte */
+    steps = 0;
+    rc = 0;
+
+    for (i = 0; i < size; i += k) {
+        k = cm_utf8_decode(data + i, size - i, &cp);
+        check(k == utf8_valid_char(data + i, size - i));
+
+        if (k == 0) {
+            rc = -1;
+            k = 1;
+            continue;
+        }
+
+        check(cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff));
+        steps++;
+    }
+
+    check(cm_utf8_decode(data, 0, &cp) == 0);
+
+    chars = (size_t) -1;
+
+    if (cm_utf8_count(data, size, &chars) == 0) {
+        check(rc == 0 && utf8_valid(data, size) && chars == steps);
+    } else {
+        check(rc == -1 && !utf8_valid(data, size));
+    }
+
+    free(enc);
+    free(dec);
 }
 
 
