@@ -262,7 +262,7 @@ static ngx_command_t  ngx_commerce_commands[] = {
 
     { ngx_string("commerce_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_commerce_zone,
+      ngx_commerce_shm_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -751,7 +751,7 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_commerce_jobs_init_worker(cycle, mcf);
+    return ngx_commerce_job_init_worker(cycle, mcf);
 }
 
 

@@ -25,4 +25,16 @@ unlink $probe;
 like($out, qr/cm_layers_probe\.c \(lib\) calls ngx_commerce_handler .*points up/,
      'a call from src/lib up to src/http is reported');
 
+# and a function of src/core named after another file is reported
+$probe = "$FindBin::Bin/../src/core/ngx_commerce_probe.c";
+open $fh, '>', $probe or die "$probe: $!";
+print $fh "int\nngx_commerce_other_thing(void)\n{\n    return 0;\n}\n";
+close $fh;
+$out = `'$FindBin::Bin/layers' 2>&1`;
+unlink $probe;
+like($out, qr/ngx_commerce_probe\.c: ngx_commerce_other_thing does not carry/,
+     "a function without its file's prefix is reported");
+like($out, qr/ngx_commerce_other_thing is not declared in a header: static/,
+     'a function no header declares is reported');
+
 done_testing;

@@ -141,9 +141,9 @@ struct ngx_commerce_job_s {
 extern ngx_module_t  ngx_http_commerce_module;
 
 
-ngx_commerce_main_conf_t *ngx_commerce_main_conf(void);
+ngx_commerce_main_conf_t *ngx_commerce_conf_main(void);
 
-/* error codes (ngx_commerce_errors.c) */
+/* error codes (ngx_commerce_error.c) */
 ngx_uint_t ngx_commerce_error_status(const char *code);
 
 /* configuration helpers (ngx_commerce_conf.c) */
@@ -168,9 +168,9 @@ ngx_int_t ngx_commerce_json_text(ngx_pool_t *pool, yajl_val v,
 ngx_table_elt_t *ngx_commerce_header_in(ngx_http_request_t *r,
     const char *name, ngx_uint_t *count);
 
-/* periodic jobs (ngx_commerce_jobs.c) */
+/* periodic jobs (ngx_commerce_job.c) */
 ngx_int_t ngx_commerce_job_add(ngx_conf_t *cf, ngx_commerce_job_t *job);
-ngx_int_t ngx_commerce_jobs_init_worker(ngx_cycle_t *cycle,
+ngx_int_t ngx_commerce_job_init_worker(ngx_cycle_t *cycle,
     ngx_commerce_main_conf_t *mcf);
 void ngx_commerce_job_done(ngx_commerce_job_t *job, ngx_msec_t next);
 

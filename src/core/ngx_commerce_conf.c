@@ -16,7 +16,7 @@ static ngx_int_t ngx_commerce_conf_private(ngx_conf_t *cf,
 /* the configuration of the running cycle (timers and jobs have no request) */
 
 ngx_commerce_main_conf_t *
-ngx_commerce_main_conf(void)
+ngx_commerce_conf_main(void)
 {
     return ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_commerce_module);

@@ -243,7 +243,7 @@ ngx_commerce_handler_json_type(ngx_http_request_t *r)
  */
 
 ngx_int_t
-ngx_commerce_run_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+ngx_commerce_handler_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 {
     ngx_int_t                  rc;
     ngx_commerce_main_conf_t  *mcf;
@@ -404,7 +404,7 @@ ngx_commerce_handler_log(ngx_http_request_t *r)
                            + (tp->msec - r->start_msec));
     ms = ngx_max(ms, 0);
 
-    ngx_commerce_metrics_request((ctx && ctx->route) ? ctx->route->slot : 0,
+    ngx_commerce_shm_request((ctx && ctx->route) ? ctx->route->slot : 0,
                                  r->headers_out.status,
                                  (ngx_msec_t) ms * 1000);
 

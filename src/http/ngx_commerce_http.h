@@ -161,7 +161,7 @@ ngx_int_t ngx_commerce_reply_preflight(ngx_http_request_t *r);
 
 /* the content handler (ngx_commerce_handler.c) */
 ngx_int_t ngx_commerce_handler(ngx_http_request_t *r);
-ngx_int_t ngx_commerce_run_query(ngx_http_request_t *r,
+ngx_int_t ngx_commerce_handler_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
 

@@ -838,7 +838,7 @@ ngx_commerce_limit_metrics(u_char *p, u_char *last)
     ngx_commerce_limit_zone_t  *z;
     ngx_commerce_main_conf_t   *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
     lc = mcf->limits;
 
     p = ngx_slprintf(p, last, "# HELP commerce_rate_limit_requests_total "

@@ -120,7 +120,7 @@ ngx_commerce_breaker_admits(ngx_commerce_gateway_t *gw,
     cm_br_transition_t   tr[CM_BR_HISTORY];
     ngx_commerce_shm_t  *shm;
 
-    shm = ngx_commerce_main_conf()->shm;
+    shm = ngx_commerce_conf_main()->shm;
     b = &shm->sh->breaker[gw->index];
 
     ngx_commerce_lock(shm);
@@ -156,7 +156,7 @@ ngx_commerce_breaker_acquire(ngx_commerce_gateway_t *gw, ngx_msec_t now,
     cm_br_transition_t   tr[CM_BR_HISTORY];
     ngx_commerce_shm_t  *shm;
 
-    shm = ngx_commerce_main_conf()->shm;
+    shm = ngx_commerce_conf_main()->shm;
     b = &shm->sh->breaker[gw->index];
 
     ngx_commerce_lock(shm);
@@ -179,7 +179,7 @@ ngx_commerce_breaker_acquire(ngx_commerce_gateway_t *gw, ngx_msec_t now,
         *retry_after = (ra < 0) ? 60000 : (ngx_msec_t) ra;
     }
 
-    ngx_commerce_metrics_gw(gw->index, NGX_COMMERCE_OP_CREATE,
+    ngx_commerce_shm_gw(gw->index, NGX_COMMERCE_OP_CREATE,
                             NGX_COMMERCE_OUT_REJECTED, 0);
 
     return NGX_DECLINED;
@@ -196,7 +196,7 @@ ngx_commerce_breaker_record(ngx_commerce_gateway_t *gw, int permit,
     cm_br_transition_t   tr[CM_BR_HISTORY];
     ngx_commerce_shm_t  *shm;
 
-    shm = ngx_commerce_main_conf()->shm;
+    shm = ngx_commerce_conf_main()->shm;
     b = &shm->sh->breaker[gw->index];
 
     ngx_commerce_lock(shm);
@@ -252,7 +252,7 @@ ngx_commerce_breaker_budget_request(ngx_commerce_gateway_t *gw)
 {
     ngx_commerce_shm_t  *shm;
 
-    shm = ngx_commerce_main_conf()->shm;
+    shm = ngx_commerce_conf_main()->shm;
 
     ngx_commerce_lock(shm);
     cm_rb_request(&shm->sh->budget[gw->index], (int64_t) ngx_current_msec);
@@ -267,7 +267,7 @@ ngx_commerce_breaker_budget_retry(ngx_commerce_gateway_t *gw)
     ngx_commerce_shm_t        *shm;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
     shm = mcf->shm;
 
     ngx_commerce_lock(shm);

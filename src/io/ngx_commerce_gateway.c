@@ -591,7 +591,7 @@ ngx_commerce_gateway_by_name(ngx_str_t *name)
     ngx_commerce_gateway_t    *gw;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
     gw = mcf->gateways.elts;
 
     for (i = 0; i < mcf->gateways.nelts; i++) {

@@ -129,7 +129,7 @@ ngx_commerce_pg_exit_worker(ngx_commerce_main_conf_t *mcf)
         ngx_commerce_pg_close(&pool->conns[i]);
     }
 
-    ngx_commerce_metrics_db(0, 0, 0, 0);
+    ngx_commerce_shm_db(0, 0, 0, 0);
 
     mcf->pool = NULL;
 }
@@ -327,7 +327,7 @@ ngx_commerce_pg_cancel(ngx_commerce_pg_query_t *q)
     ngx_commerce_pg_pool_t    *pool;
     ngx_commerce_pg_query_t  **slot;
 
-    pool = ngx_commerce_main_conf()->pool;
+    pool = ngx_commerce_conf_main()->pool;
 
     if (q->queued) {
         ngx_queue_remove(&q->queue);
@@ -366,7 +366,7 @@ ngx_commerce_pg_wait_handler(ngx_event_t *ev)
     ngx_commerce_pg_pool_t   *pool;
 
     q = ev->data;
-    pool = ngx_commerce_main_conf()->pool;
+    pool = ngx_commerce_conf_main()->pool;
 
     ngx_queue_remove(&q->queue);
     q->queued = 0;
@@ -969,7 +969,7 @@ ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn, const char *why)
                   conn->index, why, ngx_commerce_pg_conn_error(conn),
                   conn->nflight, was_up ? 0 : conn->backoff);
 
-    ngx_commerce_metrics_db_error();
+    ngx_commerce_shm_db_error();
 
     n = 0;
     for (i = 0; i < conn->nflight; i++) {

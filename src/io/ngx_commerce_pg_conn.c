@@ -178,7 +178,7 @@ ngx_commerce_pg_conn_gauges(ngx_event_t *ev)
         }
     }
 
-    ngx_commerce_metrics_db(busy, idle, down, pool->nwaiting);
+    ngx_commerce_shm_db(busy, idle, down, pool->nwaiting);
 
     if (!(ngx_exiting || ngx_terminate || ngx_quit)) {
         ngx_add_timer(ev, 1000);

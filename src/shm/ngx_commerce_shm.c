@@ -44,7 +44,7 @@ const char  *ngx_commerce_out_names[NGX_COMMERCE_OUT_COUNT] = {
 
 
 char *
-ngx_commerce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_commerce_shm_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_commerce_main_conf_t *mcf = conf;
 
@@ -156,11 +156,11 @@ state:
 
 
 ngx_commerce_shctx_t *
-ngx_commerce_sh(void)
+ngx_commerce_shm_state(void)
 {
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
 
     if (mcf == NULL || mcf->shm == NULL) {
         return NULL;
@@ -172,13 +172,13 @@ ngx_commerce_sh(void)
 
 
 void
-ngx_commerce_metrics_gw(ngx_uint_t gw, ngx_commerce_op_e op,
+ngx_commerce_shm_gw(ngx_uint_t gw, ngx_commerce_op_e op,
     ngx_commerce_outcome_e out, ngx_msec_t latency)
 {
     ngx_commerce_shctx_t       *sh;
     ngx_commerce_gw_metrics_t  *m;
 
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
     if (sh == NULL) {
         return;
     }
@@ -195,20 +195,20 @@ ngx_commerce_metrics_gw(ngx_uint_t gw, ngx_commerce_op_e op,
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&m->latency[op][ngx_commerce_metrics_bucket(latency)],
+    (void) ngx_atomic_fetch_add(&m->latency[op][ngx_commerce_shm_bucket(latency)],
                                 1);
     (void) ngx_atomic_fetch_add(&m->latency_sum_ms[op], latency);
 }
 
 
 void
-ngx_commerce_metrics_request(ngx_uint_t route, ngx_uint_t status,
+ngx_commerce_shm_request(ngx_uint_t route, ngx_uint_t status,
     ngx_msec_t latency_us)
 {
     ngx_uint_t             cls;
     ngx_commerce_shctx_t  *sh;
 
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
     if (sh == NULL) {
         return;
     }
@@ -224,7 +224,7 @@ ngx_commerce_metrics_request(ngx_uint_t route, ngx_uint_t status,
                      &sh->m.requests[route][ngx_commerce_status_slot(status)],
                      1);
     (void) ngx_atomic_fetch_add(
-               &sh->m.latency[route][cls][ngx_commerce_metrics_bucket(latency_us
+               &sh->m.latency[route][cls][ngx_commerce_shm_bucket(latency_us
                                                                  / 1000)], 1);
     (void) ngx_atomic_fetch_add(&sh->m.latency_sum_us[route][cls],
                                 latency_us);
@@ -232,13 +232,13 @@ ngx_commerce_metrics_request(ngx_uint_t route, ngx_uint_t status,
 
 
 void
-ngx_commerce_metrics_db(ngx_uint_t busy, ngx_uint_t idle, ngx_uint_t down,
+ngx_commerce_shm_db(ngx_uint_t busy, ngx_uint_t idle, ngx_uint_t down,
     ngx_uint_t queued)
 {
     ngx_commerce_shctx_t      *sh;
     ngx_commerce_db_gauges_t  *g;
 
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
     if (sh == NULL || ngx_worker >= NGX_COMMERCE_WORKERS_MAX) {
         return;
     }
@@ -253,11 +253,11 @@ ngx_commerce_metrics_db(ngx_uint_t busy, ngx_uint_t idle, ngx_uint_t down,
 
 
 void
-ngx_commerce_metrics_db_error(void)
+ngx_commerce_shm_db_error(void)
 {
     ngx_commerce_shctx_t  *sh;
 
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
     if (sh != NULL) {
         (void) ngx_atomic_fetch_add(&sh->m.db_errors, 1);
     }
@@ -280,7 +280,7 @@ ngx_commerce_status_slot(ngx_uint_t status)
 
 
 ngx_uint_t
-ngx_commerce_metrics_bucket(ngx_msec_t ms)
+ngx_commerce_shm_bucket(ngx_msec_t ms)
 {
     ngx_uint_t  i;
 

@@ -129,17 +129,17 @@ extern const char        *ngx_commerce_op_names[NGX_COMMERCE_OP_COUNT];
 extern const char        *ngx_commerce_out_names[NGX_COMMERCE_OUT_COUNT];
 
 
-char *ngx_commerce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_commerce_shctx_t *ngx_commerce_sh(void);
+char *ngx_commerce_shm_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_commerce_shctx_t *ngx_commerce_shm_state(void);
 
-void ngx_commerce_metrics_request(ngx_uint_t slot, ngx_uint_t status,
+void ngx_commerce_shm_request(ngx_uint_t slot, ngx_uint_t status,
     ngx_msec_t latency_us);
-void ngx_commerce_metrics_gw(ngx_uint_t gw, ngx_commerce_op_e op,
+void ngx_commerce_shm_gw(ngx_uint_t gw, ngx_commerce_op_e op,
     ngx_commerce_outcome_e out, ngx_msec_t latency);
-void ngx_commerce_metrics_db(ngx_uint_t busy, ngx_uint_t idle,
+void ngx_commerce_shm_db(ngx_uint_t busy, ngx_uint_t idle,
     ngx_uint_t down, ngx_uint_t queued);
-void ngx_commerce_metrics_db_error(void);
-ngx_uint_t ngx_commerce_metrics_bucket(ngx_msec_t ms);
+void ngx_commerce_shm_db_error(void);
+ngx_uint_t ngx_commerce_shm_bucket(ngx_msec_t ms);
 
 
 #endif /* _NGX_COMMERCE_SHM_H_INCLUDED_ */

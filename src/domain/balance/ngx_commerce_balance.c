@@ -69,7 +69,7 @@ ngx_commerce_balance_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
                                                ctx->claims.user_id);
 
-    return ngx_commerce_run_query(r, ctx);
+    return ngx_commerce_handler_query(r, ctx);
 }
 
 
@@ -97,5 +97,5 @@ ngx_commerce_balance_charge(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, amount);
     ctx->query.params[2] = ngx_commerce_pg_int(&ctx->query, mcf->balance_max);
 
-    return ngx_commerce_run_query(r, ctx);
+    return ngx_commerce_handler_query(r, ctx);
 }

@@ -85,7 +85,7 @@ ngx_commerce_catalog_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, page);
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, size);
 
-    return ngx_commerce_run_query(r, ctx);
+    return ngx_commerce_handler_query(r, ctx);
 }
 
 
@@ -98,5 +98,5 @@ ngx_commerce_catalog_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.nparams = 1;
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, ctx->id);
 
-    return ngx_commerce_run_query(r, ctx);
+    return ngx_commerce_handler_query(r, ctx);
 }

@@ -160,7 +160,7 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[2] = qty;
     ctx->query.params[3] = ngx_commerce_order_method(req.method);
 
-    return ngx_commerce_run_query(r, ctx);
+    return ngx_commerce_handler_query(r, ctx);
 }
 
 
@@ -175,7 +175,7 @@ ngx_commerce_order_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                                ctx->claims.user_id);
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
 
-    return ngx_commerce_run_query(r, ctx);
+    return ngx_commerce_handler_query(r, ctx);
 }
 
 
@@ -202,7 +202,7 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
     ctx->query.params[2] = ngx_commerce_order_method(req.method);
 
-    return ngx_commerce_run_query(r, ctx);
+    return ngx_commerce_handler_query(r, ctx);
 }
 
 

@@ -24,7 +24,7 @@ ngx_commerce_callback_handler(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_commerce_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
 
     if (mcf->callback_secret.len) {
         sig.len = 0;

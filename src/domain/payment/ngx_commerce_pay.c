@@ -267,7 +267,7 @@ ngx_commerce_pay_pick(ngx_msec_t *retry_after)
     ngx_commerce_gateway_t    *gw;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
     gw = mcf->gateways.elts;
     min = 60000;
 
@@ -370,7 +370,7 @@ ngx_commerce_pay_query(ngx_commerce_pay_t *pay,
     ngx_int_t                  rc;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
 
     if (pay->nomem) {
         /* a parameter could not be made: never send it as SQL NULL */
@@ -599,7 +599,7 @@ ngx_commerce_pay_send(ngx_commerce_pay_t *pay)
     ngx_commerce_gateway_t    *gw;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
     gw = mcf->gateways.elts;
 
     pay->attempt++;
@@ -666,7 +666,7 @@ ngx_commerce_pay_post(ngx_commerce_pay_t *pay)
     size_t                     len;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
 
     len = sizeof("{\"orderId\":\"\",\"cardType\":\"\",\"cardNo\":\"\","
                  "\"amount\":,\"callbackUrl\":\"?gateway=\"}") - 1
@@ -745,7 +745,7 @@ ngx_commerce_pay_sent(ngx_commerce_client_t *h)
         break;
     }
 
-    ngx_commerce_metrics_gw(pay->gw->index, NGX_COMMERCE_OP_CREATE, out,
+    ngx_commerce_shm_gw(pay->gw->index, NGX_COMMERCE_OP_CREATE, out,
                             h->latency);
 
     failed = (out != NGX_COMMERCE_OUT_ACCEPTED

@@ -42,7 +42,7 @@ ngx_commerce_paylog_row(ngx_commerce_pay_t *pay, const char *op,
     ngx_commerce_log_query_t  *lq;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
 
     pool = ngx_create_pool(1024, ngx_cycle->log);
     if (pool == NULL) {

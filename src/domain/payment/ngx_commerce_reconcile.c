@@ -76,7 +76,7 @@ ngx_commerce_reconcile_submit(ngx_commerce_reconciler_t *rec, ngx_uint_t step)
 {
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_commerce_main_conf();
+    mcf = ngx_commerce_conf_main();
 
     ngx_commerce_pg_reset(&rec->query);
 
@@ -125,7 +125,7 @@ ngx_commerce_reconcile_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     ngx_commerce_reconciler_t  *rec;
 
     rec = q->data;
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
 
     if (rc != NGX_OK || res == NULL
         || PQresultStatus(res) != PGRES_TUPLES_OK

@@ -67,8 +67,8 @@ ngx_commerce_settle_answer(ngx_commerce_client_t *h)
     ngx_commerce_main_conf_t  *mcf;
 
     pay = h->data;
-    mcf = ngx_commerce_main_conf();
-    sh = ngx_commerce_sh();
+    mcf = ngx_commerce_conf_main();
+    sh = ngx_commerce_shm_state();
     op = pay->key.len ? NGX_COMMERCE_OP_STATUS : NGX_COMMERCE_OP_LIST;
 
     ngx_commerce_paylog(pay, op, "OUT");
@@ -78,11 +78,11 @@ ngx_commerce_settle_answer(ngx_commerce_client_t *h)
               : (h->rc == NGX_COMMERCE_HTTP_REFUSED
                  || h->rc == NGX_COMMERCE_HTTP_CONNECT_TIMEOUT)
                 ? NGX_COMMERCE_OUT_REFUSED : NGX_COMMERCE_OUT_BROKEN;
-        ngx_commerce_metrics_gw(pay->gw->index, op, out, h->latency);
+        ngx_commerce_shm_gw(pay->gw->index, op, out, h->latency);
         goto later;
     }
 
-    ngx_commerce_metrics_gw(pay->gw->index, op,
+    ngx_commerce_shm_gw(pay->gw->index, op,
                             h->status < 300 ? NGX_COMMERCE_OUT_ACCEPTED
                             : h->status < 500 ? NGX_COMMERCE_OUT_DECLINED
                             : NGX_COMMERCE_OUT_ERROR, h->latency);
@@ -245,7 +245,7 @@ ngx_commerce_settle_decided(ngx_commerce_pay_t *pay, PGresult *res)
     yajl_val               v, nc, ap;
     ngx_commerce_shctx_t  *sh;
 
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
 
     doc = (u_char *) PQgetvalue(res, 0, 0);
     v = ngx_commerce_json_parse(pay->pool, doc, PQgetlength(res, 0, 0));
@@ -339,7 +339,7 @@ ngx_commerce_settle_cancelled(ngx_commerce_client_t *h)
     ngx_commerce_shctx_t  *sh;
 
     pay = h->data;
-    sh = ngx_commerce_sh();
+    sh = ngx_commerce_shm_state();
 
     ngx_commerce_paylog(pay, NGX_COMMERCE_OP_CANCEL, "OUT");
 
@@ -352,7 +352,7 @@ ngx_commerce_settle_cancelled(ngx_commerce_client_t *h)
      */
     nothing = (h->rc == NGX_COMMERCE_HTTP_OK && h->status == 409);
 
-    ngx_commerce_metrics_gw(pay->gw->index, NGX_COMMERCE_OP_CANCEL,
+    ngx_commerce_shm_gw(pay->gw->index, NGX_COMMERCE_OP_CANCEL,
                             ok ? NGX_COMMERCE_OUT_ACCEPTED
                                : NGX_COMMERCE_OUT_ERROR, h->latency);
 

@@ -45,7 +45,7 @@ ngx_commerce_job_add(ngx_conf_t *cf, ngx_commerce_job_t *job)
 
 
 ngx_int_t
-ngx_commerce_jobs_init_worker(ngx_cycle_t *cycle,
+ngx_commerce_job_init_worker(ngx_cycle_t *cycle,
     ngx_commerce_main_conf_t *mcf)
 {
     ngx_uint_t           i;
