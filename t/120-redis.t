@@ -184,6 +184,16 @@ cmp_ok($t->metric($m, 'commerce_redis_command_duration_seconds_bucket',
 is($s->{reconnects}, 0, 'no reconnect yet');
 is($s->{$_}, 0, "no $_ error") for qw(timeout connection server queue);
 
+SKIP: {
+    skip 'promtool not installed', 1 unless grep { -x "$_/promtool" }
+        split /:/, $ENV{PATH};
+    my $text = $t->get('/metrics')->{body};
+    my ($rc, $out) = $t->run([ 'promtool', 'check', 'metrics' ],
+        stdin => $text);
+    is($rc, 0, 'promtool check metrics: the Redis series lint clean')
+        or diag($out);
+}
+
 my @clients = grep { /name=ngx_commerce/ } split /\n/,
     $t->redis_cli('CLIENT', 'LIST');
 is(scalar @clients, 4, 'CLIENT LIST: 4 connections named ngx_commerce');

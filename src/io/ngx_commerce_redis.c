@@ -48,6 +48,7 @@ static void ngx_commerce_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_commerce_redis_op_timeout(ngx_event_t *ev);
 static void ngx_commerce_redis_op_free(ngx_commerce_redis_op_t *op);
+static ngx_uint_t ngx_commerce_redis_coming(ngx_commerce_redis_t *client);
 static void ngx_commerce_redis_drain(ngx_commerce_redis_t *client);
 static void ngx_commerce_redis_fail_waiting(ngx_commerce_redis_t *client);
 
@@ -321,7 +322,6 @@ static ngx_commerce_redis_op_t *
 ngx_commerce_redis_submit(ngx_commerce_redis_t *client,
     ngx_commerce_redis_op_t *op)
 {
-    ngx_uint_t                  i, coming;
     ngx_commerce_redis_conn_t  *conn;
 
     if (op == NULL) {
@@ -338,16 +338,9 @@ ngx_commerce_redis_submit(ngx_commerce_redis_t *client,
         goto refused;
     }
 
-    coming = 0;
-
-    for (i = 0; i < client->nconns; i++) {
-        if (client->conns[i].state == NGX_COMMERCE_REDIS_CONNECTING) {
-            coming = 1;
-            break;
-        }
-    }
-
-    if (!coming || client->nwaiting >= client->mcf->redis_queue_length) {
+    if (!ngx_commerce_redis_coming(client)
+        || client->nwaiting >= client->mcf->redis_queue_length)
+    {
         goto refused;
     }
 
@@ -602,6 +595,32 @@ ngx_commerce_redis_op_free(ngx_commerce_redis_op_t *op)
 }
 
 
+/*
+ * Is a connection on its way: connecting, or lost and about to be
+ * replaced at once?  Then commands wait for it; else they are refused.
+ */
+
+static ngx_uint_t
+ngx_commerce_redis_coming(ngx_commerce_redis_t *client)
+{
+    ngx_uint_t                  i;
+    ngx_commerce_redis_conn_t  *conn;
+
+    for (i = 0; i < client->nconns; i++) {
+        conn = &client->conns[i];
+
+        if (conn->state == NGX_COMMERCE_REDIS_CONNECTING
+            || (conn->state == NGX_COMMERCE_REDIS_DOWN && conn->soon
+                && conn->timer.timer_set))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* a connection came up: what waits goes out, over the connections up */
 
 static void
@@ -680,6 +699,7 @@ ngx_commerce_redis_connect(ngx_commerce_redis_conn_t *conn)
 
     client = conn->client;
     rc = client->conf;
+    conn->soon = 0;
 
     if (conn->ev.ac != NULL) {
         /* a close we posted has not run yet */
@@ -874,7 +894,7 @@ static void
 ngx_commerce_redis_down(ngx_commerce_redis_conn_t *conn, const char *why)
 {
     ngx_msec_t             delay;
-    ngx_uint_t             i, was_up, coming, level;
+    ngx_uint_t             was_up, level;
     ngx_commerce_redis_t  *client;
 
     if (conn->state == NGX_COMMERCE_REDIS_DOWN) {
@@ -935,18 +955,10 @@ ngx_commerce_redis_down(ngx_commerce_redis_conn_t *conn, const char *why)
 
     if (!(ngx_exiting || ngx_quit || ngx_terminate)) {
         ngx_add_timer(&conn->timer, delay);
+        conn->soon = (delay == 0);
     }
 
-    coming = 0;
-
-    for (i = 0; i < client->nconns; i++) {
-        if (client->conns[i].state != NGX_COMMERCE_REDIS_DOWN) {
-            coming = 1;
-            break;
-        }
-    }
-
-    if (!coming) {
+    if (!ngx_commerce_redis_coming(client)) {
         ngx_commerce_redis_fail_waiting(client);
     }
 

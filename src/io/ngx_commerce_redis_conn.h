@@ -52,6 +52,7 @@ typedef struct {
     const char                  *why;         /* of a close we asked for */
     ngx_msec_t                   up_at;
     unsigned                     ever_up:1;
+    unsigned                     soon:1;      /* reconnect at once */
 } ngx_commerce_redis_conn_t;
 
 
