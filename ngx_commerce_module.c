@@ -11,6 +11,7 @@
 
 #include "ngx_commerce_http.h"
 #include "ngx_commerce_client.h"
+#include "ngx_commerce_redis.h"
 #include "ngx_commerce_catalog.h"
 #include "ngx_commerce_balance.h"
 #include "ngx_commerce_order.h"
@@ -62,6 +63,10 @@ static ngx_commerce_bounds_t  ngx_commerce_pool_size_bounds = {
 
 static ngx_commerce_bounds_t  ngx_commerce_depth_bounds = {
     ngx_commerce_conf_bounds, 1, NGX_COMMERCE_PG_DEPTH_MAX
+};
+
+static ngx_commerce_bounds_t  ngx_commerce_redis_connections_bounds = {
+    ngx_commerce_conf_bounds, 1, NGX_COMMERCE_REDIS_CONNECTIONS_MAX
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_queue_length_bounds = {
@@ -154,6 +159,55 @@ static ngx_command_t  ngx_commerce_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_commerce_main_conf_t, pipeline_depth),
       &ngx_commerce_depth_bounds },
+
+    { ngx_string("commerce_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_commerce_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_redis_connections"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, redis_connections),
+      &ngx_commerce_redis_connections_bounds },
+
+    { ngx_string("commerce_redis_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, redis_connect_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_redis_command_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, redis_command_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_redis_queue_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, redis_queue_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_redis_queue_length"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, redis_queue_length),
+      &ngx_commerce_queue_length_bounds },
+
+    { ngx_string("commerce_redis_ping_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, redis_ping_interval),
+      &ngx_commerce_timeout_bounds },
 
     { ngx_string("commerce_jwt_secret"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -461,6 +515,12 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->statement_timeout = NGX_CONF_UNSET_MSEC;
     mcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     mcf->pipeline_depth = NGX_CONF_UNSET_UINT;
+    mcf->redis_connections = NGX_CONF_UNSET_UINT;
+    mcf->redis_connect_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->redis_command_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->redis_queue_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->redis_queue_length = NGX_CONF_UNSET_UINT;
+    mcf->redis_ping_interval = NGX_CONF_UNSET_MSEC;
     mcf->body_max = NGX_CONF_UNSET_SIZE;
     mcf->charge_max = NGX_CONF_UNSET;
     mcf->balance_max = NGX_CONF_UNSET;
@@ -501,6 +561,12 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->statement_timeout, 5000);
     ngx_conf_init_msec_value(mcf->connect_timeout, 3000);
     ngx_conf_init_uint_value(mcf->pipeline_depth, 16);
+    ngx_conf_init_uint_value(mcf->redis_connections, 2);
+    ngx_conf_init_msec_value(mcf->redis_connect_timeout, 1000);
+    ngx_conf_init_msec_value(mcf->redis_command_timeout, 1000);
+    ngx_conf_init_msec_value(mcf->redis_queue_timeout, 1000);
+    ngx_conf_init_uint_value(mcf->redis_queue_length, 1024);
+    ngx_conf_init_msec_value(mcf->redis_ping_interval, 1000);
     ngx_conf_init_size_value(mcf->body_max, 64 * 1024);
     ngx_conf_init_value(mcf->charge_max, 1000000);
     ngx_conf_init_value(mcf->balance_max, 100000000);
@@ -751,6 +817,10 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_commerce_redis_init_worker(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_commerce_job_init_worker(cycle, mcf);
 }
 
@@ -766,4 +836,5 @@ ngx_commerce_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_commerce_pg_exit_worker(mcf);
+    ngx_commerce_redis_exit_worker(mcf);
 }

@@ -26,6 +26,8 @@
 typedef struct ngx_commerce_pg_pool_s   ngx_commerce_pg_pool_t;
 typedef struct ngx_commerce_shm_s       ngx_commerce_shm_t;
 typedef struct ngx_commerce_job_s       ngx_commerce_job_t;
+typedef struct ngx_commerce_redis_conf_s  ngx_commerce_redis_conf_t;
+typedef struct ngx_commerce_redis_s     ngx_commerce_redis_t;
 
 
 typedef struct {
@@ -40,6 +42,15 @@ typedef struct {
     ngx_msec_t                   connect_timeout;
     ngx_uint_t                   pipeline_depth;
     ngx_array_t                  statements;   /* ngx_commerce_stmt_t * */
+
+    /* Redis (src/io/ngx_commerce_redis.c); NULL: no commerce_redis */
+    ngx_commerce_redis_conf_t   *redis;
+    ngx_uint_t                   redis_connections;
+    ngx_msec_t                   redis_connect_timeout;
+    ngx_msec_t                   redis_command_timeout;
+    ngx_msec_t                   redis_queue_timeout;
+    ngx_uint_t                   redis_queue_length;
+    ngx_msec_t                   redis_ping_interval;
 
     /* the API (src/http) */
     ngx_array_t                  routes;       /* ngx_commerce_route_t * */
@@ -96,6 +107,7 @@ typedef struct {
 
     /* per worker, set in init_process */
     ngx_commerce_pg_pool_t      *pool;
+    ngx_commerce_redis_t        *redis_client;
 } ngx_commerce_main_conf_t;
 
 

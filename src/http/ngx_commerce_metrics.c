@@ -12,6 +12,8 @@
 
 static ngx_int_t ngx_commerce_metrics_grow(ngx_http_request_t *r,
     ngx_buf_t **b, ngx_chain_t **last);
+static ngx_int_t ngx_commerce_metrics_redis(ngx_http_request_t *r,
+    ngx_commerce_shctx_t *sh, ngx_buf_t **bp, ngx_chain_t **lastp);
 
 
 
@@ -202,6 +204,14 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
                      "# TYPE commerce_db_errors_total counter\n"
                      "commerce_db_errors_total %uA\n",
                      busy, idle, down, queued, sh->m.db_errors);
+
+    /* Redis, by worker */
+
+    if (mcf->redis != NULL
+        && ngx_commerce_metrics_redis(r, sh, &b, &last) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     /* gateways */
 
@@ -409,4 +419,99 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_output_filter(r, &head);
+}
+
+
+static ngx_int_t
+ngx_commerce_metrics_redis(ngx_http_request_t *r, ngx_commerce_shctx_t *sh,
+    ngx_buf_t **bp, ngx_chain_t **lastp)
+{
+    ngx_buf_t                     *b;
+    ngx_uint_t                     i, k;
+    ngx_chain_t                   *last;
+    ngx_atomic_uint_t              cum;
+    ngx_commerce_redis_metrics_t  *m;
+    ngx_commerce_redis_gauges_t   *g;
+
+    b = *bp;
+    last = *lastp;
+    m = &sh->m.redis;
+
+    ngx_commerce_out("# HELP commerce_redis_connections Redis connections "
+                     "of each live worker by state.\n"
+                     "# TYPE commerce_redis_connections gauge\n");
+
+    for (i = 0; i < NGX_COMMERCE_WORKERS_MAX; i++) {
+        g = &m->gauges[i];
+
+        if (g->pid == 0 || kill((ngx_pid_t) g->pid, 0) == -1) {
+            continue;
+        }
+
+        ngx_commerce_out("commerce_redis_connections{worker=\"%ui\","
+                         "state=\"up\"} %uA\n"
+                         "commerce_redis_connections{worker=\"%ui\","
+                         "state=\"connecting\"} %uA\n"
+                         "commerce_redis_connections{worker=\"%ui\","
+                         "state=\"down\"} %uA\n",
+                         i, g->up, i, g->connecting, i, g->down);
+    }
+
+    ngx_commerce_out("# HELP commerce_redis_queued Commands waiting for a "
+                     "Redis connection, by worker.\n"
+                     "# TYPE commerce_redis_queued gauge\n");
+
+    for (i = 0; i < NGX_COMMERCE_WORKERS_MAX; i++) {
+        g = &m->gauges[i];
+
+        if (g->pid == 0 || kill((ngx_pid_t) g->pid, 0) == -1) {
+            continue;
+        }
+
+        ngx_commerce_out("commerce_redis_queued{worker=\"%ui\"} %uA\n",
+                         i, g->queued);
+    }
+
+    ngx_commerce_out("# HELP commerce_redis_command_duration_seconds Redis "
+                     "round trips (commands and health-check PINGs).\n"
+                     "# TYPE commerce_redis_command_duration_seconds "
+                     "histogram\n");
+
+    cum = 0;
+    for (k = 0; k < NGX_COMMERCE_REDIS_BUCKETS; k++) {
+        cum += m->latency[k];
+        ngx_commerce_out("commerce_redis_command_duration_seconds_bucket"
+                         "{le=\"%s\"} %uA\n", ngx_commerce_redis_bounds_s[k],
+                         cum);
+    }
+
+    cum += m->latency[NGX_COMMERCE_REDIS_BUCKETS];
+
+    ngx_commerce_out("commerce_redis_command_duration_seconds_bucket"
+                     "{le=\"+Inf\"} %uA\n"
+                     "commerce_redis_command_duration_seconds_sum "
+                     "%uA.%06uA\n"
+                     "commerce_redis_command_duration_seconds_count %uA\n",
+                     cum, m->latency_sum_us / 1000000,
+                     m->latency_sum_us % 1000000, cum);
+
+    ngx_commerce_out("# HELP commerce_redis_errors_total Redis failures: "
+                     "commands timed out, connects failed or connections "
+                     "lost, error replies, commands never sent.\n"
+                     "# TYPE commerce_redis_errors_total counter\n");
+
+    for (k = 0; k < NGX_COMMERCE_REDIS_ERR_COUNT; k++) {
+        ngx_commerce_out("commerce_redis_errors_total{kind=\"%s\"} %uA\n",
+                         ngx_commerce_redis_err_names[k], m->errors[k]);
+    }
+
+    ngx_commerce_out("# HELP commerce_redis_reconnects_total Redis "
+                     "connections up again after being lost.\n"
+                     "# TYPE commerce_redis_reconnects_total counter\n"
+                     "commerce_redis_reconnects_total %uA\n", m->reconnects);
+
+    *bp = b;
+    *lastp = last;
+
+    return NGX_OK;
 }

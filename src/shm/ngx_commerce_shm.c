@@ -41,6 +41,21 @@ const char  *ngx_commerce_out_names[NGX_COMMERCE_OUT_COUNT] = {
     "rejected"
 };
 
+/* Redis answers in well under a millisecond: bounds in microseconds */
+static uint64_t  ngx_commerce_redis_bounds[NGX_COMMERCE_REDIS_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    1000000
+};
+
+const char  *ngx_commerce_redis_bounds_s[NGX_COMMERCE_REDIS_BUCKETS] = {
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+    "0.025", "0.05", "0.1", "0.25", "1"
+};
+
+const char  *ngx_commerce_redis_err_names[NGX_COMMERCE_REDIS_ERR_COUNT] = {
+    "timeout", "connection", "server", "queue"
+};
+
 
 
 char *
@@ -291,4 +306,104 @@ ngx_commerce_shm_bucket(ngx_msec_t ms)
     }
 
     return NGX_COMMERCE_BUCKETS;
+}
+
+
+/*
+ * This worker's Redis connections by state.  A worker that is shutting
+ * down leaves the slot alone: its successor has the same number.
+ */
+
+void
+ngx_commerce_shm_redis_state(ngx_uint_t up, ngx_uint_t connecting,
+    ngx_uint_t down, ngx_uint_t queued)
+{
+    ngx_commerce_shctx_t         *sh;
+    ngx_commerce_redis_gauges_t  *g;
+
+    sh = ngx_commerce_shm_state();
+    if (sh == NULL || ngx_worker >= NGX_COMMERCE_WORKERS_MAX
+        || ngx_exiting || ngx_quit || ngx_terminate)
+    {
+        return;
+    }
+
+    g = &sh->m.redis.gauges[ngx_worker];
+    g->up = up;
+    g->connecting = connecting;
+    g->down = down;
+    g->queued = queued;
+    g->pid = ngx_pid;
+}
+
+
+/* at worker exit: the slot, if it is still this worker's */
+
+void
+ngx_commerce_shm_redis_clear(void)
+{
+    ngx_commerce_shctx_t         *sh;
+    ngx_commerce_redis_gauges_t  *g;
+
+    sh = ngx_commerce_shm_state();
+    if (sh == NULL || ngx_worker >= NGX_COMMERCE_WORKERS_MAX) {
+        return;
+    }
+
+    g = &sh->m.redis.gauges[ngx_worker];
+
+    if (g->pid == (ngx_atomic_uint_t) ngx_pid) {
+        g->up = 0;
+        g->connecting = 0;
+        g->down = 0;
+        g->queued = 0;
+        g->pid = 0;
+    }
+}
+
+
+void
+ngx_commerce_shm_redis_latency(uint64_t us)
+{
+    ngx_uint_t             i;
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_shm_state();
+    if (sh == NULL) {
+        return;
+    }
+
+    for (i = 0; i < NGX_COMMERCE_REDIS_BUCKETS; i++) {
+        if (us <= ngx_commerce_redis_bounds[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->m.redis.latency[i], 1);
+    (void) ngx_atomic_fetch_add(&sh->m.redis.latency_sum_us,
+                                (ngx_atomic_int_t) us);
+}
+
+
+void
+ngx_commerce_shm_redis_error(ngx_commerce_redis_err_e kind)
+{
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_shm_state();
+    if (sh != NULL && kind < NGX_COMMERCE_REDIS_ERR_COUNT) {
+        (void) ngx_atomic_fetch_add(&sh->m.redis.errors[kind], 1);
+    }
+}
+
+
+void
+ngx_commerce_shm_redis_reconnect(void)
+{
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_shm_state();
+    if (sh != NULL) {
+        (void) ngx_atomic_fetch_add(&sh->m.redis.reconnects, 1);
+    }
 }

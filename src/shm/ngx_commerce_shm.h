@@ -23,6 +23,7 @@
 #define NGX_COMMERCE_ROUTE_SLOTS     48     /* route names, 0: other */
 #define NGX_COMMERCE_STATUS_SLOTS    16
 #define NGX_COMMERCE_CLASS_SLOTS     5      /* 1xx..5xx: latency by class */
+#define NGX_COMMERCE_REDIS_BUCKETS   12     /* Redis latency, microseconds */
 
 
 /* gateway operations and outcomes, for metrics */
@@ -68,6 +69,35 @@ typedef struct {
 } ngx_commerce_db_gauges_t;
 
 
+/* what went wrong with Redis, for metrics */
+typedef enum {
+    NGX_COMMERCE_REDIS_ERR_TIMEOUT = 0,   /* no reply within the timeout */
+    NGX_COMMERCE_REDIS_ERR_CONNECTION,    /* a connect failed, or was lost */
+    NGX_COMMERCE_REDIS_ERR_SERVER,        /* an error reply */
+    NGX_COMMERCE_REDIS_ERR_QUEUE,         /* never sent: no connection */
+    NGX_COMMERCE_REDIS_ERR_COUNT
+} ngx_commerce_redis_err_e;
+
+
+/* a worker's Redis connections by state */
+typedef struct {
+    ngx_atomic_t                    up;
+    ngx_atomic_t                    connecting;
+    ngx_atomic_t                    down;
+    ngx_atomic_t                    queued;
+    ngx_atomic_t                    pid;
+} ngx_commerce_redis_gauges_t;
+
+
+typedef struct {
+    ngx_commerce_redis_gauges_t     gauges[NGX_COMMERCE_WORKERS_MAX];
+    ngx_atomic_t                    latency[NGX_COMMERCE_REDIS_BUCKETS + 1];
+    ngx_atomic_t                    latency_sum_us;
+    ngx_atomic_t                    errors[NGX_COMMERCE_REDIS_ERR_COUNT];
+    ngx_atomic_t                    reconnects;
+} ngx_commerce_redis_metrics_t;
+
+
 typedef struct {
     ngx_atomic_t                    requests[NGX_COMMERCE_ROUTE_SLOTS]
                                             [NGX_COMMERCE_STATUS_SLOTS];
@@ -87,11 +117,12 @@ typedef struct {
     ngx_atomic_t                    callbacks_rejected;
     ngx_atomic_t                    pending_payments;
     ngx_atomic_t                    pending_oldest_s;
+    ngx_commerce_redis_metrics_t    redis;
 } ngx_commerce_metrics_t;
 
 
 /* the zone's layout; another version or size starts afresh */
-#define NGX_COMMERCE_SH_VERSION      2
+#define NGX_COMMERCE_SH_VERSION      3
 
 typedef struct {
     ngx_uint_t                      version;
@@ -127,6 +158,9 @@ extern const char        *ngx_commerce_bounds_s[NGX_COMMERCE_BUCKETS];
 extern const ngx_uint_t   ngx_commerce_statuses[NGX_COMMERCE_STATUS_SLOTS];
 extern const char        *ngx_commerce_op_names[NGX_COMMERCE_OP_COUNT];
 extern const char        *ngx_commerce_out_names[NGX_COMMERCE_OUT_COUNT];
+extern const char        *ngx_commerce_redis_bounds_s[NGX_COMMERCE_REDIS_BUCKETS];
+extern const char        *ngx_commerce_redis_err_names[
+                                                NGX_COMMERCE_REDIS_ERR_COUNT];
 
 
 char *ngx_commerce_shm_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -140,6 +174,12 @@ void ngx_commerce_shm_db(ngx_uint_t busy, ngx_uint_t idle,
     ngx_uint_t down, ngx_uint_t queued);
 void ngx_commerce_shm_db_error(void);
 ngx_uint_t ngx_commerce_shm_bucket(ngx_msec_t ms);
+void ngx_commerce_shm_redis_state(ngx_uint_t up, ngx_uint_t connecting,
+    ngx_uint_t down, ngx_uint_t queued);
+void ngx_commerce_shm_redis_clear(void);
+void ngx_commerce_shm_redis_latency(uint64_t us);
+void ngx_commerce_shm_redis_error(ngx_commerce_redis_err_e kind);
+void ngx_commerce_shm_redis_reconnect(void);
 
 
 #endif /* _NGX_COMMERCE_SHM_H_INCLUDED_ */

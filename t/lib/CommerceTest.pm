@@ -480,6 +480,82 @@ SQL
 
 
 # ---------------------------------------------------------------------------
+# Redis
+
+# start_redis(password => 'pw', options => ['--maxmemory', '10mb']): a
+# redis-server in the foreground on port('redis') (a free loopback port,
+# kept across restarts), no persistence, its log in redis/redis.log.
+# %%REDIS%% in a config is its address (127.0.0.1:port).
+sub start_redis {
+    my ($self, %o) = @_;
+    my $dir = "$self->{dir}/redis";
+    mkpath($dir);
+    my $r = $self->{redis} //= {
+        dir      => $dir,
+        port     => $self->port('redis'),
+        log      => "$dir/redis.log",
+        password => $o{password},
+        options  => $o{options} // [],
+    };
+    croak "redis already running" if _alive($r->{pid});
+    my @cmd = ('redis-server', '--port', $r->{port}, '--bind', '127.0.0.1',
+        '--dir', $dir, '--save', '', '--appendonly', 'no',
+        '--daemonize', 'no', '--logfile', '', '--loglevel', 'warning',
+        (defined $r->{password} ? ('--requirepass', $r->{password}) : ()),
+        @{ $r->{options} });
+    $r->{pid} = $self->_spawn(\@cmd, log => $r->{log});
+    my $up = wait_until(sub {
+        return -1 unless _alive($r->{pid});
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $r->{port}, Proto => 'tcp', Timeout => 1) or return 0;
+        close $s;
+        return 1;
+    }, timeout => 20, interval => 0.05);
+    croak "redis-server did not come up:\n" . $self->read_file($r->{log})
+        if $up != 1;
+    return $self;
+}
+
+# stop_redis(signal => 'KILL'|'TERM'|'STOP'): stops (or with STOP,
+# freezes) the server; start_redis() again restarts it on the same port.
+sub stop_redis {
+    my ($self, %o) = @_;
+    my $r = $self->{redis} or return;
+    my $sig = $o{signal} // 'TERM';
+    return unless _alive($r->{pid});
+    kill $sig, $r->{pid};
+    return if $sig eq 'STOP';
+    wait_until(sub { !_alive($r->{pid}) }, timeout => 10)
+        or kill 'KILL', $r->{pid};
+    wait_until(sub { !_alive($r->{pid}) }, timeout => 5);
+    $r->{pid} = undef;
+}
+
+# continue_redis: SIGCONT after stop_redis(signal => 'STOP')
+sub continue_redis {
+    my ($self) = @_;
+    my $r = $self->{redis} or return;
+    kill 'CONT', $r->{pid} if $r->{pid};
+}
+
+sub redis_port { $_[0]{redis} ? $_[0]{redis}{port} : $_[0]->port('redis') }
+sub redis_addr { '127.0.0.1:' . $_[0]->redis_port }
+
+# redis_cli(@args): redis-cli's output (chomped), authenticated when the
+# server has a password
+sub redis_cli {
+    my ($self, @args) = @_;
+    my $r = $self->{redis} or croak "Redis not started";
+    my ($rc, $out) = $self->run([ 'redis-cli', '-h', '127.0.0.1',
+        '-p', $r->{port}, '--no-auth-warning',
+        (defined $r->{password} ? ('-a', $r->{password}) : ()), @args ],
+        timeout => 30);
+    chomp $out;
+    return $out;
+}
+
+
+# ---------------------------------------------------------------------------
 # nginx
 
 sub _nginx {
@@ -518,6 +594,8 @@ sub default_config {
     my $http = $o{http_extra} // '';
     my $server = $o{server_extra} // '';
     my $loc = $o{location_extra} // '';
+    my $redis = defined $o{redis}
+        ? "commerce_redis %%REDIS%% $o{redis};" : '';
     my $access = $o{access_log} // '%%TESTDIR%%/access.log';
     my $level = $o{log_level} // 'info';
     my $wc = $o{worker_connections} // 4096;
@@ -552,6 +630,7 @@ http {
 
     $conninfo
     $secret
+    $redis
     $http
 
     server {
@@ -580,6 +659,7 @@ sub _render {
         PGCONNINFO  => $self->{pg} ? $self->pg_conninfo : 'PG-NOT-STARTED',
         PGPORT      => $self->{pg} ? $self->{pg}{port} : 0,
         PGSOCKET    => $self->{pg} ? $self->{pg}{dir} : '',
+        REDIS       => $self->redis_addr,
     );
     $text =~ s{%%PORT_(\w+)%%}{$self->port($1)}ge;
     $text =~ s{%%(\w+)%%}{
@@ -1395,6 +1475,10 @@ sub stop {
     for my $h (@{ $self->{bg} // [] }) {
         kill 'KILL', $h->{pid} if _alive($h->{pid});
     }
+    if ($self->{redis} && _alive($self->{redis}{pid})) {
+        kill 'CONT', $self->{redis}{pid};
+        $self->stop_redis(signal => 'KILL');
+    }
     $self->stop_pg(mode => 'immediate') unless $self->{pg_shared};
 }
 
@@ -1417,6 +1501,10 @@ sub _cleanup {
     }
     for my $h (@{ $self->{bg} // [] }) {
         kill 'KILL', $h->{pid} if $h->{pid};
+    }
+    if ($self->{redis} && _alive($self->{redis}{pid})) {
+        kill 'CONT', $self->{redis}{pid};
+        kill 'KILL', $self->{redis}{pid};
     }
     if ($self->{pg} && $self->{pg}{running} && !$self->{pg_shared}) {
         $self->run([ "$PGBIN/pg_ctl", '-D', $self->{pg}{data}, '-m',
