@@ -1,7 +1,7 @@
 
 /*
  * ngx_commerce: a commerce API (balance, products, orders, payments,
- * accounts) served from inside the nginx worker over non-blocking Postgres.
+ * accounts, coupons) served from inside the nginx worker over non-blocking Postgres.
  *
  * This file is the top of the layers (src/README.md): the module
  * definition, its directives and configuration, and the composition of
@@ -17,6 +17,7 @@
 #include "ngx_commerce_order.h"
 #include "ngx_commerce_payment.h"
 #include "ngx_commerce_account.h"
+#include "ngx_commerce_coupon.h"
 #include "ngx_commerce_api.h"
 
 
@@ -43,6 +44,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_order_routes,
     ngx_commerce_payment_routes,
     ngx_commerce_account_routes,
+    ngx_commerce_coupon_routes,
     ngx_commerce_api_routes,
     NULL
 };
@@ -53,6 +55,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_order_statements,
     ngx_commerce_payment_statements,
     ngx_commerce_account_statements,
+    ngx_commerce_coupon_statements,
     NULL
 };
 

@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 # Real answers against conf/openapi.json: every operation is called for at
 # least one success and one error (Postgres, the module with accounts, card
-# payments through the gateway simulator with signed callbacks, a rate
-# limit on the audit route), each answer (operationId, status, headers,
+# payments through the gateway simulator with signed callbacks, coupons,
+# a rate limit on the audit route), each answer (operationId, status, headers,
 # body) is collected, and t/openapi-check (python3 + python3-jsonschema,
 # Draft 2020-12, $refs resolved in the document) checks them all in one
 # run: the status is one the operation lists, the body fits that
@@ -272,6 +272,61 @@ call(listAudit => 'over the rate limit', GET => '/api/v1/admin/audit',
     token => $manager);
 call(listAudit => 'by a consumer', GET => '/api/v1/admin/audit',
     token => $consumer);
+
+# --- coupons -------------------------------------------------------------
+
+sub iso_in {
+    my @g = gmtime(time + $_[0]);
+    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $g[5] + 1900, $g[4] + 1,
+        @g[3, 2, 1, 0];
+}
+my %campaign = (name => 'Coupon 096', discountType => 'RATE',
+    discountValue => 10, maxDiscount => 3000, minOrderAmount => 1000,
+    totalQuantity => 2, perUserLimit => 1, issueStartsAt => iso_in(-60),
+    issueEndsAt => iso_in(86400), validDays => 7);
+$r = call(createCoupon => 'by an admin', POST => '/api/v1/admin/coupons',
+    body => \%campaign, token => $admin);
+my $coupon = $r->{json}{id};
+$r = call(createCoupon => 'FIXED by a manager', POST => '/api/v1/admin/coupons',
+    body => { %campaign, discountType => 'FIXED', discountValue => 500,
+              maxDiscount => undef, issueStartsAt => iso_in(3600) },
+    token => $manager);
+my $later = $r->{json}{id};
+call(createCoupon => 'RATE 101', POST => '/api/v1/admin/coupons',
+    body => { %campaign, discountValue => 101 }, token => $admin);
+call(createCoupon => 'unknown field', POST => '/api/v1/admin/coupons',
+    body => { %campaign, extra => 1 }, token => $admin);
+call(createCoupon => 'by a consumer', POST => '/api/v1/admin/coupons',
+    body => \%campaign, token => $consumer);
+call(createCoupon => 'text/plain', POST => '/api/v1/admin/coupons',
+    body => '{}', content_type => 'text/plain', token => $admin);
+call(listCoupons => 'issuable', GET => '/api/v1/coupons', token => $consumer);
+call(listCoupons => 'no token', GET => '/api/v1/coupons');
+call(getCoupon => 'one', GET => "/api/v1/coupons/$coupon", token => $consumer);
+call(getCoupon => 'unknown', GET => '/api/v1/coupons/999999',
+    token => $consumer);
+call(getCoupon => 'bad id', GET => '/api/v1/coupons/x', token => $consumer);
+call(issueCoupon => 'first', POST => "/api/v1/coupons/$coupon/issue",
+    body => '{}', user => 20);
+call(issueCoupon => 'over the limit', POST => "/api/v1/coupons/$coupon/issue",
+    body => '{}', user => 20);
+call(issueCoupon => 'last', POST => "/api/v1/coupons/$coupon/issue",
+    body => '{}', user => 21);
+call(issueCoupon => 'sold out', POST => "/api/v1/coupons/$coupon/issue",
+    body => '{}', user => 22);
+call(issueCoupon => 'not yet issuable', POST => "/api/v1/coupons/$later/issue",
+    body => '{}', user => 22);
+call(issueCoupon => 'unknown', POST => '/api/v1/coupons/999999/issue',
+    body => '{}', user => 22);
+call(issueCoupon => 'no such user', POST => "/api/v1/coupons/$coupon/issue",
+    body => '{}', token => $stranger);
+call(listMyCoupons => 'all', GET => '/api/v1/users/me/coupons', user => 20);
+call(listMyCoupons => 'AVAILABLE', GET =>
+    '/api/v1/users/me/coupons?status=AVAILABLE', user => 20);
+call(listMyCoupons => 'bad status', GET =>
+    '/api/v1/users/me/coupons?status=GONE', user => 20);
+call(listMyCoupons => 'no such user', GET => '/api/v1/users/me/coupons',
+    token => $stranger);
 
 # --- the document itself -------------------------------------------------
 

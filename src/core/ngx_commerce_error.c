@@ -33,6 +33,10 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "PG_UNAVAILABLE",           NGX_HTTP_SERVICE_UNAVAILABLE },
     { "RATE_LIMITED",             NGX_HTTP_TOO_MANY_REQUESTS },
     { "EMAIL_TAKEN",              NGX_HTTP_CONFLICT },
+    { "COUPON_NOT_FOUND",         NGX_HTTP_NOT_FOUND },
+    { "COUPON_SOLD_OUT",          NGX_HTTP_CONFLICT },
+    { "COUPON_LIMIT_REACHED",     NGX_HTTP_CONFLICT },
+    { "COUPON_NOT_ISSUABLE",      NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 

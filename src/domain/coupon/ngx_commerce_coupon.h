@@ -1,0 +1,16 @@
+
+/* the coupon domain: campaigns, first-come issuing, a user's coupons */
+
+
+#ifndef _NGX_COMMERCE_COUPON_H_INCLUDED_
+#define _NGX_COMMERCE_COUPON_H_INCLUDED_
+
+
+#include "ngx_commerce_http.h"
+
+
+extern ngx_commerce_route_t  ngx_commerce_coupon_routes[];
+extern ngx_commerce_stmt_t   ngx_commerce_coupon_statements[];
+
+
+#endif /* _NGX_COMMERCE_COUPON_H_INCLUDED_ */
