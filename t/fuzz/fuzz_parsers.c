@@ -1,6 +1,7 @@
 /*
  * libFuzzer target for the pure C parsers: every input goes through
- * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_int64,
+ * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_coupon
+ * (and its timestamps), cm_parse_int64,
  * cm_json_escape and cm_jwt_verify, the account bodies and rules
  * (cm_parse_fields, cm_email_valid, cm_phone_valid, cm_name_valid,
  * cm_role_bit), cm_jwt_kid, the chunked decoder (whole, and fed in two
@@ -24,6 +25,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "cm_json.h"
+#include "cm_coupon.h"
 #include "cm_jwt.h"
 #include "cm_account.h"
 #include "cm_chunked.h"
@@ -48,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void fuzz_charge(const uint8_t *data, size_t size);
 static void fuzz_order(const uint8_t *data, size_t size);
 static void fuzz_payment(const uint8_t *data, size_t size);
+static void fuzz_coupon(const uint8_t *data, size_t size);
 static void fuzz_int64(const uint8_t *data, size_t size);
 static void fuzz_escape(const uint8_t *data, size_t size);
 static void fuzz_jwt(const uint8_t *data, size_t size);
@@ -81,6 +84,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_charge(data, size);
     fuzz_order(data, size);
     fuzz_payment(data, size);
+    fuzz_coupon(data, size);
     fuzz_int64(data, size);
     fuzz_escape(data, size);
     fuzz_jwt(data, size);
@@ -290,6 +294,49 @@ fuzz_charge(const uint8_t *data, size_t size)
     /* a tiny buffer: truncated but terminated */
     check(cm_parse_charge(data, size, MAX_AMOUNT, &amount, err, 4) == -1);
     check(strlen(err) < 4);
+}
+
+
+static void
+fuzz_coupon(const uint8_t *data, size_t size)
+{
+    char             err[CM_JSON_ERR_LEN];
+    size_t           n;
+    int64_t          epoch;
+    cm_coupon_req_t  c;
+
+    /* the input as a timestamp: a success is one of the accepted shapes */
+    if (cm_coupon_parse_ts(data, size, &epoch) == 0) {
+        check(size >= 20 && size <= 32);
+        check(data[10] == 'T');
+        check(epoch >= 946684800 - 15 * 3600);
+    }
+
+    if (cm_parse_coupon(data, size, &c, err, sizeof(err)) != 0) {
+        check_err(err);
+        check(c.name[0] == '\0' && c.value == 0);
+        return;
+    }
+
+    check(json_valid(data, size));
+    n = strlen(c.name);
+    check(n >= 1 && n <= CM_COUPON_NAME_MAX * 4);
+    check(utf8_valid((const uint8_t *) c.name, n));
+    check(c.type == CM_COUPON_FIXED || c.type == CM_COUPON_RATE);
+    check(c.value >= 1 && c.value <= CM_COUPON_AMOUNT_MAX);
+    check(c.type == CM_COUPON_FIXED || c.value <= 100);
+    check(c.max_discount == -1
+          || (c.type == CM_COUPON_RATE && c.max_discount >= 1
+              && c.max_discount <= CM_COUPON_AMOUNT_MAX));
+    check(c.min_order_amount >= 0
+          && c.min_order_amount <= CM_COUPON_AMOUNT_MAX);
+    check(c.total_quantity >= 1 && c.total_quantity <= CM_COUPON_QUANTITY_MAX);
+    check(c.per_user_limit >= 1 && c.per_user_limit <= c.total_quantity);
+    check(c.valid_days >= 1 && c.valid_days <= CM_COUPON_DAYS_MAX);
+    check(cm_coupon_parse_ts((const uint8_t *) c.starts_at,
+                             strlen(c.starts_at), &epoch) == 0);
+    check(cm_coupon_parse_ts((const uint8_t *) c.ends_at,
+                             strlen(c.ends_at), &epoch) == 0);
 }
 
 
