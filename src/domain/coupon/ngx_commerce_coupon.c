@@ -5,11 +5,26 @@
  * before SQL; issuing is exact in Postgres on its own (cm_coupon_issue,
  * sql/functions/70_coupon.sql: a conditional UPDATE of the campaign's
  * counter and the constraints of user_coupons), whatever the concurrency.
+ *
+ * With commerce_redis, a Lua script is the gate in front of issuing (Redis
+ * the gate, Postgres the truth, see README.md): in one step it decides on
+ * the campaign's remaining count and the caller's count, keys
+ * coupon:{ID}:remaining and coupon:{ID}:users (hash-tagged by campaign,
+ * so Redis Cluster keeps them in one slot).  A pass goes on to
+ * cm_coupon_issue, which decides; a refused write gives the gate back.  A
+ * missing key is warmed from Postgres (cm_coupon_get) with a TTL, so a
+ * gate that drifted is read again.  Redis down, slow or failing: the
+ * issue goes to Postgres without the gate, exact anyway.
  */
 
 
 #include "ngx_commerce_coupon.h"
+#include "ngx_commerce_redis.h"
 #include "cm_coupon.h"
+
+
+/* a warmed gate lives this long, then is read again from Postgres */
+#define NGX_COMMERCE_COUPON_GATE_TTL  "60000"
 
 
 enum {
@@ -32,6 +47,92 @@ static ngx_int_t ngx_commerce_coupon_issue(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_coupon_mine(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_coupon_gate(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, int64_t remaining, int64_t limit);
+static void ngx_commerce_coupon_gated(void *data,
+    ngx_commerce_redis_rc_e rc, redisReply *reply);
+static ngx_int_t ngx_commerce_coupon_warm(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+static void ngx_commerce_coupon_warmed(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static ngx_int_t ngx_commerce_coupon_write(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_uint_t gated);
+static void ngx_commerce_coupon_written(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static void ngx_commerce_coupon_give_back(ngx_commerce_ctx_t *ctx,
+    const char *mode);
+static ngx_array_t *ngx_commerce_coupon_keys(ngx_pool_t *pool, int64_t id);
+static ngx_int_t ngx_commerce_coupon_arg(ngx_array_t *a, const char *s);
+static void ngx_commerce_coupon_finish(ngx_http_request_t *r, ngx_int_t rc);
+static void ngx_commerce_coupon_ignore(void *data,
+    ngx_commerce_redis_rc_e rc, redisReply *reply);
+
+
+/* the state of a gated issue, beside the request's ctx */
+typedef struct {
+    ngx_commerce_pg_query_t   query;       /* the warming read */
+    ngx_commerce_ctx_t       *ctx;
+    unsigned                  warmed:1;
+} ngx_commerce_coupon_gate_t;
+
+
+/*
+ * KEYS[1] remaining, KEYS[2] the users hash ("limit" and a count per
+ * user); ARGV[1] the user, ARGV[2] remaining to warm with ("" : none),
+ * ARGV[3] the per-user limit, ARGV[4] the TTL in ms.
+ * -> 1 pass (taken), 0 sold out, -2 the user's limit, -1 warm first
+ */
+static ngx_commerce_redis_script_t  ngx_commerce_coupon_gate_script = {
+    "coupon_gate",
+    "local rem = redis.call('GET', KEYS[1])\n"
+    "local limit = redis.call('HGET', KEYS[2], 'limit')\n"
+    "if not rem or not limit then\n"
+    "  if ARGV[2] == '' then return -1 end\n"
+    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('HSET', KEYS[2], 'limit', ARGV[3])\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "  rem = ARGV[2]\n"
+    "  limit = ARGV[3]\n"
+    "end\n"
+    "if tonumber(rem) <= 0 then return 0 end\n"
+    "if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
+    "   >= tonumber(limit) then return -2 end\n"
+    "redis.call('DECR', KEYS[1])\n"
+    "redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
+    "return 1\n",
+    { 0 }, 0
+};
+
+
+/*
+ * The write after a pass did not issue: ARGV[1] the user, ARGV[2] the
+ * mode: "back" (give both counts back), "limit" (Postgres says the user
+ * is at the limit: give the coupon back, the user's count is the limit),
+ * "soldout" (Postgres says none is left: remaining 0).  Keys that expired
+ * meanwhile are left alone.
+ */
+static ngx_commerce_redis_script_t  ngx_commerce_coupon_back_script = {
+    "coupon_back",
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "if ARGV[2] == 'soldout' then\n"
+    "  redis.call('SET', KEYS[1], 0, 'KEEPTTL')\n"
+    "  return 1\n"
+    "end\n"
+    "redis.call('INCR', KEYS[1])\n"
+    "if ARGV[2] == 'limit' then\n"
+    "  local limit = redis.call('HGET', KEYS[2], 'limit')\n"
+    "  if limit then redis.call('HSET', KEYS[2], ARGV[1], limit) end\n"
+    "elseif redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then\n"
+    "  redis.call('HINCRBY', KEYS[2], ARGV[1], -1)\n"
+    "end\n"
+    "return 1\n",
+    { 0 }, 0
+};
+
+
+/* the pipeline's own answer to a query, called after the gate's */
+static ngx_commerce_pg_handler_pt  ngx_commerce_coupon_next;
 
 
 ngx_commerce_stmt_t  ngx_commerce_coupon_statements[] = {
@@ -161,7 +262,224 @@ static ngx_int_t
 ngx_commerce_coupon_issue(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
+    ngx_int_t                  rc;
+    ngx_commerce_main_conf_t  *mcf;
+
     ctx->success_status = NGX_HTTP_CREATED;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (mcf->redis != NULL) {
+        rc = ngx_commerce_coupon_gate(r, ctx, -1, 0);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    return ngx_commerce_coupon_write(r, ctx, 0);
+}
+
+
+/*
+ * Ask the gate (warming it with remaining and limit when remaining >= 0).
+ * NGX_DONE: asked; NGX_DECLINED: Redis refused at once (down, queue full).
+ */
+
+static ngx_int_t
+ngx_commerce_coupon_gate(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    int64_t remaining, int64_t limit)
+{
+    u_char       *p;
+    ngx_array_t  *keys, *args;
+
+    keys = ngx_commerce_coupon_keys(r->pool, ctx->id);
+    args = ngx_array_create(r->pool, 4, sizeof(ngx_str_t));
+    p = ngx_pnalloc(r->pool, 3 * (NGX_INT64_LEN + 1));
+
+    if (keys == NULL || args == NULL || p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (remaining < 0) {
+        ngx_sprintf(p, "%L%Z%Z%Z", ctx->claims.user_id);
+
+    } else {
+        ngx_sprintf(p, "%L%Z%L%Z%L%Z", ctx->claims.user_id, remaining, limit);
+    }
+
+    if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p += ngx_strlen(p) + 1;
+
+    if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p += ngx_strlen(p) + 1;
+
+    if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK
+        || ngx_commerce_coupon_arg(args, NGX_COMMERCE_COUPON_GATE_TTL)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_commerce_redis_eval(&ngx_commerce_coupon_gate_script, keys, args,
+                                ngx_commerce_coupon_gated, ctx)
+        == NULL)
+    {
+        ngx_commerce_log(NGX_LOG_INFO, r, ctx,
+                         "coupon gate unavailable, Postgres alone");
+        return NGX_DECLINED;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_commerce_coupon_gated(void *data, ngx_commerce_redis_rc_e rc,
+    redisReply *reply)
+{
+    ngx_int_t            n;
+    ngx_commerce_ctx_t  *ctx = data;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_http_set_log_request(r->connection->log, r);
+
+    if (rc != NGX_COMMERCE_REDIS_REPLY || reply == NULL
+        || reply->type != REDIS_REPLY_INTEGER)
+    {
+        ngx_commerce_log(NGX_LOG_INFO, r, ctx,
+                         "coupon gate failed (%d), Postgres alone", (int) rc);
+        ngx_commerce_coupon_finish(r, ngx_commerce_coupon_write(r, ctx, 0));
+        return;
+    }
+
+    switch (reply->integer) {
+
+    case 1:
+        n = ngx_commerce_coupon_write(r, ctx, 1);
+        break;
+
+    case 0:
+        n = ngx_commerce_reply_error(r, NGX_HTTP_CONFLICT, "COUPON_SOLD_OUT",
+                                     "the coupon is sold out");
+        break;
+
+    case -2:
+        n = ngx_commerce_reply_error(r, NGX_HTTP_CONFLICT,
+                                     "COUPON_LIMIT_REACHED",
+                                     "the coupon's per-user limit is reached");
+        break;
+
+    default:
+        n = ngx_commerce_coupon_warm(r, ctx);
+        break;
+    }
+
+    ngx_commerce_coupon_finish(r, n);
+}
+
+
+/* the gate's keys are missing: read the campaign, then ask again */
+
+static ngx_int_t
+ngx_commerce_coupon_warm(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
+{
+    ngx_commerce_main_conf_t    *mcf;
+    ngx_commerce_coupon_gate_t  *g;
+
+    g = ngx_pcalloc(r->pool, sizeof(ngx_commerce_coupon_gate_t));
+
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    g->ctx = ctx;
+    g->query.stmt =
+        &ngx_commerce_coupon_statements[NGX_COMMERCE_STMT_COUPON_GET];
+    g->query.nparams = 1;
+    g->query.params[0] = ngx_commerce_pg_int(&g->query, ctx->id);
+    g->query.log = r->connection->log;
+    g->query.data = g;
+    g->query.handler = ngx_commerce_coupon_warmed;
+
+    if (ngx_commerce_pg_submit(mcf->pool, &g->query) != NGX_OK) {
+        return ngx_commerce_coupon_write(r, ctx, 0);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_commerce_coupon_warmed(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    int64_t                      remaining, limit;
+    ngx_int_t                    n;
+    yajl_val                     doc;
+    ngx_commerce_ctx_t          *ctx;
+    ngx_http_request_t          *r;
+    ngx_commerce_coupon_gate_t  *g;
+
+    g = q->data;
+    ctx = g->ctx;
+    r = ctx->request;
+
+    ngx_http_set_log_request(r->connection->log, r);
+
+    if (rc != NGX_OK || res == NULL) {
+        n = ngx_commerce_coupon_write(r, ctx, 0);
+        goto done;
+    }
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* COUPON_NOT_FOUND */
+        n = ngx_commerce_reply_db_error(r, ctx, res);
+        goto done;
+    }
+
+    doc = (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+          ? ngx_commerce_json_parse(r->pool, (u_char *) PQgetvalue(res, 0, 0),
+                                    PQgetlength(res, 0, 0))
+          : NULL;
+
+    if (doc == NULL
+        || ngx_commerce_json_int(doc, "remaining", NULL, &remaining) != NGX_OK
+        || ngx_commerce_json_int(doc, "perUserLimit", NULL, &limit) != NGX_OK)
+    {
+        n = ngx_commerce_coupon_write(r, ctx, 0);
+        goto done;
+    }
+
+    n = ngx_commerce_coupon_gate(r, ctx, remaining, limit);
+
+    if (n == NGX_DECLINED) {
+        n = ngx_commerce_coupon_write(r, ctx, 0);
+    }
+
+done:
+
+    ngx_commerce_coupon_finish(r, n);
+}
+
+
+/* the truth: cm_coupon_issue; a gated write settles the gate after it */
+
+static ngx_int_t
+ngx_commerce_coupon_write(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_uint_t gated)
+{
+    ngx_int_t  rc;
 
     ctx->query.stmt =
         &ngx_commerce_coupon_statements[NGX_COMMERCE_STMT_COUPON_ISSUE];
@@ -170,7 +488,165 @@ ngx_commerce_coupon_issue(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                                ctx->claims.user_id);
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
 
-    return ngx_commerce_handler_query(r, ctx);
+    rc = ngx_commerce_handler_query(r, ctx);
+
+    if (!gated) {
+        return rc;
+    }
+
+    if (rc != NGX_DONE) {
+        /* not sent (Postgres down): nothing was issued */
+        ngx_commerce_coupon_give_back(ctx, "back");
+        return rc;
+    }
+
+    ngx_commerce_coupon_next = ctx->query.handler;
+    ctx->query.handler = ngx_commerce_coupon_written;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_commerce_coupon_written(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    char                *code;
+    ngx_commerce_ctx_t  *ctx;
+
+    ctx = q->data;
+
+    if (rc != NGX_OK || res == NULL) {
+        /* lost: maybe issued; a gate given back too much only lets more
+         * requests reach Postgres, which decides */
+        ngx_commerce_coupon_give_back(ctx, "back");
+
+    } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        code = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+        if (code != NULL && ngx_strcmp(code, "COUPON_SOLD_OUT") == 0) {
+            ngx_commerce_coupon_give_back(ctx, "soldout");
+
+        } else if (code != NULL
+                   && ngx_strcmp(code, "COUPON_LIMIT_REACHED") == 0)
+        {
+            ngx_commerce_coupon_give_back(ctx, "limit");
+
+        } else {
+            ngx_commerce_coupon_give_back(ctx, "back");
+        }
+    }
+
+    ngx_commerce_coupon_next(q, rc, res);
+}
+
+
+static void
+ngx_commerce_coupon_give_back(ngx_commerce_ctx_t *ctx, const char *mode)
+{
+    u_char              *p;
+    ngx_array_t         *keys, *args;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    keys = ngx_commerce_coupon_keys(r->pool, ctx->id);
+    args = ngx_array_create(r->pool, 2, sizeof(ngx_str_t));
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
+
+    if (keys == NULL || args == NULL || p == NULL) {
+        return;
+    }
+
+    ngx_sprintf(p, "%L%Z", ctx->claims.user_id);
+
+    if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK
+        || ngx_commerce_coupon_arg(args, mode) != NGX_OK)
+    {
+        return;
+    }
+
+    if (ngx_commerce_redis_eval(&ngx_commerce_coupon_back_script, keys, args,
+                                ngx_commerce_coupon_ignore, NULL)
+        == NULL)
+    {
+        ngx_commerce_log(NGX_LOG_WARN, r, ctx,
+                         "coupon gate not given back (%s): Redis refused",
+                         mode);
+    }
+}
+
+
+static void
+ngx_commerce_coupon_ignore(void *data, ngx_commerce_redis_rc_e rc,
+    redisReply *reply)
+{
+    /* the gate is never trusted alone: a lost give-back costs nothing */
+}
+
+
+/* coupon:{ID}:remaining and coupon:{ID}:users */
+
+static ngx_array_t *
+ngx_commerce_coupon_keys(ngx_pool_t *pool, int64_t id)
+{
+    u_char       *p;
+    ngx_str_t    *k;
+    ngx_array_t  *keys;
+
+    keys = ngx_array_create(pool, 2, sizeof(ngx_str_t));
+    p = ngx_pnalloc(pool, 2 * (NGX_INT64_LEN + sizeof("coupon:{}:remaining")));
+
+    if (keys == NULL || p == NULL) {
+        return NULL;
+    }
+
+    k = ngx_array_push_n(keys, 2);
+    if (k == NULL) {
+        return NULL;
+    }
+
+    k[0].data = p;
+    k[0].len = ngx_sprintf(p, "coupon:{%L}:remaining", id) - p;
+    p += k[0].len;
+    k[1].data = p;
+    k[1].len = ngx_sprintf(p, "coupon:{%L}:users", id) - p;
+
+    return keys;
+}
+
+
+static ngx_int_t
+ngx_commerce_coupon_arg(ngx_array_t *a, const char *s)
+{
+    ngx_str_t  *v;
+
+    v = ngx_array_push(a);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = (u_char *) s;
+    v->len = ngx_strlen(s);
+
+    return NGX_OK;
+}
+
+
+/* an answer outside the content handler's call: finalize it here */
+
+static void
+ngx_commerce_coupon_finish(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+
+    ngx_http_run_posted_requests(c);
 }
 
 
