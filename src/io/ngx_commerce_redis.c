@@ -707,8 +707,11 @@ ngx_commerce_redis_connect(ngx_commerce_redis_conn_t *conn)
     }
 
     /*
-     * An address or a path: the configuration refused host names, so
-     * hiredis' getaddrinfo() parses a number and asks no resolver.
+     * ngx-commerce: allow-blocking.  redisAsyncConnect() calls
+     * getaddrinfo(), but only ever with an IP address literal and a numeric
+     * port (the configuration refuses host names), which glibc parses
+     * without a resolver, a file or a socket; the connect itself is
+     * non-blocking.
      */
     if (rc->path != NULL) {
         ac = redisAsyncConnectUnix(rc->path);

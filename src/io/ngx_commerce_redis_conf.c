@@ -7,7 +7,9 @@
  *     commerce_redis unix:/run/redis/redis.sock;
  *
  * The server is an IP address or a unix socket, never a host name: hiredis
- * resolves a name with a blocking getaddrinfo() in the worker.  The
+ * would resolve a name in the worker, and a worker must not wait on a
+ * resolver (ngx-commerce: allow-blocking names the one deliberate call, in
+ * ngx_commerce_redis.c).  The
  * password file is a secret (owner only, like every key file of the
  * module).  Commands are written in RESP here, into memory of their own,
  * so that a queued command owes nothing to its caller.
