@@ -192,12 +192,12 @@ cm_coupon_value(cm_json_walk_t *w, cm_coupon_parse_t *cp, cm_json_event_e ev,
         return CM_JSON_OK;
 
     case CM_CF_TYPE:
-        if (ev == CM_JSON_STRING && len == 5 && memcmp(p, "FIXED", 5) == 0) {
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "FIXED")) {
             out->type = CM_COUPON_FIXED;
             return CM_JSON_OK;
         }
 
-        if (ev == CM_JSON_STRING && len == 4 && memcmp(p, "RATE", 4) == 0) {
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "RATE")) {
             out->type = CM_COUPON_RATE;
             return CM_JSON_OK;
         }

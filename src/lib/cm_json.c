@@ -15,10 +15,6 @@
 #include "cm_text.h"
 
 
-#define cm_json_key_is(p, len, s)                                             \
-    ((len) == sizeof(s) - 1 && memcmp(p, s, sizeof(s) - 1) == 0)
-
-
 /* bits for the fields of one object, to find duplicates and missing ones */
 #define CM_ORDER_F_ITEMS      0x01
 #define CM_ORDER_F_PAYMENT    0x02
@@ -714,7 +710,7 @@ cm_charge_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
             return CM_JSON_OK;
 
         case CM_JSON_KEY:
-            if (!cm_json_key_is(p, len, "amount")) {
+            if (!cm_json_str_is(p, len, "amount")) {
                 return CM_JSON_SKIP;
             }
 
@@ -790,11 +786,11 @@ cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op, const unsigned char *p,
     unsigned     f;
     const char  *name;
 
-    if (cm_json_key_is(p, len, "items")) {
+    if (cm_json_str_is(p, len, "items")) {
         f = CM_ORDER_F_ITEMS;
         name = "items";
 
-    } else if (cm_json_key_is(p, len, "payment")) {
+    } else if (cm_json_str_is(p, len, "payment")) {
         f = CM_ORDER_F_PAYMENT;
         name = "payment";
 
@@ -860,10 +856,10 @@ cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
             return cm_order_item_done(w, op);
 
         case CM_JSON_KEY:
-            if (cm_json_key_is(p, len, "productId")) {
+            if (cm_json_str_is(p, len, "productId")) {
                 op->item_field = CM_ITEM_F_PRODUCT;
 
-            } else if (cm_json_key_is(p, len, "quantity")) {
+            } else if (cm_json_str_is(p, len, "quantity")) {
                 op->item_field = CM_ITEM_F_QUANTITY;
 
             } else {
@@ -1013,15 +1009,15 @@ cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
         return cm_pay_done(w, pp, prefix);
 
     case CM_JSON_KEY:
-        if (cm_json_key_is(p, len, "method")) {
+        if (cm_json_str_is(p, len, "method")) {
             f = CM_PAY_F_METHOD;
             name = "method";
 
-        } else if (cm_json_key_is(p, len, "cardType")) {
+        } else if (cm_json_str_is(p, len, "cardType")) {
             f = CM_PAY_F_CARD_TYPE;
             name = "cardType";
 
-        } else if (cm_json_key_is(p, len, "cardNo")) {
+        } else if (cm_json_str_is(p, len, "cardNo")) {
             f = CM_PAY_F_CARD_NO;
             name = "cardNo";
 
@@ -1054,12 +1050,12 @@ cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
     switch (pp->field) {
 
     case CM_PAY_F_METHOD:
-        if (ev == CM_JSON_STRING && cm_json_key_is(p, len, "BALANCE")) {
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "BALANCE")) {
             pp->method = CM_PAY_BALANCE;
             return CM_JSON_OK;
         }
 
-        if (ev == CM_JSON_STRING && cm_json_key_is(p, len, "CARD")) {
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "CARD")) {
             pp->method = CM_PAY_CARD;
             return CM_JSON_OK;
         }
@@ -1140,9 +1136,9 @@ cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp, const char *prefix)
 static int
 cm_card_type_valid(const char *p, size_t len)
 {
-    return cm_json_key_is(p, len, "SAMSUNG")
-           || cm_json_key_is(p, len, "KB")
-           || cm_json_key_is(p, len, "HYUNDAI");
+    return cm_json_str_is(p, len, "SAMSUNG")
+           || cm_json_str_is(p, len, "KB")
+           || cm_json_str_is(p, len, "HYUNDAI");
 }
 
 

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 
 #define CM_ORDER_ITEMS_MAX   50
@@ -99,6 +100,11 @@ size_t cm_json_escape(char *dst, size_t dstlen, const unsigned char *s,
  * value; after a container start: skip the container, its end included)
  * or CM_JSON_FAIL after cm_json_fail().
  */
+
+/* is the string p (len bytes, not NUL-terminated) the literal s? */
+#define cm_json_str_is(p, len, s)                                             \
+    ((len) == sizeof(s) - 1 && memcmp(p, s, sizeof(s) - 1) == 0)
+
 
 #define CM_JSON_OK     0
 #define CM_JSON_SKIP   1

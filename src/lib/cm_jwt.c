@@ -22,8 +22,6 @@
 #include "cm_text.h"
 
 
-#define cm_jwt_str_is(p, len, s)                                              \
-    ((len) == sizeof(s) - 1 && memcmp(p, s, sizeof(s) - 1) == 0)
 
 
 #define CM_JWT_SIG_LEN       32        /* SHA-256 */
@@ -492,16 +490,16 @@ cm_jwt_header_event(cm_json_walk_t *w, cm_json_event_e ev,
             return CM_JSON_OK;
 
         case CM_JSON_KEY:
-            if (cm_jwt_str_is(p, len, "alg")) {
+            if (cm_json_str_is(p, len, "alg")) {
                 f = CM_JWT_H_ALG;
 
-            } else if (cm_jwt_str_is(p, len, "typ")) {
+            } else if (cm_json_str_is(p, len, "typ")) {
                 f = CM_JWT_H_TYP;
 
-            } else if (cm_jwt_str_is(p, len, "kid")) {
+            } else if (cm_json_str_is(p, len, "kid")) {
                 f = CM_JWT_H_KID;
 
-            } else if (cm_jwt_str_is(p, len, "crit")) {
+            } else if (cm_json_str_is(p, len, "crit")) {
                 /* RFC 7515: extensions we do not know must be refused */
                 return cm_jwt_reject(w, &hp->reason, "unsupported header");
 
@@ -549,14 +547,14 @@ cm_jwt_header_event(cm_json_walk_t *w, cm_json_event_e ev,
     }
 
     if (hp->field == CM_JWT_H_ALG) {
-        if (ev == CM_JSON_STRING && cm_jwt_str_is(p, len, "HS256")) {
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "HS256")) {
             return CM_JSON_OK;
         }
 
         return cm_jwt_reject(w, &hp->reason, "unsupported alg");
     }
 
-    if (ev == CM_JSON_STRING && cm_jwt_str_is(p, len, "JWT")) {
+    if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "JWT")) {
         return CM_JSON_OK;
     }
 
@@ -597,19 +595,19 @@ cm_jwt_claims_event(cm_json_walk_t *w, cm_json_event_e ev,
             return CM_JSON_OK;
 
         case CM_JSON_KEY:
-            if (cm_jwt_str_is(p, len, "sub")) {
+            if (cm_json_str_is(p, len, "sub")) {
                 f = CM_JWT_C_SUB;
 
-            } else if (cm_jwt_str_is(p, len, "exp")) {
+            } else if (cm_json_str_is(p, len, "exp")) {
                 f = CM_JWT_C_EXP;
 
-            } else if (cm_jwt_str_is(p, len, "iat")) {
+            } else if (cm_json_str_is(p, len, "iat")) {
                 f = CM_JWT_C_IAT;
 
-            } else if (cm_jwt_str_is(p, len, "nbf")) {
+            } else if (cm_json_str_is(p, len, "nbf")) {
                 f = CM_JWT_C_NBF;
 
-            } else if (cm_jwt_str_is(p, len, "role")) {
+            } else if (cm_json_str_is(p, len, "role")) {
                 f = CM_JWT_C_ROLE;
 
             } else {
