@@ -301,6 +301,11 @@ ngx_commerce_handler_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     ngx_http_set_log_request(c->log, r);
 
+    if (ctx->result != NULL) {
+        /* the route's own look at the outcome before it is answered */
+        ctx->result(q, rc, res);
+    }
+
     if (rc != NGX_OK || res == NULL) {
         ngx_commerce_log(NGX_LOG_WARN, r, ctx, "\"%s\" failed: %s",
                          q->stmt->name,

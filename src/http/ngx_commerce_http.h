@@ -117,6 +117,8 @@ struct ngx_commerce_ctx_s {
     ngx_uint_t                   success_status;
 
     ngx_commerce_pg_query_t      query;
+    /* a route's look at its query's outcome, before the answer is made */
+    ngx_commerce_pg_handler_pt   result;
     ngx_http_request_t          *request;
 
     void                        *errpage;   /* ngx_commerce_errpage.c */

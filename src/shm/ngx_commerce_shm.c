@@ -15,10 +15,12 @@
 
 static ngx_int_t ngx_commerce_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_uint_t ngx_commerce_status_slot(ngx_uint_t status);
+static ngx_uint_t ngx_commerce_shm_slot(const uint64_t *bounds, ngx_uint_t n,
+    uint64_t v);
 
 
 /* histogram bounds in milliseconds (Prometheus "le" in seconds) */
-static ngx_msec_t  ngx_commerce_bounds[NGX_COMMERCE_BUCKETS] = {
+static uint64_t  ngx_commerce_bounds[NGX_COMMERCE_BUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000
 };
 
@@ -297,15 +299,25 @@ ngx_commerce_status_slot(ngx_uint_t status)
 ngx_uint_t
 ngx_commerce_shm_bucket(ngx_msec_t ms)
 {
+    return ngx_commerce_shm_slot(ngx_commerce_bounds, NGX_COMMERCE_BUCKETS,
+                                 ms);
+}
+
+
+/* the histogram bucket of v: the first bound it fits, n past the last */
+
+static ngx_uint_t
+ngx_commerce_shm_slot(const uint64_t *bounds, ngx_uint_t n, uint64_t v)
+{
     ngx_uint_t  i;
 
-    for (i = 0; i < NGX_COMMERCE_BUCKETS; i++) {
-        if (ms <= ngx_commerce_bounds[i]) {
+    for (i = 0; i < n; i++) {
+        if (v <= bounds[i]) {
             return i;
         }
     }
 
-    return NGX_COMMERCE_BUCKETS;
+    return n;
 }
 
 
@@ -373,11 +385,8 @@ ngx_commerce_shm_redis_latency(uint64_t us)
         return;
     }
 
-    for (i = 0; i < NGX_COMMERCE_REDIS_BUCKETS; i++) {
-        if (us <= ngx_commerce_redis_bounds[i]) {
-            break;
-        }
-    }
+    i = ngx_commerce_shm_slot(ngx_commerce_redis_bounds,
+                              NGX_COMMERCE_REDIS_BUCKETS, us);
 
     (void) ngx_atomic_fetch_add(&sh->m.redis.latency[i], 1);
     (void) ngx_atomic_fetch_add(&sh->m.redis.latency_sum_us,

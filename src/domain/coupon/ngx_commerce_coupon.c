@@ -131,10 +131,6 @@ static ngx_commerce_redis_script_t  ngx_commerce_coupon_back_script = {
 };
 
 
-/* the pipeline's own answer to a query, called after the gate's */
-static ngx_commerce_pg_handler_pt  ngx_commerce_coupon_next;
-
-
 ngx_commerce_stmt_t  ngx_commerce_coupon_statements[] = {
 
     [NGX_COMMERCE_STMT_COUPON_CREATE] =
@@ -488,22 +484,18 @@ ngx_commerce_coupon_write(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                                ctx->claims.user_id);
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
 
+    /* a gated write settles the gate once its outcome is known */
+    ctx->result = gated ? ngx_commerce_coupon_written : NULL;
+
     rc = ngx_commerce_handler_query(r, ctx);
 
-    if (!gated) {
-        return rc;
-    }
-
-    if (rc != NGX_DONE) {
+    if (gated && rc != NGX_DONE) {
         /* not sent (Postgres down): nothing was issued */
+        ctx->result = NULL;
         ngx_commerce_coupon_give_back(ctx, "back");
-        return rc;
     }
 
-    ngx_commerce_coupon_next = ctx->query.handler;
-    ctx->query.handler = ngx_commerce_coupon_written;
-
-    return NGX_DONE;
+    return rc;
 }
 
 
@@ -537,7 +529,6 @@ ngx_commerce_coupon_written(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         }
     }
 
-    ngx_commerce_coupon_next(q, rc, res);
 }
 
 
