@@ -292,7 +292,12 @@ my %create = map { $_ => $t->metric($m, 'commerce_gateway_requests_total',
     error refused timeout broken rejected);
 my $sent = 0;
 $sent += $create{$_} for qw(accepted declined error timeout broken);
-is($sent, $c->{create}, "creates sent ($sent) = creates the PG read");
+# a create that broke may have died on the wire before the PG read it (a
+# kept-alive connection the PG closed as we wrote: CI saw sent 321, read
+# 320, broken 1); every other one was read
+ok($sent - $create{broken} <= $c->{create} && $c->{create} <= $sent,
+    "creates sent ($sent) = creates the PG read ($c->{create}), give or"
+    . " take the $create{broken} broken");
 # a create that timed out (or broke) on our side may still have been
 # answered by the PG, with a transaction or a 500: those are the slack
 my $lost = $create{timeout} + $create{broken};
