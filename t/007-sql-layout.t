@@ -273,10 +273,16 @@ EOF
     my @added = sort grep { !exists $before->{$_} } keys %$after;
     my @changed = sort grep { exists $after->{$_}
         && $after->{$_} ne $before->{$_} } keys %$before;
-    is_deeply(\@removed, [ 'cm__payment_json(bigint,text,text,bigint)',
-                           'cm_card_get_by_key(text,text)' ],
-        'upgrade: the unused cm_card_get_by_key and the 4-argument'
-        . ' cm__payment_json are dropped');
+    # the order creations took a coupon argument (a new signature: the
+    # old one is dropped, a call without the coupon still finds the new one)
+    my %resigned = (
+        cm_order_create => 'cm_order_create(bigint,bigint[],integer[],text)',
+        cm_order_create_card =>
+            'cm_order_create_card(bigint,bigint[],integer[],text,text,text)');
+    is_deeply(\@removed, [ sort('cm__payment_json(bigint,text,text,bigint)',
+                                'cm_card_get_by_key(text,text)', values %resigned) ],
+        'upgrade: the unused cm_card_get_by_key, the 4-argument'
+        . ' cm__payment_json and the coupon-less order creations are dropped');
     # added: exactly the functions sql/ defines and the old layout did not
     # (the domains that came after it: 70_coupon.sql)
     my %old_defined;
@@ -286,18 +292,26 @@ EOF
             /^\s*CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(?:public\.)?(\w+)\s*\(/gmi;
     }
     my @new = sort grep { !$old_defined{$_} } keys %defined;
-    is_deeply([ map { s/\(.*//sr } @added ], \@new,
+    is_deeply([ sort map { s/\(.*//sr } @added ],
+        [ sort @new, keys %resigned ],
         'upgrade: the functions added are those the old layout did not define: '
-        . join(' ', @new));
+        . join(' ', @new) . ', and the order creations with a coupon');
     ok(!grep({ m{^sql/functions/(?:[0-6])} } map { @{ $defined{$_} } } @new),
         '... all of them in function files after 60_account.sql');
-    my $create = 'cm_order_create(bigint,bigint[],integer[],text)';
-    is_deeply(\@changed, [ $create ],
-        'upgrade: one function changed, cm_order_create') or diag(@changed);
-    if (my $c = $after->{$create}) {
-        my $call = q{cm__payment_json(v_pay_id, 'BALANCE', 'SUCCESS', v_pay_amount};
-        (my $b = $before->{$create}) =~ s/\Q$call\E\)/$call, NULL)/;
-        is($c, $b, '... only to call the 5-argument cm__payment_json');
+    for my $f (keys %resigned) {
+        my ($sig) = grep { /^\Q$f\E\(/ } @added;
+        like($sig // '', qr/^\Q$f\E\(.*,bigint\)$/,
+            "... $f takes the coupon last");
+    }
+    # coupons on orders: the paths that pay, cancel or fail an order
+    is_deeply(\@changed,
+        [ 'cm_card_settle(bigint,text,text,text)',
+          'cm_order_pay(bigint,bigint,text)', 'cm_orders_expire(integer,integer)' ],
+        'upgrade: the functions changed are those that pay, expire or fail an'
+        . ' order') or diag(@changed);
+    for my $f (@changed) {
+        like($after->{$f}, qr/cm__coupon_(?:use|release)\(/,
+            "... $f moves the order's coupon");
     }
 
     is_deeply($after, $fresh_fn,

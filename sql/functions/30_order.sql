@@ -1,9 +1,10 @@
 -- order: create, pay by balance, read and expire orders; the order
 -- document.  Repeatable file: see 00_common.sql.
 --
--- Lock order: products by id -> user (create); order -> user (pay);
--- orders SKIP LOCKED -> products by id (expire).  The card functions
--- (40_payment.sql) slot the payment row in after the order.
+-- Lock order: products by id -> coupon -> user (create); order -> coupon
+-- -> user (pay); orders SKIP LOCKED -> products by id -> coupons (expire).
+-- The card functions (40_payment.sql) slot the payment row in after the
+-- order.
 --
 -- The order document:
 --   {"id","userId","status","items":[{"productId","name","quantity",
@@ -85,21 +86,28 @@ $$;
 -- Orders
 
 -- Create an order for p_user with products p_products[i] x p_quantities[i]
--- (parallel arrays, 1..50 distinct products, quantity 1..999).
+-- (parallel arrays, 1..50 distinct products, quantity 1..999), with the
+-- user coupon p_coupon (NULL: none; 70_coupon.sql, "Coupons on orders").
 --   p_method NULL      -> PENDING_PAYMENT, stock reserved (decremented) now;
 --   p_method 'BALANCE' -> paid from the balance in the same transaction: PAID.
 -- Products are locked in id order (FOR NO KEY UPDATE), so concurrent orders
 -- over overlapping products queue instead of deadlocking; stock is checked on
--- the locked, latest row.  Error precedence: INVALID_REQUEST, USER_NOT_FOUND,
--- PRODUCT_NOT_FOUND (lowest missing id), OUT_OF_STOCK (lowest such id),
--- INSUFFICIENT_BALANCE.
+-- the locked, latest row.  Then the coupon row is locked and priced: the
+-- order's discountAmount, and paymentAmount = totalAmount - discountAmount.
+-- Error precedence: INVALID_REQUEST, USER_NOT_FOUND, PRODUCT_NOT_FOUND
+-- (lowest missing id), OUT_OF_STOCK (lowest such id), COUPON_NOT_FOUND,
+-- COUPON_NOT_AVAILABLE, COUPON_NOT_APPLICABLE, INSUFFICIENT_BALANCE.
 --
--- Zero-amount orders (every product priced 0) paid with BALANCE become PAID
--- without a payments row and without a ledger row: no money moves, and
--- payments.amount is CHECK (amount > 0) because a payment of nothing is not a
--- payment.  Their document has "payment": null.  Same in cm_order_pay.
+-- An order with nothing to pay (paymentAmount 0: every product priced 0, or
+-- a coupon covering it all) is PAID at once, whatever p_method, without a
+-- payments row and without a ledger row: no money moves, and payments.amount
+-- is CHECK (amount > 0) because a payment of nothing is not a payment.  Its
+-- document has "payment": null, and its coupon is USED.
+-- Databases before coupons on orders have the 4-argument version: dropped
+-- (a 4-argument call still finds this one, p_coupon defaults to NULL).
+DROP FUNCTION IF EXISTS cm_order_create(bigint, bigint[], int[], text);
 CREATE OR REPLACE FUNCTION cm_order_create(p_user bigint, p_products bigint[], p_quantities int[],
-                                           p_method text) RETURNS text
+                                           p_method text, p_coupon bigint DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     n          int := cardinality(p_products);
@@ -115,7 +123,7 @@ DECLARE
     v_short_stock int;
     v_short_qty   int;
     v_total    bigint := 0;
-    v_discount bigint := 0;      -- coupons: later
+    v_discount bigint := 0;
     v_pay_amount bigint;
     v_status   text;
     v_balance  bigint;
@@ -178,6 +186,10 @@ BEGIN
             DETAIL = format('product %s has %s in stock, %s requested', v_short, v_short_stock, v_short_qty);
     END IF;
 
+    IF p_coupon IS NOT NULL THEN
+        v_discount := cm__coupon_discount(p_user, p_coupon, v_total);
+    END IF;
+
     -- Reserve the stock (rows already locked by us).
     UPDATE products
        SET stock = stock - v_qtys[array_position(v_ids, id)],
@@ -185,7 +197,7 @@ BEGIN
      WHERE id = ANY (v_ids);
 
     v_pay_amount := v_total - v_discount;
-    IF p_method IS NULL THEN
+    IF p_method IS NULL AND v_pay_amount > 0 THEN
         v_status := 'PENDING_PAYMENT';
     ELSE
         v_status := 'PAID';
@@ -208,6 +220,10 @@ BEGIN
     INSERT INTO order_items (order_id, product_id, name, quantity, unit_price, amount)
     SELECT v_order, u.pid, u.name, u.qty, u.price, u.price * u.qty
       FROM unnest(v_ids, v_names, v_qtys, v_prices) AS u(pid, name, qty, price);
+
+    IF p_coupon IS NOT NULL THEN
+        PERFORM cm__coupon_hold(p_coupon, v_order, v_status = 'PAID');
+    END IF;
 
     IF v_status = 'PAID' AND v_pay_amount > 0 THEN
         WITH pay AS (
@@ -255,6 +271,8 @@ BEGIN
             DETAIL = format('order %s is %s', p_order, o.status);
     END IF;
 
+    PERFORM cm__coupon_use(p_order);
+
     IF o.payment_amount > 0 THEN
         UPDATE users
            SET balance = balance - o.payment_amount
@@ -297,8 +315,8 @@ $$;
 -- p_ttl_seconds and give their stock back.  SKIP LOCKED lets several nginx
 -- workers/instances run it at once (each takes different orders) and never
 -- waits on an order being paid right now.  Products are locked in id order,
--- like cm_order_create, before the stock is restored.  Returns the number of
--- orders cancelled.
+-- like cm_order_create, before the stock is restored; their coupons are
+-- free again.  Returns the number of orders cancelled.
 CREATE OR REPLACE FUNCTION cm_orders_expire(p_ttl_seconds int, p_batch int) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -342,6 +360,8 @@ BEGIN
        SET stock = p.stock + u.qty, updated_at = now()
       FROM unnest(v_pids, v_qtys) AS u(pid, qty)
      WHERE p.id = u.pid;
+
+    PERFORM cm__coupon_release(v_ids);
 
     RETURN cardinality(v_ids);
 END

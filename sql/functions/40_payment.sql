@@ -23,14 +23,15 @@
 -- applied payments (net_cancel IS NULL).
 --
 -- Lock order (all functions, so no cycle and no deadlock):
---   order row -> payment row -> products (by id) -> user
+--   order row -> payment row -> products (by id) -> user coupon -> user
 --   cm_card_begin: order; cm_card_settle / cm_card_abort: order -> payment
---   (-> products by id for PAYMENT_FAILED); cm_order_pay: order -> user;
+--   (-> user coupon when PAID; -> products by id -> user coupon for
+--   PAYMENT_FAILED); cm_order_pay: order -> user coupon -> user;
 --   cm_card_accepted / cm_card_gateway / cm_card_cancelled: payment only;
 --   cm_card_due / cm_card_cancel_due: payments SKIP LOCKED (never wait);
---   cm_orders_expire: orders SKIP LOCKED -> products;
---   cm_order_create[_card]: products -> user (and rows of its own,
---   invisible to others until commit).
+--   cm_orders_expire: orders SKIP LOCKED -> products -> user coupons;
+--   cm_order_create[_card]: products -> user coupon -> user (and rows of
+--   its own, invisible to others until commit).
 -- cm_card_settle learns the order id from an unlocked read of the payment
 -- (order_id never changes), locks the order, then the payment, then re-reads
 -- the payment's state: concurrent settles of one payment queue on the order
@@ -185,21 +186,31 @@ END
 $$;
 
 -- Create an order (exactly as cm_order_create with p_method NULL: same
--- validation, errors, locks, stock reservation) and start its card payment,
--- in one transaction.  -> same document as cm_card_begin.
+-- validation, errors, locks, stock reservation, coupon p_coupon) and start
+-- its card payment of the order's paymentAmount, in one transaction.
+-- -> same document as cm_card_begin; for an order with nothing to pay
+-- (PAID at once by cm_order_create) "paymentId" is null, "amount" 0 and no
+-- card payment starts.
+-- Databases before coupons on orders have the 6-argument version: dropped.
+DROP FUNCTION IF EXISTS cm_order_create_card(bigint, bigint[], int[], text, text, text);
 CREATE OR REPLACE FUNCTION cm_order_create_card(p_user bigint, p_products bigint[], p_quantities int[],
-                                                p_gateway text, p_card_type text, p_card_last4 text)
+                                                p_gateway text, p_card_type text, p_card_last4 text,
+                                                p_coupon bigint DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_order  bigint;
-    v_amount bigint;
+    o        record;
 BEGIN
     PERFORM cm__card_check_args(p_gateway, p_card_type, p_card_last4);
-    PERFORM cm_order_create(p_user, p_products, p_quantities, NULL);
+    PERFORM cm_order_create(p_user, p_products, p_quantities, NULL, p_coupon);
     -- The id cm_order_create just drew in this session (no other nextval since).
     v_order := currval('orders_id_seq');
-    SELECT o.payment_amount INTO v_amount FROM orders o WHERE o.id = v_order;
-    RETURN cm__card_start(v_order, v_amount, p_gateway, p_card_type, p_card_last4);
+    SELECT x.status, x.payment_amount INTO o FROM orders x WHERE x.id = v_order;
+    IF o.status = 'PAID' THEN
+        RETURN '{"paymentId":null,"orderId":' || v_order || ',"amount":0,"order":'
+            || cm_order_json(v_order) || '}';
+    END IF;
+    RETURN cm__card_start(v_order, o.payment_amount, p_gateway, p_card_type, p_card_last4);
 END
 $$;
 
@@ -380,6 +391,7 @@ BEGIN
                        decided_at = now(), next_check_at = NULL, updated_at = now()
                  WHERE id = p_payment;
                 UPDATE orders SET status = 'PAID', updated_at = now() WHERE id = v_order;
+                PERFORM cm__coupon_use(v_order);
             ELSE
                 v_nc := 'REQUIRED';
                 UPDATE payments
@@ -401,6 +413,7 @@ BEGIN
             IF v_ostatus = 'PAYMENT_IN_PROGRESS' THEN
                 UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = now() WHERE id = v_order;
                 PERFORM cm__order_release_stock(v_order);
+                PERFORM cm__coupon_release(ARRAY[v_order]);
             END IF;
         END IF;
     ELSIF p_status = 'SUCCESS' AND p.status = 'FAILED' AND p.net_cancel IS NULL THEN

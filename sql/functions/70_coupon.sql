@@ -357,3 +357,107 @@ BEGIN
     RETURN v_doc;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Coupons on orders (sql/README.md, "Coupons on orders")
+--
+-- Called by the order and card functions inside their transaction; the
+-- coupon's state moves with the order's, under the order's locks:
+--   created      cm__coupon_discount locks the coupon row, checks it and
+--                prices the discount; cm__coupon_hold sets reserved_by (and
+--                USED at once when the order is created PAID);
+--   paid         cm__coupon_use: USED;
+--   cancelled / expired / payment failed
+--                cm__coupon_release: reserved_by cleared, AVAILABLE again
+--                (EXPIRED if its time has passed).
+-- A held coupon stays good for its order even if it expires before the
+-- payment: the price was fixed when the order was created.
+-- Lock order: create = products -> coupon -> user; pay = order -> coupon
+-- -> user; expire and fail = order -> products -> coupon.  Issuing only
+-- locks the campaign row, which the order path never locks.
+
+-- The discount of user coupon p_coupon of p_user on an order of p_total,
+-- the coupon row locked (FOR NO KEY UPDATE) until the order commits: of two
+-- orders with one coupon, the second waits, then sees reserved_by.
+--   FIXED: min(value, total);  RATE: floor(total * value / 100), capped
+--   by max_discount.
+-- -> bigint | COUPON_NOT_FOUND (no such coupon, or another user's) |
+--    COUPON_NOT_AVAILABLE (used, expired, or held by a live order) |
+--    COUPON_NOT_APPLICABLE (total under the campaign's minOrderAmount)
+CREATE OR REPLACE FUNCTION cm__coupon_discount(p_user bigint, p_coupon bigint, p_total bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    c          record;
+    v_discount bigint;
+BEGIN
+    SELECT uc.status, uc.reserved_by, uc.expires_at, k.discount_type, k.discount_value,
+           k.max_discount, k.min_order_amount
+      INTO c
+      FROM user_coupons uc
+      JOIN coupon_campaigns k ON k.id = uc.campaign_id
+     WHERE uc.id = p_coupon AND uc.user_id = p_user
+       FOR NO KEY UPDATE OF uc;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'COUPON_NOT_FOUND',
+            DETAIL = format('user coupon %s not found', p_coupon);
+    END IF;
+    IF c.status <> 'AVAILABLE' OR c.reserved_by IS NOT NULL OR c.expires_at <= now() THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'COUPON_NOT_AVAILABLE',
+            DETAIL = format('user coupon %s is %s', p_coupon,
+                            CASE WHEN c.status = 'USED' THEN 'used'
+                                 WHEN c.reserved_by IS NOT NULL THEN 'held by another order'
+                                 ELSE 'expired' END);
+    END IF;
+    IF p_total < c.min_order_amount THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'COUPON_NOT_APPLICABLE',
+            DETAIL = format('user coupon %s needs an order of at least %s (this one is %s)',
+                            p_coupon, c.min_order_amount, p_total);
+    END IF;
+
+    IF c.discount_type = 'FIXED' THEN
+        v_discount := least(c.discount_value, p_total);
+    ELSE
+        -- numeric: total (up to 5 x 10^16) x 100 stays exact
+        v_discount := floor(p_total::numeric * c.discount_value / 100)::bigint;
+        IF c.max_discount IS NOT NULL THEN
+            v_discount := least(v_discount, c.max_discount);
+        END IF;
+    END IF;
+    RETURN v_discount;
+END
+$$;
+
+-- The order p_order holds the coupon cm__coupon_discount locked; p_paid:
+-- the order is PAID already (nothing to pay), so the coupon is USED now.
+CREATE OR REPLACE FUNCTION cm__coupon_hold(p_coupon bigint, p_order bigint, p_paid boolean)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE user_coupons
+       SET reserved_by = p_order,
+           status = CASE WHEN p_paid THEN 'USED' ELSE status END,
+           used_at = CASE WHEN p_paid THEN now() END
+     WHERE id = p_coupon;
+END
+$$;
+
+-- The order p_order became PAID (the caller holds its row): its coupon, if
+-- any, is USED.
+CREATE OR REPLACE FUNCTION cm__coupon_use(p_order bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE user_coupons
+       SET status = 'USED', used_at = now()
+     WHERE reserved_by = p_order AND status = 'AVAILABLE';
+END
+$$;
+
+-- The orders p_orders ended unpaid (cancelled, expired, payment failed; the
+-- caller holds their rows): their coupons are free again.
+CREATE OR REPLACE FUNCTION cm__coupon_release(p_orders bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE user_coupons
+       SET reserved_by = NULL
+     WHERE reserved_by = ANY (p_orders) AND status = 'AVAILABLE';
+END
+$$;
