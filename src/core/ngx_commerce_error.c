@@ -37,6 +37,8 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "COUPON_SOLD_OUT",          NGX_HTTP_CONFLICT },
     { "COUPON_LIMIT_REACHED",     NGX_HTTP_CONFLICT },
     { "COUPON_NOT_ISSUABLE",      NGX_HTTP_CONFLICT },
+    { "COUPON_NOT_AVAILABLE",     NGX_HTTP_CONFLICT },
+    { "COUPON_NOT_APPLICABLE",    NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 

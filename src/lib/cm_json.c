@@ -18,6 +18,7 @@
 /* bits for the fields of one object, to find duplicates and missing ones */
 #define CM_ORDER_F_ITEMS      0x01
 #define CM_ORDER_F_PAYMENT    0x02
+#define CM_ORDER_F_COUPON     0x04
 
 #define CM_ITEM_F_PRODUCT     0x01
 #define CM_ITEM_F_QUANTITY    0x02
@@ -754,10 +755,17 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
             break;
         }
 
-        /* a scalar value of "items" or "payment" */
+        /* a scalar value of "items", "payment" or "couponId" */
 
         if (op->field == CM_ORDER_F_ITEMS) {
             return cm_json_fail(w, "items must be an array");
+        }
+
+        if (op->field == CM_ORDER_F_COUPON) {
+            return (ev == CM_JSON_NULL)
+                   ? CM_JSON_OK
+                   : cm_json_int_value(w, ev, p, len, 1, INT64_MAX,
+                                       "couponId", &op->out->coupon_id);
         }
 
         if (ev == CM_JSON_NULL) {
@@ -769,6 +777,10 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
 
     if (op->field == CM_ORDER_F_ITEMS) {
         return cm_order_items_event(w, op, ev, p, len);
+    }
+
+    if (op->field == CM_ORDER_F_COUPON) {
+        return cm_json_fail(w, "couponId must be an integer");
     }
 
     if (w->depth == 2 && ev == CM_JSON_ARRAY_START) {
@@ -793,6 +805,10 @@ cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op, const unsigned char *p,
     } else if (cm_json_str_is(p, len, "payment")) {
         f = CM_ORDER_F_PAYMENT;
         name = "payment";
+
+    } else if (cm_json_str_is(p, len, "couponId")) {
+        f = CM_ORDER_F_COUPON;
+        name = "couponId";
 
     } else {
         return CM_JSON_SKIP;

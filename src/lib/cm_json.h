@@ -45,6 +45,7 @@ typedef struct {
     cm_order_item_t  items[CM_ORDER_ITEMS_MAX];
     size_t           nitems;       /* after merging duplicates */
     cm_pay_method_e  method;       /* CM_PAY_NONE: "payment" absent or null */
+    int64_t          coupon_id;    /* a user coupon; 0: absent or null */
     /* set, NUL-terminated, only when method is CM_PAY_CARD, else empty */
     char             card_type[16];
     char             card_no[20];

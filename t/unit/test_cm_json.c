@@ -267,6 +267,52 @@ test_order(void)
        && o.nitems == 1 && o.items[0].product_id == 1,
        "order: unknown fields ignored at every level");
 
+    ok(order(S("{\"couponId\":42,\"items\":[{\"productId\":1,"
+               "\"quantity\":1}]}"), &o, err) == 0
+       && o.coupon_id == 42 && o.nitems == 1,
+       "order: a couponId");
+    ok(order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+               "\"couponId\":9223372036854775807}"), &o, err) == 0
+       && o.coupon_id == INT64_MAX,
+       "order: the largest couponId, after items");
+    ok(order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+               "\"couponId\":null}"), &o, err) == 0
+       && o.coupon_id == 0,
+       "order: couponId null is no coupon");
+    ok(order(S("{\"items\":[{\"productId\":1,\"quantity\":1}]}"), &o,
+             err) == 0 && o.coupon_id == 0,
+       "order: no couponId is no coupon");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":0}"),
+              "couponId must be between 1 and 9223372036854775807",
+              "couponId 0");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":-3}"),
+              "couponId must be between 1 and 9223372036854775807",
+              "couponId negative");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":9223372036854775808}"),
+              "couponId must be between 1 and 9223372036854775807",
+              "couponId overflowing");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":1.5}"),
+              "couponId must be an integer", "couponId a fraction");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":\"7\"}"),
+              "couponId must be an integer", "couponId a string");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":true}"),
+              "couponId must be an integer", "couponId a boolean");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":[7]}"),
+              "couponId must be an integer", "couponId an array");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"couponId\":{\"id\":7}}"),
+              "couponId must be an integer", "couponId an object");
+    order_bad(S("{\"couponId\":1,\"items\":[{\"productId\":1,"
+                "\"quantity\":1}],\"couponId\":2}"),
+              "duplicate field couponId", "couponId twice");
+
     ok(order(S("{\"items\":[{\"productId\":1,\"quantity\":1,"
                "\"x\":[[[[[1]]]]]}]}"), &o, err) == 0,
        "order: 8 levels under an item");

@@ -32,6 +32,7 @@ enum {
     NGX_COMMERCE_STMT_COUPON_LIST,
     NGX_COMMERCE_STMT_COUPON_GET,
     NGX_COMMERCE_STMT_COUPON_ISSUE,
+    NGX_COMMERCE_STMT_COUPON_ISSUE_IDEM,
     NGX_COMMERCE_STMT_USER_COUPONS,
     NGX_COMMERCE_COUPON_NSTMT
 };
@@ -150,7 +151,16 @@ ngx_commerce_stmt_t  ngx_commerce_coupon_statements[] = {
     /* one statement, one transaction: exact on its own */
     [NGX_COMMERCE_STMT_COUPON_ISSUE] =
     { "cm_coupon_issue", "SELECT cm_coupon_issue($1::bigint, $2::bigint)",
-      2, 0, NULL, 0 },
+      2, 0,
+      &ngx_commerce_coupon_statements[NGX_COMMERCE_STMT_COUPON_ISSUE_IDEM],
+      0 },
+
+    /* with an Idempotency-Key: claimed and answered in the same transaction */
+    [NGX_COMMERCE_STMT_COUPON_ISSUE_IDEM] =
+    { "cm_coupon_issue_idem",
+      "SELECT cm_idem_done(h.held, $3::bigint, $4::text, $5::int, "
+      "cm_coupon_issue($1::bigint, $2::bigint)) "
+      "FROM cm_idem_hold($3::bigint, $4::text) AS h(held)", 5, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_USER_COUPONS] =
     { "cm_user_coupons", "SELECT cm_user_coupons($1::bigint, $2::text)", 2,
@@ -172,9 +182,9 @@ ngx_commerce_route_t  ngx_commerce_coupon_routes[] = {
     NGX_COMMERCE_ROUTE("GET", "/api/v1/coupons/{id}", CM_ROLE_ALL, 0,
                        "coupon", ngx_commerce_coupon_get, "getCoupon"),
 
-    NGX_COMMERCE_ROUTE("POST", "/api/v1/coupons/{id}/issue", CM_ROLE_ALL, 0,
-                       "coupon_issue", ngx_commerce_coupon_issue,
-                       "issueCoupon"),
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/coupons/{id}/issue", CM_ROLE_ALL,
+                       NGX_COMMERCE_ROUTE_IDEM, "coupon_issue",
+                       ngx_commerce_coupon_issue, "issueCoupon"),
 
     NGX_COMMERCE_ROUTE("GET", "/api/v1/users/me/coupons", CM_ROLE_ALL, 0,
                        "my_coupons", ngx_commerce_coupon_mine,

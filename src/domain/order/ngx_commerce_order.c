@@ -51,16 +51,17 @@ ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
 
     [NGX_COMMERCE_STMT_ORDER_CREATE] =
     { "cm_order_create",
-      "SELECT cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text)",
-      4, 0,
+      "SELECT cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text, "
+      "$5::bigint)", 5, 0,
       &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE_IDEM],
       0 },
 
     [NGX_COMMERCE_STMT_ORDER_CREATE_IDEM] =
     { "cm_order_create_idem",
-      "SELECT cm_idem_done(h.held, $5::bigint, $6::text, $7::int, "
-      "cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text)) "
-      "FROM cm_idem_hold($5::bigint, $6::text) AS h(held)", 7, 0, NULL, 0 },
+      "SELECT cm_idem_done(h.held, $6::bigint, $7::text, $8::int, "
+      "cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text, "
+      "$5::bigint)) "
+      "FROM cm_idem_hold($6::bigint, $7::text) AS h(held)", 8, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_PAY] =
     { "cm_order_pay", "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)",
@@ -131,6 +132,7 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
     char              err[NGX_COMMERCE_ERR_LEN], *ids, *qty;
+    const char       *coupon;
     cm_order_req_t    req;
     cm_payment_req_t  card;
 
@@ -142,23 +144,29 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* SQL NULL: no coupon */
+    coupon = req.coupon_id ? ngx_commerce_pg_int(&ctx->query, req.coupon_id)
+                           : NULL;
+
     if (req.method == CM_PAY_CARD) {
         card.method = CM_PAY_CARD;
         ngx_memcpy(card.card_type, req.card_type, sizeof(card.card_type));
         ngx_memcpy(card.card_no, req.card_no, sizeof(card.card_no));
 
-        return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, &card);
+        return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, coupon,
+                                           &card);
     }
 
     ctx->success_status = NGX_HTTP_CREATED;
     ctx->query.stmt =
         &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE];
-    ctx->query.nparams = 4;
+    ctx->query.nparams = 5;
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
                                                ctx->claims.user_id);
     ctx->query.params[1] = ids;
     ctx->query.params[2] = qty;
     ctx->query.params[3] = ngx_commerce_order_method(req.method);
+    ctx->query.params[4] = coupon;
 
     return ngx_commerce_handler_query(r, ctx);
 }
@@ -191,7 +199,8 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     if (req.method == CM_PAY_CARD) {
-        return ngx_commerce_pay_card_start(r, ctx, ctx->id, NULL, NULL, &req);
+        return ngx_commerce_pay_card_start(r, ctx, ctx->id, NULL, NULL, NULL,
+                                           &req);
     }
 
     ctx->query.stmt =

@@ -58,7 +58,7 @@ ngx_commerce_stmt_t  ngx_commerce_payment_statements[] = {
     [NGX_COMMERCE_STMT_ORDER_CREATE_CARD] =
     { "cm_order_create_card",
       "SELECT cm_order_create_card($1::bigint, $2::bigint[], $3::int[], "
-      "$4::text, $5::text, $6::text)", 6, 0, NULL, 0 },
+      "$4::text, $5::text, $6::text, $7::bigint)", 7, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_CARD_ACCEPTED] =
     { "cm_card_accepted",
@@ -134,7 +134,7 @@ ngx_commerce_route_t  ngx_commerce_payment_routes[] = {
 
 ngx_int_t
 ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    int64_t order_id, const char *ids, const char *qty,
+    int64_t order_id, const char *ids, const char *qty, const char *coupon,
     cm_payment_req_t *card)
 {
     char                    *last4;
@@ -229,17 +229,23 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     v.len = ngx_strlen(qty);
     qty = ngx_commerce_json_cstr(pay->pool, &v);
 
+    if (coupon != NULL) {
+        v.data = (u_char *) coupon;
+        v.len = ngx_strlen(coupon);
+        coupon = ngx_commerce_pay_cstr(pay, &v);
+    }
+
     if (ids == NULL || qty == NULL) {
         goto failed;
     }
 
     if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
-                               NGX_COMMERCE_STEP_BEGIN, 6,
+                               NGX_COMMERCE_STEP_BEGIN, 7,
                                ngx_commerce_pg_int(&pay->query, pay->user_id),
                                (char *) ids, (char *) qty,
                                ngx_commerce_pay_cstr(pay, &gw->name),
                                (char *) pay->card.card_type,
-                               last4)
+                               last4, coupon)
         != NGX_OK)
     {
         goto failed;
@@ -496,6 +502,19 @@ ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     case NGX_COMMERCE_STEP_BEGIN:
         v = ngx_commerce_json_parse(pay->pool, doc, len);
+
+        if (v != NULL
+            && YAJL_IS_NULL(ngx_commerce_json_get(v, "paymentId", NULL))
+            && ngx_commerce_json_text(pay->pool,
+                                      ngx_commerce_json_get(v, "order", NULL),
+                                      &body)
+               == NGX_OK)
+        {
+            /* nothing to pay (a coupon covered it all): PAID at once */
+            ngx_commerce_pay_respond(pay, NGX_HTTP_CREATED, &body, NULL,
+                                     NULL);
+            return;
+        }
 
         if (v == NULL
             || ngx_commerce_json_int(v, "paymentId", NULL, &pay->payment_id)
