@@ -29,17 +29,6 @@ sub buy {
             @$items ], payment => { method => 'BALANCE' } }, %o };
 }
 
-sub tally {
-    my %n;
-    for my $r (@_) {
-        my $k = $r->{status} . ($r->{json} && $r->{json}{code}
-            ? " $r->{json}{code}" : '');
-        $k .= " ($r->{error})" if $r->{error};
-        $n{$k}++;
-    }
-    return \%n;
-}
-
 sub paid_orders_of {
     my ($product) = @_;
     return 0 + $t->psql(qq{SELECT count(*) FROM orders o

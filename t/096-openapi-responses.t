@@ -275,11 +275,6 @@ call(listAudit => 'by a consumer', GET => '/api/v1/admin/audit',
 
 # --- coupons -------------------------------------------------------------
 
-sub iso_in {
-    my @g = gmtime(time + $_[0]);
-    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $g[5] + 1900, $g[4] + 1,
-        @g[3, 2, 1, 0];
-}
 my %campaign = (name => 'Coupon 096', discountType => 'RATE',
     discountValue => 10, maxDiscount => 3000, minOrderAmount => 1000,
     totalQuantity => 2, perUserLimit => 1, issueStartsAt => iso_in(-60),

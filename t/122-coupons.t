@@ -26,35 +26,13 @@ my $admin = $t->token(2, role => 'ADMIN');
 my $manager = $t->token(3, role => 'MANAGER');
 my $ts = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
-sub iso {
-    my ($offset) = @_;
-    my @t = gmtime(time + $offset);
-    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900, $t[4] + 1,
-        @t[3, 2, 1, 0];
-}
-
-sub campaign {
-    my (%o) = @_;
-    return { name => 'Coupon', discountType => 'FIXED', discountValue => 1000,
-        totalQuantity => 100, perUserLimit => 1, issueStartsAt => iso(-3600),
-        issueEndsAt => iso(86400), validDays => 7, %o };
-}
+# the harness' campaign body (issuing now), shorter
+sub campaign { $t->coupon_campaign(@_) }
 
 sub create {
     my ($body, %o) = @_;
     return $t->post('/api/v1/admin/coupons', $body,
         token => $o{token} // $admin);
-}
-
-sub create_ok {
-    my $res = create(campaign(@_));
-    die "create: $res->{status} $res->{body}" unless $res->{status} == 201;
-    return $res->{json}{id};
-}
-
-sub issue {
-    my ($id, $user) = @_;
-    return $t->post("/api/v1/coupons/$id/issue", '{}', user => $user);
 }
 
 # the status and these fields of the answer (not a full match)
@@ -76,21 +54,10 @@ sub has_fields {
     ok(!@errs, $name) or diag(join("\n", @errs) . "\n$res->{raw}");
 }
 
-sub tally {
-    my %n;
-    for my $r (@_) {
-        my $k = $r->{status} . ($r->{json} && $r->{json}{code}
-            ? " $r->{json}{code}" : '');
-        $k .= " ($r->{error})" if $r->{error};
-        $n{$k}++;
-    }
-    return \%n;
-}
-
 # --- create -------------------------------------------------------------------
 
-my $starts = iso(-3600);
-my $ends = iso(86400);
+my $starts = iso_in(-3600);
+my $ends = iso_in(86400);
 my $res = create({ name => 'Spring 10%', discountType => 'RATE',
     discountValue => 10, maxDiscount => 5000, minOrderAmount => 10000,
     totalQuantity => 3, perUserLimit => 2, issueStartsAt => $starts,
@@ -161,9 +128,9 @@ push @bad,
     [ campaign(issueStartsAt => '2030-02-30T00:00:00Z'), 'February 30' ],
     [ campaign(issueStartsAt => '2030-01-01T00:00:00'), 'no zone' ],
     [ campaign(issueEndsAt => 1893456000), 'date as a number' ],
-    [ campaign(issueStartsAt => iso(7200), issueEndsAt => iso(3600)),
+    [ campaign(issueStartsAt => iso_in(7200), issueEndsAt => iso_in(3600)),
       'ends before starts' ],
-    [ campaign(issueStartsAt => iso(-7200), issueEndsAt => iso(-3600)),
+    [ campaign(issueStartsAt => iso_in(-7200), issueEndsAt => iso_in(-3600)),
       'window in the past (SQL)' ],
     [ campaign(coupon => 1), 'unknown field' ],
     [ '{"name":"a","name":"b"}', 'duplicate field' ],
@@ -182,8 +149,8 @@ is_deeply($t->db_state, $before, 'the refused requests changed nothing');
 
 # --- list and get ----------------------------------------------------------------
 
-my $future = create_ok(name => 'Future', issueStartsAt => iso(86400),
-    issueEndsAt => iso(2 * 86400));
+my $future = $t->create_coupon(name => 'Future', issueStartsAt => iso_in(86400),
+    issueEndsAt => iso_in(2 * 86400));
 $res = $t->get('/api/v1/coupons', user => 5);
 is($res->{status}, 200, 'list 200');
 my %listed = map { $_->{id} => $_ } @{ $res->{json}{items} // [] };
@@ -206,7 +173,7 @@ is_error($t->get('/api/v1/coupons'), 401, 'UNAUTHORIZED', 'list without token');
 
 # --- issue -------------------------------------------------------------------------
 
-$res = issue($rate, 10);
+$res = $t->issue_coupon($rate, 10);
 is_response($res, 201, { id => qr/^\d+$/, couponId => 0 + $rate,
     name => 'Spring 10%', discountType => 'RATE', discountValue => 10,
     status => 'AVAILABLE', issuedAt => $ts, expiresAt => $ts },
@@ -214,22 +181,27 @@ is_response($res, 201, { id => qr/^\d+$/, couponId => 0 + $rate,
 is($t->psql("SELECT expires_at - issued_at = interval '30 days'
     FROM user_coupons WHERE id = $res->{json}{id}"), 't',
     'expires validDays after issue');
-has_fields(issue($rate, 10), 201, { couponId => $rate },
+has_fields($t->issue_coupon($rate, 10), 201, { couponId => $rate },
     'second of a limit of 2');
 
 $before = $t->db_state;
-is_error(issue($rate, 10), 409, 'COUPON_LIMIT_REACHED', 'third: limit');
-is_error(issue(999999, 10), 404, 'COUPON_NOT_FOUND', 'unknown campaign');
-is_error(issue($future, 10), 409, 'COUPON_NOT_ISSUABLE', 'before the window');
-is_error(issue('x', 10), 400, 'INVALID_REQUEST', 'bad id');
-is_error(issue($rate, 999999), 404, 'USER_NOT_FOUND', 'unknown user');
+is_error($t->issue_coupon($rate, 10), 409, 'COUPON_LIMIT_REACHED',
+    'third: limit');
+is_error($t->issue_coupon(999999, 10), 404, 'COUPON_NOT_FOUND',
+    'unknown campaign');
+is_error($t->issue_coupon($future, 10), 409, 'COUPON_NOT_ISSUABLE',
+    'before the window');
+is_error($t->issue_coupon('x', 10), 400, 'INVALID_REQUEST', 'bad id');
+is_error($t->issue_coupon($rate, 999999), 404, 'USER_NOT_FOUND',
+    'unknown user');
 is_error($t->post("/api/v1/coupons/$rate/issue", '{}'), 401, 'UNAUTHORIZED',
     'issue without token');
 is_deeply($t->db_state, $before, 'refused issues changed nothing');
 
-has_fields(issue($rate, 11), 201, { couponId => $rate }, 'last coupon');
+has_fields($t->issue_coupon($rate, 11), 201, { couponId => $rate },
+    'last coupon');
 $before = $t->db_state;
-is_error(issue($rate, 12), 409, 'COUPON_SOLD_OUT', 'sold out');
+is_error($t->issue_coupon($rate, 12), 409, 'COUPON_SOLD_OUT', 'sold out');
 is_deeply($t->db_state, $before, 'sold out changed nothing');
 has_fields($t->get("/api/v1/coupons/$rate", user => 5), 200,
     { remaining => 0 }, 'remaining 0');
@@ -239,7 +211,8 @@ ok(!grep({ $_->{id} == $rate } @{ $res->{json}{items} }),
 
 $t->psql("UPDATE coupon_campaigns SET issue_starts_at = now() - interval '2 days',
     issue_ends_at = now() - interval '1 day' WHERE id = $future");
-is_error(issue($future, 10), 409, 'COUPON_NOT_ISSUABLE', 'after the window');
+is_error($t->issue_coupon($future, 10), 409, 'COUPON_NOT_ISSUABLE',
+    'after the window');
 
 # --- my coupons ---------------------------------------------------------------------
 
@@ -275,7 +248,7 @@ is_error($t->get('/api/v1/users/me/coupons'), 401, 'UNAUTHORIZED',
 
 # --- 100 coupons, 1,000 distinct users at once ---------------------------------------
 
-my $hot = create_ok(name => 'Stampede', totalQuantity => 100);
+my $hot = $t->create_coupon(name => 'Stampede', totalQuantity => 100);
 my @res = $t->concurrent([ map { { method => 'POST',
     path => "/api/v1/coupons/$hot/issue", body => '{}', user => $_ } } 1 .. 1000 ],
     timeout => 180);
@@ -296,7 +269,7 @@ has_fields($t->get("/api/v1/coupons/$hot", user => 5), 200,
 # --- one user, 50 at once, limits 1 and 2 ---------------------------------------------
 
 for my $limit (1, 2) {
-    my $c = create_ok(name => "Limit $limit", totalQuantity => 1000,
+    my $c = $t->create_coupon(name => "Limit $limit", totalQuantity => 1000,
         perUserLimit => $limit);
     my @r = $t->concurrent([ map { { method => 'POST',
         path => "/api/v1/coupons/$c/issue", body => '{}', user => 77 } } 1 .. 50 ],

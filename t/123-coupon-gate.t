@@ -29,80 +29,38 @@ commerce_redis_command_timeout 1s;
 EOF
 $t->start_nginx;
 
-my $admin = $t->token(2, role => 'ADMIN');
-
-sub iso {
-    my @g = gmtime(time + $_[0]);
-    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $g[5] + 1900, $g[4] + 1,
-        @g[3, 2, 1, 0];
-}
-
-sub create {
-    my (%o) = @_;
-    my $res = $t->post('/api/v1/admin/coupons', { name => 'Gate',
-        discountType => 'FIXED', discountValue => 1000, totalQuantity => 100,
-        perUserLimit => 1, issueStartsAt => iso(-3600),
-        issueEndsAt => iso(86400), validDays => 7, %o }, token => $admin);
-    die "create: $res->{status} $res->{body}" unless $res->{status} == 201;
-    return $res->{json}{id};
-}
-
-sub issue_req {
-    my ($id, $user) = @_;
-    return { method => 'POST', path => "/api/v1/coupons/$id/issue",
-        body => '{}', user => $user };
-}
-
-sub issue { $t->post("/api/v1/coupons/$_[0]/issue", '{}', user => $_[1]) }
-
-sub tally {
-    my %n;
-    for my $r (@_) {
-        my $k = $r->{status} . ($r->{json} && $r->{json}{code}
-            ? " $r->{json}{code}" : '');
-        $k .= " ($r->{error})" if $r->{error};
-        $n{$k}++;
-    }
-    return \%n;
-}
-
-sub rows {
-    my ($id) = @_;
-    return scalar $t->psql("SELECT count(*) || '|' || count(DISTINCT user_id)
-        FROM user_coupons WHERE campaign_id = $id");
-}
-
 sub issued {
     0 + $t->psql("SELECT issued_quantity FROM coupon_campaigns WHERE id = $_[0]")
 }
 
 # --- warming, keys, the gate's own refusals ------------------------------------
 
-my $c = create(totalQuantity => 3, perUserLimit => 2);
+my $c = $t->create_coupon(totalQuantity => 3, perUserLimit => 2);
 is($t->redis_cli('EXISTS', "coupon:{$c}:remaining"), 0, 'no key before');
-is(issue($c, 10)->{status}, 201, 'first issue');
+is($t->issue_coupon($c, 10)->{status}, 201, 'first issue');
 is($t->redis_cli('GET', "coupon:{$c}:remaining"), 2,
     'warmed from Postgres on the missing key, then taken: 2');
 is($t->redis_cli('HGET', "coupon:{$c}:users", 'limit'), 2, 'limit in the gate');
 is($t->redis_cli('HGET', "coupon:{$c}:users", 10), 1, "the user's count");
 my $ttl = $t->redis_cli('PTTL', "coupon:{$c}:remaining");
 ok($ttl > 0 && $ttl <= 60000, "the warmed key has a TTL ($ttl ms)");
-is(issue($c, 10)->{status}, 201, 'second of the limit');
-my $res = issue($c, 10);
+is($t->issue_coupon($c, 10)->{status}, 201, 'second of the limit');
+my $res = $t->issue_coupon($c, 10);
 is_error($res, 409, 'COUPON_LIMIT_REACHED', 'the gate refuses the third');
-is(issue($c, 11)->{status}, 201, 'last coupon');
-is_error(issue($c, 12), 409, 'COUPON_SOLD_OUT', 'the gate says sold out');
-is(rows($c), '3|2', 'Postgres: 3 rows, 2 users');
-is_error(issue(999999, 10), 404, 'COUPON_NOT_FOUND',
+is($t->issue_coupon($c, 11)->{status}, 201, 'last coupon');
+is_error($t->issue_coupon($c, 12), 409, 'COUPON_SOLD_OUT',
+    'the gate says sold out');
+is($t->coupon_rows($c), '3|2', 'Postgres: 3 rows, 2 users');
+is_error($t->issue_coupon(999999, 10), 404, 'COUPON_NOT_FOUND',
     'unknown campaign: COUPON_NOT_FOUND from the warming read');
 
 # --- a write refused by Postgres gives the gate back ----------------------------
 
-$c = create(totalQuantity => 10, perUserLimit => 1);
-is(issue($c, 20)->{status}, 201, 'user 20 has one');
+$c = $t->create_coupon(totalQuantity => 10, perUserLimit => 1);
+is($t->issue_coupon($c, 20)->{status}, 201, 'user 20 has one');
 $t->redis_cli('HDEL', "coupon:{$c}:users", 20);    # the gate forgot
 is($t->redis_cli('GET', "coupon:{$c}:remaining"), 9, 'gate at 9');
-is_error(issue($c, 20), 409, 'COUPON_LIMIT_REACHED',
+is_error($t->issue_coupon($c, 20), 409, 'COUPON_LIMIT_REACHED',
     'Postgres refuses what the gate let through');
 ok(wait_until(sub { $t->redis_cli('GET', "coupon:{$c}:remaining") == 9 },
     timeout => 5), 'remaining given back: 9');
@@ -112,12 +70,12 @@ is(issued($c), 1, 'Postgres: 1 issued');
 
 # --- 100 coupons, 1,000 distinct users at once -------------------------------------
 
-$c = create(name => 'Stampede', totalQuantity => 100);
-my @res = $t->concurrent([ map { issue_req($c, $_) } 1 .. 1000 ],
+$c = $t->create_coupon(name => 'Stampede', totalQuantity => 100);
+my @res = $t->concurrent([ map { $t->issue_coupon_req($c, $_) } 1 .. 1000 ],
     timeout => 180);
 is_deeply(tally(@res), { '201' => 100, '409 COUPON_SOLD_OUT' => 900 },
     'gated: exactly 100 x 201 and 900 x COUPON_SOLD_OUT');
-is(rows($c), '100|100', '100 rows, nobody twice');
+is($t->coupon_rows($c), '100|100', '100 rows, nobody twice');
 is(issued($c), 100, 'issued_quantity 100');
 is($t->redis_cli('GET', "coupon:{$c}:remaining"), 0, 'the gate at 0');
 is($t->redis_cli('HLEN', "coupon:{$c}:users"), 101,
@@ -125,15 +83,17 @@ is($t->redis_cli('HLEN', "coupon:{$c}:users"), 101,
 
 # --- one user x 50, limit 1 ------------------------------------------------------
 
-$c = create(name => 'One user', totalQuantity => 1000, perUserLimit => 1);
-@res = $t->concurrent([ map { issue_req($c, 77) } 1 .. 50 ], timeout => 120);
+$c = $t->create_coupon(name => 'One user', totalQuantity => 1000,
+    perUserLimit => 1);
+@res = $t->concurrent([ map { $t->issue_coupon_req($c, 77) } 1 .. 50 ],
+    timeout => 120);
 is_deeply(tally(@res), { '201' => 1, '409 COUPON_LIMIT_REACHED' => 49 },
     'gated, one user x 50 on a limit of 1: one 201');
-is(rows($c), '1|1', 'one row');
+is($t->coupon_rows($c), '1|1', 'one row');
 
 # --- Redis flushed in the middle of a burst --------------------------------------
 
-$c = create(name => 'Flushed', totalQuantity => 100);
+$c = $t->create_coupon(name => 'Flushed', totalQuantity => 100);
 my $port = $t->redis_port;
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {
@@ -142,7 +102,7 @@ if ($pid == 0) {
     exec('redis-cli', '-h', '127.0.0.1', '-p', $port, 'FLUSHALL');
     exit 1;
 }
-@res = $t->concurrent([ map { issue_req($c, $_) } 1 .. 1000 ],
+@res = $t->concurrent([ map { $t->issue_coupon_req($c, $_) } 1 .. 1000 ],
     timeout => 180);
 waitpid($pid, 0);
 my $n = tally(@res);
@@ -150,19 +110,20 @@ is(($n->{201} // 0) + ($n->{'409 COUPON_SOLD_OUT'} // 0), 1000,
     'flushed mid-burst: every answer a 201 or COUPON_SOLD_OUT')
     or diag(explain($n));
 is($n->{201}, 100, 'exactly 100 issued');
-is(rows($c), '100|100', 'Postgres never holds more than the total');
+is($t->coupon_rows($c), '100|100', 'Postgres never holds more than the total');
 
 # --- Redis stopped: Postgres alone, exact -------------------------------------------
 
 $t->stop_redis;
-$c = create(name => 'No Redis', totalQuantity => 100);
-@res = $t->concurrent([ map { issue_req($c, $_) } 1 .. 1000 ],
+$c = $t->create_coupon(name => 'No Redis', totalQuantity => 100);
+@res = $t->concurrent([ map { $t->issue_coupon_req($c, $_) } 1 .. 1000 ],
     timeout => 180);
 is_deeply(tally(@res), { '201' => 100, '409 COUPON_SOLD_OUT' => 900 },
     'Redis down: exactly 100 x 201 and 900 x COUPON_SOLD_OUT');
-is(rows($c), '100|100', '100 rows, nobody twice');
-$c = create(name => 'No Redis, one user', totalQuantity => 100);
-@res = $t->concurrent([ map { issue_req($c, 78) } 1 .. 50 ], timeout => 120);
+is($t->coupon_rows($c), '100|100', '100 rows, nobody twice');
+$c = $t->create_coupon(name => 'No Redis, one user', totalQuantity => 100);
+@res = $t->concurrent([ map { $t->issue_coupon_req($c, 78) } 1 .. 50 ],
+    timeout => 120);
 is_deeply(tally(@res), { '201' => 1, '409 COUPON_LIMIT_REACHED' => 49 },
     'Redis down, one user x 50: one 201');
 

@@ -40,7 +40,8 @@ use B ();
 
 use CommerceTest::JWT qw(jwt_mint jwt_encode random_secret);
 
-our @EXPORT = qw(is_response is_error cmp_json json_num wait_until);
+our @EXPORT = qw(is_response is_error cmp_json json_num wait_until tally
+    iso_in);
 
 our $ROOT = abs_path(dirname(__FILE__) . '/../..');
 our $PGBIN = $ENV{COMMERCE_PGBIN} // '/usr/lib/postgresql/15/bin';
@@ -266,6 +267,28 @@ sub wait_until {
         return 0 if time > $deadline;
         sleep($o{interval} // 0.1);
     }
+}
+
+# tally(@responses): { "status" or "status CODE" (the JSON error code), with
+# " (error)" when the client saw no answer => count }, to compare a burst's
+# outcomes exactly: is_deeply(tally(@res), { 201 => 100, '409 X' => 900 })
+sub tally {
+    my %n;
+    for my $r (@_) {
+        my $k = $r->{status} . ($r->{json} && $r->{json}{code}
+            ? " $r->{json}{code}" : '');
+        $k .= " ($r->{error})" if $r->{error};
+        $n{$k}++;
+    }
+    return \%n;
+}
+
+# iso_in($seconds): the UTC time that many seconds from now (negative: ago),
+# as the API takes it: 2024-05-01T12:00:00Z
+sub iso_in {
+    my @g = gmtime(time + $_[0]);
+    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $g[5] + 1900, $g[4] + 1,
+        @g[3, 2, 1, 0];
 }
 
 
@@ -917,6 +940,51 @@ sub wait_order {
         return $last && $until->($last);
     }, timeout => $o{timeout} // 10, interval => $o{interval} // 0.1);
     return $last;
+}
+
+
+# ---------------------------------------------------------------------------
+# coupons
+
+# coupon_campaign(%fields): the body of a campaign issuing now (FIXED 1000,
+# 100 coupons, one per user, from an hour ago to a day ahead, valid 7
+# days), with the given fields instead
+sub coupon_campaign {
+    my ($self, %o) = @_;
+    return { name => 'Coupon', discountType => 'FIXED', discountValue => 1000,
+        totalQuantity => 100, perUserLimit => 1, issueStartsAt => iso_in(-3600),
+        issueEndsAt => iso_in(86400), validDays => 7, %o };
+}
+
+# create_coupon(%fields): creates coupon_campaign(%fields) as an ADMIN
+# (user 2) through main; its id.  Dies unless 201.
+sub create_coupon {
+    my ($self, %o) = @_;
+    my $res = $self->post('/api/v1/admin/coupons', $self->coupon_campaign(%o),
+        token => $self->token(2, role => 'ADMIN'));
+    croak "create coupon: $res->{status} $res->{body}"
+        unless $res->{status} == 201;
+    return $res->{json}{id};
+}
+
+# issue_coupon($id, $user, name => instance): POST .../coupons/{id}/issue;
+# issue_coupon_req: the same as a request of concurrent()
+sub issue_coupon {
+    my ($self, $id, $user, %o) = @_;
+    return $self->post("/api/v1/coupons/$id/issue", '{}', user => $user, %o);
+}
+
+sub issue_coupon_req {
+    my ($self, $id, $user, %o) = @_;
+    return { method => 'POST', path => "/api/v1/coupons/$id/issue",
+        body => '{}', user => $user, %o };
+}
+
+# coupon_rows($id): "rows|distinct users" of user_coupons for the campaign
+sub coupon_rows {
+    my ($self, $id) = @_;
+    return scalar $self->psql("SELECT count(*) || '|' || count(DISTINCT
+        user_id) FROM user_coupons WHERE campaign_id = $id");
 }
 
 
