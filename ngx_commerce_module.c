@@ -755,6 +755,7 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
 
     if (ngx_commerce_idem_init(cf) != NGX_OK
         || ngx_commerce_order_init(cf, mcf) != NGX_OK
+        || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
         || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK)
     {
         return NGX_ERROR;

@@ -461,3 +461,21 @@ BEGIN
      WHERE reserved_by = ANY (p_orders) AND status = 'AVAILABLE';
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- The Redis gates to warm (the module's warm job, at start and then every
+-- minute, sets the missing ones): every campaign inside its issue window,
+-- sold-out ones too (their gate then refuses without reaching Postgres),
+-- at most p_limit, by id.  -> rows (id, remaining, per_user_limit)
+CREATE OR REPLACE FUNCTION cm_coupon_gates(p_limit int)
+RETURNS TABLE (id bigint, remaining int, per_user_limit int)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+        SELECT c.id, c.total_quantity - c.issued_quantity, c.per_user_limit
+          FROM coupon_campaigns c
+         WHERE c.issue_starts_at <= now() AND now() < c.issue_ends_at
+         ORDER BY c.id
+         LIMIT p_limit;
+END
+$$;

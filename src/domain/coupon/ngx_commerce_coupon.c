@@ -13,7 +13,10 @@
  * so Redis Cluster keeps them in one slot).  A pass goes on to
  * cm_coupon_issue, which decides; a refused write gives the gate back.  A
  * missing key is warmed from Postgres (cm_coupon_get) with a TTL, so a
- * gate that drifted is read again.  Redis down, slow or failing: the
+ * gate that drifted is read again; a new campaign's gate is warmed when it
+ * is created, and a job of worker 0 warms the missing gates of every
+ * campaign in its window at start and then every TTL (cm_coupon_gates), so
+ * a burst seldom meets a cold gate.  Redis down, slow or failing: the
  * issue goes to Postgres without the gate, exact anyway.
  */
 
@@ -24,7 +27,10 @@
 
 
 /* a warmed gate lives this long, then is read again from Postgres */
-#define NGX_COMMERCE_COUPON_GATE_TTL  "60000"
+#define NGX_COMMERCE_COUPON_GATE_TTL     60000
+/* the warm job: campaigns per run, and the retry while Redis is not up */
+#define NGX_COMMERCE_COUPON_GATES_MAX    1000
+#define NGX_COMMERCE_COUPON_WARM_RETRY   1000
 
 
 enum {
@@ -34,6 +40,7 @@ enum {
     NGX_COMMERCE_STMT_COUPON_ISSUE,
     NGX_COMMERCE_STMT_COUPON_ISSUE_IDEM,
     NGX_COMMERCE_STMT_USER_COUPONS,
+    NGX_COMMERCE_STMT_COUPON_GATES,
     NGX_COMMERCE_COUPON_NSTMT
 };
 
@@ -50,6 +57,14 @@ static ngx_int_t ngx_commerce_coupon_mine(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_coupon_gate(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, int64_t remaining, int64_t limit);
+static ngx_commerce_redis_op_t *ngx_commerce_coupon_gate_eval(
+    ngx_pool_t *pool, int64_t id, int64_t user, int64_t remaining,
+    int64_t limit, ngx_commerce_redis_handler_pt handler, void *data);
+static void ngx_commerce_coupon_created(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
+static ngx_int_t ngx_commerce_coupon_warm_all(ngx_commerce_job_t *job);
+static void ngx_commerce_coupon_gates(ngx_commerce_pg_query_t *q,
+    ngx_int_t rc, PGresult *res);
 static void ngx_commerce_coupon_gated(void *data,
     ngx_commerce_redis_rc_e rc, redisReply *reply);
 static ngx_int_t ngx_commerce_coupon_warm(ngx_http_request_t *r,
@@ -69,6 +84,14 @@ static void ngx_commerce_coupon_ignore(void *data,
     ngx_commerce_redis_rc_e rc, redisReply *reply);
 
 
+/* the warm job of worker 0 */
+typedef struct {
+    ngx_commerce_job_t          job;
+    ngx_commerce_pg_query_t     query;
+    ngx_commerce_main_conf_t   *mcf;
+} ngx_commerce_coupon_warmer_t;
+
+
 /* the state of a gated issue, beside the request's ctx */
 typedef struct {
     ngx_commerce_pg_query_t   query;       /* the warming read */
@@ -79,9 +102,10 @@ typedef struct {
 
 /*
  * KEYS[1] remaining, KEYS[2] the users hash ("limit" and a count per
- * user); ARGV[1] the user, ARGV[2] remaining to warm with ("" : none),
- * ARGV[3] the per-user limit, ARGV[4] the TTL in ms.
- * -> 1 pass (taken), 0 sold out, -2 the user's limit, -1 warm first
+ * user); ARGV[1] the user ("": warm only), ARGV[2] remaining to warm with
+ * ("": none), ARGV[3] the per-user limit, ARGV[4] the TTL in ms.
+ * -> 1 pass (taken), 0 sold out, -2 the user's limit, -1 warm first,
+ *    2 warmed (or warm already), nothing taken
  */
 static ngx_commerce_redis_script_t  ngx_commerce_coupon_gate_script = {
     "coupon_gate",
@@ -96,6 +120,7 @@ static ngx_commerce_redis_script_t  ngx_commerce_coupon_gate_script = {
     "  rem = ARGV[2]\n"
     "  limit = ARGV[3]\n"
     "end\n"
+    "if ARGV[1] == '' then return 2 end\n"
     "if tonumber(rem) <= 0 then return 0 end\n"
     "if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "   >= tonumber(limit) then return -2 end\n"
@@ -166,6 +191,12 @@ ngx_commerce_stmt_t  ngx_commerce_coupon_statements[] = {
     { "cm_user_coupons", "SELECT cm_user_coupons($1::bigint, $2::text)", 2,
       NGX_COMMERCE_STMT_READ, NULL, 0 },
 
+    /* rows (id, remaining, per_user_limit): the gates to warm */
+    [NGX_COMMERCE_STMT_COUPON_GATES] =
+    { "cm_coupon_gates",
+      "SELECT id, remaining, per_user_limit FROM cm_coupon_gates($1::int)", 1,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
     [NGX_COMMERCE_COUPON_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
 };
 
@@ -192,6 +223,33 @@ ngx_commerce_route_t  ngx_commerce_coupon_routes[] = {
 
     ngx_commerce_route_end
 };
+
+
+/* the warm job, a job of worker 0 when commerce_redis is set */
+
+ngx_int_t
+ngx_commerce_coupon_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    ngx_commerce_coupon_warmer_t  *w;
+
+    if (mcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    w = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_coupon_warmer_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->mcf = mcf;
+    w->job.name = "coupon gate warm";
+    w->job.first = NGX_COMMERCE_COUPON_WARM_RETRY;
+    w->job.interval = NGX_COMMERCE_COUPON_GATE_TTL;
+    w->job.run = ngx_commerce_coupon_warm_all;
+    w->job.data = w;
+
+    return ngx_commerce_job_add(cf, &w->job);
+}
 
 
 static ngx_int_t
@@ -234,6 +292,9 @@ ngx_commerce_coupon_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[9] = req->ends_at;
     ctx->query.params[10] = ngx_commerce_pg_int(&ctx->query,
                                                 req->valid_days);
+
+    /* a new campaign's gate is warm before its first burst */
+    ctx->result = ngx_commerce_coupon_created;
 
     return ngx_commerce_handler_query(r, ctx);
 }
@@ -296,45 +357,9 @@ static ngx_int_t
 ngx_commerce_coupon_gate(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     int64_t remaining, int64_t limit)
 {
-    u_char       *p;
-    ngx_array_t  *keys, *args;
-
-    keys = ngx_commerce_coupon_keys(r->pool, ctx->id);
-    args = ngx_array_create(r->pool, 4, sizeof(ngx_str_t));
-    p = ngx_pnalloc(r->pool, 3 * (NGX_INT64_LEN + 1));
-
-    if (keys == NULL || args == NULL || p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (remaining < 0) {
-        ngx_sprintf(p, "%L%Z%Z%Z", ctx->claims.user_id);
-
-    } else {
-        ngx_sprintf(p, "%L%Z%L%Z%L%Z", ctx->claims.user_id, remaining, limit);
-    }
-
-    if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p += ngx_strlen(p) + 1;
-
-    if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p += ngx_strlen(p) + 1;
-
-    if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK
-        || ngx_commerce_coupon_arg(args, NGX_COMMERCE_COUPON_GATE_TTL)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_commerce_redis_eval(&ngx_commerce_coupon_gate_script, keys, args,
-                                ngx_commerce_coupon_gated, ctx)
+    if (ngx_commerce_coupon_gate_eval(r->pool, ctx->id, ctx->claims.user_id,
+                                      remaining, limit,
+                                      ngx_commerce_coupon_gated, ctx)
         == NULL)
     {
         ngx_commerce_log(NGX_LOG_INFO, r, ctx,
@@ -343,6 +368,57 @@ ngx_commerce_coupon_gate(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * The gate script for campaign id: user 0 warms only; remaining < 0 does
+ * not warm (-1 when the keys are missing).  NULL: Redis refused at once,
+ * or no memory.
+ */
+
+static ngx_commerce_redis_op_t *
+ngx_commerce_coupon_gate_eval(ngx_pool_t *pool, int64_t id, int64_t user,
+    int64_t remaining, int64_t limit, ngx_commerce_redis_handler_pt handler,
+    void *data)
+{
+    u_char       *p, *last;
+    ngx_str_t    *v;
+    ngx_array_t  *keys, *args;
+
+    keys = ngx_commerce_coupon_keys(pool, id);
+    args = ngx_array_create(pool, 4, sizeof(ngx_str_t));
+    p = ngx_pnalloc(pool, 4 * NGX_INT64_LEN);
+
+    if (keys == NULL || args == NULL || p == NULL) {
+        return NULL;
+    }
+
+    v = ngx_array_push_n(args, 4);
+    if (v == NULL) {
+        return NULL;
+    }
+
+    /* "" for the user 0 and for remaining < 0 (limit goes with it) */
+    last = p;
+    v[0].data = last;
+    last = user ? ngx_sprintf(last, "%L", user) : last;
+    v[0].len = last - v[0].data;
+
+    v[1].data = last;
+    last = (remaining >= 0) ? ngx_sprintf(last, "%L", remaining) : last;
+    v[1].len = last - v[1].data;
+
+    v[2].data = last;
+    last = (remaining >= 0) ? ngx_sprintf(last, "%L", limit) : last;
+    v[2].len = last - v[2].data;
+
+    v[3].data = last;
+    last = ngx_sprintf(last, "%M", (ngx_msec_t) NGX_COMMERCE_COUPON_GATE_TTL);
+    v[3].len = last - v[3].data;
+
+    return ngx_commerce_redis_eval(&ngx_commerce_coupon_gate_script, keys,
+                                   args, handler, data);
 }
 
 
@@ -390,6 +466,130 @@ ngx_commerce_coupon_gated(void *data, ngx_commerce_redis_rc_e rc,
     }
 
     ngx_commerce_coupon_finish(r, n);
+}
+
+
+/* a campaign was created: warm its gate (a lost warm costs a read later) */
+
+static void
+ngx_commerce_coupon_created(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    int64_t              id, remaining, limit;
+    yajl_val             doc;
+    ngx_commerce_ctx_t  *ctx;
+    ngx_http_request_t  *r;
+
+    ctx = q->data;
+    r = ctx->request;
+
+    if (rc != NGX_OK || res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK
+        || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+    {
+        return;
+    }
+
+    doc = ngx_commerce_json_parse(r->pool, (u_char *) PQgetvalue(res, 0, 0),
+                                  PQgetlength(res, 0, 0));
+
+    if (ngx_commerce_json_int(doc, "id", NULL, &id) != NGX_OK
+        || ngx_commerce_json_int(doc, "remaining", NULL, &remaining) != NGX_OK
+        || ngx_commerce_json_int(doc, "perUserLimit", NULL, &limit) != NGX_OK)
+    {
+        return;
+    }
+
+    (void) ngx_commerce_coupon_gate_eval(r->pool, id, 0, remaining, limit,
+                                         ngx_commerce_coupon_ignore, NULL);
+}
+
+
+/* the warm job: the gates of every campaign in its window */
+
+static ngx_int_t
+ngx_commerce_coupon_warm_all(ngx_commerce_job_t *job)
+{
+    ngx_commerce_coupon_warmer_t  *w = job->data;
+
+    if (!ngx_commerce_redis_available()) {
+        /* at start: Redis is still connecting; try again soon */
+        ngx_commerce_job_done(job, NGX_COMMERCE_COUPON_WARM_RETRY);
+        return NGX_OK;
+    }
+
+    ngx_commerce_pg_reset(&w->query);
+    w->query.stmt =
+        &ngx_commerce_coupon_statements[NGX_COMMERCE_STMT_COUPON_GATES];
+    w->query.nparams = 1;
+    w->query.params[0] = ngx_commerce_pg_int(&w->query,
+                                             NGX_COMMERCE_COUPON_GATES_MAX);
+    w->query.log = job->log;
+    w->query.data = w;
+    w->query.handler = ngx_commerce_coupon_gates;
+
+    return ngx_commerce_pg_submit(w->mcf->pool, &w->query);
+}
+
+
+static void
+ngx_commerce_coupon_gates(ngx_commerce_pg_query_t *q, ngx_int_t rc,
+    PGresult *res)
+{
+    int                            i, n, sent;
+    int64_t                        v[3];
+    ngx_uint_t                     k;
+    ngx_pool_t                    *pool;
+    ngx_commerce_coupon_warmer_t  *w;
+
+    w = q->data;
+    sent = 0;
+    n = 0;
+
+    if (rc != NGX_OK || res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK
+        || PQnfields(res) != 3)
+    {
+        ngx_log_error(NGX_LOG_WARN, w->job.log, 0,
+                      "commerce: coupon gate warm: the campaigns could not "
+                      "be read");
+        goto done;
+    }
+
+    /* the words are copied by the client: one pool for the whole run */
+    pool = ngx_create_pool(4096, w->job.log);
+    if (pool == NULL) {
+        goto done;
+    }
+
+    n = PQntuples(res);
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < 3; k++) {
+            if (PQgetisnull(res, i, k)
+                || cm_parse_int64((u_char *) PQgetvalue(res, i, k),
+                                  PQgetlength(res, i, k), 0, INT64_MAX, &v[k])
+                   != 0)
+            {
+                break;
+            }
+        }
+
+        if (k == 3
+            && ngx_commerce_coupon_gate_eval(pool, v[0], 0, v[1], v[2],
+                                             ngx_commerce_coupon_ignore, NULL)
+               != NULL)
+        {
+            sent++;
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+done:
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, w->job.log, 0,
+                   "commerce: coupon gate warm: %d of %d sent", sent, n);
+
+    ngx_commerce_job_done(&w->job, 0);
 }
 
 
