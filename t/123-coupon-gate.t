@@ -2,8 +2,9 @@
 # The Redis gate in front of coupon issuing (Redis the gate, Postgres the
 # truth): with a real redis-server, 1,000 distinct users on 100 coupons
 # and one user x 50 on a limit of 1 give the same exact outcomes as
-# Postgres alone; the gate is warmed from Postgres on a missing key (with
-# a TTL), hash-tagged by campaign, and given back when Postgres refuses a
+# Postgres alone; the gate is warmed from Postgres (at start by a job of
+# worker 0, when a campaign is created, and on a missing key; with a TTL),
+# hash-tagged by campaign, and given back when Postgres refuses a
 # write that passed it; Redis flushed in the middle of a burst never lets
 # Postgres hold more than the total; Redis stopped: issuing falls back to
 # Postgres alone, exact.
@@ -27,6 +28,10 @@ commerce_redis_connections 2;
 commerce_redis_queue_length 4096;
 commerce_redis_command_timeout 1s;
 EOF
+# a campaign older than nginx: the warm job sets its gate at start
+my $probe = 0 + $t->psql(q{SELECT (cm_coupon_create(2, 'Before start', 'FIXED',
+    100, NULL, 0, 50, 5, now() - interval '1 hour', now() + interval '1 day',
+    7)::json->>'id')});
 $t->start_nginx;
 
 sub issued {
@@ -35,14 +40,34 @@ sub issued {
 
 # --- warming, keys, the gate's own refusals ------------------------------------
 
+# (also: the job's first run is over, so it cannot meet the keys deleted
+# below; its next run is a TTL, 60 s, later)
+ok(wait_until(sub { $t->redis_cli('EXISTS', "coupon:{$probe}:users") == 1 },
+    timeout => 15), 'at start, with no request: the gate of a campaign in its'
+    . ' window is warm');
+is($t->redis_cli('GET', "coupon:{$probe}:remaining") . '/'
+    . $t->redis_cli('HGET', "coupon:{$probe}:users", 'limit'), '50/5',
+    '... remaining 50, limit 5');
+
+# warmed when created (the warm is sent beside the answer, not before it)
 my $c = $t->create_coupon(totalQuantity => 3, perUserLimit => 2);
-is($t->redis_cli('EXISTS', "coupon:{$c}:remaining"), 0, 'no key before');
+ok(wait_until(sub { $t->redis_cli('EXISTS', "coupon:{$c}:remaining") == 1 },
+    timeout => 10), 'a new campaign: its gate warmed');
+is($t->redis_cli('GET', "coupon:{$c}:remaining"), 3, '... remaining 3');
+is($t->redis_cli('HGET', "coupon:{$c}:users", 'limit'), 2, '... limit 2');
+is($t->redis_cli('HLEN', "coupon:{$c}:users"), 1, '... nobody counted');
+my $ttl = $t->redis_cli('PTTL', "coupon:{$c}:remaining");
+ok($ttl > 0 && $ttl <= 60000, "... with a TTL ($ttl ms)");
+
+# a missing key (expired, flushed): warmed from Postgres by the issue
+$t->redis_cli('DEL', "coupon:{$c}:remaining", "coupon:{$c}:users");
+is($t->redis_cli('EXISTS', "coupon:{$c}:remaining"), 0, 'keys deleted');
 is($t->issue_coupon($c, 10)->{status}, 201, 'first issue');
 is($t->redis_cli('GET', "coupon:{$c}:remaining"), 2,
     'warmed from Postgres on the missing key, then taken: 2');
 is($t->redis_cli('HGET', "coupon:{$c}:users", 'limit'), 2, 'limit in the gate');
 is($t->redis_cli('HGET', "coupon:{$c}:users", 10), 1, "the user's count");
-my $ttl = $t->redis_cli('PTTL', "coupon:{$c}:remaining");
+$ttl = $t->redis_cli('PTTL', "coupon:{$c}:remaining");
 ok($ttl > 0 && $ttl <= 60000, "the warmed key has a TTL ($ttl ms)");
 is($t->issue_coupon($c, 10)->{status}, 201, 'second of the limit');
 my $res = $t->issue_coupon($c, 10);
@@ -53,6 +78,27 @@ is_error($t->issue_coupon($c, 12), 409, 'COUPON_SOLD_OUT',
 is($t->coupon_rows($c), '3|2', 'Postgres: 3 rows, 2 users');
 is_error($t->issue_coupon(999999, 10), 404, 'COUPON_NOT_FOUND',
     'unknown campaign: COUPON_NOT_FOUND from the warming read');
+
+# --- the warm job: at start, the missing gates of campaigns in their window -------
+
+my @warm = map { $t->create_coupon(name => "Warm $_", totalQuantity => 10 * $_,
+    perUserLimit => $_) } 1 .. 3;
+my $closed = $t->create_coupon(name => 'Closed');
+$t->psql("UPDATE coupon_campaigns SET issue_starts_at = now() - interval '2 days',
+    issue_ends_at = now() - interval '1 day' WHERE id = $closed");
+ok(wait_until(sub { !grep { $t->redis_cli('EXISTS', "coupon:{$_}:users") == 0 }
+    @warm, $closed }, timeout => 10), 'four campaigns created, their gates warm');
+$t->redis_cli('DEL', map { ("coupon:{$_}:remaining", "coupon:{$_}:users") }
+    @warm, $closed);
+$t->reload_nginx;    # a new worker 0: the job runs a second after it starts
+ok(wait_until(sub { !grep { $t->redis_cli('EXISTS', "coupon:{$_}:users") == 0 }
+    @warm }, timeout => 15), 'after a reload, with no request: the three gates'
+    . ' warm again');
+is_deeply([ map { $t->redis_cli('GET', "coupon:{$_}:remaining") . '/'
+    . $t->redis_cli('HGET', "coupon:{$_}:users", 'limit') } @warm ],
+    [ '10/1', '20/2', '30/3' ], '... with remaining and limit from Postgres');
+is($t->redis_cli('EXISTS', "coupon:{$closed}:remaining"), 0,
+    '... but not the campaign whose window closed');
 
 # --- a write refused by Postgres gives the gate back ----------------------------
 

@@ -71,7 +71,19 @@ ok(wait_until(sub { redis_clients() == $workers * RCONN }, timeout => 30),
 
 # --- 100 coupons, 1,000 distinct users at once, split across the two -------------
 
+# the warm job's first run (a second after start) is over on both, so it
+# cannot warm the gate cooled down below; its next run is 60 s later
+for my $n (@nodes) {
+    ok(wait_until(sub { $t->grep_log(qr/coupon gate warm: /, name => $n) },
+        timeout => 30), "instance $n: the warm job ran");
+}
+
 my $c = $t->create_coupon(name => 'Two nodes', totalQuantity => 100);
+# the gate is warmed when the campaign is created: cool it down, so that
+# both instances warm it at once from Postgres
+wait_until(sub { $t->redis_cli('EXISTS', "coupon:{$c}:users") == 1 },
+    timeout => 10);
+$t->redis_cli('DEL', "coupon:{$c}:remaining", "coupon:{$c}:users");
 is($t->redis_cli('EXISTS', "coupon:{$c}:remaining"), 0,
     'a cold gate: both instances warm it at once');
 my @node_of = map { $nodes[ $_ % 2 ] } 1 .. 1000;    # user => instance
