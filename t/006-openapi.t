@@ -211,4 +211,24 @@ if (!@rows) {
         . ' operationId') or do { diag($_) for @diff_id };
 }
 
+# --- error codes ------------------------------------------------------------
+
+# every code the module answers with (the registry of
+# src/core/ngx_commerce_error.c, which maps the SQL functions' MESSAGEs and
+# the module's own codes to a status) is a value of ErrorCode
+{
+    my $reg = do {
+        my $f = "$ROOT/src/core/ngx_commerce_error.c";
+        open my $fh, '<', $f or die "$f: $!";
+        local $/;
+        <$fh>;
+    };
+    my @codes = $reg =~ /^\s*\{\s*"([A-Z][A-Z0-9_]+)",/mg;
+    ok(@codes >= 20, scalar(@codes) . ' codes in the error registry');
+    my %enum = map { $_ => 1 }
+        @{ $spec->{components}{schemas}{ErrorCode}{enum} // [] };
+    is_deeply([ grep { !$enum{$_} } @codes ], [],
+        'each of them is a value of ErrorCode');
+}
+
 done_testing;

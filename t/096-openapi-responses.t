@@ -301,8 +301,14 @@ call(getCoupon => 'one', GET => "/api/v1/coupons/$coupon", token => $consumer);
 call(getCoupon => 'unknown', GET => '/api/v1/coupons/999999',
     token => $consumer);
 call(getCoupon => 'bad id', GET => '/api/v1/coupons/x', token => $consumer);
-call(issueCoupon => 'first', POST => "/api/v1/coupons/$coupon/issue",
-    body => '{}', user => 20);
+$r = call(issueCoupon => 'first, with a key', POST =>
+    "/api/v1/coupons/$coupon/issue", body => '{}', user => 20,
+    headers => { 'Idempotency-Key' => 'k-096-issue' });
+my $user_coupon = $r->{json}{id};
+call(issueCoupon => 'replayed', POST => "/api/v1/coupons/$coupon/issue",
+    body => '{}', user => 20, headers => { 'Idempotency-Key' => 'k-096-issue' });
+call(issueCoupon => 'key reused', POST => "/api/v1/coupons/$later/issue",
+    body => '{}', user => 20, headers => { 'Idempotency-Key' => 'k-096-issue' });
 call(issueCoupon => 'over the limit', POST => "/api/v1/coupons/$coupon/issue",
     body => '{}', user => 20);
 call(issueCoupon => 'last', POST => "/api/v1/coupons/$coupon/issue",
@@ -315,6 +321,16 @@ call(issueCoupon => 'unknown', POST => '/api/v1/coupons/999999/issue',
     body => '{}', user => 22);
 call(issueCoupon => 'no such user', POST => "/api/v1/coupons/$coupon/issue",
     body => '{}', token => $stranger);
+call(createOrder => "another user's coupon", POST => '/api/v1/orders',
+    body => { %$item, couponId => $user_coupon }, user => 21);
+call(createOrder => 'a bad couponId', POST => '/api/v1/orders',
+    body => { %$item, couponId => 'x' }, user => 20);
+$r = call(createOrder => 'with a coupon', POST => '/api/v1/orders',
+    body => { %$item, couponId => $user_coupon }, user => 20);
+is($r->{json}{discountAmount} // -1, int($r->{json}{totalAmount} / 10) > 3000
+    ? 3000 : int($r->{json}{totalAmount} / 10), 'the coupon took 10%');
+call(createOrder => 'the coupon held by another order', POST => '/api/v1/orders',
+    body => { %$item, couponId => $user_coupon }, user => 20);
 call(listMyCoupons => 'all', GET => '/api/v1/users/me/coupons', user => 20);
 call(listMyCoupons => 'AVAILABLE', GET =>
     '/api/v1/users/me/coupons?status=AVAILABLE', user => 20);
