@@ -70,7 +70,8 @@ sub traffic {
     return sub { [ map { @{ $t->collect($_, timeout => $secs + 60) } } @jobs ] };
 }
 
-sub tally {
+# outcomes of load() ([status, code, error] each), counted
+sub tally_outcomes {
     my %n;
     $n{ $_->[0] . ($_->[1] ? " $_->[1]" : '') . ($_->[2] ? " ($_->[2])" : '') }++
         for @_;
@@ -140,7 +141,7 @@ is($t->post('/api/v1/orders', { items => [ { productId => 20, quantity => 1 } ],
     'an order after recovery');
 
 my $all = $stream->();
-my %seen = %{ tally(@$all) };
+my %seen = %{ tally_outcomes(@$all) };
 my @wrong = grep { !/^(200|201|503 DB_UNAVAILABLE)$/ } keys %seen;
 ok(!@wrong, 'mid-traffic: every answer 200/201 or 503 DB_UNAVAILABLE')
     or diag(explain \%seen);
@@ -286,7 +287,7 @@ push @old, $t->reload_nginx;
 sleep 1.5;
 push @old, $t->reload_nginx;
 $all = $stream->();
-%seen = %{ tally(@$all) };
+%seen = %{ tally_outcomes(@$all) };
 my $bad = grep { $_->[0] !~ /^20[01]$/
     && !($_->[0] == 409 && ($_->[1] // '') =~ /^[A-Z_]+$/) } @$all;
 is($bad, 0, 'reload under load: no failed request') or diag(explain \%seen);
