@@ -324,6 +324,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       0,
       NULL },
 
+    { ngx_string("commerce_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_commerce_cache_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("commerce_gateway"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_commerce_gateway,
@@ -519,6 +526,7 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     mcf->pipeline_depth = NGX_CONF_UNSET_UINT;
     mcf->redis_connections = NGX_CONF_UNSET_UINT;
+    mcf->cache = NGX_CONF_UNSET_PTR;
     mcf->redis_connect_timeout = NGX_CONF_UNSET_MSEC;
     mcf->redis_command_timeout = NGX_CONF_UNSET_MSEC;
     mcf->redis_queue_timeout = NGX_CONF_UNSET_MSEC;
@@ -565,6 +573,7 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->connect_timeout, 3000);
     ngx_conf_init_uint_value(mcf->pipeline_depth, 16);
     ngx_conf_init_uint_value(mcf->redis_connections, 2);
+    ngx_conf_init_ptr_value(mcf->cache, NULL);
     ngx_conf_init_msec_value(mcf->redis_connect_timeout, 1000);
     ngx_conf_init_msec_value(mcf->redis_command_timeout, 1000);
     ngx_conf_init_msec_value(mcf->redis_queue_timeout, 1000);
@@ -756,6 +765,7 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
     if (ngx_commerce_idem_init(cf) != NGX_OK
         || ngx_commerce_order_init(cf, mcf) != NGX_OK
         || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
+        || ngx_commerce_catalog_init(cf, mcf) != NGX_OK
         || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK)
     {
         return NGX_ERROR;

@@ -296,8 +296,12 @@ EOF
         [ sort @new, keys %resigned ],
         'upgrade: the functions added are those the old layout did not define: '
         . join(' ', @new) . ', and the order creations with a coupon');
-    ok(!grep({ m{^sql/functions/(?:[0-6])} } map { @{ $defined{$_} } } @new),
-        '... all of them in function files after 60_account.sql');
+    # besides: the trigger of the product cache, with the catalogue
+    my %in_old_domain = (cm__product_changed => 1);
+    ok(!grep({ m{^sql/functions/(?:[0-6])} } map { @{ $defined{$_} } }
+            grep { !$in_old_domain{$_} } @new),
+        '... all of them in function files after 60_account.sql (but the'
+        . ' product cache trigger, 10_catalog.sql)');
     for my $f (keys %resigned) {
         my ($sig) = grep { /^\Q$f\E\(/ } @added;
         like($sig // '', qr/^\Q$f\E\(.*,bigint\)$/,

@@ -49,3 +49,31 @@ BEGIN
     RETURN v_doc;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Product changes, heard by the nginx instances' response caches
+--
+-- Every committed change of a product (stock by orders, expiry, failed
+-- payments; price and name later) is NOTIFYed on the channel
+-- commerce_product with the product's id; NOTIFY is delivered at commit,
+-- to the sessions LISTENing then (each instance's worker 0, see
+-- README.md "Product cache").  A hint only: the caches also expire
+-- entries by TTL and drop everything when their listener reconnects.
+-- Identical notifications of one transaction are folded into one by
+-- Postgres.  A database serving no cache can spare the cost (a lock on
+-- the notification queue at commit): ALTER DATABASE .. SET
+-- commerce.cache_notify = off.
+CREATE OR REPLACE FUNCTION cm__product_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('commerce.cache_notify', true) IS DISTINCT FROM 'off' THEN
+        PERFORM pg_notify('commerce_product',
+                          (CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER products_changed
+    AFTER INSERT OR UPDATE OR DELETE ON products
+    FOR EACH ROW EXECUTE FUNCTION cm__product_changed();

@@ -28,6 +28,23 @@ typedef struct ngx_commerce_shm_s       ngx_commerce_shm_t;
 typedef struct ngx_commerce_job_s       ngx_commerce_job_t;
 typedef struct ngx_commerce_redis_conf_s  ngx_commerce_redis_conf_t;
 typedef struct ngx_commerce_redis_s     ngx_commerce_redis_t;
+typedef struct ngx_commerce_cache_s     ngx_commerce_cache_t;
+
+
+/*
+ * The Postgres listener (ngx_commerce_pg.c): worker 0's first pool
+ * connection LISTENs on a channel.  notify: a notification's payload;
+ * listening: NGX_COMMERCE_LISTEN_START (a new listener process, not yet
+ * listening), _UP (listening, after every connect), _DOWN (not any more).
+ */
+typedef enum {
+    NGX_COMMERCE_LISTEN_START = 0,
+    NGX_COMMERCE_LISTEN_UP,
+    NGX_COMMERCE_LISTEN_DOWN
+} ngx_commerce_listen_e;
+
+typedef void (*ngx_commerce_notify_pt)(ngx_str_t *payload);
+typedef void (*ngx_commerce_listening_pt)(ngx_commerce_listen_e state);
 
 
 typedef struct {
@@ -42,6 +59,15 @@ typedef struct {
     ngx_msec_t                   connect_timeout;
     ngx_uint_t                   pipeline_depth;
     ngx_array_t                  statements;   /* ngx_commerce_stmt_t * */
+
+    /* LISTEN on worker 0's first connection; NULL: none */
+    const char                  *listen_channel;
+    char                        *listen_sql;       /* LISTEN <channel> */
+    ngx_commerce_notify_pt       notify;
+    ngx_commerce_listening_pt    listening;
+
+    /* the response cache (src/shm/ngx_commerce_cache.c); NULL: off */
+    ngx_commerce_cache_t        *cache;
 
     /* Redis (src/io/ngx_commerce_redis.c); NULL: no commerce_redis */
     ngx_commerce_redis_conf_t   *redis;

@@ -15,6 +15,7 @@
 
 #include "ngx_commerce.h"
 #include "ngx_commerce_shm.h"
+#include "ngx_commerce_cache.h"
 #include "ngx_commerce_pg.h"
 #include "cm_account.h"
 
@@ -119,6 +120,8 @@ struct ngx_commerce_ctx_s {
     ngx_commerce_pg_query_t      query;
     /* a route's look at its query's outcome, before the answer is made */
     ngx_commerce_pg_handler_pt   result;
+    /* a route's own state (the cache's, ngx_commerce_cached.c) */
+    void                        *domain;
     ngx_http_request_t          *request;
 
     void                        *errpage;   /* ngx_commerce_errpage.c */
@@ -166,6 +169,10 @@ ngx_int_t ngx_commerce_handler(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
+
+/* a route's answer through the response cache (ngx_commerce_cached.c) */
+ngx_int_t ngx_commerce_cached(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_uint_t klass, ngx_str_t *key, ngx_commerce_route_pt fill);
 
 /* authentication, access phase (ngx_commerce_auth.c) */
 ngx_int_t ngx_commerce_auth_handler(ngx_http_request_t *r);

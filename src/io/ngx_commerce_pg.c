@@ -94,6 +94,13 @@ ngx_commerce_pg_init_worker(ngx_cycle_t *cycle, ngx_commerce_main_conf_t *mcf)
     pool->gauges.cancelable = 1;
     ngx_add_timer(&pool->gauges, 1000);
 
+    if (mcf->listen_channel != NULL && ngx_worker == 0
+        && mcf->listening != NULL)
+    {
+        /* the listener is this process now, not listening yet */
+        mcf->listening(NGX_COMMERCE_LISTEN_START);
+    }
+
     for (i = 0; i < pool->nconns; i++) {
         conn = &pool->conns[i];
         conn->pool = pool;
@@ -520,7 +527,23 @@ ngx_commerce_pg_prepare_next(ngx_commerce_pg_conn_t *conn)
 
     mcf = conn->pool->mcf;
 
-    if (conn->prepared == mcf->statements.nelts) {
+    if (conn->prepared == mcf->statements.nelts
+        && ngx_commerce_pg_conn_listens(conn))
+    {
+        /* one more step for the listener, before pipeline mode */
+        if (!PQsendQuery(conn->pg, mcf->listen_sql)
+            || ngx_commerce_pg_conn_flush(conn) != NGX_OK)
+        {
+            ngx_commerce_pg_broken(conn, "LISTEN failed");
+            return;
+        }
+
+        conn->timer.cancelable = 1;
+        ngx_add_timer(&conn->timer, conn->pool->mcf->connect_timeout);
+        return;
+    }
+
+    if (conn->prepared >= mcf->statements.nelts) {
         if (!PQenterPipelineMode(conn->pg)) {
             ngx_commerce_pg_broken(conn, "cannot enter pipeline mode");
             return;
@@ -605,7 +628,6 @@ ngx_commerce_pg_send(ngx_commerce_pg_conn_t *conn, ngx_commerce_pg_query_t *q)
 static void
 ngx_commerce_pg_read_handler(ngx_event_t *ev)
 {
-    PGnotify                *n;
     ngx_connection_t        *c;
     ngx_commerce_pg_conn_t  *conn;
 
@@ -633,6 +655,7 @@ ngx_commerce_pg_read_handler(ngx_event_t *ev)
         }
 
         ngx_commerce_pg_collect(conn);
+        ngx_commerce_pg_conn_notifies(conn);
         return;
 
     case NGX_COMMERCE_PG_IDLE:
@@ -643,10 +666,7 @@ ngx_commerce_pg_read_handler(ngx_event_t *ev)
             return;
         }
 
-        while ((n = PQnotifies(conn->pg)) != NULL) {
-            PQfreemem(n);
-        }
-
+        ngx_commerce_pg_conn_notifies(conn);
         return;
 
     default:
@@ -797,8 +817,10 @@ ngx_commerce_pg_prepared(ngx_commerce_pg_conn_t *conn)
         ngx_log_error(NGX_LOG_ERR, conn->pool->log, 0,
                       "commerce: preparing \"%s\" failed: %s "
                       "(are the sql/ migrations applied?)",
-                      ((ngx_commerce_stmt_t **)
-                       conn->pool->mcf->statements.elts)[conn->prepared]->name,
+                      conn->prepared < conn->pool->mcf->statements.nelts
+                      ? ((ngx_commerce_stmt_t **)
+                         conn->pool->mcf->statements.elts)[conn->prepared]->name
+                      : "LISTEN",
                       res ? PQresultErrorMessage(res) : "no result");
         if (res) {
             PQclear(res);

@@ -110,6 +110,8 @@ ngx_int_t ngx_commerce_pg_register(ngx_conf_t *cf,
 
 /* parameters (ngx_commerce_pg_conf.c) */
 const char *ngx_commerce_pg_int(ngx_commerce_pg_query_t *q, int64_t v);
+ngx_int_t ngx_commerce_pg_listen(ngx_conf_t *cf, const char *channel,
+    ngx_commerce_notify_pt notify, ngx_commerce_listening_pt listening);
 void ngx_commerce_pg_reset(ngx_commerce_pg_query_t *q);
 ngx_int_t ngx_commerce_pg_int_result(PGresult *res, int64_t *out);
 

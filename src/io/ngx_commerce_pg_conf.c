@@ -217,6 +217,53 @@ ngx_commerce_pg_conf_host_ok(const char *hosts)
 
 
 /*
+ * A domain's channel: worker 0's first pool connection LISTENs on it and
+ * hands each notification to notify; listening hears when the listener
+ * starts, is up (after every connect) and goes down.  One channel (one
+ * domain listens today).  The name is an SQL identifier, lower case.
+ */
+
+ngx_int_t
+ngx_commerce_pg_listen(ngx_conf_t *cf, const char *channel,
+    ngx_commerce_notify_pt notify, ngx_commerce_listening_pt listening)
+{
+    size_t                     i, len;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
+
+    len = ngx_strlen(channel);
+
+    for (i = 0; i < len; i++) {
+        if (!((channel[i] >= 'a' && channel[i] <= 'z') || channel[i] == '_'
+              || (i > 0 && channel[i] >= '0' && channel[i] <= '9')))
+        {
+            break;
+        }
+    }
+
+    if (len == 0 || len > 63 || i != len || mcf->listen_channel != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "commerce: cannot listen on \"%s\"", channel);
+        return NGX_ERROR;
+    }
+
+    mcf->listen_sql = ngx_pnalloc(cf->pool, sizeof("LISTEN ") + len);
+    if (mcf->listen_sql == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf((u_char *) mcf->listen_sql, "LISTEN %s%Z", channel);
+
+    mcf->listen_channel = channel;
+    mcf->notify = notify;
+    mcf->listening = listening;
+
+    return NGX_OK;
+}
+
+
+/*
  * A domain's table of statements, ended by a row without a name.  Every
  * connection prepares all of them; names must be unique.
  */

@@ -50,6 +50,24 @@ void
 ngx_commerce_pg_conn_set_state(ngx_commerce_pg_conn_t *conn,
     ngx_commerce_pg_state_e state)
 {
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = conn->pool->mcf;
+
+    if (ngx_commerce_pg_conn_listens(conn) && mcf->listening != NULL) {
+        /* prepared, then LISTEN: from now on it hears every change */
+        if (conn->state == NGX_COMMERCE_PG_PREPARING
+            && state == NGX_COMMERCE_PG_IDLE)
+        {
+            mcf->listening(NGX_COMMERCE_LISTEN_UP);
+
+        } else if (conn->state != NGX_COMMERCE_PG_DOWN
+                   && state == NGX_COMMERCE_PG_DOWN)
+        {
+            mcf->listening(NGX_COMMERCE_LISTEN_DOWN);
+        }
+    }
+
     if (conn->state == NGX_COMMERCE_PG_DOWN
         && state != NGX_COMMERCE_PG_DOWN)
     {
@@ -182,5 +200,44 @@ ngx_commerce_pg_conn_gauges(ngx_event_t *ev)
 
     if (!(ngx_exiting || ngx_terminate || ngx_quit)) {
         ngx_add_timer(ev, 1000);
+    }
+}
+
+
+/*
+ * The listener: the first connection of worker 0's pool, when a domain
+ * asked for a channel.  It serves queries like the others; after its
+ * statements are prepared it also sends LISTEN (ngx_commerce_pg.c).
+ */
+
+ngx_uint_t
+ngx_commerce_pg_conn_listens(ngx_commerce_pg_conn_t *conn)
+{
+    return conn->pool->mcf->listen_channel != NULL && ngx_worker == 0
+           && conn->index == 0;
+}
+
+
+/* the notifications libpq has read: to the domain's handler, if ours */
+
+void
+ngx_commerce_pg_conn_notifies(ngx_commerce_pg_conn_t *conn)
+{
+    PGnotify                  *n;
+    ngx_str_t                  payload;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = conn->pool->mcf;
+
+    while (conn->pg != NULL && (n = PQnotifies(conn->pg)) != NULL) {
+        if (ngx_commerce_pg_conn_listens(conn) && mcf->notify != NULL
+            && ngx_strcmp(n->relname, mcf->listen_channel) == 0)
+        {
+            payload.data = (u_char *) n->extra;
+            payload.len = ngx_strlen(n->extra);
+            mcf->notify(&payload);
+        }
+
+        PQfreemem(n);
     }
 }

@@ -66,6 +66,8 @@ void ngx_commerce_pg_conn_release(ngx_connection_t *c);
 char *ngx_commerce_pg_conn_error(ngx_commerce_pg_conn_t *conn);
 ngx_int_t ngx_commerce_pg_conn_retryable(PGresult *res);
 void ngx_commerce_pg_conn_gauges(ngx_event_t *ev);
+ngx_uint_t ngx_commerce_pg_conn_listens(ngx_commerce_pg_conn_t *conn);
+void ngx_commerce_pg_conn_notifies(ngx_commerce_pg_conn_t *conn);
 
 
 #endif /* _NGX_COMMERCE_PG_CONN_H_INCLUDED_ */

@@ -1,7 +1,12 @@
 
 /*
  * The catalogue as buyers see it: the product list and a product, with
- * stock as the database holds it at the time of the query.
+ * stock as the database holds it at the time of the query, or, with
+ * commerce_cache, as of the last change the instance heard of: every
+ * committed change of a product is NOTIFYed by Postgres
+ * (sql/functions/10_catalog.sql) and heard by worker 0's listener, which
+ * drops that product's entry and every list page (README.md, "Product
+ * cache").
  */
 
 
@@ -11,6 +16,10 @@
 #define NGX_COMMERCE_PAGE_MAX      10000000
 #define NGX_COMMERCE_SIZE_DEFAULT  20
 #define NGX_COMMERCE_SIZE_MAX      100
+
+/* the cache's classes: one product; the list pages (all dropped at once) */
+#define NGX_COMMERCE_CACHE_PRODUCT  0
+#define NGX_COMMERCE_CACHE_LIST     1
 
 
 enum {
@@ -24,6 +33,12 @@ static ngx_int_t ngx_commerce_catalog_list(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_catalog_get(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_catalog_list_query(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_catalog_get_query(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static void ngx_commerce_catalog_notify(ngx_str_t *payload);
+static void ngx_commerce_catalog_listening(ngx_commerce_listen_e state);
 
 
 ngx_commerce_stmt_t  ngx_commerce_catalog_statements[] = {
@@ -53,12 +68,63 @@ ngx_commerce_route_t  ngx_commerce_catalog_routes[] = {
 };
 
 
+/* with commerce_cache: hear every product change */
+
+ngx_int_t
+ngx_commerce_catalog_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    if (mcf->cache == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_commerce_pg_listen(cf, "commerce_product",
+                                  ngx_commerce_catalog_notify,
+                                  ngx_commerce_catalog_listening);
+}
+
+
+/* a product changed (its id, from the trigger): its entry and the lists */
+
+static void
+ngx_commerce_catalog_notify(ngx_str_t *payload)
+{
+    int64_t                    id;
+    u_char                     buf[NGX_INT64_LEN + 2];
+    ngx_str_t                  key;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_commerce_conf_main();
+
+    if (cm_parse_int64(payload->data, payload->len, 1, INT64_MAX, &id) == 0) {
+        key.data = buf;
+        key.len = ngx_sprintf(buf, "p%L", id) - buf;
+        ngx_commerce_cache_invalidate(mcf->cache, &key);
+    }
+
+    ngx_commerce_cache_invalidate_class(mcf->cache, NGX_COMMERCE_CACHE_LIST);
+}
+
+
+static void
+ngx_commerce_catalog_listening(ngx_commerce_listen_e state)
+{
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "commerce: product cache: the listener is %s",
+                  state == NGX_COMMERCE_LISTEN_UP ? "up, cache flushed"
+                  : state == NGX_COMMERCE_LISTEN_DOWN ? "down, cache bypassed"
+                  : "starting, cache bypassed");
+
+    ngx_commerce_cache_channel(ngx_commerce_conf_main()->cache, state);
+}
+
+
 static ngx_int_t
 ngx_commerce_catalog_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
     int64_t    page, size;
-    ngx_str_t  v;
+    u_char    *p;
+    ngx_str_t  v, key;
 
     page = 0;
     size = NGX_COMMERCE_SIZE_DEFAULT;
@@ -85,6 +151,23 @@ ngx_commerce_catalog_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, page);
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, size);
 
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN + 2);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    key.data = p;
+    key.len = ngx_sprintf(p, "l%L:%L", page, size) - p;
+
+    return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_LIST, &key,
+                               ngx_commerce_catalog_list_query);
+}
+
+
+static ngx_int_t
+ngx_commerce_catalog_list_query(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
+{
     return ngx_commerce_handler_query(r, ctx);
 }
 
@@ -92,6 +175,26 @@ ngx_commerce_catalog_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 static ngx_int_t
 ngx_commerce_catalog_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
+{
+    u_char     *p;
+    ngx_str_t   key;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    key.data = p;
+    key.len = ngx_sprintf(p, "p%L", ctx->id) - p;
+
+    return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_PRODUCT, &key,
+                               ngx_commerce_catalog_get_query);
+}
+
+
+static ngx_int_t
+ngx_commerce_catalog_get_query(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
 {
     ctx->query.stmt =
         &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_PRODUCT_GET];

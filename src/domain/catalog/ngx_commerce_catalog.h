@@ -13,4 +13,8 @@ extern ngx_commerce_route_t  ngx_commerce_catalog_routes[];
 extern ngx_commerce_stmt_t   ngx_commerce_catalog_statements[];
 
 
+ngx_int_t ngx_commerce_catalog_init(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+
+
 #endif /* _NGX_COMMERCE_CATALOG_H_INCLUDED_ */
