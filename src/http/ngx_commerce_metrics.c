@@ -14,6 +14,8 @@ static ngx_int_t ngx_commerce_metrics_grow(ngx_http_request_t *r,
     ngx_buf_t **b, ngx_chain_t **last);
 static ngx_int_t ngx_commerce_metrics_redis(ngx_http_request_t *r,
     ngx_commerce_shctx_t *sh, ngx_buf_t **bp, ngx_chain_t **lastp);
+static ngx_int_t ngx_commerce_metrics_cache(ngx_http_request_t *r,
+    ngx_commerce_cache_stats_t *st, ngx_buf_t **bp, ngx_chain_t **lastp);
 
 
 
@@ -209,6 +211,16 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
 
     if (mcf->redis != NULL
         && ngx_commerce_metrics_redis(r, sh, &b, &last) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the response cache */
+
+    if (mcf->cache != NULL
+        && ngx_commerce_metrics_cache(r, ngx_commerce_cache_stats(mcf->cache),
+                                      &b, &last)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -509,6 +521,59 @@ ngx_commerce_metrics_redis(ngx_http_request_t *r, ngx_commerce_shctx_t *sh,
                      "connections up again after being lost.\n"
                      "# TYPE commerce_redis_reconnects_total counter\n"
                      "commerce_redis_reconnects_total %uA\n", m->reconnects);
+
+    *bp = b;
+    *lastp = last;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_commerce_metrics_cache(ngx_http_request_t *r,
+    ngx_commerce_cache_stats_t *st, ngx_buf_t **bp, ngx_chain_t **lastp)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *last;
+
+    b = *bp;
+    last = *lastp;
+
+    ngx_commerce_out("# HELP commerce_cache_lookups_total Response cache "
+                     "lookups: hit, stale (served while refilled), miss (this "
+                     "request fills), wait (another fills), bypass (off, the "
+                     "invalidation listener down, or no memory).\n"
+                     "# TYPE commerce_cache_lookups_total counter\n"
+                     "commerce_cache_lookups_total{result=\"hit\"} %uA\n"
+                     "commerce_cache_lookups_total{result=\"stale\"} %uA\n"
+                     "commerce_cache_lookups_total{result=\"miss\"} %uA\n"
+                     "commerce_cache_lookups_total{result=\"wait\"} %uA\n"
+                     "commerce_cache_lookups_total{result=\"bypass\"} %uA\n",
+                     st->hits, st->stale, st->misses, st->waits, st->bypass);
+
+    ngx_commerce_out("# HELP commerce_cache_fills_total Fills: stored, or "
+                     "discarded (invalidated while they ran).\n"
+                     "# TYPE commerce_cache_fills_total counter\n"
+                     "commerce_cache_fills_total{outcome=\"stored\"} %uA\n"
+                     "commerce_cache_fills_total{outcome=\"discarded\"} "
+                     "%uA\n"
+                     "# HELP commerce_cache_invalidations_total Invalidations "
+                     "heard (a key, or a class of keys).\n"
+                     "# TYPE commerce_cache_invalidations_total counter\n"
+                     "commerce_cache_invalidations_total %uA\n"
+                     "# HELP commerce_cache_flushes_total Whole-cache flushes "
+                     "(the listener started, came up or went down).\n"
+                     "# TYPE commerce_cache_flushes_total counter\n"
+                     "commerce_cache_flushes_total %uA\n"
+                     "# HELP commerce_cache_evictions_total Entries evicted to "
+                     "make room.\n"
+                     "# TYPE commerce_cache_evictions_total counter\n"
+                     "commerce_cache_evictions_total %uA\n"
+                     "# HELP commerce_cache_entries Entries in the zone.\n"
+                     "# TYPE commerce_cache_entries gauge\n"
+                     "commerce_cache_entries %uA\n",
+                     st->stored, st->discarded, st->invalidations,
+                     st->flushes, st->evictions, st->entries);
 
     *bp = b;
     *lastp = last;
