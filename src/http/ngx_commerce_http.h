@@ -166,6 +166,8 @@ ngx_int_t ngx_commerce_handler(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 
 /* authentication, access phase (ngx_commerce_auth.c) */
 ngx_int_t ngx_commerce_auth_handler(ngx_http_request_t *r);
