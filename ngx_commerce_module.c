@@ -1,7 +1,8 @@
 
 /*
  * ngx_commerce: a commerce API (balance, products, orders, payments,
- * accounts, coupons) served from inside the nginx worker over non-blocking Postgres.
+ * accounts, coupons, best sellers) served from inside the nginx worker
+ * over non-blocking Postgres.
  *
  * This file is the top of the layers (src/README.md): the module
  * definition, its directives and configuration, and the composition of
@@ -18,6 +19,7 @@
 #include "ngx_commerce_payment.h"
 #include "ngx_commerce_account.h"
 #include "ngx_commerce_coupon.h"
+#include "ngx_commerce_sales.h"
 #include "ngx_commerce_api.h"
 
 
@@ -45,6 +47,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_payment_routes,
     ngx_commerce_account_routes,
     ngx_commerce_coupon_routes,
+    ngx_commerce_sales_routes,
     ngx_commerce_api_routes,
     NULL
 };
@@ -56,6 +59,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_payment_statements,
     ngx_commerce_account_statements,
     ngx_commerce_coupon_statements,
+    ngx_commerce_sales_statements,
     NULL
 };
 

@@ -267,6 +267,22 @@ EOF
         or diag($out);
     is(row_counts('old'), $rows,
         "... its rows kept (orders|payments|audit rows: $rows)");
+    # 011_product_sales fills paid_at and the best-seller sales of the
+    # orders already PAID (the trigger keeps them from then on)
+    is(scalar q_db('old', <<'EOF'), '2|0|5|5',
+SELECT (SELECT count(*) FROM orders WHERE status = 'PAID')
+       || '|' || (SELECT count(*) FROM orders
+                   WHERE (status = 'PAID') <> (paid_at IS NOT NULL)
+                      OR paid_at <> updated_at)
+       || '|' || (SELECT sum(quantity) FROM product_sales_daily)
+       || '|' || (SELECT sum(i.quantity) FROM orders o
+                    JOIN order_items i ON i.order_id = o.id
+                   WHERE o.status = 'PAID'
+                     AND (o.paid_at AT TIME ZONE 'Asia/Seoul')::date
+                         = (SELECT min(day) FROM product_sales_daily))
+EOF
+        '... its 2 PAID orders get paid_at (their updated_at) and their 5'
+        . ' units in product_sales_daily');
 
     my $after = functions('old');
     my @removed = sort grep { !exists $after->{$_} } keys %$before;
@@ -284,7 +300,7 @@ EOF
         'upgrade: the unused cm_card_get_by_key, the 4-argument'
         . ' cm__payment_json and the coupon-less order creations are dropped');
     # added: exactly the functions sql/ defines and the old layout did not
-    # (the domains that came after it: 70_coupon.sql)
+    # (the domains that came after it: 70_coupon.sql, 80_sales.sql)
     my %old_defined;
     for my $f (glob("$old/sql/*.sql"), glob("$old/sql/functions/*.sql")) {
         my $text = read_text($f);
@@ -307,7 +323,8 @@ EOF
         like($sig // '', qr/^\Q$f\E\(.*,bigint\)$/,
             "... $f takes the coupon last");
     }
-    # coupons on orders: the paths that pay, cancel or fail an order
+    # coupons on orders: the paths that pay, cancel or fail an order; the
+    # paths that pay also set paid_at (best sellers)
     is_deeply(\@changed,
         [ 'cm_card_settle(bigint,text,text,text)',
           'cm_order_pay(bigint,bigint,text)', 'cm_orders_expire(integer,integer)' ],

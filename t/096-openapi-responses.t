@@ -365,6 +365,21 @@ if ($r) {
     }
 }
 
+# --- best sellers (after the orders above: paid ones are listed) -----------
+
+$r = call(getBestSellers => 'defaults', GET => '/api/v1/products/best-sellers',
+    token => $consumer);
+ok(@{ $r->{json}{items} // [] } >= 1, 'best sellers: the paid orders show');
+call(getBestSellers => '30 days, 50', GET =>
+    '/api/v1/products/best-sellers?days=30&limit=50', token => $admin);
+call(getBestSellers => 'days 0', GET =>
+    '/api/v1/products/best-sellers?days=0', token => $consumer);
+call(getBestSellers => 'limit twice', GET =>
+    '/api/v1/products/best-sellers?limit=1&limit=2', token => $consumer);
+call(getBestSellers => 'no token', GET => '/api/v1/products/best-sellers');
+call(getBestSellers => 'unknown role', GET => '/api/v1/products/best-sellers',
+    token => $hacker);
+
 # --- all the answers against the document, in one run ----------------------
 
 my $json = JSON::PP->new->utf8->canonical->pretty;

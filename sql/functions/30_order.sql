@@ -1,8 +1,10 @@
 -- order: create, pay by balance, read and expire orders; the order
 -- document.  Repeatable file: see 00_common.sql.
 --
--- Lock order: products by id -> coupon -> user (create); order -> coupon
--- -> user (pay); orders SKIP LOCKED -> products by id -> coupons (expire).
+-- Lock order: products by id -> coupon -> user -> sales rows (create);
+-- order -> coupon -> user -> sales rows (pay); orders SKIP LOCKED ->
+-- products by id -> coupons (expire).  Sales rows: the trigger of
+-- 80_sales.sql, when an order becomes PAID (paid_at = now()).
 -- The card functions (40_payment.sql) slot the payment row in after the
 -- order.
 --
@@ -213,13 +215,21 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO orders (user_id, status, total_amount, discount_amount, payment_amount)
-    VALUES (p_user, v_status, v_total, v_discount, v_pay_amount)
-    RETURNING id, created_at INTO v_order, v_created;
-
-    INSERT INTO order_items (order_id, product_id, name, quantity, unit_price, amount)
-    SELECT v_order, u.pid, u.name, u.qty, u.price, u.price * u.qty
-      FROM unnest(v_ids, v_names, v_qtys, v_prices) AS u(pid, name, qty, price);
+    -- The order and its items in one statement: the sales trigger of an
+    -- order inserted PAID (80_sales.sql) runs at the end of the statement,
+    -- when the items are there.
+    WITH o AS (
+        INSERT INTO orders (user_id, status, total_amount, discount_amount, payment_amount,
+                            paid_at)
+        VALUES (p_user, v_status, v_total, v_discount, v_pay_amount,
+                CASE WHEN v_status = 'PAID' THEN now() END)
+        RETURNING id, created_at
+    ), items AS (
+        INSERT INTO order_items (order_id, product_id, name, quantity, unit_price, amount)
+        SELECT o.id, u.pid, u.name, u.qty, u.price, u.price * u.qty
+          FROM o, unnest(v_ids, v_names, v_qtys, v_prices) AS u(pid, name, qty, price)
+    )
+    SELECT o.id, o.created_at INTO v_order, v_created FROM o;
 
     IF p_coupon IS NOT NULL THEN
         PERFORM cm__coupon_hold(p_coupon, v_order, v_status = 'PAID');
@@ -290,7 +300,7 @@ BEGIN
         VALUES (p_user, 'PAYMENT', -o.payment_amount, v_balance, p_order);
     END IF;
 
-    UPDATE orders SET status = 'PAID', updated_at = now() WHERE id = p_order;
+    UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = p_order;
 
     RETURN cm_order_json(p_order);
 END

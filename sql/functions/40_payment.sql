@@ -24,9 +24,11 @@
 --
 -- Lock order (all functions, so no cycle and no deadlock):
 --   order row -> payment row -> products (by id) -> user coupon -> user
+--   -> sales rows (by product id; 80_sales.sql, when an order becomes PAID)
 --   cm_card_begin: order; cm_card_settle / cm_card_abort: order -> payment
---   (-> user coupon when PAID; -> products by id -> user coupon for
---   PAYMENT_FAILED); cm_order_pay: order -> user coupon -> user;
+--   (-> user coupon -> sales rows when PAID; -> products by id -> user
+--   coupon for PAYMENT_FAILED); cm_order_pay: order -> user coupon -> user
+--   -> sales rows;
 --   cm_card_accepted / cm_card_gateway / cm_card_cancelled: payment only;
 --   cm_card_due / cm_card_cancel_due: payments SKIP LOCKED (never wait);
 --   cm_orders_expire: orders SKIP LOCKED -> products -> user coupons;
@@ -390,8 +392,11 @@ BEGIN
                    SET status = 'SUCCESS', transaction_key = coalesce(transaction_key, v_key),
                        decided_at = now(), next_check_at = NULL, updated_at = now()
                  WHERE id = p_payment;
-                UPDATE orders SET status = 'PAID', updated_at = now() WHERE id = v_order;
+                -- the coupon before the status: the sales rows that the
+                -- status change takes (80_sales.sql) are the last locks
                 PERFORM cm__coupon_use(v_order);
+                UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now()
+                 WHERE id = v_order;
             ELSE
                 v_nc := 'REQUIRED';
                 UPDATE payments

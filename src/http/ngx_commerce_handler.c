@@ -387,6 +387,59 @@ ngx_commerce_handler_dispatch(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 }
 
 
+/*
+ * A query argument that may be given once: NGX_OK with its raw value
+ * (empty for "name=" or a bare "name"), NGX_DECLINED when it is absent,
+ * NGX_ERROR when it is repeated.  Names match exactly (ngx_http_arg()
+ * ignores case and takes the first of several).
+ */
+
+ngx_int_t
+ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    u_char      *p, *end, *key, *eq;
+    size_t       len;
+    ngx_uint_t   found;
+
+    len = ngx_strlen(name);
+    found = 0;
+    p = r->args.data;
+    end = r->args.data + r->args.len;
+
+    while (p < end) {
+        key = p;
+
+        while (p < end && *p != '&') {
+            p++;
+        }
+
+        eq = ngx_strlchr(key, p, '=');
+        if (eq == NULL) {
+            eq = p;
+        }
+
+        if ((size_t) (eq - key) == len
+            && ngx_strncmp(key, name, len) == 0)
+        {
+            if (found) {
+                return NGX_ERROR;
+            }
+
+            found = 1;
+            value->data = (eq < p) ? eq + 1 : eq;
+            value->len = p - value->data;
+        }
+
+        if (p < end) {
+            p++;
+        }
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
 /* log phase: route, status and latency of every API request */
 
 ngx_int_t

@@ -169,6 +169,8 @@ ngx_int_t ngx_commerce_handler(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
+ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 
 /* a route's answer through the response cache (ngx_commerce_cached.c) */
 ngx_int_t ngx_commerce_cached(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,

@@ -498,6 +498,35 @@ SELECT 'balance differs from last ledger row: user ' || u.id FROM users u
  WHERE l.balance_after <> u.balance
 SQL
     ok(!@bad, $name) or diag(join "\n", @bad);
+    my $sales = $self->check_sales("$name: best-seller sales");
+    return !@bad && $sales;
+}
+
+# check_sales($name): product_sales_daily is exactly the items of the PAID
+# orders by calendar day of paid_at in Asia/Seoul (rows at 0 aside), as a
+# test
+sub check_sales {
+    my ($self, $name) = @_;
+    $name //= 'best-seller sales = PAID orders by Seoul day';
+    my @bad = $self->psql(<<'SQL');
+WITH want AS (
+    SELECT (o.paid_at AT TIME ZONE 'Asia/Seoul')::date AS day, i.product_id,
+           sum(i.quantity) AS quantity, sum(i.amount) AS revenue
+      FROM orders o JOIN order_items i ON i.order_id = o.id
+     WHERE o.status = 'PAID'
+     GROUP BY 1, 2
+), have AS (
+    SELECT day, product_id, quantity, revenue FROM product_sales_daily
+     WHERE quantity <> 0 OR revenue <> 0
+)
+SELECT coalesce(w.day, h.day) || ' product ' || coalesce(w.product_id, h.product_id)
+       || ': orders ' || coalesce(w.quantity || '/' || w.revenue, '-')
+       || ', aggregate ' || coalesce(h.quantity || '/' || h.revenue, '-')
+  FROM want w FULL JOIN have h USING (day, product_id)
+ WHERE w.quantity IS DISTINCT FROM h.quantity
+    OR w.revenue IS DISTINCT FROM h.revenue
+SQL
+    ok(!@bad, $name) or diag(join "\n", @bad);
     return !@bad;
 }
 

@@ -1,0 +1,16 @@
+
+/* the sales domain: best sellers (its routes and statements) */
+
+
+#ifndef _NGX_COMMERCE_SALES_H_INCLUDED_
+#define _NGX_COMMERCE_SALES_H_INCLUDED_
+
+
+#include "ngx_commerce_http.h"
+
+
+extern ngx_commerce_route_t  ngx_commerce_sales_routes[];
+extern ngx_commerce_stmt_t   ngx_commerce_sales_statements[];
+
+
+#endif /* _NGX_COMMERCE_SALES_H_INCLUDED_ */
