@@ -25,7 +25,7 @@ $t->load_demo;
 $t->psql('CREATE EXTENSION pg_stat_statements');
 
 my @nodes = qw(main b);
-my $CACHE = "commerce_zone 1m;\ncommerce_cache size=4m ttl=30s negative_ttl=1s fill_timeout=2s;";
+my $CACHE = "commerce_zone 1m;\ncommerce_cache size=4m ttl=30s negative_ttl=1s stats_ttl=1s fill_timeout=2s;";
 
 # --- nginx -t ---------------------------------------------------------------------
 
@@ -147,6 +147,32 @@ is(scalar(grep { xc($_) eq 'MISS' } @res), 2, '... 2 MISS (one per instance)');
 is($t->psql(q{SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
     WHERE query LIKE '%cm_product_get%'}), 2,
     '... and 2 queries in pg_stat_statements');
+
+# --- best sellers: a short TTL, served stale while one request refills it --------------
+
+my $best = '/api/v1/products/best-sellers?days=3&limit=3';
+$r = $t->get($best, user => 1);
+is("$r->{status} " . xc($r), '200 MISS', 'best sellers: MISS');
+is(xc($t->get($best, user => 1)), 'HIT', '... then HIT');
+$t->post('/api/v1/orders', { items => [ { productId => 2, quantity => 10 } ],
+    payment => { method => 'BALANCE' } }, user => 12);
+$r2 = $t->get($best, user => 1);
+is(xc($r2) . ' ' . $r2->{body}, 'HIT ' . $r->{body},
+    '... a new sale is not heard: the same answer until stats_ttl');
+sleep 1.2;
+$t->psql('SELECT pg_stat_statements_reset()');
+@res = $t->concurrent([ map { { method => 'GET', path => $best, user => 1 } }
+    1 .. 50 ], timeout => 60);
+is_deeply(tally(@res), { 200 => 50 }, 'expired, 50 at once: all 200');
+is(scalar(grep { xc($_) eq 'MISS' } @res), 1, '... one refills it (MISS)');
+is(scalar(grep { xc($_) eq 'HIT' } @res), 49, '... the others are answered'
+    . ' from the cache (the stale copy while it refills)');
+is($t->psql(q{SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+    WHERE query LIKE '%cm_best_sellers%'}), 1, '... one query');
+my ($miss) = grep { xc($_) eq 'MISS' } @res;
+is($miss->{json}{items}[0]{productId}, 2, '... which sees the new sale first');
+ok(wait_until(sub { ($t->get($best, user => 1)->{json}{items}[0]{productId}
+    // 0) == 2 }, timeout => 5), 'and then everyone does');
 
 # --- the listener's connection lost while products change ------------------------------
 

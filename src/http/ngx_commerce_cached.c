@@ -2,11 +2,13 @@
 /*
  * A route's answer through the response cache (src/shm/ngx_commerce_cache.c):
  * a hit is answered from the zone; on a miss, one request per key and
- * node runs the route's own handler (its query) and its answer is stored
+ * node runs the route's query (ctx->query, made ready by the route) and
+ * its answer is stored
  * on the way out (ctx->store: a 200, or a 404 for the negative TTL); the
  * other requests for that key wait for it, asking the zone again every
- * few milliseconds, and after the zone's fill timeout run the handler
- * themselves, unstored.  X-Cache: HIT or MISS on every answer while a
+ * few milliseconds, and after the zone's fill timeout run the query
+ * themselves, unstored.  In a class that allows it, an expired answer is
+ * served (stale) while one request refills it.  X-Cache: HIT or MISS on every answer while a
  * cache is configured.
  */
 
@@ -21,7 +23,6 @@ typedef struct {
     ngx_event_t                  ev;       /* the next ask of a waiter */
     ngx_http_request_t          *r;
     ngx_commerce_ctx_t          *ctx;
-    ngx_commerce_route_pt        fill;
     ngx_str_t                    key;
     ngx_uint_t                   klass;
     ngx_msec_t                   started;
@@ -41,7 +42,7 @@ static ngx_int_t ngx_commerce_cached_header(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_commerce_cached(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    ngx_uint_t klass, ngx_str_t *key, ngx_commerce_route_pt fill)
+    ngx_uint_t klass, ngx_str_t *key)
 {
     ngx_pool_cleanup_t         *cln;
     ngx_commerce_cached_t      *cd;
@@ -50,7 +51,7 @@ ngx_commerce_cached(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
     if (mcf->cache == NULL) {
-        return fill(r, ctx, NULL, 0);
+        return ngx_commerce_handler_query(r, ctx);
     }
 
     cd = ngx_pcalloc(r->pool, sizeof(ngx_commerce_cached_t));
@@ -62,7 +63,6 @@ ngx_commerce_cached(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     cd->r = r;
     cd->ctx = ctx;
-    cd->fill = fill;
     cd->key = *key;
     cd->klass = klass;
     cd->started = ngx_current_msec;
@@ -123,7 +123,7 @@ ngx_commerce_cached_ask(ngx_commerce_cached_t *cd)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return cd->fill(r, cd->ctx, NULL, 0);
+    return ngx_commerce_handler_query(r, cd->ctx);
 }
 
 

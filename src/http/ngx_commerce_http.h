@@ -172,9 +172,14 @@ ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 
+/* the response cache's classes (each invalidated as a whole) */
+#define NGX_COMMERCE_CACHE_PRODUCT   0    /* one product */
+#define NGX_COMMERCE_CACHE_LIST      1    /* the product list pages */
+#define NGX_COMMERCE_CACHE_STATS     2    /* best sellers: TTL, stale */
+
 /* a route's answer through the response cache (ngx_commerce_cached.c) */
 ngx_int_t ngx_commerce_cached(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    ngx_uint_t klass, ngx_str_t *key, ngx_commerce_route_pt fill);
+    ngx_uint_t klass, ngx_str_t *key);
 
 /* authentication, access phase (ngx_commerce_auth.c) */
 ngx_int_t ngx_commerce_auth_handler(ngx_http_request_t *r);

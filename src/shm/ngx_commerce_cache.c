@@ -76,7 +76,7 @@ static ngx_commerce_cache_rc_e ngx_commerce_cache_fill(
 
 /*
  * commerce_cache off | size=16m [ttl=30s] [negative_ttl=2s]
- *     [fill_timeout=2s];
+ *     [stats_ttl=10s] [fill_timeout=2s];
  */
 
 char *
@@ -108,6 +108,7 @@ ngx_commerce_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     cache->ttl = 30000;
     cache->negative_ttl = 2000;
+    cache->stats_ttl = 10000;
     cache->fill_timeout = 2000;
     size = 0;
 
@@ -137,6 +138,11 @@ ngx_commerce_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             v.data = value[i].data + 13;
             v.len = value[i].len - 13;
 
+        } else if (ngx_strncmp(value[i].data, "stats_ttl=", 10) == 0) {
+            slot = &cache->stats_ttl;
+            v.data = value[i].data + 10;
+            v.len = value[i].len - 10;
+
         } else if (ngx_strncmp(value[i].data, "fill_timeout=", 13) == 0) {
             slot = &cache->fill_timeout;
             v.data = value[i].data + 13;
@@ -146,7 +152,7 @@ ngx_commerce_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"commerce_cache\": unknown parameter \"%V\" "
                                "(off, or size=, ttl=, negative_ttl=, "
-                               "fill_timeout=)", &value[i]);
+                               "stats_ttl=, fill_timeout=)", &value[i]);
             return NGX_CONF_ERROR;
         }
 
@@ -434,7 +440,9 @@ ngx_commerce_cache_put(ngx_commerce_cache_t *cache, ngx_str_t *key,
     ngx_slab_free_locked(cache->shpool, n);
 
     /* a TTL with up to 10% jitter: entries filled together expire apart */
-    ttl = (status == 200) ? cache->ttl : cache->negative_ttl;
+    ttl = (status != 200) ? cache->negative_ttl
+          : cache->class_ttl[m->klass] ? cache->class_ttl[m->klass]
+          : cache->ttl;
     ttl -= (ngx_msec_t) (ngx_random() % (ttl / 10 + 1));
 
     m->status = (uint16_t) status;

@@ -63,8 +63,12 @@ struct ngx_commerce_cache_s {
     size_t                       size;
     ngx_msec_t                   ttl;          /* plus up to 10% jitter */
     ngx_msec_t                   negative_ttl; /* answers other than 200 */
+    ngx_msec_t                   stats_ttl;    /* statistics (best sellers) */
     ngx_msec_t                   fill_timeout; /* a filler's time, then
                                                   another request fills */
+    /* per class: its TTL (0: ttl), and whether an expired answer is
+     * served while one request refills it (stale-while-revalidate) */
+    ngx_msec_t                   class_ttl[NGX_COMMERCE_CACHE_CLASSES];
     unsigned                     stale[NGX_COMMERCE_CACHE_CLASSES];
 };
 

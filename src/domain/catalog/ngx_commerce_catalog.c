@@ -17,10 +17,6 @@
 #define NGX_COMMERCE_SIZE_DEFAULT  20
 #define NGX_COMMERCE_SIZE_MAX      100
 
-/* the cache's classes: one product; the list pages (all dropped at once) */
-#define NGX_COMMERCE_CACHE_PRODUCT  0
-#define NGX_COMMERCE_CACHE_LIST     1
-
 
 enum {
     NGX_COMMERCE_STMT_PRODUCT_GET = 0,
@@ -32,10 +28,6 @@ enum {
 static ngx_int_t ngx_commerce_catalog_list(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_catalog_get(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
-static ngx_int_t ngx_commerce_catalog_list_query(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
-static ngx_int_t ngx_commerce_catalog_get_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static void ngx_commerce_catalog_notify(ngx_str_t *payload);
 static void ngx_commerce_catalog_listening(ngx_commerce_listen_e state);
@@ -159,16 +151,7 @@ ngx_commerce_catalog_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     key.data = p;
     key.len = ngx_sprintf(p, "l%L:%L", page, size) - p;
 
-    return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_LIST, &key,
-                               ngx_commerce_catalog_list_query);
-}
-
-
-static ngx_int_t
-ngx_commerce_catalog_list_query(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
-{
-    return ngx_commerce_handler_query(r, ctx);
+    return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_LIST, &key);
 }
 
 
@@ -187,19 +170,10 @@ ngx_commerce_catalog_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     key.data = p;
     key.len = ngx_sprintf(p, "p%L", ctx->id) - p;
 
-    return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_PRODUCT, &key,
-                               ngx_commerce_catalog_get_query);
-}
-
-
-static ngx_int_t
-ngx_commerce_catalog_get_query(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
-{
     ctx->query.stmt =
         &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_PRODUCT_GET];
     ctx->query.nparams = 1;
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, ctx->id);
 
-    return ngx_commerce_handler_query(r, ctx);
+    return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_PRODUCT, &key);
 }

@@ -64,8 +64,8 @@ ngx_commerce_route_t  ngx_commerce_sales_routes[] = {
 
 /*
  * GET /api/v1/products/best-sellers?days=3&limit=5.  The answer is a
- * function of (days, limit) and of the day in Asia/Seoul: an answer cache
- * keys on those, between the checked arguments and the query.
+ * function of (days, limit) and of the day in Asia/Seoul: the answer
+ * cache keys on those (ngx_commerce_sales_best_query).
  */
 
 static ngx_int_t
@@ -139,15 +139,49 @@ ngx_commerce_sales_best_arg(ngx_http_request_t *r, const char *name,
 }
 
 
+/*
+ * Through the cache (class STATS: stats_ttl, served stale while one
+ * request refills it), keyed by the arguments and today in Asia/Seoul
+ * (UTC+9, no daylight saving), so a new day never gets yesterday's.
+ */
+
 static ngx_int_t
 ngx_commerce_sales_best_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_commerce_sales_best_t *q)
 {
+    u_char     *p;
+    ngx_str_t   key;
+
     ctx->query.stmt =
         &ngx_commerce_sales_statements[NGX_COMMERCE_STMT_BEST_SELLERS];
     ctx->query.nparams = 2;
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, q->days);
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, q->limit);
 
-    return ngx_commerce_handler_query(r, ctx);
+    p = ngx_pnalloc(r->pool, 3 * NGX_INT64_LEN + 3);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    key.data = p;
+    key.len = ngx_sprintf(p, "s%L:%L:%T", q->days, q->limit,
+                          (ngx_time() + 9 * 3600) / 86400)
+              - p;
+
+    return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_STATS, &key);
+}
+
+
+/* with commerce_cache: the answers of the STATS class live stats_ttl */
+
+ngx_int_t
+ngx_commerce_sales_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    if (mcf->cache != NULL) {
+        mcf->cache->class_ttl[NGX_COMMERCE_CACHE_STATS] =
+                                                        mcf->cache->stats_ttl;
+        mcf->cache->stale[NGX_COMMERCE_CACHE_STATS] = 1;
+    }
+
+    return NGX_OK;
 }

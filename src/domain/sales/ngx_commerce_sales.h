@@ -13,4 +13,8 @@ extern ngx_commerce_route_t  ngx_commerce_sales_routes[];
 extern ngx_commerce_stmt_t   ngx_commerce_sales_statements[];
 
 
+ngx_int_t ngx_commerce_sales_init(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+
+
 #endif /* _NGX_COMMERCE_SALES_H_INCLUDED_ */
