@@ -13,7 +13,7 @@
 
 
 #define NGX_COMMERCE_JWT_LEEWAY       5
-#define NGX_COMMERCE_TOKEN_CACHE      256
+#define NGX_COMMERCE_TOKEN_CACHE      4096   /* slots: 2.3 MB per worker */
 #define NGX_COMMERCE_TOKEN_CACHE_LEN  512
 
 
