@@ -158,6 +158,47 @@ is(($n->{201} // 0) + ($n->{'409 COUPON_SOLD_OUT'} // 0), 1000,
 is($n->{201}, 100, 'exactly 100 issued');
 is($t->coupon_rows($c), '100|100', 'Postgres never holds more than the total');
 
+# --- clients that leave before their write is sent give their pass back ------------
+# One worker with one Postgres connection: the first write waits on the
+# campaign's row (locked here), the one behind it is pipelined, the others
+# wait for the connection; their clients leave.  The writes never sent
+# issue nothing, so the gate must not keep their passes.
+
+$t->write_config($t->default_config(workers => 1, http_extra => <<'EOF'),
+commerce_pg_pool_size 1;
+commerce_redis %%REDIS%%;
+commerce_redis_connections 1;
+EOF
+    name => 'one');
+$t->start_nginx(name => 'one');
+$c = $t->create_coupon(name => 'Leavers', totalQuantity => 10, perUserLimit => 1);
+ok(wait_until(sub { $t->redis_cli('GET', "coupon:{$c}:remaining") eq '10' },
+    timeout => 10), 'a campaign of 10, its gate warm');
+my $hold = $t->psql_bg("BEGIN; SELECT 1 FROM coupon_campaigns WHERE id = $c FOR UPDATE;
+    SELECT pg_sleep(3) AS leavers_lock; COMMIT;");
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE query LIKE '%leavers_lock%' AND state = 'active'}) >= 1 }, timeout => 10),
+    "the campaign's row is held");
+my @gone = $t->concurrent([ map { $t->issue_coupon_req($c, 300 + $_, name => 'one') }
+    1 .. 6 ], timeout => 1);
+is(scalar(grep { $_->{status} } @gone), 0, '6 issues whose clients left after 1 s');
+$t->psql_wait($hold);
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
+    WHERE query LIKE '%cm_coupon_issue%' AND state = 'active'
+      AND pid <> pg_backend_pid()}) == 0 }, timeout => 10),
+    '... the writes that were sent have run');
+my $issued = issued($c);
+my $gate = $t->redis_cli('GET', "coupon:{$c}:remaining");
+cmp_ok($issued, '<=', 2, "at most the 2 writes sent issued ($issued)");
+cmp_ok($gate, '>=', 10 - $issued, "the gate holds at least what Postgres has left"
+    . " (gate $gate, Postgres " . (10 - $issued) . ')');
+@res = $t->concurrent([ map { $t->issue_coupon_req($c, 300 + $_, name => 'one') }
+    1 .. 6 ], timeout => 30);
+my %again = %{ tally(@res) };
+is(($again{201} // 0) + $issued, 6, 'the leavers ask again: each has one coupon now'
+    . ' (the gate did not keep their passes)') or diag(explain(\%again));
+$t->stop_nginx(name => 'one');
+
 # --- Redis stopped: Postgres alone, exact -------------------------------------------
 
 $t->stop_redis;

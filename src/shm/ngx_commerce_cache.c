@@ -302,14 +302,28 @@ ngx_commerce_cache_get(ngx_commerce_cache_t *cache, ngx_uint_t klass,
     } else if (n->state == NGX_COMMERCE_CACHE_FILLING && now < n->fill_until
                && n->epoch == sh->epoch)
     {
-        /* someone fills it: the stale copy where the class allows it */
-        rc = (n->has_body && cache->stale[n->klass])
-             ? NGX_COMMERCE_CACHE_HIT : NGX_COMMERCE_CACHE_WAIT;
-        out->stale = (rc == NGX_COMMERCE_CACHE_HIT);
+        /*
+         * someone fills it: the stale copy where the class allows it; a
+         * fill invalidated since it began will be discarded, so waiting
+         * for it is waiting for nothing: read the database now, unstored
+         * (under writes that keep invalidating a key, its readers run in
+         * parallel instead of one after the other)
+         */
+        if (n->has_body && cache->stale[n->klass]) {
+            rc = NGX_COMMERCE_CACHE_HIT;
+            out->stale = 1;
+
+        } else if (n->dirty || n->gen != sh->gen[n->klass]) {
+            rc = NGX_COMMERCE_CACHE_BYPASS;
+
+        } else {
+            rc = NGX_COMMERCE_CACHE_WAIT;
+        }
 
     } else {
-        /* expired, invalidated, or its filler gave up: fill it again */
-        if (!(n->state == NGX_COMMERCE_CACHE_READY && cache->stale[n->klass]
+        /* expired, invalidated, or its filler gave up: fill it again
+         * (a stale copy is kept where the class serves one) */
+        if (!(cache->stale[n->klass] && n->has_body
               && n->epoch == sh->epoch))
         {
             n->has_body = 0;
@@ -406,8 +420,12 @@ ngx_commerce_cache_put(ngx_commerce_cache_t *cache, ngx_str_t *key,
         goto unlock;
     }
 
-    if (n->dirty || !ngx_commerce_cache_valid(sh, n) || len > 0xffffffff) {
-        /* invalidated since the fill began: never store what was read */
+    if (n->dirty || !ngx_commerce_cache_valid(sh, n)
+        || len > cache->size / 16)
+    {
+        /* invalidated since the fill began (never store what was read
+         * before a change), or too large for the zone to keep (it would
+         * evict many small entries for nothing) */
         (void) ngx_atomic_fetch_add(&sh->stats.discarded, 1);
         ngx_commerce_cache_free(cache, n);
         goto unlock;
@@ -478,7 +496,14 @@ ngx_commerce_cache_abandon(ngx_commerce_cache_t *cache, ngx_str_t *key,
     if (n != NULL && n->state == NGX_COMMERCE_CACHE_FILLING
         && n->token == token)
     {
-        ngx_commerce_cache_free(cache, n);
+        if (n->has_body && cache->stale[n->klass]) {
+            /* READY again, still expired: the next request refills it,
+             * the others keep getting the stale copy meanwhile */
+            n->state = NGX_COMMERCE_CACHE_READY;
+
+        } else {
+            ngx_commerce_cache_free(cache, n);
+        }
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -527,8 +552,9 @@ ngx_commerce_cache_invalidate_class(ngx_commerce_cache_t *cache,
  * The invalidation channel (the listener of worker 0): START, a new
  * listener process took over and does not hear yet; UP, it hears again:
  * everything cached before is dropped; DOWN, it stopped hearing: serve
- * nothing cached.  A DOWN from a process that is no longer the listener
- * (an old worker 0 leaving after a reload) changes nothing.
+ * nothing cached.  Only START takes the channel over: an UP or a DOWN
+ * from a process that is no longer the listener (an old worker 0 leaving
+ * after a reload) changes nothing.
  */
 
 void
@@ -541,7 +567,7 @@ ngx_commerce_cache_channel(ngx_commerce_cache_t *cache,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    if (state != NGX_COMMERCE_LISTEN_DOWN || sh->owner == ngx_pid) {
+    if (state == NGX_COMMERCE_LISTEN_START || sh->owner == ngx_pid) {
         sh->owner = ngx_pid;
         sh->up = (state == NGX_COMMERCE_LISTEN_UP);
         sh->epoch++;

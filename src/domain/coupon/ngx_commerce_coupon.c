@@ -77,11 +77,24 @@ static void ngx_commerce_coupon_written(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 static void ngx_commerce_coupon_give_back(ngx_commerce_ctx_t *ctx,
     const char *mode);
+static void ngx_commerce_coupon_unsettled(void *data);
 static ngx_array_t *ngx_commerce_coupon_keys(ngx_pool_t *pool, int64_t id);
 static ngx_int_t ngx_commerce_coupon_arg(ngx_array_t *a, const char *s);
 static void ngx_commerce_coupon_finish(ngx_http_request_t *r, ngx_int_t rc);
 static void ngx_commerce_coupon_ignore(void *data,
     ngx_commerce_redis_rc_e rc, redisReply *reply);
+
+
+/*
+ * A pass of the gate whose write is under way (ctx->domain): settled by the
+ * write's outcome, or given back when the request ends before it (its
+ * client left while the write waited for a connection, or the write was
+ * never sent).
+ */
+typedef struct {
+    ngx_commerce_ctx_t         *ctx;
+    unsigned                    settled:1;
+} ngx_commerce_coupon_pass_t;
 
 
 /* the warm job of worker 0 */
@@ -687,7 +700,9 @@ static ngx_int_t
 ngx_commerce_coupon_write(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_uint_t gated)
 {
-    ngx_int_t  rc;
+    ngx_int_t                    rc;
+    ngx_pool_cleanup_t          *cln;
+    ngx_commerce_coupon_pass_t  *pass;
 
     ctx->query.stmt =
         &ngx_commerce_coupon_statements[NGX_COMMERCE_STMT_COUPON_ISSUE];
@@ -696,16 +711,26 @@ ngx_commerce_coupon_write(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                                ctx->claims.user_id);
     ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
 
-    /* a gated write settles the gate once its outcome is known */
-    ctx->result = gated ? ngx_commerce_coupon_written : NULL;
+    ctx->result = NULL;
+
+    if (gated) {
+        /* the gate is settled by the outcome, or given back at the end */
+        pass = ngx_pcalloc(r->pool, sizeof(ngx_commerce_coupon_pass_t));
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+
+        if (pass == NULL || cln == NULL) {
+            ngx_commerce_coupon_give_back(ctx, "back");
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        pass->ctx = ctx;
+        ctx->domain = pass;
+        ctx->result = ngx_commerce_coupon_written;
+        cln->handler = ngx_commerce_coupon_unsettled;
+        cln->data = pass;
+    }
 
     rc = ngx_commerce_handler_query(r, ctx);
-
-    if (gated && rc != NGX_DONE) {
-        /* not sent (Postgres down): nothing was issued */
-        ctx->result = NULL;
-        ngx_commerce_coupon_give_back(ctx, "back");
-    }
 
     return rc;
 }
@@ -715,10 +740,13 @@ static void
 ngx_commerce_coupon_written(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res)
 {
-    char                *code;
-    ngx_commerce_ctx_t  *ctx;
+    char                        *code;
+    ngx_commerce_ctx_t          *ctx;
+    ngx_commerce_coupon_pass_t  *pass;
 
     ctx = q->data;
+    pass = ctx->domain;
+    pass->settled = 1;
 
     if (rc != NGX_OK || res == NULL) {
         /* lost: maybe issued; a gate given back too much only lets more
@@ -744,21 +772,45 @@ ngx_commerce_coupon_written(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 }
 
 
+/* the request ends and its write never told its outcome: nothing was
+ * issued by it (or a lost one Postgres decided): give the pass back */
+
+static void
+ngx_commerce_coupon_unsettled(void *data)
+{
+    ngx_commerce_coupon_pass_t  *pass = data;
+
+    if (!pass->settled) {
+        pass->settled = 1;
+        ngx_commerce_coupon_give_back(pass->ctx, "back");
+    }
+}
+
+
+/*
+ * In a pool of its own: it also runs from the request pool's cleanup,
+ * when the request's pool is no longer there (r->pool is NULL by then).
+ * The client copies the words before this returns.
+ */
+
 static void
 ngx_commerce_coupon_give_back(ngx_commerce_ctx_t *ctx, const char *mode)
 {
-    u_char              *p;
-    ngx_array_t         *keys, *args;
-    ngx_http_request_t  *r;
+    u_char       *p;
+    ngx_pool_t   *pool;
+    ngx_array_t  *keys, *args;
 
-    r = ctx->request;
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
 
-    keys = ngx_commerce_coupon_keys(r->pool, ctx->id);
-    args = ngx_array_create(r->pool, 2, sizeof(ngx_str_t));
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
+    keys = ngx_commerce_coupon_keys(pool, ctx->id);
+    args = ngx_array_create(pool, 2, sizeof(ngx_str_t));
+    p = ngx_pnalloc(pool, NGX_INT64_LEN + 1);
 
     if (keys == NULL || args == NULL || p == NULL) {
-        return;
+        goto done;
     }
 
     ngx_sprintf(p, "%L%Z", ctx->claims.user_id);
@@ -766,17 +818,21 @@ ngx_commerce_coupon_give_back(ngx_commerce_ctx_t *ctx, const char *mode)
     if (ngx_commerce_coupon_arg(args, (char *) p) != NGX_OK
         || ngx_commerce_coupon_arg(args, mode) != NGX_OK)
     {
-        return;
+        goto done;
     }
 
     if (ngx_commerce_redis_eval(&ngx_commerce_coupon_back_script, keys, args,
                                 ngx_commerce_coupon_ignore, NULL)
         == NULL)
     {
-        ngx_commerce_log(NGX_LOG_WARN, r, ctx,
-                         "coupon gate not given back (%s): Redis refused",
-                         mode);
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "commerce: [%V] coupon %L: the gate was not given back "
+                      "(%s): Redis refused", &ctx->request_id, ctx->id, mode);
     }
+
+done:
+
+    ngx_destroy_pool(pool);
 }
 
 
