@@ -171,13 +171,16 @@ commerce_redis_connections 1;
 EOF
     name => 'one');
 $t->start_nginx(name => 'one');
+ok(wait_until(sub { $t->grep_log(qr/redis connection #0 .* up/, name => 'one') },
+    timeout => 15), 'its Redis connection is up');
 $c = $t->create_coupon(name => 'Leavers', totalQuantity => 10, perUserLimit => 1);
 ok(wait_until(sub { $t->redis_cli('GET', "coupon:{$c}:remaining") eq '10' },
     timeout => 10), 'a campaign of 10, its gate warm');
 my $hold = $t->psql_bg("BEGIN; SELECT 1 FROM coupon_campaigns WHERE id = $c FOR UPDATE;
-    SELECT pg_sleep(3) AS leavers_lock; COMMIT;");
+    SELECT pg_sleep(5) AS leavers_lock; COMMIT;");
 ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
-    WHERE query LIKE '%leavers_lock%' AND state = 'active'}) >= 1 }, timeout => 10),
+    WHERE query LIKE '%leavers_lock%' AND state = 'active'
+      AND pid <> pg_backend_pid()}) >= 1 }, timeout => 10),
     "the campaign's row is held");
 my @gone = $t->concurrent([ map { $t->issue_coupon_req($c, 300 + $_, name => 'one') }
     1 .. 6 ], timeout => 1);
