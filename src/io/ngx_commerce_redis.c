@@ -707,11 +707,10 @@ ngx_commerce_redis_connect(ngx_commerce_redis_conn_t *conn)
     }
 
     /*
-     * ngx-commerce: allow-blocking.  redisAsyncConnect() calls
-     * getaddrinfo(), but only ever with an IP address literal and a numeric
-     * port (the configuration refuses host names), which glibc parses
-     * without a resolver, a file or a socket; the connect itself is
-     * non-blocking.
+     * ngx-commerce: allow-blocking getaddrinfo() in redisAsyncConnect():
+     * only ever an IP address literal and a numeric port (the
+     * configuration refuses host names), which glibc parses without a
+     * resolver, a file or a socket; the connect itself is non-blocking.
      */
     if (rc->path != NULL) {
         ac = redisAsyncConnectUnix(rc->path);
