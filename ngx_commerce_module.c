@@ -769,6 +769,7 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
     if (ngx_commerce_idem_init(cf) != NGX_OK
         || ngx_commerce_order_init(cf, mcf) != NGX_OK
         || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
+        || ngx_commerce_cached_init(cf, mcf) != NGX_OK
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK
         || ngx_commerce_sales_init(cf, mcf) != NGX_OK
         || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK)

@@ -575,6 +575,19 @@ ngx_commerce_metrics_cache(ngx_http_request_t *r,
                      st->stored, st->discarded, st->invalidations,
                      st->flushes, st->evictions, st->entries);
 
+    ngx_commerce_out("# HELP commerce_cache_redis_total The cache's Redis "
+                     "part (store=redis, shm+redis): hit, miss, stored, "
+                     "discarded (invalidated while the fill ran), error "
+                     "(no answer).\n"
+                     "# TYPE commerce_cache_redis_total counter\n"
+                     "commerce_cache_redis_total{result=\"hit\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"miss\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"stored\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"discarded\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"error\"} %uA\n",
+                     st->remote_hits, st->remote_misses, st->remote_stored,
+                     st->remote_discarded, st->remote_errors);
+
     *bp = b;
     *lastp = last;
 
