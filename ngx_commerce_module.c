@@ -21,6 +21,7 @@
 #include "ngx_commerce_coupon.h"
 #include "ngx_commerce_sales.h"
 #include "ngx_commerce_api.h"
+#include "ngx_commerce_retention.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -60,6 +61,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_account_statements,
     ngx_commerce_coupon_statements,
     ngx_commerce_sales_statements,
+    ngx_commerce_retention_statements,
     NULL
 };
 
@@ -331,6 +333,20 @@ static ngx_command_t  ngx_commerce_commands[] = {
     { ngx_string("commerce_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_commerce_cache_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_retention_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_retention_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_commerce_retention_interval_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -772,7 +788,8 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         || ngx_commerce_cached_init(cf, mcf) != NGX_OK
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK
         || ngx_commerce_sales_init(cf, mcf) != NGX_OK
-        || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK)
+        || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK
+        || ngx_commerce_retention_init(cf, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -78,6 +78,12 @@ typedef struct {
     ngx_uint_t                   redis_queue_length;
     ngx_msec_t                   redis_ping_interval;
 
+    /* domains' counters (ngx_commerce_counter_t), slot = index */
+    ngx_array_t                  counters;
+
+    /* retention of logs (src/domain/retention) */
+    void                        *retention;
+
     /* the API (src/http) */
     ngx_array_t                  routes;       /* ngx_commerce_route_t * */
     ngx_array_t                  route_names;  /* ngx_str_t: metric slots */
@@ -153,6 +159,24 @@ typedef struct {
 
 
 /*
+ * A counter (or gauge) of a domain, registered at configuration time
+ * (ngx_commerce_conf_counter): its value lives in the metrics zone under
+ * its slot (ngx_commerce_shm_count), the Prometheus renderer prints it as
+ * family{labels}.  Entries of one family are printed together, under one
+ * HELP and TYPE.
+ */
+
+#define NGX_COMMERCE_COUNTERS_MAX  128
+
+typedef struct {
+    const char                  *family;   /* commerce_..._total */
+    const char                  *type;     /* "counter" or "gauge" */
+    const char                  *help;
+    const char                  *labels;   /* kind="x" or "" */
+} ngx_commerce_counter_t;
+
+
+/*
  * A periodic job.  run() starts one run and answers NGX_OK when it went
  * asynchronous (it then calls ngx_commerce_job_done() exactly once), or
  * anything else when there was nothing to start (the next run comes after
@@ -190,6 +214,8 @@ ngx_int_t ngx_commerce_conf_read_file(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, size_t max, ngx_uint_t private, ngx_str_t *out);
 ngx_int_t ngx_commerce_conf_keyring(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, cm_keyring_t **out);
+ngx_int_t ngx_commerce_conf_counter(ngx_conf_t *cf, const char *family,
+    const char *type, const char *help, const char *labels);
 
 /* JSON documents from the database or a peer (ngx_commerce_json.c) */
 yajl_val ngx_commerce_json_parse(ngx_pool_t *pool, u_char *data, size_t len);

@@ -16,6 +16,9 @@ static ngx_int_t ngx_commerce_metrics_redis(ngx_http_request_t *r,
     ngx_commerce_shctx_t *sh, ngx_buf_t **bp, ngx_chain_t **lastp);
 static ngx_int_t ngx_commerce_metrics_cache(ngx_http_request_t *r,
     ngx_commerce_cache_stats_t *st, ngx_buf_t **bp, ngx_chain_t **lastp);
+static ngx_int_t ngx_commerce_metrics_counters(ngx_http_request_t *r,
+    ngx_commerce_main_conf_t *mcf, ngx_commerce_shctx_t *sh, ngx_buf_t **bp,
+    ngx_chain_t **lastp);
 
 
 
@@ -222,6 +225,12 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
                                       &b, &last)
            != NGX_OK)
     {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the domains' counters */
+
+    if (ngx_commerce_metrics_counters(r, mcf, sh, &b, &last) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -587,6 +596,61 @@ ngx_commerce_metrics_cache(ngx_http_request_t *r,
                      "commerce_cache_redis_total{result=\"error\"} %uA\n",
                      st->remote_hits, st->remote_misses, st->remote_stored,
                      st->remote_discarded, st->remote_errors);
+
+    *bp = b;
+    *lastp = last;
+
+    return NGX_OK;
+}
+
+
+/* the domains' counters, each family together under its HELP and TYPE
+ * (families in the order of their first counter) */
+
+static ngx_int_t
+ngx_commerce_metrics_counters(ngx_http_request_t *r,
+    ngx_commerce_main_conf_t *mcf, ngx_commerce_shctx_t *sh, ngx_buf_t **bp,
+    ngx_chain_t **lastp)
+{
+    ngx_buf_t               *b;
+    ngx_uint_t               i, j, seen;
+    ngx_chain_t             *last;
+    ngx_commerce_counter_t  *c;
+
+    b = *bp;
+    last = *lastp;
+    c = mcf->counters.elts;
+
+    for (i = 0; i < mcf->counters.nelts; i++) {
+
+        for (seen = 0, j = 0; j < i; j++) {
+            if (ngx_strcmp(c[j].family, c[i].family) == 0) {
+                seen = 1;
+                break;
+            }
+        }
+
+        if (seen) {
+            continue;
+        }
+
+        ngx_commerce_out("# HELP %s %s\n# TYPE %s %s\n", c[i].family,
+                         c[i].help, c[i].family, c[i].type);
+
+        for (j = i; j < mcf->counters.nelts; j++) {
+            if (ngx_strcmp(c[j].family, c[i].family) != 0) {
+                continue;
+            }
+
+            if (c[j].labels[0] != '\0') {
+                ngx_commerce_out("%s{%s} %uA\n", c[j].family, c[j].labels,
+                                 sh->m.counters[j]);
+
+            } else {
+                ngx_commerce_out("%s %uA\n", c[j].family, sh->m.counters[j]);
+            }
+        }
+    }
 
     *bp = b;
     *lastp = last;

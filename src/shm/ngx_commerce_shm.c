@@ -416,3 +416,31 @@ ngx_commerce_shm_redis_reconnect(void)
         (void) ngx_atomic_fetch_add(&sh->m.redis.reconnects, 1);
     }
 }
+
+
+/* a domain's counter (ngx_commerce_conf_counter()): add n, or set it */
+
+void
+ngx_commerce_shm_count(ngx_int_t slot, ngx_atomic_int_t n)
+{
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_shm_state();
+
+    if (sh != NULL && slot >= 0 && slot < NGX_COMMERCE_COUNTERS_MAX) {
+        (void) ngx_atomic_fetch_add(&sh->m.counters[slot], n);
+    }
+}
+
+
+void
+ngx_commerce_shm_gauge(ngx_int_t slot, ngx_atomic_uint_t v)
+{
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_shm_state();
+
+    if (sh != NULL && slot >= 0 && slot < NGX_COMMERCE_COUNTERS_MAX) {
+        sh->m.counters[slot] = v;
+    }
+}

@@ -118,11 +118,12 @@ typedef struct {
     ngx_atomic_t                    pending_payments;
     ngx_atomic_t                    pending_oldest_s;
     ngx_commerce_redis_metrics_t    redis;
+    ngx_atomic_t                    counters[NGX_COMMERCE_COUNTERS_MAX];
 } ngx_commerce_metrics_t;
 
 
 /* the zone's layout; another version or size starts afresh */
-#define NGX_COMMERCE_SH_VERSION      3
+#define NGX_COMMERCE_SH_VERSION      4
 
 typedef struct {
     ngx_uint_t                      version;
@@ -180,6 +181,8 @@ void ngx_commerce_shm_redis_clear(void);
 void ngx_commerce_shm_redis_latency(uint64_t us);
 void ngx_commerce_shm_redis_error(ngx_commerce_redis_err_e kind);
 void ngx_commerce_shm_redis_reconnect(void);
+void ngx_commerce_shm_count(ngx_int_t slot, ngx_atomic_int_t n);
+void ngx_commerce_shm_gauge(ngx_int_t slot, ngx_atomic_uint_t v);
 
 
 #endif /* _NGX_COMMERCE_SHM_H_INCLUDED_ */
