@@ -1,23 +1,21 @@
--- catalog: products (id, name, price, stock).  Read here; their stock is
--- written by the order functions (30_order.sql), under the products' row
--- locks taken in id order.  Repeatable file: see 00_common.sql.
+-- catalog: the buyers' reads of products (the document, the list).  Their
+-- variants' stock is written by the order functions (30_order.sql) and the
+-- sellers' (15_catalogue.sql), under the products' row locks taken in id
+-- order.  Repeatable file: see 00_common.sql.
 
--- {"id","name","price","stock"}
-CREATE OR REPLACE FUNCTION cm__product_json(p_id bigint, p_name text, p_price bigint, p_stock int)
-RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT '{"id":' || p_id || ',"name":' || to_json(p_name)::text
-        || ',"price":' || p_price || ',"stock":' || p_stock || '}'
-$$;
+-- The product document (cm__product_doc, 15_catalogue.sql): the keys of
+-- before ("id","name","price","stock") first, then status, store,
+-- description, category, options, variants and images.
+-- (The 4-key cm__product_json of before is dropped by 014_catalogue.sql.)
 
--- -> {"id","name","price","stock"} | PRODUCT_NOT_FOUND
+-- -> product document | PRODUCT_NOT_FOUND.  A STOPPED product is still
+-- shown (with its status) to whoever has its id; it is not listed.
 CREATE OR REPLACE FUNCTION cm_product_get(p_id bigint) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_doc text;
 BEGIN
-    SELECT cm__product_json(p.id, p.name, p.price, p.stock) INTO v_doc
-      FROM products p
-     WHERE p.id = p_id;
+    v_doc := cm__product_doc(p_id, false);
     IF v_doc IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_FOUND',
             DETAIL = format('product %s not found', p_id);
@@ -26,7 +24,8 @@ BEGIN
 END
 $$;
 
--- Page p_page (from 0) of p_size products ordered by id; total = all products.
+-- Page p_page (from 0) of p_size products ordered by id, STOPPED ones left
+-- out; total = the products listed (products_listed_idx).
 CREATE OR REPLACE FUNCTION cm_product_list(p_page int, p_size int) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -36,13 +35,14 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = 'page must be >= 0 and size between 1 and 100';
     END IF;
-    SELECT '{"items":' || coalesce('[' || string_agg(cm__product_json(s.id, s.name, s.price, s.stock),
+    SELECT '{"items":' || coalesce('[' || string_agg(cm__product_doc(s.id, false),
                                                     ',' ORDER BY s.id) || ']', '[]')
         || ',"page":' || p_page || ',"size":' || p_size
-        || ',"total":' || (SELECT count(*) FROM products) || '}'
+        || ',"total":' || (SELECT count(*) FROM products WHERE NOT stopped) || '}'
       INTO v_doc
-      FROM (SELECT p.id, p.name, p.price, p.stock
+      FROM (SELECT p.id
               FROM products p
+             WHERE NOT p.stopped
              ORDER BY p.id
              OFFSET p_page::bigint * p_size
              LIMIT p_size) s;

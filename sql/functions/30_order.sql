@@ -1,26 +1,37 @@
 -- order: create, pay by balance, read and expire orders; the order
 -- document.  Repeatable file: see 00_common.sql.
 --
--- Lock order: products by id -> coupon -> user -> sales rows (create);
--- order -> coupon -> user -> sales rows (pay); orders SKIP LOCKED ->
--- products by id -> coupons (expire).  Sales rows: the trigger of
+-- Lock order: products by id -> coupon -> their variants -> user -> sales
+-- rows (create); order -> coupon -> user -> sales rows (pay); orders SKIP
+-- LOCKED -> products by id -> variants -> coupons (expire).  Stock lives in
+-- the variants (15_catalogue.sql), always written under their product's
+-- lock; their trigger keeps the product's sum, writes the stock ledger
+-- (reason, order: cm__stock_context) and the status events.  Sales rows: the trigger of
 -- 80_sales.sql, when an order becomes PAID (paid_at = now()).
 -- The card functions (40_payment.sql) slot the payment row in after the
 -- order.
 --
 -- The order document:
---   {"id","userId","status","items":[{"productId","name","quantity",
---    "unitPrice","amount"}],"totalAmount","discountAmount","paymentAmount",
---    "payment":{"id","method","status","amount"[,"reason"]}|null,"createdAt"}
--- items ordered by productId; payment = the latest payment row.
+--   {"id","userId","status","items":[{"productId"[,"variantId","optionValues"],
+--    "name","quantity","unitPrice","amount"}],"totalAmount","discountAmount",
+--    "paymentAmount","payment":{"id","method","status","amount"[,"reason"]}|null,
+--    "createdAt"}
+-- items ordered by productId, then variantId; an item of a product without
+-- options (its default variant) reads exactly as before variants existed;
+-- payment = the latest payment row.
 
 -- ---------------------------------------------------------------------------
 -- The order document (fragments inlined)
 
-CREATE OR REPLACE FUNCTION cm__item_json(p_product bigint, p_name text, p_quantity int,
-                                         p_unit_price bigint, p_amount bigint)
+CREATE OR REPLACE FUNCTION cm__order_item_json(p_product bigint, p_variant bigint, p_values text[],
+                                               p_name text, p_quantity int, p_unit_price bigint,
+                                               p_amount bigint)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT '{"productId":' || p_product || ',"name":' || to_json(p_name)::text
+    SELECT '{"productId":' || p_product
+        || CASE WHEN cardinality(p_values) > 0
+                THEN ',"variantId":' || p_variant || ',"optionValues":' || to_json(p_values)::text
+                ELSE '' END
+        || ',"name":' || to_json(p_name)::text
         || ',"quantity":' || p_quantity || ',"unitPrice":' || p_unit_price
         || ',"amount":' || p_amount || '}'
 $$;
@@ -64,9 +75,11 @@ DECLARE
     v_doc text;
 BEGIN
     SELECT cm__order_doc(o.id, o.user_id, o.status,
-               coalesce((SELECT '[' || string_agg(cm__item_json(i.product_id, i.name, i.quantity,
-                                                                i.unit_price, i.amount),
-                                                  ',' ORDER BY i.product_id) || ']'
+               coalesce((SELECT '[' || string_agg(cm__order_item_json(i.product_id, i.variant_id,
+                                                                      i.option_values, i.name,
+                                                                      i.quantity, i.unit_price,
+                                                                      i.amount),
+                                                  ',' ORDER BY i.product_id, i.variant_id) || ']'
                            FROM order_items i
                           WHERE i.order_id = o.id), '[]'),
                o.total_amount, o.discount_amount, o.payment_amount,
@@ -87,43 +100,56 @@ $$;
 -- ---------------------------------------------------------------------------
 -- Orders
 
--- Create an order for p_user with products p_products[i] x p_quantities[i]
--- (parallel arrays, 1..50 distinct products, quantity 1..999), with the
--- user coupon p_coupon (NULL: none; 70_coupon.sql, "Coupons on orders").
+-- Create an order for p_user: item i is p_quantities[i] units of product
+-- p_products[i] or of variant p_variants[i] (parallel arrays, 1..50
+-- distinct variants, quantity 1..999; a product named without its variant
+-- must have exactly one, its default variant; a variant named with its
+-- product must belong to it), with the user coupon p_coupon (NULL: none;
+-- 70_coupon.sql, "Coupons on orders").
 --   p_method NULL      -> PENDING_PAYMENT, stock reserved (decremented) now;
 --   p_method 'BALANCE' -> paid from the balance in the same transaction: PAID.
 -- Products are locked in id order (FOR NO KEY UPDATE), so concurrent orders
--- over overlapping products queue instead of deadlocking; stock is checked on
--- the locked, latest row.  Then the coupon row is locked and priced: the
--- order's discountAmount, and paymentAmount = totalAmount - discountAmount.
+-- over overlapping products queue instead of deadlocking; their variants'
+-- stock and status are checked under those locks.  Then the coupon row is
+-- locked and priced: the order's discountAmount, and paymentAmount =
+-- totalAmount - discountAmount.  The stock is taken by one conditional
+-- UPDATE of the variants (stock >= quantity): the variant that reaches 0
+-- is SOLD_OUT in this transaction (a generated column), its ledger row
+-- names the order (15_catalogue.sql).
 -- Error precedence: INVALID_REQUEST, USER_NOT_FOUND, PRODUCT_NOT_FOUND
--- (lowest missing id), OUT_OF_STOCK (lowest such id), COUPON_NOT_FOUND,
--- COUPON_NOT_AVAILABLE, COUPON_NOT_APPLICABLE, INSUFFICIENT_BALANCE.
+-- (lowest missing id), VARIANT_NOT_FOUND, VARIANT_REQUIRED,
+-- PRODUCT_NOT_ON_SALE (product or variant STOPPED), OUT_OF_STOCK (lowest
+-- such product, then variant), COUPON_NOT_FOUND, COUPON_NOT_AVAILABLE,
+-- COUPON_NOT_APPLICABLE, INSUFFICIENT_BALANCE.
 --
 -- An order with nothing to pay (paymentAmount 0: every product priced 0, or
 -- a coupon covering it all) is PAID at once, whatever p_method, without a
 -- payments row and without a ledger row: no money moves, and payments.amount
 -- is CHECK (amount > 0) because a payment of nothing is not a payment.  Its
 -- document has "payment": null, and its coupon is USED.
--- Databases before coupons on orders have the 4-argument version: dropped
--- (a 4-argument call still finds this one, p_coupon defaults to NULL).
+-- Databases before coupons on orders have the 4-argument version, before
+-- variants the 5-argument one: dropped (shorter calls find this one, the
+-- missing arguments NULL).
 DROP FUNCTION IF EXISTS cm_order_create(bigint, bigint[], int[], text);
+DROP FUNCTION IF EXISTS cm_order_create(bigint, bigint[], int[], text, bigint);
 CREATE OR REPLACE FUNCTION cm_order_create(p_user bigint, p_products bigint[], p_quantities int[],
-                                           p_method text, p_coupon bigint DEFAULT NULL) RETURNS text
+                                           p_method text, p_coupon bigint DEFAULT NULL,
+                                           p_variants bigint[] DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    n          int := cardinality(p_products);
+    n          int := cardinality(p_quantities);
     r          record;
-    k          int := 0;
-    v_qty      int;
-    v_ids      bigint[];
-    v_names    text[];
-    v_prices   bigint[];
+    i          int;
+    k          int;
+    v_cnt      int;
+    v_pid      bigint;
+    v_vid      bigint;
+    v_pids     bigint[];
+    v_vids     bigint[];
     v_qtys     int[];
     v_items    text := '';
-    v_short    bigint;           -- first product without enough stock
-    v_short_stock int;
-    v_short_qty   int;
+    v_short    text;             -- first item without enough stock
+    v_stopped  text;             -- first item not on sale
     v_total    bigint := 0;
     v_discount bigint := 0;
     v_pay_amount bigint;
@@ -135,19 +161,20 @@ DECLARE
     v_payment  text;
 BEGIN
     -- Input shape (the module validates too; this keeps the database safe).
-    IF n IS NULL OR n < 1 OR n > 50 OR cardinality(p_quantities) IS DISTINCT FROM n
-       OR array_position(p_products, NULL) IS NOT NULL
+    IF n IS NULL OR n < 1 OR n > 50 OR cardinality(p_products) IS DISTINCT FROM n
+       OR (p_variants IS NOT NULL AND cardinality(p_variants) <> n)
        OR (1 <= ALL (p_quantities) AND 999 >= ALL (p_quantities)) IS NOT TRUE THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = 'items must hold 1 to 50 products with quantities between 1 and 999';
     END IF;
+    FOR i IN 1 .. n LOOP
+        IF p_products[i] IS NULL AND p_variants[i] IS NULL THEN
+            PERFORM cm__invalid('each item names a productId or a variantId');
+        END IF;
+    END LOOP;
     IF p_method IS NOT NULL AND p_method <> 'BALANCE' THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = format('unsupported payment method %s', p_method);
-    END IF;
-    IF n > 1 AND (SELECT count(DISTINCT x) FROM unnest(p_products) AS x) <> n THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
-            DETAIL = 'duplicate productId in items';
     END IF;
 
     PERFORM FROM users u WHERE u.id = p_user;
@@ -156,47 +183,102 @@ BEGIN
             DETAIL = format('user %s not found', p_user);
     END IF;
 
-    -- Lock the products in id order and read their latest committed state.
+    -- Products never disappear: the lowest unknown id, without a lock.
+    SELECT min(x) INTO v_pid FROM unnest(p_products) AS x
+     WHERE x IS NOT NULL AND NOT EXISTS (SELECT 1 FROM products p WHERE p.id = x);
+    IF v_pid IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_FOUND',
+            DETAIL = format('product %s not found', v_pid);
+    END IF;
+
+    -- Each item's variant (a variant's product never changes: unlocked).
+    FOR i IN 1 .. n LOOP
+        IF p_variants[i] IS NOT NULL THEN
+            SELECT v.product_id INTO v_pid FROM product_variants v WHERE v.id = p_variants[i];
+            IF NOT FOUND OR v_pid <> coalesce(p_products[i], v_pid) THEN
+                RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'VARIANT_NOT_FOUND',
+                    DETAIL = format('variant %s not found%s', p_variants[i],
+                                    coalesce(' in product ' || p_products[i], ''));
+            END IF;
+            v_vid := p_variants[i];
+        ELSE
+            v_pid := p_products[i];
+            SELECT min(v.id), count(*) INTO v_vid, v_cnt
+              FROM product_variants v WHERE v.product_id = v_pid;
+            IF v_cnt <> 1 THEN
+                RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'VARIANT_REQUIRED',
+                    DETAIL = format('product %s has %s variants: name a variantId', v_pid, v_cnt);
+            END IF;
+        END IF;
+        v_pids[i] := v_pid;
+        v_vids[i] := v_vid;
+    END LOOP;
+    IF n > 1 AND (SELECT count(DISTINCT x) FROM unnest(v_vids) AS x) <> n THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
+            DETAIL = 'duplicate productId or variantId in items';
+    END IF;
+
+    -- Lock the products in id order; under those locks their variants'
+    -- stock and status are the latest committed (every writer of a
+    -- variant locks its product first).
+    PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
+
+    k := 0;
     FOR r IN
-        SELECT p.id, p.name, p.price, p.stock
-          FROM products p
-         WHERE p.id = ANY (p_products)
-         ORDER BY p.id
-           FOR NO KEY UPDATE
+        SELECT v.id, v.product_id, v.option_values, v.stock, v.status AS vstatus,
+               p.status AS pstatus, p.name, p.price + v.price_delta AS price,
+               u.qty
+          FROM unnest(v_vids, p_quantities) AS u(vid, qty)
+          JOIN product_variants v ON v.id = u.vid
+          JOIN products p ON p.id = v.product_id
+         ORDER BY v.product_id, v.id
     LOOP
-        v_qty := p_quantities[array_position(p_products, r.id)];
-        IF r.stock < v_qty AND v_short IS NULL THEN
-            v_short := r.id; v_short_stock := r.stock; v_short_qty := v_qty;
+        IF (r.pstatus = 'STOPPED' OR r.vstatus = 'STOPPED') AND v_stopped IS NULL THEN
+            v_stopped := format('product %s%s is not on sale', r.product_id,
+                                CASE WHEN cardinality(r.option_values) > 0
+                                     THEN ' (variant ' || r.id || ')' ELSE '' END);
+        END IF;
+        IF r.stock < r.qty AND v_short IS NULL THEN
+            v_short := format('product %s%s has %s in stock, %s requested', r.product_id,
+                              CASE WHEN cardinality(r.option_values) > 0
+                                   THEN ' (variant ' || r.id || ')' ELSE '' END,
+                              r.stock, r.qty);
         END IF;
         k := k + 1;
-        v_ids[k] := r.id;
-        v_names[k] := r.name;
-        v_prices[k] := r.price;
-        v_qtys[k] := v_qty;
-        v_total := v_total + r.price * v_qty;
+        v_qtys[k] := r.qty;
+        v_total := v_total + r.price * r.qty;
         IF k > 1 THEN v_items := v_items || ','; END IF;
-        v_items := v_items || cm__item_json(r.id, r.name, v_qty, r.price, r.price * v_qty);
+        v_items := v_items || cm__order_item_json(r.product_id, r.id, r.option_values, r.name, r.qty,
+                                                  r.price, r.price * r.qty);
     END LOOP;
 
-    IF k < n THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_FOUND',
-            DETAIL = format('product %s not found',
-                            (SELECT min(x) FROM unnest(p_products) AS x WHERE x <> ALL (coalesce(v_ids, '{}'))));
+    IF v_stopped IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_ON_SALE', DETAIL = v_stopped;
     END IF;
     IF v_short IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK',
-            DETAIL = format('product %s has %s in stock, %s requested', v_short, v_short_stock, v_short_qty);
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK', DETAIL = v_short;
     END IF;
 
     IF p_coupon IS NOT NULL THEN
         v_discount := cm__coupon_discount(p_user, p_coupon, v_total);
     END IF;
 
-    -- Reserve the stock (rows already locked by us).
-    UPDATE products
-       SET stock = stock - v_qtys[array_position(v_ids, id)],
-           updated_at = now()
-     WHERE id = ANY (v_ids);
+    -- The order's id now: the stock ledger names it.
+    v_order := nextval('orders_id_seq');
+
+    -- Reserve the stock: one conditional UPDATE (rows under our product
+    -- locks; the condition holds the invariant whoever else writes).
+    PERFORM cm__stock_context('ORDER', p_user, v_order, NULL);
+    UPDATE product_variants v
+       SET stock = v.stock - u.qty, updated_at = now()
+      FROM unnest(v_vids, p_quantities) AS u(vid, qty)
+     WHERE v.id = u.vid AND v.stock >= u.qty AND NOT v.stopped;
+    GET DIAGNOSTICS k = ROW_COUNT;
+    IF k < n THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK',
+            DETAIL = 'an item lacks stock';
+    END IF;
+    PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
 
     v_pay_amount := v_total - v_discount;
     IF p_method IS NULL AND v_pay_amount > 0 THEN
@@ -217,17 +299,22 @@ BEGIN
 
     -- The order and its items in one statement: the sales trigger of an
     -- order inserted PAID (80_sales.sql) runs at the end of the statement,
-    -- when the items are there.
+    -- when the items are there.  Name, unit price and option values are
+    -- snapshots.
     WITH o AS (
-        INSERT INTO orders (user_id, status, total_amount, discount_amount, payment_amount,
+        INSERT INTO orders (id, user_id, status, total_amount, discount_amount, payment_amount,
                             paid_at)
-        VALUES (p_user, v_status, v_total, v_discount, v_pay_amount,
+        VALUES (v_order, p_user, v_status, v_total, v_discount, v_pay_amount,
                 CASE WHEN v_status = 'PAID' THEN now() END)
         RETURNING id, created_at
     ), items AS (
-        INSERT INTO order_items (order_id, product_id, name, quantity, unit_price, amount)
-        SELECT o.id, u.pid, u.name, u.qty, u.price, u.price * u.qty
-          FROM o, unnest(v_ids, v_names, v_qtys, v_prices) AS u(pid, name, qty, price)
+        INSERT INTO order_items (order_id, product_id, variant_id, option_values, name, quantity,
+                                 unit_price, amount)
+        SELECT o.id, v.product_id, v.id, v.option_values, p.name, u.qty, p.price + v.price_delta,
+               (p.price + v.price_delta) * u.qty
+          FROM o, unnest(v_vids, p_quantities) AS u(vid, qty)
+          JOIN product_variants v ON v.id = u.vid
+          JOIN products p ON p.id = v.product_id
     )
     SELECT o.id, o.created_at INTO v_order, v_created FROM o;
 
@@ -325,14 +412,13 @@ $$;
 -- p_ttl_seconds and give their stock back.  SKIP LOCKED lets several nginx
 -- workers/instances run it at once (each takes different orders) and never
 -- waits on an order being paid right now.  Products are locked in id order,
--- like cm_order_create, before the stock is restored; their coupons are
--- free again.  Returns the number of orders cancelled.
+-- like cm_order_create, before the variants' stock is restored (ledger
+-- reason ORDER_EXPIRED, per order); their coupons are free again.  Returns the number of orders cancelled.
 CREATE OR REPLACE FUNCTION cm_orders_expire(p_ttl_seconds int, p_batch int) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
     v_ids  bigint[];
-    v_pids bigint[];
-    v_qtys int[];
+    r      record;
 BEGIN
     IF p_ttl_seconds IS NULL OR p_ttl_seconds < 0 OR p_batch IS NULL OR p_batch < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
@@ -355,21 +441,23 @@ BEGIN
        SET status = 'CANCELLED', updated_at = now()
      WHERE id = ANY (v_ids);
 
-    -- Quantities to give back, per product, in product id order.
-    SELECT array_agg(s.product_id ORDER BY s.product_id), array_agg(s.qty ORDER BY s.product_id)
-      INTO v_pids, v_qtys
-      FROM (SELECT i.product_id, sum(i.quantity)::int AS qty
-              FROM order_items i
-             WHERE i.order_id = ANY (v_ids)
-             GROUP BY i.product_id) s;
-
-    -- Lock them in id order (as cm_order_create does), then restore.
-    PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
-
-    UPDATE products p
-       SET stock = p.stock + u.qty, updated_at = now()
-      FROM unnest(v_pids, v_qtys) AS u(pid, qty)
-     WHERE p.id = u.pid;
+    -- Lock their products in id order (as cm_order_create does), then give
+    -- each item's units back to its variant, one ledger row per item.
+    PERFORM FROM products p
+     WHERE p.id IN (SELECT i.product_id FROM order_items i WHERE i.order_id = ANY (v_ids))
+     ORDER BY p.id
+       FOR NO KEY UPDATE;
+    FOR r IN
+        SELECT i.order_id, i.variant_id, i.quantity
+          FROM order_items i
+         WHERE i.order_id = ANY (v_ids)
+         ORDER BY i.product_id, i.variant_id, i.order_id
+    LOOP
+        PERFORM cm__stock_context('ORDER_EXPIRED', NULL, r.order_id, NULL);
+        UPDATE product_variants SET stock = stock + r.quantity, updated_at = now()
+         WHERE id = r.variant_id;
+    END LOOP;
+    PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
 
     PERFORM cm__coupon_release(v_ids);
 
@@ -379,23 +467,25 @@ $$;
 
 -- Give back the stock of one order (the caller holds the order row and has
 -- just moved it out of a stock-holding state, so this runs once per order).
--- Products locked in id order, as everywhere.
+-- Products locked in id order, then the variants, as everywhere; ledger
+-- reason PAYMENT_FAILED.
 CREATE OR REPLACE FUNCTION cm__order_release_stock(p_order bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_pids bigint[];
-    v_qtys int[];
+    r record;
 BEGIN
-    SELECT array_agg(i.product_id ORDER BY i.product_id), array_agg(i.quantity ORDER BY i.product_id)
-      INTO v_pids, v_qtys
-      FROM order_items i
-     WHERE i.order_id = p_order;
-
-    PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
-
-    UPDATE products p
-       SET stock = p.stock + u.qty, updated_at = now()
-      FROM unnest(v_pids, v_qtys) AS u(pid, qty)
-     WHERE p.id = u.pid;
+    PERFORM FROM products p
+     WHERE p.id IN (SELECT i.product_id FROM order_items i WHERE i.order_id = p_order)
+     ORDER BY p.id
+       FOR NO KEY UPDATE;
+    PERFORM cm__stock_context('PAYMENT_FAILED', NULL, p_order, NULL);
+    FOR r IN
+        SELECT i.variant_id, i.quantity FROM order_items i
+         WHERE i.order_id = p_order ORDER BY i.product_id, i.variant_id
+    LOOP
+        UPDATE product_variants SET stock = stock + r.quantity, updated_at = now()
+         WHERE id = r.variant_id;
+    END LOOP;
+    PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
 END
 $$;

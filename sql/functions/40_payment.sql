@@ -193,18 +193,21 @@ $$;
 -- -> same document as cm_card_begin; for an order with nothing to pay
 -- (PAID at once by cm_order_create) "paymentId" is null, "amount" 0 and no
 -- card payment starts.
--- Databases before coupons on orders have the 6-argument version: dropped.
+-- Databases before coupons on orders have the 6-argument version, before
+-- variants the 7-argument one: dropped.
 DROP FUNCTION IF EXISTS cm_order_create_card(bigint, bigint[], int[], text, text, text);
+DROP FUNCTION IF EXISTS cm_order_create_card(bigint, bigint[], int[], text, text, text, bigint);
 CREATE OR REPLACE FUNCTION cm_order_create_card(p_user bigint, p_products bigint[], p_quantities int[],
                                                 p_gateway text, p_card_type text, p_card_last4 text,
-                                                p_coupon bigint DEFAULT NULL)
+                                                p_coupon bigint DEFAULT NULL,
+                                                p_variants bigint[] DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_order  bigint;
     o        record;
 BEGIN
     PERFORM cm__card_check_args(p_gateway, p_card_type, p_card_last4);
-    PERFORM cm_order_create(p_user, p_products, p_quantities, NULL, p_coupon);
+    PERFORM cm_order_create(p_user, p_products, p_quantities, NULL, p_coupon, p_variants);
     -- The id cm_order_create just drew in this session (no other nextval since).
     v_order := currval('orders_id_seq');
     SELECT x.status, x.payment_amount INTO o FROM orders x WHERE x.id = v_order;

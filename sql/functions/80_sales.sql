@@ -39,7 +39,7 @@ $$;
 
 -- Add (p_sign 1) or take off (p_sign -1) the items of order p_order on the
 -- day of p_at, row by row in product id order.  Adding is one upsert that
--- walks the items by product id (order_items_pkey).  Taking off is rare (an
+-- walks the items by product id, the variants of one product summed.  Taking off is rare (an
 -- order leaving PAID): an UPDATE per item, in product id order, and a row
 -- that is not there is an error, as is a row going below 0 (the CHECKs):
 -- the table can only be wrong loudly.
@@ -51,9 +51,10 @@ DECLARE
 BEGIN
     IF p_sign > 0 THEN
         INSERT INTO product_sales_daily AS s (day, product_id, quantity, revenue)
-        SELECT v_day, x.product_id, x.quantity, x.amount
+        SELECT v_day, x.product_id, sum(x.quantity), sum(x.amount)
           FROM order_items x
          WHERE x.order_id = p_order
+         GROUP BY x.product_id
          ORDER BY x.product_id
             ON CONFLICT (day, product_id) DO UPDATE
            SET quantity = s.quantity + EXCLUDED.quantity,
@@ -61,9 +62,10 @@ BEGIN
         RETURN;
     END IF;
     FOR i IN
-        SELECT x.product_id, x.quantity, x.amount
+        SELECT x.product_id, sum(x.quantity) AS quantity, sum(x.amount) AS amount
           FROM order_items x
          WHERE x.order_id = p_order
+         GROUP BY x.product_id
          ORDER BY x.product_id
     LOOP
         UPDATE product_sales_daily s
