@@ -35,8 +35,10 @@ typedef enum {
 } cm_pay_method_e;
 
 
+/* product_id or variant_id may be 0 (not given), never both */
 typedef struct {
     int64_t          product_id;
+    int64_t          variant_id;
     int32_t          quantity;
 } cm_order_item_t;
 
@@ -60,6 +62,12 @@ typedef struct {
 
 
 /*
+ * cm_parse_order and cm_parse_payment live in cm_order.c.  An order item
+ * names "productId", "variantId" or both; items naming the same product
+ * (without variant) or the same variant (with the same productId, or
+ * none) are merged, their quantities summed; items are sorted by product
+ * id, then variant id.
+ *
  * All parsers return 0 on success, -1 on invalid input with a reason in
  * err (NUL-terminated, truncated to errlen).  buf need not be
  * NUL-terminated.
@@ -166,6 +174,15 @@ int cm_json_fail(cm_json_walk_t *w, const char *fmt, ...)
 #define CM_JSON_RANGE    (-3)
 
 int cm_json_number(const unsigned char *p, size_t len, int64_t *out);
+
+/*
+ * For a handler: the value event is an integer of [min, max], stored in
+ * *out (CM_JSON_OK), else CM_JSON_FAIL with "<name> must be an integer"
+ * or "<name> must be between <min> and <max>".
+ */
+int cm_json_int_value(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len, int64_t min, int64_t max,
+    const char *name, int64_t *out);
 
 
 #endif /* _CM_JSON_H_INCLUDED_ */

@@ -1,7 +1,9 @@
 /*
  * libFuzzer target for the pure C parsers: every input goes through
  * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_coupon
- * (and its timestamps), cm_parse_int64,
+ * (and its timestamps), the catalogue's bodies (cm_parse_product in both
+ * modes, cm_parse_variant_patch, cm_parse_category, the store account and
+ * SKU rules), cm_parse_int64,
  * cm_json_escape and cm_jwt_verify, the account bodies and rules
  * (cm_parse_fields, cm_email_valid, cm_phone_valid, cm_name_valid,
  * cm_role_bit), cm_jwt_kid, the chunked decoder (whole, and fed in two
@@ -26,6 +28,7 @@
 
 #include "cm_json.h"
 #include "cm_coupon.h"
+#include "cm_catalogue.h"
 #include "cm_jwt.h"
 #include "cm_account.h"
 #include "cm_chunked.h"
@@ -51,6 +54,7 @@ static void fuzz_charge(const uint8_t *data, size_t size);
 static void fuzz_order(const uint8_t *data, size_t size);
 static void fuzz_payment(const uint8_t *data, size_t size);
 static void fuzz_coupon(const uint8_t *data, size_t size);
+static void fuzz_catalogue(const uint8_t *data, size_t size);
 static void fuzz_int64(const uint8_t *data, size_t size);
 static void fuzz_escape(const uint8_t *data, size_t size);
 static void fuzz_jwt(const uint8_t *data, size_t size);
@@ -85,6 +89,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_order(data, size);
     fuzz_payment(data, size);
     fuzz_coupon(data, size);
+    fuzz_catalogue(data, size);
     fuzz_int64(data, size);
     fuzz_escape(data, size);
     fuzz_jwt(data, size);
@@ -294,6 +299,72 @@ fuzz_charge(const uint8_t *data, size_t size)
     /* a tiny buffer: truncated but terminated */
     check(cm_parse_charge(data, size, MAX_AMOUNT, &amount, err, 4) == -1);
     check(strlen(err) < 4);
+}
+
+
+static void
+fuzz_catalogue(const uint8_t *data, size_t size)
+{
+    int                m;
+    char               err[CM_JSON_ERR_LEN], last4[5];
+    size_t             n, chars;
+    const char        *why;
+    cm_product_req_t   pr;
+    cm_category_req_t  c;
+
+    for (m = CM_PRODUCT_CREATE; m <= CM_PRODUCT_PATCH; m++) {
+        if (cm_parse_product(data, size, (cm_product_mode_e) m, &pr, err,
+                             sizeof(err))
+            != 0)
+        {
+            check_err(err);
+            check(pr.seen == 0 && pr.nvariants == 0);
+            continue;
+        }
+
+        check(json_valid(data, size));
+        check(pr.seen != 0);
+
+        if (m == CM_PRODUCT_CREATE) {
+            /* the matrix: exactly one variant per combination */
+            check(pr.noptions <= CM_OPTIONS_MAX);
+            check(pr.nvariants == pr.combinations);
+            check(pr.nvariants >= 1 && pr.nvariants <= CM_VARIANTS_MAX);
+        }
+    }
+
+    if (cm_parse_variant_patch(data, size, err, sizeof(err)) != 0) {
+        check_err(err);
+    } else {
+        check(json_valid(data, size));
+    }
+
+    for (m = 0; m <= 1; m++) {
+        if (cm_parse_category(data, size, m, &c, err, sizeof(err)) != 0) {
+            check_err(err);
+            check(c.name[0] == '\0' && c.parent_id == 0);
+            continue;
+        }
+
+        n = strlen(c.name);
+        check(json_valid(data, size) && c.parent_id >= 0);
+        check(cm_utf8_count((const unsigned char *) c.name, n, &chars) == 0);
+        check(chars >= 1 && chars <= CM_CATEGORY_NAME_MAX);
+    }
+
+    if (cm_catalogue_sku(data, size) == 0) {
+        check(size >= 1 && size <= CM_SKU_MAX);
+    }
+
+    if (size > 3
+        && cm_store_account_valid((const char *) data, 3,
+                                  (const char *) data + 3, size - 3, last4,
+                                  &why)
+           == 0)
+    {
+        check(strlen(last4) == 4 && why == NULL);
+        check(memchr(data + 3, last4[3], size - 3) != NULL);
+    }
 }
 
 

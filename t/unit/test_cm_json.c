@@ -375,10 +375,10 @@ test_order_items(void)
               "items[1] must be an object", "second item an array");
 
     order_bad(S("{\"items\":[{\"quantity\":1}]}"),
-              "items[0].productId is required", "productId missing");
+              "items[0].productId or variantId is required", "productId missing");
     order_bad(S("{\"items\":[{\"productId\":1}]}"),
               "items[0].quantity is required", "quantity missing");
-    order_bad(S("{\"items\":[{}]}"), "items[0].productId is required",
+    order_bad(S("{\"items\":[{}]}"), "items[0].productId or variantId is required",
               "empty item");
     order_bad(S("{\"items\":[{\"productId\":1,\"productId\":2,"
                 "\"quantity\":1}]}"),

@@ -1,0 +1,635 @@
+/*
+ * cm_order: the order and payment bodies (declared in cm_json.h), read
+ * with cm_json's event walker.  An item names a product, a variant, or
+ * both; duplicates are merged and the items sorted by product id, then
+ * variant id (the database locks products in id order).
+ */
+
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cm_json.h"
+
+
+/* bits for the fields of one object, to find duplicates and missing ones */
+#define CM_ORDER_F_ITEMS      0x01
+#define CM_ORDER_F_PAYMENT    0x02
+#define CM_ORDER_F_COUPON     0x04
+
+#define CM_ITEM_F_PRODUCT     0x01
+#define CM_ITEM_F_QUANTITY    0x02
+#define CM_ITEM_F_VARIANT     0x04
+
+#define CM_PAY_F_METHOD       0x01
+#define CM_PAY_F_CARD_TYPE    0x02
+#define CM_PAY_F_CARD_NO      0x04
+
+#define CM_CARD_NO_LEN        19        /* dddd-dddd-dddd-dddd */
+
+
+/* the "payment" object of an order, or the whole body of a payment */
+typedef struct {
+    unsigned           field;      /* CM_PAY_F_* whose value comes next */
+    unsigned           seen;
+    unsigned           bad;        /* card fields not a short string */
+    unsigned           done:1;
+    cm_pay_method_e    method;
+    size_t             card_type_len;
+    size_t             card_no_len;
+    char               card_type[16];
+    char               card_no[20];
+} cm_pay_parse_t;
+
+
+typedef struct {
+    cm_order_req_t    *out;
+    cm_pay_parse_t     pay;
+    unsigned           field;      /* CM_ORDER_F_* whose value is parsed */
+    unsigned           seen;
+
+    size_t             count;      /* elements of "items" so far */
+    unsigned           item_field;
+    unsigned           item_seen;
+    int64_t            product_id;
+    int64_t            variant_id;
+    int64_t            quantity;
+} cm_order_parse_t;
+
+
+typedef struct {
+    cm_payment_req_t  *out;
+    cm_pay_parse_t     pay;
+} cm_payment_parse_t;
+
+
+static int cm_order_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op,
+    const unsigned char *p, size_t len);
+static int cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len);
+static int cm_order_item_value(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len);
+static int cm_order_item_done(cm_json_walk_t *w, cm_order_parse_t *op);
+static void cm_order_sort(cm_order_req_t *out);
+static int cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp,
+    cm_json_event_e ev, const unsigned char *p, size_t len, unsigned base,
+    const char *prefix);
+static int cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp,
+    cm_json_event_e ev, const unsigned char *p, size_t len,
+    const char *prefix);
+static int cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp,
+    const char *prefix);
+static int cm_card_type_valid(const char *p, size_t len);
+static int cm_card_no_valid(const char *p, size_t len);
+
+
+int
+cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
+    char *err, size_t errlen)
+{
+    cm_json_walk_t    w;
+    cm_order_parse_t  op;
+
+    memset(out, 0, sizeof(cm_order_req_t));
+    memset(&op, 0, sizeof(cm_order_parse_t));
+    op.out = out;
+
+    memset(&w, 0, sizeof(cm_json_walk_t));
+    w.handler = cm_order_event;
+    w.data = &op;
+    w.err = err;
+    w.errlen = errlen;
+
+    if (cm_json_walk(&w, buf, len) != 0) {
+        goto failed;
+    }
+
+    if (!(op.seen & CM_ORDER_F_ITEMS)) {
+        cm_json_fail(&w, "items is required");
+        goto failed;
+    }
+
+    /* "payment": null leaves the method at CM_PAY_NONE */
+    if (op.pay.done) {
+        out->method = op.pay.method;
+        memcpy(out->card_type, op.pay.card_type, sizeof(out->card_type));
+        memcpy(out->card_no, op.pay.card_no, sizeof(out->card_no));
+    }
+
+    /* the database locks products in id order */
+    cm_order_sort(out);
+
+    return 0;
+
+failed:
+
+    memset(out, 0, sizeof(cm_order_req_t));
+
+    return -1;
+}
+
+
+int
+cm_parse_payment(const unsigned char *buf, size_t len, cm_payment_req_t *out,
+    char *err, size_t errlen)
+{
+    cm_json_walk_t      w;
+    cm_payment_parse_t  pp;
+
+    memset(out, 0, sizeof(cm_payment_req_t));
+    memset(&pp, 0, sizeof(cm_payment_parse_t));
+    pp.out = out;
+
+    memset(&w, 0, sizeof(cm_json_walk_t));
+    w.handler = cm_payment_event;
+    w.data = &pp;
+    w.err = err;
+    w.errlen = errlen;
+
+    if (cm_json_walk(&w, buf, len) != 0) {
+        return -1;
+    }
+
+    /* the end of the top-level object ran cm_pay_done() */
+    out->method = pp.pay.method;
+    memcpy(out->card_type, pp.pay.card_type, sizeof(out->card_type));
+    memcpy(out->card_no, pp.pay.card_no, sizeof(out->card_no));
+
+    return 0;
+}
+
+static int
+cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
+    size_t len)
+{
+    cm_order_parse_t  *op;
+
+    op = w->data;
+
+    if (w->depth == 1) {
+        switch (ev) {
+
+        case CM_JSON_MAP_START:
+        case CM_JSON_MAP_END:
+            return CM_JSON_OK;
+
+        case CM_JSON_KEY:
+            return cm_order_key(w, op, p, len);
+
+        default:
+            break;
+        }
+
+        /* a scalar value of "items", "payment" or "couponId" */
+
+        if (op->field == CM_ORDER_F_ITEMS) {
+            return cm_json_fail(w, "items must be an array");
+        }
+
+        if (op->field == CM_ORDER_F_COUPON) {
+            return (ev == CM_JSON_NULL)
+                   ? CM_JSON_OK
+                   : cm_json_int_value(w, ev, p, len, 1, INT64_MAX,
+                                       "couponId", &op->out->coupon_id);
+        }
+
+        if (ev == CM_JSON_NULL) {
+            return CM_JSON_OK;
+        }
+
+        return cm_json_fail(w, "payment must be an object or null");
+    }
+
+    if (op->field == CM_ORDER_F_ITEMS) {
+        return cm_order_items_event(w, op, ev, p, len);
+    }
+
+    if (op->field == CM_ORDER_F_COUPON) {
+        return cm_json_fail(w, "couponId must be an integer");
+    }
+
+    if (w->depth == 2 && ev == CM_JSON_ARRAY_START) {
+        return cm_json_fail(w, "payment must be an object or null");
+    }
+
+    return cm_pay_event(w, &op->pay, ev, p, len, 2, "payment.");
+}
+
+
+static int
+cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op, const unsigned char *p,
+    size_t len)
+{
+    unsigned     f;
+    const char  *name;
+
+    if (cm_json_str_is(p, len, "items")) {
+        f = CM_ORDER_F_ITEMS;
+        name = "items";
+
+    } else if (cm_json_str_is(p, len, "payment")) {
+        f = CM_ORDER_F_PAYMENT;
+        name = "payment";
+
+    } else if (cm_json_str_is(p, len, "couponId")) {
+        f = CM_ORDER_F_COUPON;
+        name = "couponId";
+
+    } else {
+        return CM_JSON_SKIP;
+    }
+
+    if (op->seen & f) {
+        return cm_json_fail(w, "duplicate field %s", name);
+    }
+
+    op->seen |= f;
+    op->field = f;
+
+    return CM_JSON_OK;
+}
+
+
+/*
+ * Events below the "items" key: the array itself at depth 2, its elements
+ * at depth 2 (scalars) or 3 (containers), their fields at depth 3, and
+ * the container values of those fields at depth 4.
+ */
+
+static int
+cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    if (w->depth == 2) {
+        switch (ev) {
+
+        case CM_JSON_ARRAY_START:
+            return CM_JSON_OK;
+
+        case CM_JSON_MAP_START:
+            return cm_json_fail(w, "items must be an array");
+
+        case CM_JSON_ARRAY_END:
+            if (op->count == 0) {
+                return cm_json_fail(w, "items must not be empty");
+            }
+
+            return CM_JSON_OK;
+
+        default:
+            return cm_json_fail(w, "items[%zu] must be an object", op->count);
+        }
+    }
+
+    if (w->depth == 3) {
+        switch (ev) {
+
+        case CM_JSON_MAP_START:
+            op->count++;
+            op->item_field = 0;
+            op->item_seen = 0;
+            op->product_id = 0;
+            op->variant_id = 0;
+            return CM_JSON_OK;
+
+        case CM_JSON_ARRAY_START:
+            return cm_json_fail(w, "items[%zu] must be an object", op->count);
+
+        case CM_JSON_MAP_END:
+            return cm_order_item_done(w, op);
+
+        case CM_JSON_KEY:
+            if (cm_json_str_is(p, len, "productId")) {
+                op->item_field = CM_ITEM_F_PRODUCT;
+
+            } else if (cm_json_str_is(p, len, "quantity")) {
+                op->item_field = CM_ITEM_F_QUANTITY;
+
+            } else if (cm_json_str_is(p, len, "variantId")) {
+                op->item_field = CM_ITEM_F_VARIANT;
+
+            } else {
+                return CM_JSON_SKIP;
+            }
+
+            if (op->item_seen & op->item_field) {
+                return cm_json_fail(w, "duplicate field items[%zu].%s",
+                                    op->count - 1,
+                                    op->item_field == CM_ITEM_F_PRODUCT
+                                    ? "productId"
+                                    : op->item_field == CM_ITEM_F_VARIANT
+                                    ? "variantId" : "quantity");
+            }
+
+            op->item_seen |= op->item_field;
+            return CM_JSON_OK;
+
+        default:
+            return cm_order_item_value(w, op, ev, p, len);
+        }
+    }
+
+    /* an object or an array as the value of productId or quantity */
+    return cm_order_item_value(w, op, ev, p, len);
+}
+
+
+static int
+cm_order_item_value(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    char  name[48];
+
+    if (op->item_field == CM_ITEM_F_PRODUCT) {
+        snprintf(name, sizeof(name), "items[%zu].productId", op->count - 1);
+        return cm_json_int_value(w, ev, p, len, 1, INT64_MAX, name,
+                                 &op->product_id);
+    }
+
+    if (op->item_field == CM_ITEM_F_VARIANT) {
+        snprintf(name, sizeof(name), "items[%zu].variantId", op->count - 1);
+        return cm_json_int_value(w, ev, p, len, 1, INT64_MAX, name,
+                                 &op->variant_id);
+    }
+
+    snprintf(name, sizeof(name), "items[%zu].quantity", op->count - 1);
+    return cm_json_int_value(w, ev, p, len, 1, CM_QUANTITY_MAX, name,
+                             &op->quantity);
+}
+
+
+static int
+cm_order_item_done(cm_json_walk_t *w, cm_order_parse_t *op)
+{
+    size_t            i, n;
+    cm_order_item_t  *it;
+
+    n = op->count - 1;
+
+    if (!(op->item_seen & (CM_ITEM_F_PRODUCT|CM_ITEM_F_VARIANT))) {
+        return cm_json_fail(w, "items[%zu].productId or variantId is required",
+                            n);
+    }
+
+    if (!(op->item_seen & CM_ITEM_F_QUANTITY)) {
+        return cm_json_fail(w, "items[%zu].quantity is required", n);
+    }
+
+    it = op->out->items;
+
+    /* the same product without a variant, or the same variant */
+    for (i = 0; i < op->out->nitems; i++) {
+        if (it[i].product_id != op->product_id
+            || it[i].variant_id != op->variant_id)
+        {
+            continue;
+        }
+
+        /* both are at most CM_QUANTITY_MAX: the sum cannot overflow */
+        if (it[i].quantity + op->quantity > CM_QUANTITY_MAX) {
+            return cm_json_fail(w, "items[%zu].quantity: total for one "
+                                "product must not exceed %d", n,
+                                CM_QUANTITY_MAX);
+        }
+
+        it[i].quantity += (int32_t) op->quantity;
+        return CM_JSON_OK;
+    }
+
+    if (op->out->nitems == CM_ORDER_ITEMS_MAX) {
+        return cm_json_fail(w, "items must not hold more than %d distinct "
+                            "products", CM_ORDER_ITEMS_MAX);
+    }
+
+    it[i].product_id = op->product_id;
+    it[i].variant_id = op->variant_id;
+    it[i].quantity = (int32_t) op->quantity;
+    op->out->nitems++;
+
+    return CM_JSON_OK;
+}
+
+
+static void
+cm_order_sort(cm_order_req_t *out)
+{
+    size_t           i, j;
+    cm_order_item_t  t;
+
+    /* insertion sort: at most CM_ORDER_ITEMS_MAX distinct ids */
+    for (i = 1; i < out->nitems; i++) {
+        t = out->items[i];
+
+        for (j = i;
+             j > 0 && (out->items[j - 1].product_id > t.product_id
+                       || (out->items[j - 1].product_id == t.product_id
+                           && out->items[j - 1].variant_id > t.variant_id));
+             j--)
+        {
+            out->items[j] = out->items[j - 1];
+        }
+
+        out->items[j] = t;
+    }
+}
+
+
+static int
+cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len)
+{
+    cm_payment_parse_t  *pp;
+
+    pp = w->data;
+
+    return cm_pay_event(w, &pp->pay, ev, p, len, 1, "");
+}
+
+
+/*
+ * The fields of a payment object whose own depth is base: prefix names it
+ * in messages ("payment." inside an order, "" for a whole body).
+ */
+
+static int
+cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
+    const unsigned char *p, size_t len, unsigned base, const char *prefix)
+{
+    unsigned     f;
+    const char  *name;
+
+    if (w->depth != base) {
+        /* an object or an array as the value of a field */
+        return cm_pay_value(w, pp, ev, p, len, prefix);
+    }
+
+    switch (ev) {
+
+    case CM_JSON_MAP_START:
+        return CM_JSON_OK;
+
+    case CM_JSON_MAP_END:
+        return cm_pay_done(w, pp, prefix);
+
+    case CM_JSON_KEY:
+        if (cm_json_str_is(p, len, "method")) {
+            f = CM_PAY_F_METHOD;
+            name = "method";
+
+        } else if (cm_json_str_is(p, len, "cardType")) {
+            f = CM_PAY_F_CARD_TYPE;
+            name = "cardType";
+
+        } else if (cm_json_str_is(p, len, "cardNo")) {
+            f = CM_PAY_F_CARD_NO;
+            name = "cardNo";
+
+        } else {
+            return CM_JSON_SKIP;
+        }
+
+        if (pp->seen & f) {
+            return cm_json_fail(w, "duplicate field %s%s", prefix, name);
+        }
+
+        pp->seen |= f;
+        pp->field = f;
+        return CM_JSON_OK;
+
+    default:
+        return cm_pay_value(w, pp, ev, p, len, prefix);
+    }
+}
+
+
+static int
+cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
+    const unsigned char *p, size_t len, const char *prefix)
+{
+    int  container;
+
+    container = (ev == CM_JSON_MAP_START || ev == CM_JSON_ARRAY_START);
+
+    switch (pp->field) {
+
+    case CM_PAY_F_METHOD:
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "BALANCE")) {
+            pp->method = CM_PAY_BALANCE;
+            return CM_JSON_OK;
+        }
+
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "CARD")) {
+            pp->method = CM_PAY_CARD;
+            return CM_JSON_OK;
+        }
+
+        return cm_json_fail(w, "%smethod must be BALANCE or CARD", prefix);
+
+    case CM_PAY_F_CARD_TYPE:
+        /*
+         * Card fields are judged once the method is known, which may come
+         * later in the object: keep them, or remember they are unusable.
+         */
+        if (ev == CM_JSON_STRING && len < sizeof(pp->card_type)) {
+            memcpy(pp->card_type, p, len);
+            pp->card_type_len = len;
+
+        } else {
+            pp->bad |= CM_PAY_F_CARD_TYPE;
+        }
+
+        return container ? CM_JSON_SKIP : CM_JSON_OK;
+
+    default: /* CM_PAY_F_CARD_NO */
+        if (ev == CM_JSON_STRING && len < sizeof(pp->card_no)) {
+            memcpy(pp->card_no, p, len);
+            pp->card_no_len = len;
+
+        } else {
+            pp->bad |= CM_PAY_F_CARD_NO;
+        }
+
+        return container ? CM_JSON_SKIP : CM_JSON_OK;
+    }
+}
+
+
+static int
+cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp, const char *prefix)
+{
+    if (!(pp->seen & CM_PAY_F_METHOD)) {
+        return cm_json_fail(w, "%smethod is required", prefix);
+    }
+
+    if (pp->method == CM_PAY_CARD) {
+        if (!(pp->seen & CM_PAY_F_CARD_TYPE)) {
+            return cm_json_fail(w, "%scardType is required", prefix);
+        }
+
+        if ((pp->bad & CM_PAY_F_CARD_TYPE)
+            || !cm_card_type_valid(pp->card_type, pp->card_type_len))
+        {
+            return cm_json_fail(w, "%scardType must be SAMSUNG, KB or "
+                                "HYUNDAI", prefix);
+        }
+
+        if (!(pp->seen & CM_PAY_F_CARD_NO)) {
+            return cm_json_fail(w, "%scardNo is required", prefix);
+        }
+
+        if ((pp->bad & CM_PAY_F_CARD_NO)
+            || !cm_card_no_valid(pp->card_no, pp->card_no_len))
+        {
+            return cm_json_fail(w, "%scardNo must look like "
+                                "1234-5678-9012-3456", prefix);
+        }
+
+    } else {
+        /* BALANCE ignores card fields, whatever they hold */
+        memset(pp->card_type, 0, sizeof(pp->card_type));
+        memset(pp->card_no, 0, sizeof(pp->card_no));
+    }
+
+    pp->done = 1;
+
+    return CM_JSON_OK;
+}
+
+
+static int
+cm_card_type_valid(const char *p, size_t len)
+{
+    return cm_json_str_is(p, len, "SAMSUNG")
+           || cm_json_str_is(p, len, "KB")
+           || cm_json_str_is(p, len, "HYUNDAI");
+}
+
+
+static int
+cm_card_no_valid(const char *p, size_t len)
+{
+    size_t  i;
+
+    if (len != CM_CARD_NO_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (i % 5 == 4) {
+            if (p[i] != '-') {
+                return 0;
+            }
+
+        } else if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+

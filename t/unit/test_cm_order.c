@@ -1,0 +1,90 @@
+/*
+ * Unit tests of cm_order: order items naming variants (the order and
+ * payment bodies of before are tested in test_cm_json.c).  TAP output.
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_json.h"
+#include "tap.h"
+
+
+#define S(s)  (const unsigned char *) (s), sizeof(s) - 1
+
+
+static void test_variants(void);
+static void test_bad(void);
+
+
+int
+main(void)
+{
+    test_variants();
+    test_bad();
+
+    return tap_done();
+}
+
+
+static void
+test_variants(void)
+{
+    char            err[CM_JSON_ERR_LEN];
+    cm_order_req_t  o;
+
+    ok(cm_parse_order(S("{\"items\":[{\"variantId\":7,\"quantity\":2}]}"),
+                      &o, err, sizeof(err)) == 0, "a variant alone");
+    is_int(o.nitems, 1, "one item");
+    is_int(o.items[0].product_id, 0, "no product");
+    is_int(o.items[0].variant_id, 7, "variant 7");
+    is_int(o.items[0].quantity, 2, "quantity 2");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":3,\"variantId\":9,"
+                        "\"quantity\":1},{\"productId\":3,\"variantId\":8,"
+                        "\"quantity\":1},{\"productId\":2,\"quantity\":4},"
+                        "{\"productId\":3,\"variantId\":9,\"quantity\":5}]}"),
+                      &o, err, sizeof(err)) == 0, "product and variant");
+    is_int(o.nitems, 3, "the same variant twice is merged");
+    is_int(o.items[0].product_id, 2, "sorted by product");
+    is_int(o.items[1].variant_id, 8, "then by variant");
+    is_int(o.items[2].variant_id, 9, "variant 9 last");
+    is_int(o.items[2].quantity, 6, "quantities summed");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":3,\"quantity\":1},"
+                        "{\"productId\":3,\"variantId\":3,\"quantity\":1}]}"),
+                      &o, err, sizeof(err)) == 0,
+       "a product, and a variant of it: two items (the database decides)");
+    is_int(o.nitems, 2, "two items");
+}
+
+
+static void
+test_bad(void)
+{
+    char            err[CM_JSON_ERR_LEN];
+    cm_order_req_t  o;
+
+    ok(cm_parse_order(S("{\"items\":[{\"quantity\":1}]}"), &o, err,
+                      sizeof(err)) == -1, "neither product nor variant");
+    is_str(err, "items[0].productId or variantId is required", "message");
+
+    ok(cm_parse_order(S("{\"items\":[{\"variantId\":0,\"quantity\":1}]}"),
+                      &o, err, sizeof(err)) == -1, "variant 0");
+    ok(strstr(err, "items[0].variantId") != NULL, "names variantId");
+
+    ok(cm_parse_order(S("{\"items\":[{\"variantId\":\"7\",\"quantity\":1}]}"),
+                      &o, err, sizeof(err)) == -1, "variant as a string");
+
+    ok(cm_parse_order(S("{\"items\":[{\"variantId\":1,\"variantId\":2,"
+                        "\"quantity\":1}]}"), &o, err, sizeof(err)) == -1,
+       "variantId twice");
+    is_str(err, "duplicate field items[0].variantId", "message");
+
+    ok(cm_parse_order(S("{\"items\":[{\"variantId\":1,\"quantity\":600},"
+                        "{\"variantId\":1,\"quantity\":600}]}"), &o, err,
+                      sizeof(err)) == -1, "merged quantity over 999");
+    is_int(o.nitems, 0, "output cleared");
+}
