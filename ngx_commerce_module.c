@@ -20,6 +20,7 @@
 #include "ngx_commerce_account.h"
 #include "ngx_commerce_coupon.h"
 #include "ngx_commerce_sales.h"
+#include "ngx_commerce_seller.h"
 #include "ngx_commerce_api.h"
 #include "ngx_commerce_retention.h"
 
@@ -49,6 +50,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_account_routes,
     ngx_commerce_coupon_routes,
     ngx_commerce_sales_routes,
+    ngx_commerce_seller_routes,
     ngx_commerce_api_routes,
     NULL
 };
@@ -61,6 +63,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_account_statements,
     ngx_commerce_coupon_statements,
     ngx_commerce_sales_statements,
+    ngx_commerce_seller_statements,
     ngx_commerce_retention_statements,
     NULL
 };

@@ -39,6 +39,18 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "COUPON_NOT_ISSUABLE",      NGX_HTTP_CONFLICT },
     { "COUPON_NOT_AVAILABLE",     NGX_HTTP_CONFLICT },
     { "COUPON_NOT_APPLICABLE",    NGX_HTTP_CONFLICT },
+    { "PRODUCT_NOT_ON_SALE",      NGX_HTTP_CONFLICT },
+    { "VARIANT_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
+    { "VARIANT_REQUIRED",         NGX_HTTP_BAD_REQUEST },
+    { "STORE_NOT_FOUND",          NGX_HTTP_NOT_FOUND },
+    { "STORE_EXISTS",             NGX_HTTP_CONFLICT },
+    { "NOT_A_MANAGER",            NGX_HTTP_CONFLICT },
+    { "CATEGORY_NOT_FOUND",       NGX_HTTP_NOT_FOUND },
+    { "CATEGORY_EXISTS",          NGX_HTTP_CONFLICT },
+    { "CATEGORY_TOO_DEEP",        NGX_HTTP_BAD_REQUEST },
+    { "CATEGORY_NOT_EMPTY",       NGX_HTTP_CONFLICT },
+    { "VERSION_CONFLICT",         NGX_HTTP_CONFLICT },
+    { "SKU_TAKEN",                NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 

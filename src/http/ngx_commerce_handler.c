@@ -79,7 +79,7 @@ ngx_commerce_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;

@@ -114,21 +114,40 @@ char *
 ngx_commerce_account_pii_encrypt(ngx_commerce_account_req_t *a, const char *field,
     const char *pt, size_t len)
 {
+    return ngx_commerce_account_pii_seal(a->r, field, a->user_id, pt, len);
+}
+
+
+/*
+ * pt encrypted under the current PII key, bound to column field ("users.
+ * email") of row id: the text for the database, in the request's pool,
+ * or NULL.  Any domain's personal data goes through here (stores'
+ * settlement accounts too).
+ */
+
+char *
+ngx_commerce_account_pii_seal(ngx_http_request_t *r, const char *field,
+    int64_t id, const char *pt, size_t len)
+{
     char                       aad[64];
     char                      *out;
     size_t                     n, alen, size;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
-    alen = cm_pii_aad(aad, sizeof(aad), field, a->user_id);
+    if (mcf->pii_keys == NULL) {
+        return NULL;
+    }
+
+    alen = cm_pii_aad(aad, sizeof(aad), field, id);
     if (alen == 0) {
         return NULL;
     }
 
     size = CM_PII_TEXT_LEN(len);
 
-    out = ngx_pnalloc(a->r->pool, size);
+    out = ngx_pnalloc(r->pool, size);
     if (out == NULL) {
         return NULL;
     }

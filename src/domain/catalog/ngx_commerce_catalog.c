@@ -6,11 +6,13 @@
  * committed change of a product is NOTIFYed by Postgres
  * (sql/functions/10_catalog.sql) and heard by worker 0's listener, which
  * drops that product's entry and every list page (README.md, "Product
- * cache").
+ * cache").  And the category tree: read by everyone, changed by ADMINs
+ * (sql/functions/15_catalogue.sql holds the 3 levels).
  */
 
 
 #include "ngx_commerce_catalog.h"
+#include "cm_catalogue.h"
 
 
 #define NGX_COMMERCE_PAGE_MAX      10000000
@@ -21,6 +23,10 @@
 enum {
     NGX_COMMERCE_STMT_PRODUCT_GET = 0,
     NGX_COMMERCE_STMT_PRODUCT_LIST,
+    NGX_COMMERCE_STMT_CATEGORY_TREE,
+    NGX_COMMERCE_STMT_CATEGORY_CREATE,
+    NGX_COMMERCE_STMT_CATEGORY_RENAME,
+    NGX_COMMERCE_STMT_CATEGORY_DELETE,
     NGX_COMMERCE_CATALOG_NSTMT
 };
 
@@ -28,6 +34,14 @@ enum {
 static ngx_int_t ngx_commerce_catalog_list(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_catalog_get(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_catalog_categories(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_catalog_category_create(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_catalog_category_rename(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_catalog_category_delete(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static void ngx_commerce_catalog_notify(ngx_str_t *payload);
 static void ngx_commerce_catalog_listening(ngx_commerce_listen_e state);
@@ -43,6 +57,25 @@ ngx_commerce_stmt_t  ngx_commerce_catalog_statements[] = {
     { "cm_product_list", "SELECT cm_product_list($1::int, $2::int)", 2,
       NGX_COMMERCE_STMT_READ, NULL, 0 },
 
+    [NGX_COMMERCE_STMT_CATEGORY_TREE] =
+    { "cm_category_tree", "SELECT cm_category_tree()", 0,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_CATEGORY_CREATE] =
+    { "cm_category_create",
+      "SELECT cm_category_create($1::bigint, $2::text, $3::bigint, $4::text)",
+      4, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_CATEGORY_RENAME] =
+    { "cm_category_rename",
+      "SELECT cm_category_rename($1::bigint, $2::bigint, $3::text, $4::text)",
+      4, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_CATEGORY_DELETE] =
+    { "cm_category_delete",
+      "SELECT cm_category_delete($1::bigint, $2::bigint, $3::text)", 3, 0,
+      NULL, 0 },
+
     [NGX_COMMERCE_CATALOG_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
 };
 
@@ -55,6 +88,25 @@ ngx_commerce_route_t  ngx_commerce_catalog_routes[] = {
 
     NGX_COMMERCE_ROUTE("GET", "/api/v1/products/{id}", CM_ROLE_ALL, 0,
                        "product", ngx_commerce_catalog_get, "getProduct"),
+
+    NGX_COMMERCE_ROUTE("GET", "/api/v1/categories", CM_ROLE_ALL, 0,
+                       "categories", ngx_commerce_catalog_categories,
+                       "listCategories"),
+
+    NGX_COMMERCE_ROUTE("POST", "/api/v1/admin/categories", CM_ROLE_ADMIN, 0,
+                       "admin_categories",
+                       ngx_commerce_catalog_category_create,
+                       "createCategory"),
+
+    NGX_COMMERCE_ROUTE("PATCH", "/api/v1/admin/categories/{id}",
+                       CM_ROLE_ADMIN, 0, "admin_categories",
+                       ngx_commerce_catalog_category_rename,
+                       "renameCategory"),
+
+    NGX_COMMERCE_ROUTE("DELETE", "/api/v1/admin/categories/{id}",
+                       CM_ROLE_ADMIN, 0, "admin_categories",
+                       ngx_commerce_catalog_category_delete,
+                       "deleteCategory"),
 
     ngx_commerce_route_end
 };
@@ -173,4 +225,109 @@ ngx_commerce_catalog_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query, ctx->id);
 
     return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_PRODUCT, &key);
+}
+
+
+/* the category tree, and its changes by ADMINs */
+
+static ngx_int_t
+ngx_commerce_catalog_categories(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
+{
+    ctx->query.stmt =
+        &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_CATEGORY_TREE];
+    ctx->query.nparams = 0;
+
+    return ngx_commerce_handler_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_catalog_category_create(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
+{
+    char               err[CM_JSON_ERR_LEN];
+    ngx_str_t          name;
+    cm_category_req_t  req;
+
+    if (cm_parse_category(body, len, 1, &req, err, sizeof(err)) != 0) {
+        return ngx_commerce_reply_invalid(r, err);
+    }
+
+    name.data = (u_char *) req.name;
+    name.len = ngx_strlen(req.name);
+
+    ctx->success_status = NGX_HTTP_CREATED;
+    ctx->query.stmt =
+        &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_CATEGORY_CREATE];
+    ctx->query.nparams = 4;
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
+                                               ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_json_cstr(r->pool, &name);
+    ctx->query.params[2] = req.parent_id
+                           ? ngx_commerce_pg_int(&ctx->query, req.parent_id)
+                           : NULL;
+    ctx->query.params[3] = ngx_commerce_json_cstr(r->pool,
+                                                  &r->connection->addr_text);
+
+    if (ctx->query.params[1] == NULL || ctx->query.params[3] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_handler_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_catalog_category_rename(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
+{
+    char               err[CM_JSON_ERR_LEN];
+    ngx_str_t          name;
+    cm_category_req_t  req;
+
+    if (cm_parse_category(body, len, 0, &req, err, sizeof(err)) != 0) {
+        return ngx_commerce_reply_invalid(r, err);
+    }
+
+    name.data = (u_char *) req.name;
+    name.len = ngx_strlen(req.name);
+
+    ctx->query.stmt =
+        &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_CATEGORY_RENAME];
+    ctx->query.nparams = 4;
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
+                                               ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
+    ctx->query.params[2] = ngx_commerce_json_cstr(r->pool, &name);
+    ctx->query.params[3] = ngx_commerce_json_cstr(r->pool,
+                                                  &r->connection->addr_text);
+
+    if (ctx->query.params[2] == NULL || ctx->query.params[3] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_handler_query(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_commerce_catalog_category_delete(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
+{
+    ctx->success_status = NGX_HTTP_NO_CONTENT;
+    ctx->query.stmt =
+        &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_CATEGORY_DELETE];
+    ctx->query.nparams = 3;
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
+                                               ctx->claims.user_id);
+    ctx->query.params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
+    ctx->query.params[2] = ngx_commerce_json_cstr(r->pool,
+                                                  &r->connection->addr_text);
+
+    if (ctx->query.params[2] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_handler_query(r, ctx);
 }

@@ -40,7 +40,7 @@ static ngx_int_t ngx_commerce_order_get(ngx_http_request_t *r,
 static ngx_int_t ngx_commerce_order_pay(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_order_arrays(ngx_pool_t *pool,
-    cm_order_req_t *req, char **ids, char **qty);
+    cm_order_req_t *req, char **ids, char **qty, char **vids);
 static const char *ngx_commerce_order_method(cm_pay_method_e method);
 static ngx_int_t ngx_commerce_order_expire(ngx_commerce_job_t *job);
 static void ngx_commerce_order_expired(ngx_commerce_pg_query_t *q,
@@ -52,16 +52,16 @@ ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
     [NGX_COMMERCE_STMT_ORDER_CREATE] =
     { "cm_order_create",
       "SELECT cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text, "
-      "$5::bigint)", 5, 0,
+      "$5::bigint, $6::bigint[])", 6, 0,
       &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE_IDEM],
       0 },
 
     [NGX_COMMERCE_STMT_ORDER_CREATE_IDEM] =
     { "cm_order_create_idem",
-      "SELECT cm_idem_done(h.held, $6::bigint, $7::text, $8::int, "
+      "SELECT cm_idem_done(h.held, $7::bigint, $8::text, $9::int, "
       "cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text, "
-      "$5::bigint)) "
-      "FROM cm_idem_hold($6::bigint, $7::text) AS h(held)", 8, 0, NULL, 0 },
+      "$5::bigint, $6::bigint[])) "
+      "FROM cm_idem_hold($7::bigint, $8::text) AS h(held)", 9, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_PAY] =
     { "cm_order_pay", "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)",
@@ -131,7 +131,7 @@ static ngx_int_t
 ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
-    char              err[NGX_COMMERCE_ERR_LEN], *ids, *qty;
+    char              err[NGX_COMMERCE_ERR_LEN], *ids, *qty, *vids;
     const char       *coupon;
     cm_order_req_t    req;
     cm_payment_req_t  card;
@@ -140,7 +140,9 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    if (ngx_commerce_order_arrays(r->pool, &req, &ids, &qty) != NGX_OK) {
+    if (ngx_commerce_order_arrays(r->pool, &req, &ids, &qty, &vids)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -153,20 +155,21 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         ngx_memcpy(card.card_type, req.card_type, sizeof(card.card_type));
         ngx_memcpy(card.card_no, req.card_no, sizeof(card.card_no));
 
-        return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, coupon,
+        return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, vids, coupon,
                                            &card);
     }
 
     ctx->success_status = NGX_HTTP_CREATED;
     ctx->query.stmt =
         &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE];
-    ctx->query.nparams = 5;
+    ctx->query.nparams = 6;
     ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
                                                ctx->claims.user_id);
     ctx->query.params[1] = ids;
     ctx->query.params[2] = qty;
     ctx->query.params[3] = ngx_commerce_order_method(req.method);
     ctx->query.params[4] = coupon;
+    ctx->query.params[5] = vids;
 
     return ngx_commerce_handler_query(r, ctx);
 }
@@ -200,7 +203,7 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     if (req.method == CM_PAY_CARD) {
         return ngx_commerce_pay_card_start(r, ctx, ctx->id, NULL, NULL, NULL,
-                                           &req);
+                                           NULL, &req);
     }
 
     ctx->query.stmt =
@@ -216,38 +219,59 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
 
 /*
- * The items as two Postgres array literals, "{1,2,3}" and "{1,1,2}"
- * (the parser sorted them by product id and merged duplicates).
+ * The items as Postgres array literals: product ids "{1,NULL,3}",
+ * quantities "{1,1,2}", and variant ids "{NULL,7,NULL}" (NULL, SQL NULL,
+ * when no item names a variant).  The parser sorted them by product id,
+ * then variant id, and merged duplicates.
  */
 
 static ngx_int_t
 ngx_commerce_order_arrays(ngx_pool_t *pool, cm_order_req_t *req, char **ids,
-    char **qty)
+    char **qty, char **vids)
 {
-    u_char      *p, *q;
+    u_char      *p, *q, *v;
     size_t       size;
-    ngx_uint_t   i;
+    ngx_uint_t   i, variants;
 
     size = 2 + req->nitems * (NGX_INT64_LEN + 1);
 
     *ids = ngx_pnalloc(pool, size);
     *qty = ngx_pnalloc(pool, size);
-    if (*ids == NULL || *qty == NULL) {
+    *vids = ngx_pnalloc(pool, size);
+    if (*ids == NULL || *qty == NULL || *vids == NULL) {
         return NGX_ERROR;
     }
 
     p = (u_char *) *ids;
     q = (u_char *) *qty;
+    v = (u_char *) *vids;
     *p++ = '{';
     *q++ = '{';
+    *v++ = '{';
+    variants = 0;
 
     for (i = 0; i < req->nitems; i++) {
         if (i) {
             *p++ = ',';
             *q++ = ',';
+            *v++ = ',';
         }
 
-        p = ngx_sprintf(p, "%L", req->items[i].product_id);
+        if (req->items[i].product_id) {
+            p = ngx_sprintf(p, "%L", req->items[i].product_id);
+
+        } else {
+            p = ngx_cpymem(p, "NULL", 4);
+        }
+
+        if (req->items[i].variant_id) {
+            v = ngx_sprintf(v, "%L", req->items[i].variant_id);
+            variants++;
+
+        } else {
+            v = ngx_cpymem(v, "NULL", 4);
+        }
+
         q = ngx_sprintf(q, "%D", req->items[i].quantity);
     }
 
@@ -255,6 +279,12 @@ ngx_commerce_order_arrays(ngx_pool_t *pool, cm_order_req_t *req, char **ids,
     *p = '\0';
     *q++ = '}';
     *q = '\0';
+    *v++ = '}';
+    *v = '\0';
+
+    if (variants == 0) {
+        *vids = NULL;
+    }
 
     return NGX_OK;
 }

@@ -58,7 +58,8 @@ ngx_commerce_stmt_t  ngx_commerce_payment_statements[] = {
     [NGX_COMMERCE_STMT_ORDER_CREATE_CARD] =
     { "cm_order_create_card",
       "SELECT cm_order_create_card($1::bigint, $2::bigint[], $3::int[], "
-      "$4::text, $5::text, $6::text, $7::bigint)", 7, 0, NULL, 0 },
+      "$4::text, $5::text, $6::text, $7::bigint, $8::bigint[])", 8, 0, NULL,
+      0 },
 
     [NGX_COMMERCE_STMT_CARD_ACCEPTED] =
     { "cm_card_accepted",
@@ -134,8 +135,8 @@ ngx_commerce_route_t  ngx_commerce_payment_routes[] = {
 
 ngx_int_t
 ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    int64_t order_id, const char *ids, const char *qty, const char *coupon,
-    cm_payment_req_t *card)
+    int64_t order_id, const char *ids, const char *qty, const char *vids,
+    const char *coupon, cm_payment_req_t *card)
 {
     char                    *last4;
     ngx_str_t                v;
@@ -235,17 +236,27 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         coupon = ngx_commerce_pay_cstr(pay, &v);
     }
 
+    if (vids != NULL) {
+        v.data = (u_char *) vids;
+        v.len = ngx_strlen(vids);
+        vids = ngx_commerce_json_cstr(pay->pool, &v);
+
+        if (vids == NULL) {
+            goto failed;
+        }
+    }
+
     if (ids == NULL || qty == NULL) {
         goto failed;
     }
 
     if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
-                               NGX_COMMERCE_STEP_BEGIN, 7,
+                               NGX_COMMERCE_STEP_BEGIN, 8,
                                ngx_commerce_pg_int(&pay->query, pay->user_id),
                                (char *) ids, (char *) qty,
                                ngx_commerce_pay_cstr(pay, &gw->name),
                                (char *) pay->card.card_type,
-                               last4, coupon)
+                               last4, coupon, vids)
         != NGX_OK)
     {
         goto failed;

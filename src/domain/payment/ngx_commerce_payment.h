@@ -113,7 +113,8 @@ extern ngx_commerce_stmt_t   ngx_commerce_payment_statements[];
 /* the request flow (ngx_commerce_pay.c) */
 ngx_int_t ngx_commerce_pay_card_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, int64_t order_id, const char *ids,
-    const char *qty, const char *coupon, cm_payment_req_t *card);
+    const char *qty, const char *vids, const char *coupon,
+    cm_payment_req_t *card);
 ngx_commerce_pay_t *ngx_commerce_pay_create(ngx_log_t *log);
 void ngx_commerce_pay_destroy(ngx_commerce_pay_t *pay);
 ngx_int_t ngx_commerce_pay_query(ngx_commerce_pay_t *pay,
