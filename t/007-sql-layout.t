@@ -289,16 +289,23 @@ EOF
     my @added = sort grep { !exists $before->{$_} } keys %$after;
     my @changed = sort grep { exists $after->{$_}
         && $after->{$_} ne $before->{$_} } keys %$before;
-    # the order creations took a coupon argument (a new signature: the
-    # old one is dropped, a call without the coupon still finds the new one)
+    # the order creations took a coupon argument, then the variants (a new
+    # signature each time: the old one is dropped, a shorter call still
+    # finds the new one)
     my %resigned = (
         cm_order_create => 'cm_order_create(bigint,bigint[],integer[],text)',
         cm_order_create_card =>
             'cm_order_create_card(bigint,bigint[],integer[],text,text,text)');
+    # the catalogue (014_catalogue.sql) replaced the product and item
+    # documents' helpers
+    my @replaced = ('cm__item_json(bigint,text,integer,bigint,bigint)',
+                    'cm__product_json(bigint,text,bigint,integer)');
     is_deeply(\@removed, [ sort('cm__payment_json(bigint,text,text,bigint)',
-                                'cm_card_get_by_key(text,text)', values %resigned) ],
+                                'cm_card_get_by_key(text,text)', values %resigned,
+                                @replaced) ],
         'upgrade: the unused cm_card_get_by_key, the 4-argument'
-        . ' cm__payment_json and the coupon-less order creations are dropped');
+        . ' cm__payment_json, the coupon-less order creations and the'
+        . ' documents\' helpers of before variants are dropped');
     # added: exactly the functions sql/ defines and the old layout did not
     # (the domains that came after it: 70_coupon.sql, 80_sales.sql)
     my %old_defined;
@@ -312,25 +319,33 @@ EOF
         [ sort @new, keys %resigned ],
         'upgrade: the functions added are those the old layout did not define: '
         . join(' ', @new) . ', and the order creations with a coupon');
-    # besides: the trigger of the product cache, with the catalogue
-    my %in_old_domain = (cm__product_changed => 1);
-    ok(!grep({ m{^sql/functions/(?:[0-6])} } map { @{ $defined{$_} } }
+    # besides: the trigger of the product cache, with the catalogue, and
+    # the order item of variants, with the order document
+    my %in_old_domain = (cm__product_changed => 1, cm__order_item_json => 1);
+    ok(!grep({ m{^sql/functions/(?:0|1[0-4]|[2-6])} } map { @{ $defined{$_} } }
             grep { !$in_old_domain{$_} } @new),
-        '... all of them in function files after 60_account.sql (but the'
-        . ' product cache trigger, 10_catalog.sql)');
+        '... all of them in function files of the domains that came later'
+        . ' (15_catalogue.sql, after 60_account.sql) but the product cache'
+        . ' trigger (10_catalog.sql) and the order item (30_order.sql)');
     for my $f (keys %resigned) {
         my ($sig) = grep { /^\Q$f\E\(/ } @added;
-        like($sig // '', qr/^\Q$f\E\(.*,bigint\)$/,
-            "... $f takes the coupon last");
+        like($sig // '', qr/^\Q$f\E\(.*,bigint,bigint\[\]\)$/,
+            "... $f takes the coupon, then the variants, last");
     }
     # coupons on orders: the paths that pay, cancel or fail an order; the
     # paths that pay also set paid_at (best sellers)
+    # variants: the stock moves by variant, the documents show them
     is_deeply(\@changed,
-        [ 'cm_card_settle(bigint,text,text,text)',
-          'cm_order_pay(bigint,bigint,text)', 'cm_orders_expire(integer,integer)' ],
+        [ 'cm__order_release_stock(bigint)',
+          'cm_card_settle(bigint,text,text,text)',
+          'cm_order_json(bigint,bigint)', 'cm_order_pay(bigint,bigint,text)',
+          'cm_orders_expire(integer,integer)', 'cm_product_get(bigint)',
+          'cm_product_list(integer,integer)' ],
         'upgrade: the functions changed are those that pay, expire or fail an'
-        . ' order') or diag(@changed);
-    for my $f (@changed) {
+        . ' order, and those that move stock or show products and items by'
+        . ' variant') or diag(@changed);
+    for my $f (grep { /^cm_(?:card_settle|order_pay|orders_expire)\(/ }
+               @changed) {
         like($after->{$f}, qr/cm__coupon_(?:use|release)\(/,
             "... $f moves the order's coupon");
     }

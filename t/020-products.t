@@ -1,6 +1,9 @@
 #!/usr/bin/perl
 # Products: the paged list (ordered by id, with total) and one product,
-# with the stock committed at query time; bad page/size/id are 400.
+# with the stock committed at query time; bad page/size/id are 400.  The
+# document of a product without options (every demo product): the keys of
+# before, then status, store, description, category, options, its one
+# default variant and images (t/140 covers options).
 
 use strict;
 use warnings;
@@ -20,7 +23,15 @@ $t->start_nginx;
 sub products {
     my ($offset, $limit) = @_;
     return $t->psql_json(qq{SELECT coalesce(json_agg(json_build_object(
-        'id', id, 'name', name, 'price', price, 'stock', stock) ORDER BY id),
+        'id', id, 'name', name, 'price', price, 'stock', stock,
+        'status', status, 'storeId', store_id, 'description', description,
+        'category', NULL, 'options', options,
+        'variants', (SELECT json_agg(json_build_object('id', v.id, 'sku', v.sku,
+                         'optionValues', v.option_values,
+                         'price', p.price + v.price_delta, 'stock', v.stock,
+                         'status', v.status) ORDER BY v.id)
+                       FROM product_variants v WHERE v.product_id = p.id),
+        'images', '[]'::json) ORDER BY id),
         '[]') FROM (SELECT * FROM products ORDER BY id
                     OFFSET $offset LIMIT $limit) p});
 }
@@ -87,11 +98,18 @@ $t->psql(q{UPDATE products SET name = 'Café "five" \ tab	end ☕',
 
 is_response($t->get('/api/v1/products/5', user => 1), 200,
     { id => 5, name => "Café \"five\" \\ tab\tend ☕", price => 12345,
-      stock => 42 }, 'GET /products/5 exact body');
+      stock => 42, status => 'ON_SALE', storeId => undef, description => '',
+      category => undef, options => [],
+      variants => [ { id => 5, sku => undef, optionValues => [],
+                      price => 12345, stock => 42, status => 'ON_SALE' } ],
+      images => [] }, 'GET /products/5 exact body');
 
 my $r = $t->get('/api/v1/products/1', user => 1);
 is_response($r, 200, products(0, 1)->[0], 'GET /products/1');
-is($r->{body}, '{"id":1,"name":"Product 1","price":1000,"stock":1000}',
+is($r->{body}, '{"id":1,"name":"Product 1","price":1000,"stock":1000,'
+    . '"status":"ON_SALE","storeId":null,"description":"","category":null,'
+    . '"options":[],"variants":[{"id":1,"sku":null,"optionValues":[],'
+    . '"price":1000,"stock":1000,"status":"ON_SALE"}],"images":[]}',
     'GET /products/1 exact bytes');
 
 is_response($t->get('/api/v1/products/200', user => 1), 200,
@@ -101,6 +119,8 @@ is_response($t->get('/api/v1/products/200', user => 1), 200,
 $t->psql('UPDATE products SET stock = 41 WHERE id = 5');
 is($t->get('/api/v1/products/5', user => 1)->{json}{stock}, 41,
     'stock as committed at query time');
+is($t->get('/api/v1/products/5', user => 1)->{json}{variants}[0]{stock}, 41,
+    '... its default variant holds it (the write went through to it)');
 is(products(4, 1)->[0]{stock}, 41, '... and in the list');
 is($t->get('/api/v1/products?page=0&size=5', user => 1)->{json}{items}[4]{stock},
     41, 'list shows the committed stock too');

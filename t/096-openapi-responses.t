@@ -339,6 +339,123 @@ call(listMyCoupons => 'bad status', GET =>
 call(listMyCoupons => 'no such user', GET => '/api/v1/users/me/coupons',
     token => $stranger);
 
+# --- sellers, stores, categories, variants (issue 11) ------------------------
+
+$t->psql(q{UPDATE users SET role = 'SELLER' WHERE id IN (40, 43);
+           UPDATE users SET role = 'MANAGER' WHERE id = 41;
+           UPDATE users SET role = 'ADMIN' WHERE id = 42;});
+my $seller = $t->token(40, role => 'SELLER');
+my $seller2 = $t->token(43, role => 'SELLER');
+my $smanager = $t->token(41, role => 'MANAGER');
+my $sadmin = $t->token(42, role => 'ADMIN');
+my %store = (name => '가게', bankCode => '004', accountNumber => '110-123-456789',
+    accountHolder => '홍길동');
+call(getStore => 'none yet', GET => '/api/v1/seller/store', token => $seller);
+$r = call(createStore => 'opened', POST => '/api/v1/seller/store',
+    body => \%store, token => $seller);
+my $store_id = $r->{json}{id};
+call(createStore => 'a second', POST => '/api/v1/seller/store',
+    body => \%store, token => $seller);
+call(createStore => 'a bad bank code', POST => '/api/v1/seller/store',
+    body => { %store, bankCode => '1' }, token => $seller);
+call(createStore => 'a consumer', POST => '/api/v1/seller/store',
+    body => \%store, token => $consumer);
+call(getStore => 'mine', GET => '/api/v1/seller/store', token => $seller);
+call(assignStoreManager => 'assigned', PUT =>
+    "/api/v1/admin/stores/$store_id/managers/41", body => '{}', token => $sadmin);
+call(assignStoreManager => 'not a manager', PUT =>
+    "/api/v1/admin/stores/$store_id/managers/43", body => '{}', token => $sadmin);
+call(assignStoreManager => 'unknown store', PUT =>
+    '/api/v1/admin/stores/999999/managers/41', body => '{}', token => $sadmin);
+call(assignStoreManager => 'a seller', PUT =>
+    "/api/v1/admin/stores/$store_id/managers/41", body => '{}', token => $seller);
+$r = call(createCategory => 'a root', POST => '/api/v1/admin/categories',
+    body => { name => '의류' }, token => $sadmin);
+my $cat = $r->{json}{id};
+call(createCategory => 'a child', POST => '/api/v1/admin/categories',
+    body => { name => '상의', parentId => $cat }, token => $sadmin);
+call(createCategory => 'twice', POST => '/api/v1/admin/categories',
+    body => { name => '의류' }, token => $sadmin);
+call(createCategory => 'unknown parent', POST => '/api/v1/admin/categories',
+    body => { name => 'x', parentId => 999999 }, token => $sadmin);
+call(createCategory => 'no name', POST => '/api/v1/admin/categories',
+    body => {}, token => $sadmin);
+call(renameCategory => 'renamed', PATCH => "/api/v1/admin/categories/$cat",
+    body => { name => '패션' }, token => $sadmin);
+call(renameCategory => 'unknown', PATCH => '/api/v1/admin/categories/999999',
+    body => { name => 'x' }, token => $sadmin);
+call(deleteCategory => 'not empty', DELETE => "/api/v1/admin/categories/$cat",
+    token => $sadmin);
+$r = call(createCategory => 'to delete', POST => '/api/v1/admin/categories',
+    body => { name => 'tmp' }, token => $sadmin);
+call(deleteCategory => 'deleted', DELETE =>
+    "/api/v1/admin/categories/$r->{json}{id}", token => $sadmin);
+call(deleteCategory => 'unknown', DELETE => '/api/v1/admin/categories/999999',
+    token => $sadmin);
+call(listCategories => 'the tree', GET => '/api/v1/categories',
+    token => $consumer);
+call(listCategories => 'no token', GET => '/api/v1/categories');
+my %tee = (name => '티셔츠', price => 10000, categoryId => $cat,
+    options => [ { name => '색상', values => [ '빨강', '파랑' ] } ],
+    variants => [ { sku => 'R', optionValues => [ '빨강' ], stock => 1 },
+                  { sku => 'B', optionValues => [ '파랑' ], stock => 5,
+                    priceDelta => 500 } ]);
+$r = call(createSellerProduct => 'with options', POST =>
+    '/api/v1/seller/products', body => \%tee, token => $seller);
+my ($tee, $red, $blue) = ($r->{json}{id}, map { $_->{id} }
+    @{ $r->{json}{variants} });
+call(createSellerProduct => 'a variant missing', POST =>
+    '/api/v1/seller/products', body => { %tee, variants =>
+    [ $tee{variants}[0] ] }, token => $seller);
+call(createSellerProduct => 'no store', POST => '/api/v1/seller/products',
+    body => \%tee, token => $seller2);
+call(createSellerProduct => 'a consumer', POST => '/api/v1/seller/products',
+    body => \%tee, token => $consumer);
+call(getSellerProduct => 'mine', GET => "/api/v1/seller/products/$tee",
+    token => $seller);
+call(getSellerProduct => "another's", GET => "/api/v1/seller/products/$tee",
+    token => $seller2);
+call(updateSellerProduct => 'by the manager', PATCH =>
+    "/api/v1/seller/products/$tee", body => { name => '반팔', version => 1 },
+    token => $smanager);
+call(updateSellerProduct => 'an old version', PATCH =>
+    "/api/v1/seller/products/$tee", body => { name => 'x', version => 1 },
+    token => $seller);
+call(updateSellerProduct => 'nothing', PATCH => "/api/v1/seller/products/$tee",
+    body => {}, token => $seller);
+call(updateSellerProduct => "another's", PATCH =>
+    "/api/v1/seller/products/$tee", body => { name => 'x' }, token => $seller2);
+call(updateSellerVariant => 'restock', PATCH =>
+    "/api/v1/seller/products/$tee/variants/$red", body => { stockDelta => 2,
+    reason => '입고' }, token => $seller);
+call(updateSellerVariant => 'below 0', PATCH =>
+    "/api/v1/seller/products/$tee/variants/$red", body => { stockDelta => -9 },
+    token => $seller);
+call(updateSellerVariant => 'stock and stockDelta', PATCH =>
+    "/api/v1/seller/products/$tee/variants/$red", body => { stock => 1,
+    stockDelta => 1 }, token => $seller);
+call(updateSellerVariant => 'not a variant of it', PATCH =>
+    "/api/v1/seller/products/$tee/variants/1", body => { stock => 1 },
+    token => $seller);
+call(listStockMovements => 'the ledger', GET =>
+    "/api/v1/seller/products/$tee/variants/$red/stock-movements",
+    token => $seller);
+call(listStockMovements => 'a bad limit', GET =>
+    "/api/v1/seller/products/$tee/variants/$red/stock-movements?limit=0",
+    token => $seller);
+call(getProduct => 'with options', GET => "/api/v1/products/$tee",
+    token => $consumer);
+call(createOrder => 'a variant', POST => '/api/v1/orders', body =>
+    { items => [ { variantId => $blue, quantity => 1 } ] }, user => 20);
+call(createOrder => 'no variant named', POST => '/api/v1/orders', body =>
+    { items => [ { productId => $tee, quantity => 1 } ] }, user => 20);
+call(createOrder => 'an unknown variant', POST => '/api/v1/orders', body =>
+    { items => [ { variantId => 99999999, quantity => 1 } ] }, user => 20);
+call(updateSellerProduct => 'stopped', PATCH => "/api/v1/seller/products/$tee",
+    body => { status => 'STOPPED' }, token => $seller);
+call(createOrder => 'a stopped product', POST => '/api/v1/orders', body =>
+    { items => [ { variantId => $blue, quantity => 1 } ] }, user => 20);
+
 # --- the document itself -------------------------------------------------
 
 $r = $t->get('/api/v1/openapi.json');
