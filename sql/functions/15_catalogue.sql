@@ -355,8 +355,9 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM cm__not_found('STORE_NOT_FOUND', 'store', p_store);
     END IF;
-    -- The role cannot change under us (cm_role_set locks the same row).
-    SELECT u.role INTO v_role FROM users u WHERE u.id = p_user AND u.status = 'ACTIVE' FOR KEY SHARE;
+    -- The role cannot change under us: FOR SHARE makes cm_role_set (FOR NO
+    -- KEY UPDATE of the same row) wait for our commit.
+    SELECT u.role INTO v_role FROM users u WHERE u.id = p_user AND u.status = 'ACTIVE' FOR SHARE;
     IF NOT FOUND THEN
         PERFORM cm__user_not_found(p_user);
     END IF;
