@@ -35,17 +35,16 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = 'page must be >= 0 and size between 1 and 100';
     END IF;
-    SELECT '{"items":' || coalesce('[' || string_agg(cm__product_doc(s.id, false),
-                                                    ',' ORDER BY s.id) || ']', '[]')
-        || ',"page":' || p_page || ',"size":' || p_size
+    SELECT '{"items":[' || coalesce(cm__product_docs(ARRAY(
+                                         SELECT p.id
+                                           FROM products p
+                                          WHERE NOT p.stopped
+                                          ORDER BY p.id
+                                         OFFSET p_page::bigint * p_size
+                                          LIMIT p_size), false), '')
+        || '],"page":' || p_page || ',"size":' || p_size
         || ',"total":' || (SELECT count(*) FROM products WHERE NOT stopped) || '}'
-      INTO v_doc
-      FROM (SELECT p.id
-              FROM products p
-             WHERE NOT p.stopped
-             ORDER BY p.id
-             OFFSET p_page::bigint * p_size
-             LIMIT p_size) s;
+      INTO v_doc;
     RETURN v_doc;
 END
 $$;

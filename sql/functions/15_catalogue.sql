@@ -226,41 +226,71 @@ CREATE OR REPLACE TRIGGER products_status_changed
 --  "images":[]} (+ "version" for sellers).  The first four keys are the
 -- document of before; a variant's price is the product's plus its delta.
 
+-- The options as compact JSON (plpgsql: its query's plan is cached; a
+-- LANGUAGE sql function with a FROM is planned at every call).
 CREATE OR REPLACE FUNCTION cm__options_json(p_options jsonb) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce('[' || string_agg('{"name":' || to_json(e.o ->> 'name')::text
-                                      || ',"values":' || to_json(ARRAY(
-                                             SELECT jsonb_array_elements_text(e.o -> 'values')))::text
-                                      || '}', ',' ORDER BY e.i) || ']', '[]')
-      FROM jsonb_array_elements(p_options) WITH ORDINALITY AS e(o, i)
-$$;
-
-CREATE OR REPLACE FUNCTION cm__product_doc(p_id bigint, p_seller boolean) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_doc text;
 BEGIN
-    SELECT '{"id":' || p.id || ',"name":' || to_json(p.name)::text
-        || ',"price":' || p.price || ',"stock":' || p.stock
-        || ',"status":"' || p.status || '","storeId":' || coalesce(p.store_id::text, 'null')
-        || ',"description":' || to_json(p.description)::text
-        || ',"category":' || coalesce((SELECT '{"id":' || c.id || ',"name":' || to_json(c.name)::text
-                                              || '}'
-                                         FROM categories c WHERE c.id = p.category_id), 'null')
-        || ',"options":' || cm__options_json(p.options)
-        || ',"variants":' || coalesce((SELECT '[' || string_agg(
-                   '{"id":' || v.id || ',"sku":' || cm__json_or_null(v.sku)
-                   || ',"optionValues":' || to_json(v.option_values)::text
-                   || ',"price":' || (p.price + v.price_delta) || ',"stock":' || v.stock
-                   || ',"status":"' || v.status || '"}', ',' ORDER BY v.id) || ']'
-                 FROM product_variants v WHERE v.product_id = p.id), '[]')
-        || ',"images":[]'
-        || CASE WHEN p_seller THEN ',"version":' || p.version ELSE '' END
-        || '}'
+    SELECT coalesce('[' || string_agg('{"name":' || to_json(e.o ->> 'name')::text
+                                      || ',"values":' || to_json(ARRAY(
+                                             SELECT jsonb_array_elements_text(e.o -> 'values')))::text
+                                      || '}', ',' ORDER BY e.i) || ']', '[]')
       INTO v_doc
-      FROM products p
-     WHERE p.id = p_id;
+      FROM jsonb_array_elements(p_options) WITH ORDINALITY AS e(o, i);
     RETURN v_doc;
+END
+$$;
+
+-- The documents of products p_ids, by id, joined by ',' (NULL: none).
+-- One query for a whole list page: its plan is cached, the category and
+-- the variants are index look-ups per product.  ARRAY(.. ORDER BY) over
+-- an index in that order, rather than string_agg(.. ORDER BY), which
+-- sorts (a tuplesort per product: a third of the time of a read).
+-- force_generic_plan: with a one-element array the custom plan is always
+-- estimated cheaper than the generic one (1 row against 10), so plpgsql
+-- planned the query again at every call (~100 us, 3/4 of a product read,
+-- measured with pgbench product_get: 4.4k -> 14.0k tps); the GUC's save
+-- and restore per call costs far less.
+CREATE OR REPLACE FUNCTION cm__product_docs(p_ids bigint[], p_seller boolean) RETURNS text
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_doc text;
+BEGIN
+    v_doc := array_to_string(ARRAY(
+        SELECT '{"id":' || p.id || ',"name":' || to_json(p.name)::text
+            || ',"price":' || p.price || ',"stock":' || p.stock
+            || ',"status":"' || p.status || '","storeId":' || coalesce(p.store_id::text, 'null')
+            || ',"description":' || to_json(p.description)::text
+            || ',"category":' || coalesce((SELECT '{"id":' || c.id || ',"name":'
+                                                  || to_json(c.name)::text || '}'
+                                             FROM categories c WHERE c.id = p.category_id), 'null')
+            || ',"options":' || CASE WHEN p.options = '[]' THEN '[]'
+                                     ELSE cm__options_json(p.options) END
+            || ',"variants":[' || array_to_string(ARRAY(
+                   SELECT '{"id":' || v.id || ',"sku":' || cm__json_or_null(v.sku)
+                       || ',"optionValues":' || to_json(v.option_values)::text
+                       || ',"price":' || (p.price + v.price_delta) || ',"stock":' || v.stock
+                       || ',"status":"' || v.status || '"}'
+                     FROM product_variants v
+                    WHERE v.product_id = p.id
+                    ORDER BY v.product_id, v.id), ',')
+            || '],"images":[]'
+            || CASE WHEN p_seller THEN ',"version":' || p.version ELSE '' END
+            || '}'
+          FROM products p
+         WHERE p.id = ANY (p_ids)
+         ORDER BY p.id), ',');
+    RETURN nullif(v_doc, '');
+END
+$$;
+
+-- One product's document, or NULL.
+CREATE OR REPLACE FUNCTION cm__product_doc(p_id bigint, p_seller boolean) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN cm__product_docs(ARRAY[p_id], p_seller);
 END
 $$;
 
