@@ -109,6 +109,14 @@ BEGIN
                 nullif(current_setting('commerce.stock_note', true), ''));
     END IF;
 
+    -- The variant's status event before the product's it may cause.
+    IF TG_OP = 'UPDATE' AND OLD.status IS DISTINCT FROM NEW.status THEN
+        PERFORM cm__catalogue_event(NEW.product_id, 'product.variant_status_changed',
+            jsonb_build_object('productId', NEW.product_id, 'variantId', NEW.id, 'sku', NEW.sku,
+                               'from', OLD.status, 'to', NEW.status, 'stock', NEW.stock,
+                               'at', cm__ts(now())));
+    END IF;
+
     -- The product's sum and count.  At depth 2 the product's own trigger
     -- (a direct write of products.stock, or the default variant of a new
     -- product) is writing through us and sets them itself.
@@ -121,12 +129,6 @@ BEGIN
         PERFORM cm__product_notify(NEW.product_id);
     END IF;
 
-    IF TG_OP = 'UPDATE' AND OLD.status IS DISTINCT FROM NEW.status THEN
-        PERFORM cm__catalogue_event(NEW.product_id, 'product.variant_status_changed',
-            jsonb_build_object('productId', NEW.product_id, 'variantId', NEW.id, 'sku', NEW.sku,
-                               'from', OLD.status, 'to', NEW.status, 'stock', NEW.stock,
-                               'at', cm__ts(now())));
-    END IF;
     RETURN NULL;
 END
 $$;
