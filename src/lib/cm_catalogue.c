@@ -311,7 +311,7 @@ cm_product_scalar(cm_json_walk_t *w, int f, cm_json_event_e ev,
 
     case CM_PF_NAME:
         if (ev != CM_JSON_STRING
-            || cm_catalogue_text(p, len, 1, CM_PRODUCT_NAME_MAX, 0) != 0)
+            || cm_utf8_text(p, len, 1, CM_PRODUCT_NAME_MAX, 0) != 0)
         {
             return cm_json_fail(w, "name must be a string of 1 to 100"
                                 " characters, not blank, without control"
@@ -322,7 +322,7 @@ cm_product_scalar(cm_json_walk_t *w, int f, cm_json_event_e ev,
 
     case CM_PF_DESCRIPTION:
         if (ev != CM_JSON_STRING
-            || cm_catalogue_text(p, len, 0, CM_PRODUCT_DESC_MAX, 1) != 0)
+            || cm_utf8_text(p, len, 0, CM_PRODUCT_DESC_MAX, 1) != 0)
         {
             return cm_json_fail(w, "description must be a string of at most"
                                 " 5000 characters");
@@ -488,7 +488,7 @@ cm_product_option_value(cm_json_walk_t *w, cm_product_parse_t *pp,
 
     n = pp->nopt - 1;
 
-    if (cm_catalogue_text(p, len, 1, CM_OPTION_TEXT_MAX, 0) != 0) {
+    if (cm_utf8_text(p, len, 1, CM_OPTION_TEXT_MAX, 0) != 0) {
         return cm_json_fail(w, "options[%zu]: names and values are 1 to 50"
                             " characters, not blank, without control"
                             " characters", n);
@@ -854,7 +854,7 @@ cm_variant_patch_event(cm_json_walk_t *w, cm_json_event_e ev,
 
     default:
         if (ev == CM_JSON_STRING
-            && cm_catalogue_text(p, len, 0, CM_REASON_MAX, 0) == 0)
+            && cm_utf8_text(p, len, 0, CM_REASON_MAX, 0) == 0)
         {
             return CM_JSON_OK;
         }
@@ -945,7 +945,7 @@ cm_category_event(cm_json_walk_t *w, cm_json_event_e ev,
     }
 
     if (ev != CM_JSON_STRING
-        || cm_catalogue_text(p, len, 1, CM_CATEGORY_NAME_MAX, 0) != 0)
+        || cm_utf8_text(p, len, 1, CM_CATEGORY_NAME_MAX, 0) != 0)
     {
         return cm_json_fail(w, "name must be a string of 1 to 50 characters,"
                             " not blank, without control characters");
@@ -1007,44 +1007,6 @@ cm_catalogue_status(cm_json_event_e ev, const unsigned char *p, size_t len)
 /* ------------------------------------------------------------------------
  * text rules
  */
-
-int
-cm_catalogue_text(const unsigned char *p, size_t len, size_t min, size_t max,
-    int multiline)
-{
-    size_t  i, chars;
-    int     blank;
-
-    if (cm_utf8_count(p, len, &chars) != 0 || chars < min || chars > max) {
-        return -1;
-    }
-
-    blank = 1;
-
-    for (i = 0; i < len; i++) {
-        if (p[i] < 0x20 || p[i] == 0x7f) {
-            if (!(multiline && (p[i] == '\t' || p[i] == '\n'
-                                || p[i] == '\r')))
-            {
-                return -1;
-            }
-        }
-
-        /* C1 controls U+0080..U+009F: 0xC2 0x80..0x9F */
-        if (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80
-            && p[i + 1] <= 0x9f)
-        {
-            return -1;
-        }
-
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') {
-            blank = 0;
-        }
-    }
-
-    return (min > 0 && blank) ? -1 : 0;
-}
-
 
 int
 cm_catalogue_sku(const unsigned char *p, size_t len)

@@ -3,8 +3,8 @@
  * nginx: a seller's product (create, patch), a variant's patch, a
  * category, and the settlement account of a store.  Read with cm_json's
  * event walker; unknown and repeated fields are refused.  Lengths of
- * text are counted in characters (code points, cm_utf8_count), never in
- * bytes: a Hangul syllable is one character.
+ * text are counted in characters (code points: cm_utf8_text of cm_text),
+ * never in bytes: a Hangul syllable is one character.
  *
  * The bodies are checked here, then sent to Postgres as they are (jsonb),
  * whose functions check them again and apply them (sql/functions/
@@ -87,13 +87,6 @@ int cm_parse_variant_patch(const unsigned char *buf, size_t len, char *err,
 /* a category: "name" (required, 1..50 characters), "parentId" if create */
 int cm_parse_category(const unsigned char *buf, size_t len, int create,
     cm_category_req_t *out, char *err, size_t errlen);
-
-/*
- * Text of min..max characters of valid UTF-8, not only spaces, without
- * control characters (but \t, \n and \r when multiline): 0 or -1.
- */
-int cm_catalogue_text(const unsigned char *p, size_t len, size_t min,
-    size_t max, int multiline);
 
 /* [A-Za-z0-9][A-Za-z0-9._-]{0,63}: 0 or -1 */
 int cm_catalogue_sku(const unsigned char *p, size_t len);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cm_json.h"
+#include "cm_text.h"
 #include "cm_coupon.h"
 
 
@@ -278,39 +279,12 @@ cm_coupon_int(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
 
 
 /* 1..100 characters of valid UTF-8 (the walker checked), not blank,
- * no control character (C0, DEL, C1) */
+ * no control character (C0, DEL, C1): cm_text's rule */
 
 static int
 cm_coupon_name(const unsigned char *p, size_t len)
 {
-    size_t  i, chars;
-    int     blank;
-
-    chars = 0;
-    blank = 1;
-
-    for (i = 0; i < len; i++) {
-        if (p[i] < 0x20 || p[i] == 0x7f) {
-            return 0;
-        }
-
-        /* C1 controls U+0080..U+009F: 0xC2 0x80..0x9F */
-        if (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80
-            && p[i + 1] <= 0x9f)
-        {
-            return 0;
-        }
-
-        if ((p[i] & 0xc0) != 0x80) {
-            chars++;
-        }
-
-        if (p[i] != ' ') {
-            blank = 0;
-        }
-    }
-
-    return chars >= 1 && chars <= CM_COUPON_NAME_MAX && !blank;
+    return cm_utf8_text(p, len, 1, CM_COUPON_NAME_MAX, 0) == 0;
 }
 
 

@@ -242,3 +242,41 @@ cm_utf8_count(const unsigned char *p, size_t len, size_t *chars)
 
     return 0;
 }
+
+
+int
+cm_utf8_text(const unsigned char *p, size_t len, size_t min, size_t max,
+    int multiline)
+{
+    size_t  i, chars;
+    int     blank;
+
+    if (cm_utf8_count(p, len, &chars) != 0 || chars < min || chars > max) {
+        return -1;
+    }
+
+    blank = 1;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7f) {
+            if (!(multiline && (p[i] == '\t' || p[i] == '\n'
+                                || p[i] == '\r')))
+            {
+                return -1;
+            }
+        }
+
+        /* C1 controls U+0080..U+009F: 0xC2 0x80..0x9F */
+        if (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80
+            && p[i + 1] <= 0x9f)
+        {
+            return -1;
+        }
+
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') {
+            blank = 0;
+        }
+    }
+
+    return (min > 0 && blank) ? -1 : 0;
+}

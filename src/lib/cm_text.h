@@ -57,5 +57,15 @@ size_t cm_utf8_decode(const unsigned char *p, size_t len, uint32_t *cp);
  */
 int cm_utf8_count(const unsigned char *p, size_t len, size_t *chars);
 
+/*
+ * A name or a text of people: valid UTF-8 of min..max characters (code
+ * points, not bytes), without control characters (C0, DEL, C1; \t, \n
+ * and \r allowed when multiline), and, when min > 0, not only spaces.
+ * 0, or -1.  The one copy of the rule for products, options, categories,
+ * stores and coupon names.
+ */
+int cm_utf8_text(const unsigned char *p, size_t len, size_t min, size_t max,
+    int multiline);
+
 
 #endif /* _CM_TEXT_H_INCLUDED_ */

@@ -173,6 +173,16 @@ fuzz_text(const uint8_t *data, size_t size)
 
     check(cm_utf8_decode(data, 0, &cp) == 0);
 
+    /* the text rule: valid UTF-8 of that many characters, nothing less */
+    if (cm_utf8_text(data, size, 0, (size_t) -1, 1) == 0) {
+        check(utf8_valid(data, size));
+        check(memchr(data, 0x7f, size) == NULL);
+    }
+
+    if (cm_utf8_text(data, size, 1, 100, 0) == 0) {
+        check(size >= 1 && memchr(data, '\n', size) == NULL);
+    }
+
     chars = (size_t) -1;
 
     if (cm_utf8_count(data, size, &chars) == 0) {

@@ -499,7 +499,38 @@ SELECT 'balance differs from last ledger row: user ' || u.id FROM users u
 SQL
     ok(!@bad, $name) or diag(join "\n", @bad);
     my $sales = $self->check_sales("$name: best-seller sales");
-    return !@bad && $sales;
+    my $stock = $self->check_stock("$name: stock ledger");
+    return !@bad && $sales && $stock;
+}
+
+# check_stock($name): every variant's stock is the sum of its ledger's
+# deltas and its last row's stock_after (stock_movements, written by the
+# variants' trigger whoever changes stock), and every product holds the
+# sum of its variants' stock and the count of those ON_SALE, as a test
+sub check_stock {
+    my ($self, $name) = @_;
+    $name //= 'stock = its ledger; products hold their variants\' sums';
+    my @bad = $self->psql(<<'SQL');
+SELECT 'variant ' || v.id || ': stock ' || v.stock || ', ledger sum '
+       || coalesce(l.s::text, '-') || ', last ' || coalesce(l.last::text, '-')
+  FROM product_variants v
+  LEFT JOIN LATERAL (SELECT sum(m.delta) AS s,
+                            (SELECT m2.stock_after FROM stock_movements m2
+                              WHERE m2.variant_id = v.id
+                              ORDER BY m2.id DESC LIMIT 1) AS last
+                       FROM stock_movements m WHERE m.variant_id = v.id) l ON true
+ WHERE l.s IS DISTINCT FROM v.stock OR l.last IS DISTINCT FROM v.stock
+UNION ALL
+SELECT 'product ' || p.id || ': stock ' || p.stock || ', on sale '
+       || p.on_sale_variants
+  FROM products p
+ WHERE p.stock IS DISTINCT FROM (SELECT sum(v.stock) FROM product_variants v
+                                  WHERE v.product_id = p.id)
+    OR p.on_sale_variants <> (SELECT count(*) FROM product_variants v
+                               WHERE v.product_id = p.id AND v.status = 'ON_SALE')
+SQL
+    ok(!@bad, $name) or diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
+    return !@bad;
 }
 
 # check_sales($name): product_sales_daily is exactly the items of the PAID

@@ -11,6 +11,7 @@
 
 #include "cm_json.h"
 #include "cm_catalogue.h"
+#include "cm_text.h"
 #include "tap.h"
 
 
@@ -340,10 +341,10 @@ test_rules(void)
     ok(cm_store_account_valid("004", 3, "123456789012345678901", 21, last4,
                               &why) == -1, "21 digits");
 
-    ok(cm_catalogue_text((const unsigned char *) "a\nb", 3, 1, 10, 1) == 0,
+    ok(cm_utf8_text((const unsigned char *) "a\nb", 3, 1, 10, 1) == 0,
        "multiline text");
-    ok(cm_catalogue_text((const unsigned char *) "a\nb", 3, 1, 10, 0) == -1,
+    ok(cm_utf8_text((const unsigned char *) "a\nb", 3, 1, 10, 0) == -1,
        "a newline in a name");
-    ok(cm_catalogue_text((const unsigned char *) "\xff", 1, 0, 10, 1) == -1,
+    ok(cm_utf8_text((const unsigned char *) "\xff", 1, 0, 10, 1) == -1,
        "invalid UTF-8");
 }

@@ -25,6 +25,7 @@ static void test_utf8_invalid(void);
 static void test_utf8_exhaustive(void);
 static void test_utf8_korean(void);
 static void test_utf8_count(void);
+static void test_utf8_text(void);
 
 
 static const cm_base64_e  alphabets[] = { CM_BASE64_STD, CM_BASE64_URL };
@@ -44,6 +45,7 @@ main(void)
     test_utf8_exhaustive();
     test_utf8_korean();
     test_utf8_count();
+    test_utf8_text();
 
     return tap_done();
 }
@@ -696,4 +698,41 @@ test_utf8_count(void)
        "count: a surrogate");
     ok(cm_utf8_count((const unsigned char *) "\xf4\x90\x80\x80", 4, &n) == -1,
        "count: beyond U+10FFFF");
+}
+
+
+/* names and texts of people: characters, not bytes; no controls */
+static void
+test_utf8_text(void)
+{
+    size_t          i;
+    unsigned char   buf[512];
+
+#define TXT(s, min, max, ml)                                                  \
+    cm_utf8_text((const unsigned char *) (s), sizeof(s) - 1, min, max, ml)
+
+    ok(TXT("T-shirt", 1, 100, 0) == 0, "a name");
+    ok(TXT("", 1, 100, 0) == -1, "empty, min 1");
+    ok(TXT("", 0, 100, 1) == 0, "empty, min 0");
+    ok(TXT("   ", 1, 100, 0) == -1, "blank");
+    ok(TXT("   ", 0, 100, 0) == 0, "blank, min 0 (a description)");
+    ok(TXT("a\tb", 1, 100, 0) == -1, "a tab in a name");
+    ok(TXT("a\tb\r\nc", 1, 100, 1) == 0, "tab, CR, LF in a text");
+    ok(TXT("a\x01", 1, 100, 1) == -1, "C0 even in a text");
+    ok(TXT("a\x7f", 1, 100, 1) == -1, "DEL");
+    ok(TXT("a\xc2\x85", 1, 100, 1) == -1, "C1 (NEL)");
+    ok(TXT("\xc2\xa0x", 1, 100, 0) == 0, "U+00A0 is not a control");
+    ok(TXT("\xff", 0, 100, 1) == -1, "invalid UTF-8");
+    ok(TXT("\xea\xb0\x80\xea\xb0\x80", 2, 2, 0) == 0,
+       "two Hangul syllables are 2 characters (6 bytes)");
+    ok(TXT("\xea\xb0\x80\xea\xb0\x80", 1, 1, 0) == -1, "... not 1");
+
+    for (i = 0; i < 101; i++) {
+        memcpy(buf + i * 3, "\xea\xb0\x80", 3);
+    }
+
+    ok(cm_utf8_text(buf, 300, 1, 100, 0) == 0, "100 Korean characters: ok");
+    ok(cm_utf8_text(buf, 303, 1, 100, 0) == -1, "101: refused");
+
+#undef TXT
 }

@@ -22,6 +22,7 @@
 #include "ngx_commerce_seller.h"
 #include "ngx_commerce_account.h"
 #include "cm_catalogue.h"
+#include "cm_text.h"
 
 
 #define NGX_COMMERCE_SELLER_ROLES                                             \
@@ -202,7 +203,7 @@ ngx_commerce_seller_store_create(ngx_http_request_t *r,
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    if (cm_catalogue_text((u_char *) name, f[0].len, 1, CM_STORE_NAME_MAX, 0)
+    if (cm_utf8_text((u_char *) name, f[0].len, 1, CM_STORE_NAME_MAX, 0)
         != 0)
     {
         return ngx_commerce_reply_invalid(r, "name must be 1 to 100"
@@ -216,7 +217,7 @@ ngx_commerce_seller_store_create(ngx_http_request_t *r,
         return ngx_commerce_reply_invalid(r, why);
     }
 
-    if (cm_catalogue_text((u_char *) holder, f[3].len, 1, CM_NAME_MAX, 0)
+    if (cm_utf8_text((u_char *) holder, f[3].len, 1, CM_NAME_MAX, 0)
         != 0)
     {
         return ngx_commerce_reply_invalid(r, "accountHolder must be 1 to 100"
