@@ -351,9 +351,12 @@ BEGIN
         RETURN 0;
     END IF;
 
+    -- Their events are order.expired (90_outbox.sql), not order.cancelled.
+    PERFORM set_config('commerce.cancel_reason', 'expired', true);
     UPDATE orders
        SET status = 'CANCELLED', updated_at = now()
      WHERE id = ANY (v_ids);
+    PERFORM set_config('commerce.cancel_reason', '', true);
 
     -- Quantities to give back, per product, in product id order.
     SELECT array_agg(s.product_id ORDER BY s.product_id), array_agg(s.qty ORDER BY s.product_id)
