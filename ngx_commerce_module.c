@@ -20,6 +20,7 @@
 #include "ngx_commerce_account.h"
 #include "ngx_commerce_coupon.h"
 #include "ngx_commerce_sales.h"
+#include "ngx_commerce_event.h"
 #include "ngx_commerce_api.h"
 
 
@@ -48,6 +49,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_account_routes,
     ngx_commerce_coupon_routes,
     ngx_commerce_sales_routes,
+    ngx_commerce_event_routes,
     ngx_commerce_api_routes,
     NULL
 };
@@ -60,6 +62,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_account_statements,
     ngx_commerce_coupon_statements,
     ngx_commerce_sales_statements,
+    ngx_commerce_event_statements,
     NULL
 };
 
@@ -338,6 +341,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
     { ngx_string("commerce_gateway"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_commerce_gateway,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_event_sink"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_event_sink_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -771,7 +781,8 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK
         || ngx_commerce_sales_init(cf, mcf) != NGX_OK
-        || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK)
+        || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK
+        || ngx_commerce_event_init(cf, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -837,6 +848,10 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_commerce_redis_init_worker(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_commerce_event_init_worker(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

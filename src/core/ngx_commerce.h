@@ -128,6 +128,15 @@ typedef struct {
     ngx_uint_t                   kdf_iterations;
     ngx_flag_t                   accounts;
 
+    /*
+     * domain events (src/domain/event): its configuration, and the names
+     * of its metrics' slots (sinks: ngx_str_t; event types)
+     */
+    void                        *events;
+    ngx_array_t                  event_sink_names;
+    const char *const           *event_type_names;
+    ngx_uint_t                   event_ntypes;
+
     /* periodic jobs, run by worker 0 of each instance */
     ngx_array_t                  jobs;         /* ngx_commerce_job_t * */
 

@@ -39,6 +39,7 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "COUPON_NOT_ISSUABLE",      NGX_HTTP_CONFLICT },
     { "COUPON_NOT_AVAILABLE",     NGX_HTTP_CONFLICT },
     { "COUPON_NOT_APPLICABLE",    NGX_HTTP_CONFLICT },
+    { "DEAD_EVENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
     { NULL, 0 }
 };
 

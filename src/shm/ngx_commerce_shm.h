@@ -24,6 +24,8 @@
 #define NGX_COMMERCE_STATUS_SLOTS    16
 #define NGX_COMMERCE_CLASS_SLOTS     5      /* 1xx..5xx: latency by class */
 #define NGX_COMMERCE_REDIS_BUCKETS   12     /* Redis latency, microseconds */
+#define NGX_COMMERCE_EVENT_SINKS     8      /* event sinks */
+#define NGX_COMMERCE_EVENT_TYPES     16     /* event types, 0: other */
 
 
 /* gateway operations and outcomes, for metrics */
@@ -98,6 +100,27 @@ typedef struct {
 } ngx_commerce_redis_metrics_t;
 
 
+/* what became of a delivery attempt of an event, for metrics */
+typedef enum {
+    NGX_COMMERCE_EVENT_DELIVERED = 0,
+    NGX_COMMERCE_EVENT_RETRIED,
+    NGX_COMMERCE_EVENT_DEAD,
+    NGX_COMMERCE_EVENT_OUTCOMES
+} ngx_commerce_event_outcome_e;
+
+
+/* the outbox relay: counters by sink and type slot, gauges by sink */
+typedef struct {
+    ngx_atomic_t                    outcomes[NGX_COMMERCE_EVENT_SINKS]
+                                            [NGX_COMMERCE_EVENT_TYPES]
+                                            [NGX_COMMERCE_EVENT_OUTCOMES];
+    ngx_atomic_t                    backlog[NGX_COMMERCE_EVENT_SINKS];
+    ngx_atomic_t                    oldest_s[NGX_COMMERCE_EVENT_SINKS];
+    ngx_atomic_t                    dead[NGX_COMMERCE_EVENT_SINKS];
+    ngx_atomic_t                    gauges_at;      /* seconds, 0: never */
+} ngx_commerce_event_metrics_t;
+
+
 typedef struct {
     ngx_atomic_t                    requests[NGX_COMMERCE_ROUTE_SLOTS]
                                             [NGX_COMMERCE_STATUS_SLOTS];
@@ -118,11 +141,12 @@ typedef struct {
     ngx_atomic_t                    pending_payments;
     ngx_atomic_t                    pending_oldest_s;
     ngx_commerce_redis_metrics_t    redis;
+    ngx_commerce_event_metrics_t    events;
 } ngx_commerce_metrics_t;
 
 
 /* the zone's layout; another version or size starts afresh */
-#define NGX_COMMERCE_SH_VERSION      3
+#define NGX_COMMERCE_SH_VERSION      4
 
 typedef struct {
     ngx_uint_t                      version;
@@ -180,6 +204,10 @@ void ngx_commerce_shm_redis_clear(void);
 void ngx_commerce_shm_redis_latency(uint64_t us);
 void ngx_commerce_shm_redis_error(ngx_commerce_redis_err_e kind);
 void ngx_commerce_shm_redis_reconnect(void);
+void ngx_commerce_shm_event(ngx_uint_t sink, ngx_uint_t type,
+    ngx_commerce_event_outcome_e outcome);
+void ngx_commerce_shm_event_gauges(ngx_uint_t sink, ngx_uint_t backlog,
+    ngx_uint_t oldest_s, ngx_uint_t dead);
 
 
 #endif /* _NGX_COMMERCE_SHM_H_INCLUDED_ */
