@@ -204,10 +204,10 @@ $$;
 -- the same moment takes others) and leased for p_lease_ms under a new
 -- token; the attempt is counted now, so one that dies with its relay
 -- counts too.  One row per event, in seq order: the delivery id, seq,
--- attempt number, type, token and the event document the sinks send:
+-- attempt number, type, token, event id and the document the sinks send:
 -- {"id","type","aggregateType","aggregateId","sequence","createdAt","data"}.
 CREATE OR REPLACE FUNCTION cm_outbox_claim(p_sink text, p_limit int, p_lease_ms int)
-RETURNS TABLE (delivery bigint, seq bigint, attempt int, type text, token uuid, body text)
+RETURNS TABLE (delivery bigint, seq bigint, attempt int, type text, token uuid, event_id uuid, body text)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_token uuid := gen_random_uuid();
@@ -242,7 +242,7 @@ BEGIN
          WHERE d.id = c.id
         RETURNING d.id, d.seq, d.attempts, d.type
     )
-    SELECT u.id, u.seq, u.attempts, u.type, v_token,
+    SELECT u.id, u.seq, u.attempts, u.type, v_token, o.id,
            '{"id":"' || o.id || '","type":"' || o.type || '","aggregateType":"' || o.aggregate_type
            || '","aggregateId":' || o.aggregate_id || ',"sequence":' || o.seq
            || ',"createdAt":"' || cm__ts(o.created_at) || '","data":' || o.payload::text || '}'
@@ -252,8 +252,11 @@ END
 $$;
 
 -- The outcome of claimed events: p_states[i] of delivery p_ids[i] is
--- D (delivered), R (retry after p_delays_ms[i]) or X (dead), p_errors[i]
--- the last error (R, X).  Only rows still leased under p_token change.
+-- D (delivered), R (retry after p_delays_ms[i]), X (dead) or P (not an
+-- attempt of the event: never sent because the sink is down, or the one
+-- probe of a sink that is down; retried after p_delays_ms[i], its attempt
+-- given back), p_errors[i] the last error (R, X, P).  Only rows still
+-- leased under p_token change.
 -- -> the number of rows changed
 CREATE OR REPLACE FUNCTION cm_outbox_settle(p_token uuid, p_ids bigint[], p_states text[],
                                             p_delays_ms int[], p_errors text[]) RETURNS int
@@ -271,14 +274,15 @@ BEGIN
        SET state = CASE u.st WHEN 'D' THEN 'DELIVERED' WHEN 'X' THEN 'DEAD' ELSE 'PENDING' END,
            delivered_at = CASE WHEN u.st = 'D' THEN clock_timestamp() END,
            dead_at = CASE WHEN u.st = 'X' THEN clock_timestamp() END,
-           next_at = CASE WHEN u.st = 'R'
+           attempts = CASE WHEN u.st = 'P' THEN greatest(d.attempts - 1, 0) ELSE d.attempts END,
+           next_at = CASE WHEN u.st IN ('R', 'P')
                           THEN clock_timestamp() + make_interval(secs => greatest(u.delay, 0) / 1000.0)
                           ELSE d.next_at END,
            last_error = CASE WHEN u.st = 'D' THEN d.last_error ELSE left(u.err, 300) END,
            lease_until = NULL, lease_token = NULL
       FROM unnest(p_ids, p_states, p_delays_ms, p_errors) AS u(id, st, delay, err)
      WHERE d.id = u.id AND d.lease_token = p_token AND d.state = 'PENDING'
-       AND u.st IN ('D', 'R', 'X');
+       AND u.st IN ('D', 'R', 'X', 'P');
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END

@@ -19,6 +19,7 @@
 #include "ngx_commerce_http.h"
 #include "ngx_commerce_client.h"
 #include "ngx_commerce_redis.h"
+#include "cm_breaker.h"
 
 
 typedef enum {
@@ -42,6 +43,7 @@ typedef struct {
     ngx_msec_t                   retry_cap;
     ngx_msec_t                   interval;    /* idle poll */
     ngx_msec_t                   lease;
+    cm_br_conf_t                 breaker;     /* the sink being down */
 
     /* http */
     ngx_commerce_gateway_t       peer;
@@ -55,6 +57,9 @@ typedef struct {
     ngx_commerce_job_t           job;
     ngx_commerce_pg_query_t      query;
     ngx_commerce_event_run_t    *run;
+    cm_breaker_t                 br;
+    uint32_t                     br_seen;     /* transitions logged */
+    unsigned                     probing:1;   /* this claim is a probe */
     char                         batch_s[NGX_INT64_LEN + 1];
     char                         lease_s[NGX_INT64_LEN + 1];
     unsigned                     registered:1;

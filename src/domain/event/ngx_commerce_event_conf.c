@@ -180,6 +180,19 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     sink->retry_cap = 30000;
     sink->interval = 200;
 
+    /*
+     * The sink is down (refused, timed out, 5xx for most events) when at
+     * least half of the last 20 sends failed, 10 at least: then nothing
+     * is claimed for open= (5s), then one event probes it.
+     */
+    sink->breaker.window = 20;
+    sink->breaker.min_calls = 10;
+    sink->breaker.failure_rate = 50;
+    sink->breaker.slow_rate = 100;
+    sink->breaker.slow_ms = 3600000;
+    sink->breaker.open_ms = 5000;
+    sink->breaker.half_open_probes = 1;
+
     for (i = 3; i < cf->args->nelts; i++) {
         if (ngx_commerce_event_conf_param(cf, sink, &value[i]) != NGX_OK) {
             return NGX_CONF_ERROR;
@@ -228,6 +241,8 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                       + 10000;
         sink->lease = ngx_min(sink->lease, 3600000);
     }
+
+    sink->breaker.probe_deadline_ms = sink->lease;
 
     return NGX_CONF_OK;
 }
@@ -309,7 +324,8 @@ ngx_commerce_event_conf_param(ngx_conf_t *cf, ngx_commerce_event_sink_t *sink,
         }
     }
 
-    if (is("retry_base") || is("retry_cap") || is("interval") || is("lease"))
+    if (is("retry_base") || is("retry_cap") || is("interval") || is("lease")
+        || is("open"))
     {
         n = ngx_parse_time(&v, 0);
         if (n == NGX_ERROR || n <= 0 || n > 3600000
@@ -324,6 +340,8 @@ ngx_commerce_event_conf_param(ngx_conf_t *cf, ngx_commerce_event_sink_t *sink,
             sink->retry_cap = n;
         } else if (is("interval")) {
             sink->interval = n;
+        } else if (is("open")) {
+            sink->breaker.open_ms = n;
         } else {
             sink->lease = n;
         }
@@ -534,6 +552,9 @@ ngx_commerce_event_init_worker(ngx_cycle_t *cycle,
     for (i = 0; i < ecf->sinks.nelts; i++) {
         sink[i].registered = 0;
         sink[i].run = NULL;
+        sink[i].probing = 0;
+        cm_br_init(&sink[i].br, ngx_current_msec);
+        sink[i].br_seen = cm_br_seq(&sink[i].br);
 
         if (sink[i].kind == NGX_COMMERCE_EVENT_HTTP
             && ngx_commerce_gateway_peer_init(cycle, &sink[i].peer) != NGX_OK)

@@ -29,7 +29,9 @@ typedef struct {
     ngx_str_t                    type_name;
     ngx_str_t                    id;
     ngx_str_t                    body;
-    u_char                       state;        /* D, R, X; 0: sending */
+    u_char                       state;        /* D, R, X, P; 0: sending */
+    int                          permit;       /* of the breaker, or -1 */
+    ngx_msec_t                   started;
     ngx_msec_t                   delay;
     u_char                       error[160];
     size_t                       error_len;
@@ -52,6 +54,8 @@ struct ngx_commerce_event_run_s {
 
 static ngx_int_t ngx_commerce_event_relay_submit(ngx_commerce_event_sink_t *s,
     ngx_uint_t stmt, ngx_commerce_pg_handler_pt handler);
+static ngx_int_t ngx_commerce_event_relay_claim(
+    ngx_commerce_event_sink_t *sink);
 static void ngx_commerce_event_relay_registered(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 static void ngx_commerce_event_relay_claimed(ngx_commerce_pg_query_t *q,
@@ -72,6 +76,8 @@ static void ngx_commerce_event_relay_end(ngx_commerce_event_sink_t *sink,
     ngx_msec_t next);
 static void ngx_commerce_event_relay_gauged(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
+static void ngx_commerce_event_relay_breaker_log(
+    ngx_commerce_event_sink_t *sink);
 
 
 ngx_int_t
@@ -87,8 +93,48 @@ ngx_commerce_event_relay_run(ngx_commerce_job_t *job)
                                        ngx_commerce_event_relay_registered);
     }
 
+    return ngx_commerce_event_relay_claim(sink);
+}
+
+
+/*
+ * The sink's breaker decides what a run claims: nothing while it is open
+ * (the backlog waits, its events' attempts untouched), one event while it
+ * is half-open (the probe), a batch when closed.
+ */
+
+static ngx_int_t
+ngx_commerce_event_relay_claim(ngx_commerce_event_sink_t *sink)
+{
+    cm_br_state_e  state;
+
+    cm_br_tick(&sink->br, &sink->breaker, ngx_current_msec);
+    ngx_commerce_event_relay_breaker_log(sink);
+
+    state = cm_br_state(&sink->br);
+
+    if (state == CM_BR_OPEN || state == CM_BR_FORCED_OPEN) {
+        return NGX_DECLINED;
+    }
+
+    sink->probing = (state == CM_BR_HALF_OPEN);
+
     return ngx_commerce_event_relay_submit(sink, NGX_COMMERCE_STMT_OUTBOX_CLAIM,
                                            ngx_commerce_event_relay_claimed);
+}
+
+
+static void
+ngx_commerce_event_relay_breaker_log(ngx_commerce_event_sink_t *sink)
+{
+    cm_br_transition_t  tr;
+
+    while (cm_br_take_transition(&sink->br, &sink->br_seen, &tr)) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "commerce: event sink %V: circuit %s -> %s: %s",
+                      &sink->name, cm_br_state_name(tr.from),
+                      cm_br_state_name(tr.to), tr.reason_text);
+    }
 }
 
 
@@ -114,7 +160,7 @@ ngx_commerce_event_relay_submit(ngx_commerce_event_sink_t *sink,
 
     default: /* NGX_COMMERCE_STMT_OUTBOX_CLAIM */
         q->nparams = 3;
-        q->params[1] = sink->batch_s;
+        q->params[1] = sink->probing ? "1" : sink->batch_s;
         q->params[2] = sink->lease_s;
         break;
     }
@@ -153,10 +199,7 @@ ngx_commerce_event_relay_registered(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                   "commerce: event sink %V registered, events %s",
                   &sink->name, sink->types);
 
-    if (ngx_commerce_event_relay_submit(sink, NGX_COMMERCE_STMT_OUTBOX_CLAIM,
-                                        ngx_commerce_event_relay_claimed)
-        != NGX_OK)
-    {
+    if (ngx_commerce_event_relay_claim(sink) != NGX_OK) {
         ngx_commerce_event_relay_end(sink, 0);
     }
 }
@@ -323,6 +366,18 @@ ngx_commerce_event_relay_send(ngx_commerce_event_item_t *item)
 
     sink = item->run->sink;
 
+    if (!cm_br_acquire(&sink->br, &sink->breaker, ngx_current_msec,
+                       &item->permit))
+    {
+        item->permit = -1;
+        ngx_commerce_event_relay_breaker_log(sink);
+        ngx_commerce_event_relay_outcome(item, 'P', "not sent: the sink is "
+                                         "down (circuit open)");
+        return;
+    }
+
+    item->started = ngx_current_msec;
+
     if (sink->kind == NGX_COMMERCE_EVENT_REDIS) {
         ngx_str_set(&argv[0], "XADD");
         argv[1] = sink->stream;
@@ -487,11 +542,28 @@ ngx_commerce_event_relay_outcome(ngx_commerce_event_item_t *item,
                       - item->error;
     va_end(args);
 
+    /*
+     * The breaker hears of every send: a retryable failure is the sink's
+     * failure; an answer, even a refusal of the event, is the sink up.
+     */
+    if (item->permit >= 0) {
+        cm_br_record(&sink->br, &sink->breaker, ngx_current_msec,
+                     item->permit, state == 'R' ? CM_BR_FAILURE : CM_BR_SUCCESS,
+                     ngx_current_msec - item->started);
+        item->permit = -1;
+        ngx_commerce_event_relay_breaker_log(sink);
+    }
+
+    /* the probe of a sink that is down is the sink's attempt, not the event's */
+    if (state == 'R' && sink->probing) {
+        state = 'P';
+    }
+
     if (state == 'R' && item->attempt > sink->retries) {
         state = 'X';
     }
 
-    if (state == 'R') {
+    if (state == 'R' || state == 'P') {
         ceiling = cm_backoff_ceiling(sink->retry_base, sink->retry_cap,
                                      item->attempt - 1);
         rnd = ((uint32_t) ngx_random() << 16) ^ (uint32_t) ngx_random();
@@ -651,9 +723,9 @@ ngx_commerce_event_relay_settled(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         ngx_commerce_shm_event(sink->slot, item->type,
                                item->state == 'D'
                                ? NGX_COMMERCE_EVENT_DELIVERED
-                               : item->state == 'R'
-                               ? NGX_COMMERCE_EVENT_RETRIED
-                               : NGX_COMMERCE_EVENT_DEAD);
+                               : item->state == 'X'
+                               ? NGX_COMMERCE_EVENT_DEAD
+                               : NGX_COMMERCE_EVENT_RETRIED);
     }
 
     /* there may be more: claim again at once */
