@@ -47,6 +47,12 @@ my %FAMILY = map { $_ => 1 } qw(
     commerce_payments_settled_total
     commerce_callbacks_total
     commerce_rate_limit_requests_total
+    commerce_events_delivered_total
+    commerce_events_retried_total
+    commerce_events_dead_total
+    commerce_events_backlog
+    commerce_events_oldest_age_seconds
+    commerce_events_dead
 );
 my %HISTOGRAM = map { $_ => 1 } qw(commerce_http_request_duration_seconds
     commerce_gateway_request_duration_seconds);
@@ -82,7 +88,7 @@ my $t = CommerceTest->new;
 my ($rc, $out) = $t->run([ 'promtool', 'check', 'rules',
     "$PROM/commerce-alerts.yml" ], timeout => 30);
 is($rc, 0, 'promtool check rules commerce-alerts.yml') or diag($out);
-like($out, qr/SUCCESS: 5 rules found/, 'five alert rules');
+like($out, qr/SUCCESS: 7 rules found/, "seven alert rules");
 
 ($rc, $out) = $t->run([ 'promtool', 'test', 'rules',
     "$PROM/commerce-alerts.test.yml" ], timeout => 30);
@@ -121,7 +127,7 @@ my @rule_exprs;
 while ($rules_text =~ /^\s+expr:\s*(\|\n((?:\s{10,}.*\n|\s*\n)+)|(.+)\n)/mg) {
     push @rule_exprs, defined $3 ? $3 : $2;
 }
-is(scalar @rule_exprs, 5, 'five rule expressions read');
+is(scalar @rule_exprs, 7, "seven rule expressions read");
 
 # the dashboard
 my $dash = eval { JSON::PP->new->utf8->decode($t->read_file($DASH)) };
@@ -174,7 +180,9 @@ ok($ids_ok, 'panels have distinct ids and a gridPos');
 for my $want (qr/API requests/, qr/API latency/, qr/PG requests by outcome/,
     qr/PG failure rate/, qr/PG latency/, qr/Circuit breaker state/,
     qr/Breaker transitions/, qr/Retries/, qr/Pending payments/,
-    qr/settled/, qr/Postgres pool/, qr/Net-cancels/) {
+    qr/settled/, qr/Postgres pool/, qr/Net-cancels/, qr/Event backlog/,
+    qr/Oldest undelivered event/, qr/delivered \/ retried \/ dead/,
+    qr/Dead-letter queue/) {
     ok((grep { $_ =~ $want } @panel_titles), "dashboard panel $want");
 }
 
@@ -231,6 +239,8 @@ commerce_gateway pg_a upstream=pg_a;
 commerce_gateway pg_b upstream=pg_b mode=forced_open;
 commerce_gateway_callback_url http://127.0.0.1:%%PORT%%/api/v1/payments/callback;
 commerce_gateway_callback_secret "metrics-test-callback-secret";
+upstream dp { server 127.0.0.1:%%PORT_deadpg%%; }
+commerce_event_sink dp http upstream=dp;
 EOF
     server_extra => 'location = /metrics { commerce_metrics; }'));
 $t->start_nginx;
@@ -403,13 +413,13 @@ my ($rules_ok, @rule_errors);
 ok(wait_until(sub {
     my $j = api_get('/api/v1/rules') or return 0;
     my @rules = map { @{ $_->{rules} } } @{ $j->{data}{groups} // [] };
-    return 0 unless @rules == 5;
+    return 0 unless @rules == 7;
     return 0 if grep { !$_->{lastEvaluation}
         || $_->{lastEvaluation} =~ /^0001-/ } @rules;
     @rule_errors = map { "$_->{name}: " . ($_->{lastError} // '') }
         grep { $_->{health} ne 'ok' } @rules;
     1;
-}, timeout => 10, interval => 0.2), 'Prometheus evaluated the 5 rules');
+}, timeout => 10, interval => 0.2), 'Prometheus evaluated the 7 rules');
 is_deeply(\@rule_errors, [], 'every rule evaluates without error');
 
 my @alerts;
