@@ -224,11 +224,15 @@ BEGIN
          WHERE d.sink = p_sink AND d.state = 'PENDING'
            AND d.next_at <= now()
            AND (d.lease_until IS NULL OR d.lease_until < now())
-           AND NOT EXISTS (SELECT 1 FROM outbox_delivery e
-                            WHERE e.sink = p_sink AND e.state = 'PENDING'
-                              AND e.aggregate_type = d.aggregate_type
-                              AND e.aggregate_id = d.aggregate_id
-                              AND e.seq < d.seq)
+           -- the head of its aggregate.  A scalar subquery, not NOT
+           -- EXISTS: it is an index probe on the whole key whatever the
+           -- statistics say (a backlog that grew from an empty table
+           -- before autovacuum's analyze made the anti-join quadratic:
+           -- 6 s for 6,000 pending rows instead of 3 ms).
+           AND d.seq = (SELECT min(e.seq) FROM outbox_delivery e
+                         WHERE e.sink = p_sink AND e.state = 'PENDING'
+                           AND e.aggregate_type = d.aggregate_type
+                           AND e.aggregate_id = d.aggregate_id)
          ORDER BY d.seq
          LIMIT p_limit
            FOR UPDATE SKIP LOCKED
