@@ -22,6 +22,7 @@
 #include "ngx_commerce_sales.h"
 #include "ngx_commerce_event.h"
 #include "ngx_commerce_api.h"
+#include "ngx_commerce_retention.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -63,6 +64,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_coupon_statements,
     ngx_commerce_sales_statements,
     ngx_commerce_event_statements,
+    ngx_commerce_retention_statements,
     NULL
 };
 
@@ -334,6 +336,20 @@ static ngx_command_t  ngx_commerce_commands[] = {
     { ngx_string("commerce_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_commerce_cache_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_retention_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_retention_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_commerce_retention_interval_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -779,10 +795,12 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
     if (ngx_commerce_idem_init(cf) != NGX_OK
         || ngx_commerce_order_init(cf, mcf) != NGX_OK
         || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
+        || ngx_commerce_cached_init(cf, mcf) != NGX_OK
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK
         || ngx_commerce_sales_init(cf, mcf) != NGX_OK
         || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK
-        || ngx_commerce_event_init(cf, mcf) != NGX_OK)
+        || ngx_commerce_event_init(cf, mcf) != NGX_OK
+        || ngx_commerce_retention_init(cf, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -1,5 +1,5 @@
 -- 012_outbox: the transactional outbox (issue 10).  Every domain event is a
--- row of outbox, written by the SQL functions (functions/90_outbox.sql and
+-- row of outbox, written by the SQL functions (functions/95_outbox.sql and
 -- the triggers it binds) in the transaction of the change it reports.  The
 -- relay of the module (src/domain/event/) delivers each event to every
 -- sink whose filter it matches, one outbox_delivery row per event and sink,

@@ -325,7 +325,7 @@ EOF
     }
     # coupons on orders: the paths that pay, cancel or fail an order; the
     # paths that pay also set paid_at (best sellers); the outbox: signup
-    # and withdrawal write their events (90_outbox.sql)
+    # and withdrawal write their events (95_outbox.sql)
     my %outbox = map { $_ => 1 } 'cm_signup(bigint,text,text,text,text,text,text)',
         'cm_user_withdraw(bigint,text)';
     is_deeply(\@changed,

@@ -351,7 +351,7 @@ BEGIN
         RETURN 0;
     END IF;
 
-    -- Their events are order.expired (90_outbox.sql), not order.cancelled.
+    -- Their events are order.expired (95_outbox.sql), not order.cancelled.
     PERFORM set_config('commerce.cancel_reason', 'expired', true);
     UPDATE orders
        SET status = 'CANCELLED', updated_at = now()

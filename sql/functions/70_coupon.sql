@@ -321,7 +321,7 @@ BEGIN
         PERFORM cm__coupon_limit_reached(p_campaign, c.per_user_limit);
     END IF;
 
-    -- The user's aggregate (90_outbox.sql); last, after every lock.
+    -- The user's aggregate (95_outbox.sql); last, after every lock.
     PERFORM cm__outbox_emit('user', p_user, 'coupon.issued',
         jsonb_build_object('userCouponId', v_id, 'couponId', p_campaign, 'userId', p_user,
                            'discountType', c.discount_type, 'discountValue', c.discount_value,

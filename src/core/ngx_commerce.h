@@ -78,6 +78,12 @@ typedef struct {
     ngx_uint_t                   redis_queue_length;
     ngx_msec_t                   redis_ping_interval;
 
+    /* domains' counters (ngx_commerce_counter_t), slot = index */
+    ngx_array_t                  counters;
+
+    /* retention of logs (src/domain/retention) */
+    void                        *retention;
+
     /* the API (src/http) */
     ngx_array_t                  routes;       /* ngx_commerce_route_t * */
     ngx_array_t                  route_names;  /* ngx_str_t: metric slots */
@@ -128,14 +134,8 @@ typedef struct {
     ngx_uint_t                   kdf_iterations;
     ngx_flag_t                   accounts;
 
-    /*
-     * domain events (src/domain/event): its configuration, and the names
-     * of its metrics' slots (sinks: ngx_str_t; event types)
-     */
+    /* domain events (src/domain/event): its configuration */
     void                        *events;
-    ngx_array_t                  event_sink_names;
-    const char *const           *event_type_names;
-    ngx_uint_t                   event_ntypes;
 
     /* periodic jobs, run by worker 0 of each instance */
     ngx_array_t                  jobs;         /* ngx_commerce_job_t * */
@@ -159,6 +159,25 @@ typedef struct {
     ngx_int_t                    low;
     ngx_int_t                    high;
 } ngx_commerce_bounds_t;
+
+
+/*
+ * A counter (or gauge) of a domain, registered at configuration time
+ * (ngx_commerce_conf_counter): its value lives in the metrics zone under
+ * its slot (ngx_commerce_shm_count), the Prometheus renderer prints it as
+ * family{labels}.  Entries of one family are printed together, under one
+ * HELP and TYPE.
+ */
+
+/* the outbox takes 33 per event sink (up to 8) */
+#define NGX_COMMERCE_COUNTERS_MAX  512
+
+typedef struct {
+    const char                  *family;   /* commerce_..._total */
+    const char                  *type;     /* "counter" or "gauge" */
+    const char                  *help;
+    const char                  *labels;   /* kind="x" or "" */
+} ngx_commerce_counter_t;
 
 
 /*
@@ -199,6 +218,8 @@ ngx_int_t ngx_commerce_conf_read_file(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, size_t max, ngx_uint_t private, ngx_str_t *out);
 ngx_int_t ngx_commerce_conf_keyring(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, cm_keyring_t **out);
+ngx_int_t ngx_commerce_conf_counter(ngx_conf_t *cf, const char *family,
+    const char *type, const char *help, const char *labels);
 
 /* JSON documents from the database or a peer (ngx_commerce_json.c) */
 yajl_val ngx_commerce_json_parse(ngx_pool_t *pool, u_char *data, size_t len);

@@ -190,3 +190,43 @@ ngx_commerce_conf_private(ngx_conf_t *cf, const char *directive,
 
     return NGX_OK;
 }
+
+
+/* a domain's counter: its slot in the metrics zone, or NGX_ERROR */
+
+ngx_int_t
+ngx_commerce_conf_counter(ngx_conf_t *cf, const char *family,
+    const char *type, const char *help, const char *labels)
+{
+    ngx_commerce_counter_t    *c;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
+
+    if (mcf->counters.elts == NULL
+        && ngx_array_init(&mcf->counters, cf->pool, 16,
+                          sizeof(ngx_commerce_counter_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (mcf->counters.nelts >= NGX_COMMERCE_COUNTERS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "commerce: more than %d counters",
+                           NGX_COMMERCE_COUNTERS_MAX);
+        return NGX_ERROR;
+    }
+
+    c = ngx_array_push(&mcf->counters);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->family = family;
+    c->type = type;
+    c->help = help;
+    c->labels = labels;
+
+    return mcf->counters.nelts - 1;
+}

@@ -180,6 +180,12 @@ ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
 /* a route's answer through the response cache (ngx_commerce_cached.c) */
 ngx_int_t ngx_commerce_cached(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_uint_t klass, ngx_str_t *key);
+ngx_int_t ngx_commerce_cached_init(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+/* what changed, told by the invalidation channel (the listener) */
+void ngx_commerce_cached_invalidate(ngx_str_t *key);
+void ngx_commerce_cached_invalidate_class(ngx_uint_t klass);
+void ngx_commerce_cached_channel(ngx_commerce_listen_e state);
 
 /* authentication, access phase (ngx_commerce_auth.c) */
 ngx_int_t ngx_commerce_auth_handler(ngx_http_request_t *r);

@@ -16,9 +16,9 @@ static ngx_int_t ngx_commerce_metrics_redis(ngx_http_request_t *r,
     ngx_commerce_shctx_t *sh, ngx_buf_t **bp, ngx_chain_t **lastp);
 static ngx_int_t ngx_commerce_metrics_cache(ngx_http_request_t *r,
     ngx_commerce_cache_stats_t *st, ngx_buf_t **bp, ngx_chain_t **lastp);
-static ngx_int_t ngx_commerce_metrics_events(ngx_http_request_t *r,
-    ngx_commerce_main_conf_t *mcf, ngx_commerce_shctx_t *sh,
-    ngx_buf_t **bp, ngx_chain_t **lastp);
+static ngx_int_t ngx_commerce_metrics_counters(ngx_http_request_t *r,
+    ngx_commerce_main_conf_t *mcf, ngx_commerce_shctx_t *sh, ngx_buf_t **bp,
+    ngx_chain_t **lastp);
 
 
 
@@ -228,11 +228,9 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* the outbox relay, by sink (and event type) */
+    /* the domains' counters */
 
-    if (mcf->event_sink_names.nelts
-        && ngx_commerce_metrics_events(r, mcf, sh, &b, &last) != NGX_OK)
-    {
+    if (ngx_commerce_metrics_counters(r, mcf, sh, &b, &last) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -586,6 +584,19 @@ ngx_commerce_metrics_cache(ngx_http_request_t *r,
                      st->stored, st->discarded, st->invalidations,
                      st->flushes, st->evictions, st->entries);
 
+    ngx_commerce_out("# HELP commerce_cache_redis_total The cache's Redis "
+                     "part (store=redis, shm+redis): hit, miss, stored, "
+                     "discarded (invalidated while the fill ran), error "
+                     "(no answer).\n"
+                     "# TYPE commerce_cache_redis_total counter\n"
+                     "commerce_cache_redis_total{result=\"hit\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"miss\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"stored\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"discarded\"} %uA\n"
+                     "commerce_cache_redis_total{result=\"error\"} %uA\n",
+                     st->remote_hits, st->remote_misses, st->remote_stored,
+                     st->remote_discarded, st->remote_errors);
+
     *bp = b;
     *lastp = last;
 
@@ -593,84 +604,52 @@ ngx_commerce_metrics_cache(ngx_http_request_t *r,
 }
 
 
+/* the domains' counters, each family together under its HELP and TYPE
+ * (families in the order of their first counter) */
+
 static ngx_int_t
-ngx_commerce_metrics_events(ngx_http_request_t *r,
-    ngx_commerce_main_conf_t *mcf, ngx_commerce_shctx_t *sh,
-    ngx_buf_t **bp, ngx_chain_t **lastp)
+ngx_commerce_metrics_counters(ngx_http_request_t *r,
+    ngx_commerce_main_conf_t *mcf, ngx_commerce_shctx_t *sh, ngx_buf_t **bp,
+    ngx_chain_t **lastp)
 {
-    ngx_buf_t                     *b;
-    ngx_str_t                     *sink;
-    ngx_uint_t                     i, k, o;
-    ngx_chain_t                   *last;
-    ngx_commerce_event_metrics_t  *m;
-
-    static const char  *names[NGX_COMMERCE_EVENT_OUTCOMES] = {
-        "delivered", "retried", "dead"
-    };
-
-    static const char  *help[NGX_COMMERCE_EVENT_OUTCOMES] = {
-        "Events a sink accepted.",
-        "Failed deliveries that will be retried (5xx, 408, 429, timeout, "
-        "refused or broken connection, Redis error).",
-        "Events given up on: retries exhausted, or refused for good (4xx)."
-    };
+    ngx_buf_t               *b;
+    ngx_uint_t               i, j, seen;
+    ngx_chain_t             *last;
+    ngx_commerce_counter_t  *c;
 
     b = *bp;
     last = *lastp;
-    m = &sh->m.events;
-    sink = mcf->event_sink_names.elts;
+    c = mcf->counters.elts;
 
-    for (o = 0; o < NGX_COMMERCE_EVENT_OUTCOMES; o++) {
-        ngx_commerce_out("# HELP commerce_events_%s_total %s\n"
-                         "# TYPE commerce_events_%s_total counter\n",
-                         names[o], help[o], names[o]);
+    for (i = 0; i < mcf->counters.nelts; i++) {
 
-        for (i = 0; i < mcf->event_sink_names.nelts
-                    && i < NGX_COMMERCE_EVENT_SINKS; i++)
-        {
-            for (k = 0; k < mcf->event_ntypes
-                        && k < NGX_COMMERCE_EVENT_TYPES; k++)
-            {
-                ngx_commerce_out("commerce_events_%s_total{sink=\"%V\","
-                                 "type=\"%s\"} %uA\n", names[o], &sink[i],
-                                 mcf->event_type_names[k],
-                                 m->outcomes[i][k][o]);
+        for (seen = 0, j = 0; j < i; j++) {
+            if (ngx_strcmp(c[j].family, c[i].family) == 0) {
+                seen = 1;
+                break;
             }
         }
-    }
 
-    ngx_commerce_out("# HELP commerce_events_backlog Events not yet "
-                     "delivered to a sink (pending, leased or in backoff; "
-                     "read every 2 s).\n"
-                     "# TYPE commerce_events_backlog gauge\n");
+        if (seen) {
+            continue;
+        }
 
-    for (i = 0; i < mcf->event_sink_names.nelts
-                && i < NGX_COMMERCE_EVENT_SINKS; i++)
-    {
-        ngx_commerce_out("commerce_events_backlog{sink=\"%V\"} %uA\n",
-                         &sink[i], m->backlog[i]);
-    }
+        ngx_commerce_out("# HELP %s %s\n# TYPE %s %s\n", c[i].family,
+                         c[i].help, c[i].family, c[i].type);
 
-    ngx_commerce_out("# HELP commerce_events_oldest_age_seconds Age of the "
-                     "oldest event not yet delivered to a sink (0: none).\n"
-                     "# TYPE commerce_events_oldest_age_seconds gauge\n");
+        for (j = i; j < mcf->counters.nelts; j++) {
+            if (ngx_strcmp(c[j].family, c[i].family) != 0) {
+                continue;
+            }
 
-    for (i = 0; i < mcf->event_sink_names.nelts
-                && i < NGX_COMMERCE_EVENT_SINKS; i++)
-    {
-        ngx_commerce_out("commerce_events_oldest_age_seconds{sink=\"%V\"} "
-                         "%uA\n", &sink[i], m->oldest_s[i]);
-    }
+            if (c[j].labels[0] != '\0') {
+                ngx_commerce_out("%s{%s} %uA\n", c[j].family, c[j].labels,
+                                 sh->m.counters[j]);
 
-    ngx_commerce_out("# HELP commerce_events_dead Events in the dead-letter "
-                     "queue of a sink.\n"
-                     "# TYPE commerce_events_dead gauge\n");
-
-    for (i = 0; i < mcf->event_sink_names.nelts
-                && i < NGX_COMMERCE_EVENT_SINKS; i++)
-    {
-        ngx_commerce_out("commerce_events_dead{sink=\"%V\"} %uA\n",
-                         &sink[i], m->dead[i]);
+            } else {
+                ngx_commerce_out("%s %uA\n", c[j].family, sh->m.counters[j]);
+            }
+        }
     }
 
     *bp = b;

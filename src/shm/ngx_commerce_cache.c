@@ -48,6 +48,7 @@ struct ngx_commerce_cache_sh_s {
     ngx_uint_t                   epoch;
     ngx_uint_t                   gen[NGX_COMMERCE_CACHE_CLASSES];
     ngx_uint_t                   up;        /* the invalidation channel */
+    ngx_atomic_t                 remote;    /* the remote store is right */
     ngx_pid_t                    owner;     /* the listener's process */
     uint32_t                     token;
     ngx_commerce_cache_stats_t   stats;
@@ -75,8 +76,8 @@ static ngx_commerce_cache_rc_e ngx_commerce_cache_fill(
 
 
 /*
- * commerce_cache off | size=16m [ttl=30s] [negative_ttl=2s]
- *     [stats_ttl=10s] [fill_timeout=2s];
+ * commerce_cache off | size=16m [store=shm|redis|shm+redis] [ttl=30s]
+ *     [negative_ttl=2s] [stats_ttl=10s] [fill_timeout=2s];
  */
 
 char *
@@ -110,6 +111,7 @@ ngx_commerce_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cache->negative_ttl = 2000;
     cache->stats_ttl = 10000;
     cache->fill_timeout = 2000;
+    cache->store = NGX_COMMERCE_CACHE_LOCAL;
     size = 0;
 
     for (i = 1; i < cf->args->nelts; i++) {
@@ -122,6 +124,31 @@ ngx_commerce_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "\"commerce_cache\": invalid size \"%V\" "
                                    "(at least %uz)", &v, 8 * ngx_pagesize);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "store=", 6) == 0) {
+            v.data = value[i].data + 6;
+            v.len = value[i].len - 6;
+
+            if (v.len == 3 && ngx_strncmp(v.data, "shm", 3) == 0) {
+                cache->store = NGX_COMMERCE_CACHE_LOCAL;
+
+            } else if (v.len == 5 && ngx_strncmp(v.data, "redis", 5) == 0) {
+                cache->store = NGX_COMMERCE_CACHE_REMOTE;
+
+            } else if (v.len == 9 && ngx_strncmp(v.data, "shm+redis", 9) == 0)
+            {
+                cache->store = NGX_COMMERCE_CACHE_LOCAL
+                               | NGX_COMMERCE_CACHE_REMOTE;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"commerce_cache\": invalid store \"%V\" "
+                                   "(shm, redis or shm+redis)", &v);
                 return NGX_CONF_ERROR;
             }
 
@@ -151,8 +178,8 @@ ngx_commerce_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"commerce_cache\": unknown parameter \"%V\" "
-                               "(off, or size=, ttl=, negative_ttl=, "
-                               "stats_ttl=, fill_timeout=)", &value[i]);
+                               "(off, or size=, store=, ttl=, "
+                               "negative_ttl=, stats_ttl=, fill_timeout=)", &value[i]);
             return NGX_CONF_ERROR;
         }
 
@@ -457,11 +484,7 @@ ngx_commerce_cache_put(ngx_commerce_cache_t *cache, ngx_str_t *key,
     ngx_queue_remove(&n->lru);
     ngx_slab_free_locked(cache->shpool, n);
 
-    /* a TTL with up to 10% jitter: entries filled together expire apart */
-    ttl = (status != 200) ? cache->negative_ttl
-          : cache->class_ttl[m->klass] ? cache->class_ttl[m->klass]
-          : cache->ttl;
-    ttl -= (ngx_msec_t) (ngx_random() % (ttl / 10 + 1));
+    ttl = ngx_commerce_cache_ttl(cache, m->klass, status);
 
     m->status = (uint16_t) status;
     m->len = (uint32_t) len;
@@ -575,6 +598,36 @@ ngx_commerce_cache_channel(ngx_commerce_cache_t *cache,
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* a TTL with up to 10% jitter: entries filled together expire apart */
+
+ngx_msec_t
+ngx_commerce_cache_ttl(ngx_commerce_cache_t *cache, ngx_uint_t klass,
+    ngx_uint_t status)
+{
+    ngx_msec_t  ttl;
+
+    ttl = (status != 200) ? cache->negative_ttl
+          : (klass < NGX_COMMERCE_CACHE_CLASSES && cache->class_ttl[klass])
+          ? cache->class_ttl[klass] : cache->ttl;
+
+    return ttl - (ngx_msec_t) (ngx_random() % (ttl / 10 + 1));
+}
+
+
+ngx_uint_t
+ngx_commerce_cache_remote(ngx_commerce_cache_t *cache)
+{
+    return cache->sh->remote;
+}
+
+
+void
+ngx_commerce_cache_remote_set(ngx_commerce_cache_t *cache, ngx_uint_t ok)
+{
+    cache->sh->remote = ok ? 1 : 0;
 }
 
 

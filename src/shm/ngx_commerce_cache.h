@@ -21,6 +21,10 @@
 
 #define NGX_COMMERCE_CACHE_CLASSES  4
 
+/* where the answers live (commerce_cache store=): bits */
+#define NGX_COMMERCE_CACHE_LOCAL    1   /* this zone */
+#define NGX_COMMERCE_CACHE_REMOTE   2   /* Redis, shared by the instances */
+
 
 typedef enum {
     NGX_COMMERCE_CACHE_BYPASS = 0,   /* off, channel down, or no memory */
@@ -51,6 +55,12 @@ typedef struct {
     ngx_atomic_t                 flushes;
     ngx_atomic_t                 evictions;
     ngx_atomic_t                 entries;
+    /* store=redis, store=shm+redis: Redis' part */
+    ngx_atomic_t                 remote_hits;
+    ngx_atomic_t                 remote_misses;
+    ngx_atomic_t                 remote_stored;
+    ngx_atomic_t                 remote_discarded; /* the stamp moved */
+    ngx_atomic_t                 remote_errors;
 } ngx_commerce_cache_stats_t;
 
 
@@ -61,6 +71,7 @@ struct ngx_commerce_cache_s {
     ngx_slab_pool_t             *shpool;
     ngx_commerce_cache_sh_t     *sh;
     size_t                       size;
+    ngx_uint_t                   store;        /* _LOCAL | _REMOTE */
     ngx_msec_t                   ttl;          /* plus up to 10% jitter */
     ngx_msec_t                   negative_ttl; /* answers other than 200 */
     ngx_msec_t                   stats_ttl;    /* statistics (best sellers) */
@@ -90,6 +101,16 @@ void ngx_commerce_cache_invalidate_class(ngx_commerce_cache_t *cache,
     ngx_uint_t klass);
 void ngx_commerce_cache_channel(ngx_commerce_cache_t *cache,
     ngx_commerce_listen_e state);
+
+/* a fill's TTL, with up to 10% jitter off it */
+ngx_msec_t ngx_commerce_cache_ttl(ngx_commerce_cache_t *cache,
+    ngx_uint_t klass, ngx_uint_t status);
+
+/* whether the remote store may be used (it heard every invalidation
+ * since its last flush); set by the listener's process */
+ngx_uint_t ngx_commerce_cache_remote(ngx_commerce_cache_t *cache);
+void ngx_commerce_cache_remote_set(ngx_commerce_cache_t *cache,
+    ngx_uint_t ok);
 
 ngx_commerce_cache_stats_t *ngx_commerce_cache_stats(
     ngx_commerce_cache_t *cache);

@@ -418,36 +418,29 @@ ngx_commerce_shm_redis_reconnect(void)
 }
 
 
+/* a domain's counter (ngx_commerce_conf_counter()): add n, or set it */
+
 void
-ngx_commerce_shm_event(ngx_uint_t sink, ngx_uint_t type,
-    ngx_commerce_event_outcome_e outcome)
+ngx_commerce_shm_count(ngx_int_t slot, ngx_atomic_int_t n)
 {
     ngx_commerce_shctx_t  *sh;
 
     sh = ngx_commerce_shm_state();
 
-    if (sh != NULL && sink < NGX_COMMERCE_EVENT_SINKS
-        && type < NGX_COMMERCE_EVENT_TYPES
-        && outcome < NGX_COMMERCE_EVENT_OUTCOMES)
-    {
-        (void) ngx_atomic_fetch_add(&sh->m.events.outcomes[sink][type][outcome],
-                                    1);
+    if (sh != NULL && slot >= 0 && slot < NGX_COMMERCE_COUNTERS_MAX) {
+        (void) ngx_atomic_fetch_add(&sh->m.counters[slot], n);
     }
 }
 
 
 void
-ngx_commerce_shm_event_gauges(ngx_uint_t sink, ngx_uint_t backlog,
-    ngx_uint_t oldest_s, ngx_uint_t dead)
+ngx_commerce_shm_gauge(ngx_int_t slot, ngx_atomic_uint_t v)
 {
     ngx_commerce_shctx_t  *sh;
 
     sh = ngx_commerce_shm_state();
 
-    if (sh != NULL && sink < NGX_COMMERCE_EVENT_SINKS) {
-        sh->m.events.backlog[sink] = backlog;
-        sh->m.events.oldest_s[sink] = oldest_s;
-        sh->m.events.dead[sink] = dead;
-        sh->m.events.gauges_at = ngx_time();
+    if (sh != NULL && slot >= 0 && slot < NGX_COMMERCE_COUNTERS_MAX) {
+        sh->m.counters[slot] = v;
     }
 }

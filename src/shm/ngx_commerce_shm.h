@@ -24,8 +24,6 @@
 #define NGX_COMMERCE_STATUS_SLOTS    16
 #define NGX_COMMERCE_CLASS_SLOTS     5      /* 1xx..5xx: latency by class */
 #define NGX_COMMERCE_REDIS_BUCKETS   12     /* Redis latency, microseconds */
-#define NGX_COMMERCE_EVENT_SINKS     8      /* event sinks */
-#define NGX_COMMERCE_EVENT_TYPES     16     /* event types, 0: other */
 
 
 /* gateway operations and outcomes, for metrics */
@@ -100,27 +98,6 @@ typedef struct {
 } ngx_commerce_redis_metrics_t;
 
 
-/* what became of a delivery attempt of an event, for metrics */
-typedef enum {
-    NGX_COMMERCE_EVENT_DELIVERED = 0,
-    NGX_COMMERCE_EVENT_RETRIED,
-    NGX_COMMERCE_EVENT_DEAD,
-    NGX_COMMERCE_EVENT_OUTCOMES
-} ngx_commerce_event_outcome_e;
-
-
-/* the outbox relay: counters by sink and type slot, gauges by sink */
-typedef struct {
-    ngx_atomic_t                    outcomes[NGX_COMMERCE_EVENT_SINKS]
-                                            [NGX_COMMERCE_EVENT_TYPES]
-                                            [NGX_COMMERCE_EVENT_OUTCOMES];
-    ngx_atomic_t                    backlog[NGX_COMMERCE_EVENT_SINKS];
-    ngx_atomic_t                    oldest_s[NGX_COMMERCE_EVENT_SINKS];
-    ngx_atomic_t                    dead[NGX_COMMERCE_EVENT_SINKS];
-    ngx_atomic_t                    gauges_at;      /* seconds, 0: never */
-} ngx_commerce_event_metrics_t;
-
-
 typedef struct {
     ngx_atomic_t                    requests[NGX_COMMERCE_ROUTE_SLOTS]
                                             [NGX_COMMERCE_STATUS_SLOTS];
@@ -141,12 +118,12 @@ typedef struct {
     ngx_atomic_t                    pending_payments;
     ngx_atomic_t                    pending_oldest_s;
     ngx_commerce_redis_metrics_t    redis;
-    ngx_commerce_event_metrics_t    events;
+    ngx_atomic_t                    counters[NGX_COMMERCE_COUNTERS_MAX];
 } ngx_commerce_metrics_t;
 
 
 /* the zone's layout; another version or size starts afresh */
-#define NGX_COMMERCE_SH_VERSION      4
+#define NGX_COMMERCE_SH_VERSION      5
 
 typedef struct {
     ngx_uint_t                      version;
@@ -204,10 +181,8 @@ void ngx_commerce_shm_redis_clear(void);
 void ngx_commerce_shm_redis_latency(uint64_t us);
 void ngx_commerce_shm_redis_error(ngx_commerce_redis_err_e kind);
 void ngx_commerce_shm_redis_reconnect(void);
-void ngx_commerce_shm_event(ngx_uint_t sink, ngx_uint_t type,
-    ngx_commerce_event_outcome_e outcome);
-void ngx_commerce_shm_event_gauges(ngx_uint_t sink, ngx_uint_t backlog,
-    ngx_uint_t oldest_s, ngx_uint_t dead);
+void ngx_commerce_shm_count(ngx_int_t slot, ngx_atomic_int_t n);
+void ngx_commerce_shm_gauge(ngx_int_t slot, ngx_atomic_uint_t v);
 
 
 #endif /* _NGX_COMMERCE_SHM_H_INCLUDED_ */

@@ -83,17 +83,14 @@ ngx_commerce_catalog_notify(ngx_str_t *payload)
     int64_t                    id;
     u_char                     buf[NGX_INT64_LEN + 2];
     ngx_str_t                  key;
-    ngx_commerce_main_conf_t  *mcf;
-
-    mcf = ngx_commerce_conf_main();
 
     if (cm_parse_int64(payload->data, payload->len, 1, INT64_MAX, &id) == 0) {
         key.data = buf;
         key.len = ngx_sprintf(buf, "p%L", id) - buf;
-        ngx_commerce_cache_invalidate(mcf->cache, &key);
+        ngx_commerce_cached_invalidate(&key);
     }
 
-    ngx_commerce_cache_invalidate_class(mcf->cache, NGX_COMMERCE_CACHE_LIST);
+    ngx_commerce_cached_invalidate_class(NGX_COMMERCE_CACHE_LIST);
 }
 
 
@@ -106,7 +103,7 @@ ngx_commerce_catalog_listening(ngx_commerce_listen_e state)
                   : state == NGX_COMMERCE_LISTEN_DOWN ? "down, cache bypassed"
                   : "starting, cache bypassed");
 
-    ngx_commerce_cache_channel(ngx_commerce_conf_main()->cache, state);
+    ngx_commerce_cached_channel(state);
 }
 
 

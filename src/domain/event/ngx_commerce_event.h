@@ -2,7 +2,7 @@
 /*
  * The event domain: the outbox relay and its sinks, and the dead-letter
  * queue's admin API.  Events are written by the SQL functions in the
- * transaction of the change they report (sql/functions/90_outbox.sql);
+ * transaction of the change they report (sql/functions/95_outbox.sql);
  * here worker 0 of each instance claims them per sink (leases in Postgres,
  * FOR UPDATE SKIP LOCKED), sends them through the module's HTTP client or
  * its Redis client, and settles them: delivered, retried with backoff, or
@@ -31,9 +31,24 @@ typedef enum {
 typedef struct ngx_commerce_event_run_s  ngx_commerce_event_run_t;
 
 
+#define NGX_COMMERCE_EVENT_SINKS_MAX  8
+#define NGX_COMMERCE_EVENT_NTYPES     10   /* known types, 0: any other */
+
+/* what became of an attempt, for the counters */
+#define NGX_COMMERCE_EVENT_DELIVERED  0
+#define NGX_COMMERCE_EVENT_RETRIED    1
+#define NGX_COMMERCE_EVENT_DEAD       2
+
+
 typedef struct {
     ngx_str_t                    name;
-    ngx_uint_t                   slot;        /* metrics */
+
+    /* counter slots (ngx_commerce_conf_counter): by type and outcome */
+    ngx_int_t                    counters[NGX_COMMERCE_EVENT_NTYPES][3];
+    ngx_int_t                    backlog;
+    ngx_int_t                    oldest;
+    ngx_int_t                    dead;
+
     ngx_commerce_event_kind_e    kind;
     char                        *types;       /* '{order.*,...}', for SQL */
     ngx_uint_t                   batch;       /* events claimed at once */

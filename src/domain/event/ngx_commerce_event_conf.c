@@ -28,11 +28,14 @@ static ngx_int_t ngx_commerce_event_conf_param(ngx_conf_t *cf,
     ngx_commerce_event_sink_t *sink, ngx_str_t *arg);
 static ngx_int_t ngx_commerce_event_conf_types(ngx_conf_t *cf,
     ngx_commerce_event_sink_t *sink, ngx_str_t *v);
+static ngx_int_t ngx_commerce_event_conf_counters(ngx_conf_t *cf,
+    ngx_commerce_event_sink_t *sink);
 
 
 /* the types the metrics know, by slot (0: any other) */
 
-static const char *const  ngx_commerce_event_types[] = {
+static const char *const  ngx_commerce_event_types[NGX_COMMERCE_EVENT_NTYPES + 1]
+    = {
     "other",
     "order.created",
     "order.paid",
@@ -70,7 +73,7 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_commerce_main_conf_t *mcf = conf;
 
-    ngx_str_t                  *value, *name;
+    ngx_str_t                  *value;
     ngx_uint_t                  i;
     ngx_commerce_event_conf_t  *ecf;
     ngx_commerce_event_sink_t  *sink;
@@ -87,10 +90,7 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
         if (ngx_array_init(&ecf->sinks, cf->pool, 2,
                            sizeof(ngx_commerce_event_sink_t))
-            != NGX_OK
-            || ngx_array_init(&mcf->event_sink_names, cf->pool, 2,
-                              sizeof(ngx_str_t))
-               != NGX_OK)
+            != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
@@ -98,7 +98,7 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         mcf->events = ecf;
     }
 
-    if (ecf->sinks.nelts == NGX_COMMERCE_EVENT_SINKS) {
+    if (ecf->sinks.nelts == NGX_COMMERCE_EVENT_SINKS_MAX) {
         return "has too many sinks (at most 8)";
     }
 
@@ -136,16 +136,13 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     sink = ngx_array_push(&ecf->sinks);
-    name = ngx_array_push(&mcf->event_sink_names);
-    if (sink == NULL || name == NULL) {
+    if (sink == NULL) {
         return NGX_CONF_ERROR;
     }
 
     ngx_memzero(sink, sizeof(ngx_commerce_event_sink_t));
 
     sink->name = value[1];
-    sink->slot = ecf->sinks.nelts - 1;
-    *name = value[1];
 
     if (value[2].len == 4 && ngx_strncmp(value[2].data, "http", 4) == 0) {
         sink->kind = NGX_COMMERCE_EVENT_HTTP;
@@ -478,10 +475,6 @@ ngx_commerce_event_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     ngx_commerce_event_conf_t  *ecf;
     ngx_commerce_event_sink_t  *sink;
 
-    mcf->event_type_names = ngx_commerce_event_types;
-    mcf->event_ntypes = sizeof(ngx_commerce_event_types)
-                        / sizeof(ngx_commerce_event_types[0]) - 1;
-
     ecf = mcf->events;
 
     if (ecf == NULL || !mcf->used) {
@@ -504,6 +497,10 @@ ngx_commerce_event_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
                                "\"commerce_event_sink\" \"%V\": a redis "
                                "sink needs \"commerce_redis\"",
                                &sink[i].name);
+            return NGX_ERROR;
+        }
+
+        if (ngx_commerce_event_conf_counters(cf, &sink[i]) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -530,6 +527,82 @@ ngx_commerce_event_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     ecf->gauges.data = ecf;
 
     return ngx_commerce_job_add(cf, &ecf->gauges);
+}
+
+
+/*
+ * The sink's counters in the registry of domains' counters (the metrics
+ * renderer prints them): delivered, retried and dead by type, and the
+ * gauges read from Postgres.
+ */
+
+static ngx_int_t
+ngx_commerce_event_conf_counters(ngx_conf_t *cf,
+    ngx_commerce_event_sink_t *sink)
+{
+    u_char      *labels;
+    ngx_uint_t   k, o;
+
+    static const char  *family[3] = {
+        "commerce_events_delivered_total",
+        "commerce_events_retried_total",
+        "commerce_events_dead_total"
+    };
+
+    static const char  *help[3] = {
+        "Events a sink accepted.",
+        "Failed deliveries that will be retried (5xx, 408, 429, timeout, "
+        "refused or broken connection, Redis error; a probe of a sink that "
+        "is down).",
+        "Events given up on: retries exhausted, or refused for good (4xx)."
+    };
+
+    for (o = 0; o < 3; o++) {
+        for (k = 0; k < NGX_COMMERCE_EVENT_NTYPES; k++) {
+            labels = ngx_pnalloc(cf->pool, sizeof("sink=\"\",type=\"\"")
+                                 + sink->name.len
+                                 + ngx_strlen(ngx_commerce_event_types[k]));
+            if (labels == NULL) {
+                return NGX_ERROR;
+            }
+
+            *ngx_sprintf(labels, "sink=\"%V\",type=\"%s\"", &sink->name,
+                         ngx_commerce_event_types[k]) = '\0';
+
+            sink->counters[k][o] = ngx_commerce_conf_counter(cf, family[o],
+                                       "counter", help[o], (char *) labels);
+            if (sink->counters[k][o] == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    labels = ngx_pnalloc(cf->pool, sizeof("sink=\"\"") + sink->name.len);
+    if (labels == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_sprintf(labels, "sink=\"%V\"", &sink->name) = '\0';
+
+    sink->backlog = ngx_commerce_conf_counter(cf, "commerce_events_backlog",
+                        "gauge", "Events not yet delivered to a sink "
+                        "(pending, leased or in backoff; read every 2 s).",
+                        (char *) labels);
+    sink->oldest = ngx_commerce_conf_counter(cf,
+                        "commerce_events_oldest_age_seconds", "gauge",
+                        "Age of the oldest event not yet delivered to a "
+                        "sink (0: none).", (char *) labels);
+    sink->dead = ngx_commerce_conf_counter(cf, "commerce_events_dead",
+                        "gauge", "Events in the dead-letter queue of a sink.",
+                        (char *) labels);
+
+    if (sink->backlog == NGX_ERROR || sink->oldest == NGX_ERROR
+        || sink->dead == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

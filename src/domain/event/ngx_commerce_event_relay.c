@@ -720,12 +720,12 @@ ngx_commerce_event_relay_settled(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     for (i = 0; i < run->n; i++) {
         item = &run->items[i];
 
-        ngx_commerce_shm_event(sink->slot, item->type,
-                               item->state == 'D'
-                               ? NGX_COMMERCE_EVENT_DELIVERED
-                               : item->state == 'X'
-                               ? NGX_COMMERCE_EVENT_DEAD
-                               : NGX_COMMERCE_EVENT_RETRIED);
+        ngx_commerce_shm_count(sink->counters[item->type][
+                                   item->state == 'D'
+                                   ? NGX_COMMERCE_EVENT_DELIVERED
+                                   : item->state == 'X'
+                                   ? NGX_COMMERCE_EVENT_DEAD
+                                   : NGX_COMMERCE_EVENT_RETRIED], 1);
     }
 
     /* there may be more: claim again at once */
@@ -821,8 +821,9 @@ ngx_commerce_event_relay_gauged(ngx_commerce_pg_query_t *q, ngx_int_t rc,
                     && ngx_strncmp(sink[j].name.data, name.data, name.len)
                        == 0)
                 {
-                    ngx_commerce_shm_event_gauges(sink[j].slot, backlog,
-                                                  oldest, dead);
+                    ngx_commerce_shm_gauge(sink[j].backlog, backlog);
+                    ngx_commerce_shm_gauge(sink[j].oldest, oldest);
+                    ngx_commerce_shm_gauge(sink[j].dead, dead);
                 }
             }
         }
