@@ -21,6 +21,7 @@
 #include "ngx_commerce_coupon.h"
 #include "ngx_commerce_sales.h"
 #include "ngx_commerce_seller.h"
+#include "ngx_commerce_event.h"
 #include "ngx_commerce_api.h"
 #include "ngx_commerce_retention.h"
 
@@ -51,6 +52,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_coupon_routes,
     ngx_commerce_sales_routes,
     ngx_commerce_seller_routes,
+    ngx_commerce_event_routes,
     ngx_commerce_api_routes,
     NULL
 };
@@ -64,6 +66,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_coupon_statements,
     ngx_commerce_sales_statements,
     ngx_commerce_seller_statements,
+    ngx_commerce_event_statements,
     ngx_commerce_retention_statements,
     NULL
 };
@@ -357,6 +360,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
     { ngx_string("commerce_gateway"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_commerce_gateway,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_event_sink"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_event_sink_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -792,6 +802,7 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK
         || ngx_commerce_sales_init(cf, mcf) != NGX_OK
         || ngx_commerce_reconcile_init(cf, mcf) != NGX_OK
+        || ngx_commerce_event_init(cf, mcf) != NGX_OK
         || ngx_commerce_retention_init(cf, mcf) != NGX_OK)
     {
         return NGX_ERROR;
@@ -858,6 +869,10 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_commerce_redis_init_worker(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_commerce_event_init_worker(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

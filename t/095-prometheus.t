@@ -47,6 +47,12 @@ my %FAMILY = map { $_ => 1 } qw(
     commerce_payments_settled_total
     commerce_callbacks_total
     commerce_rate_limit_requests_total
+    commerce_events_delivered_total
+    commerce_events_retried_total
+    commerce_events_dead_total
+    commerce_events_backlog
+    commerce_events_oldest_age_seconds
+    commerce_events_dead
     commerce_retention_purged_total
     commerce_retention_failures_total
 );
@@ -178,7 +184,9 @@ ok($ids_ok, 'panels have distinct ids and a gridPos');
 for my $want (qr/API requests/, qr/API latency/, qr/PG requests by outcome/,
     qr/PG failure rate/, qr/PG latency/, qr/Circuit breaker state/,
     qr/Breaker transitions/, qr/Retries/, qr/Pending payments/,
-    qr/settled/, qr/Postgres pool/, qr/Net-cancels/) {
+    qr/settled/, qr/Postgres pool/, qr/Net-cancels/, qr/Event backlog/,
+    qr/Oldest undelivered event/, qr/delivered \/ retried \/ dead/,
+    qr/Dead-letter queue/) {
     ok((grep { $_ =~ $want } @panel_titles), "dashboard panel $want");
 }
 
@@ -235,6 +243,8 @@ commerce_gateway pg_a upstream=pg_a;
 commerce_gateway pg_b upstream=pg_b mode=forced_open;
 commerce_gateway_callback_url http://127.0.0.1:%%PORT%%/api/v1/payments/callback;
 commerce_gateway_callback_secret "metrics-test-callback-secret";
+upstream dp { server 127.0.0.1:%%PORT_deadpg%%; }
+commerce_event_sink dp http upstream=dp;
 EOF
     server_extra => 'location = /metrics { commerce_metrics; }'));
 $t->start_nginx;

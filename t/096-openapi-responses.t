@@ -21,6 +21,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
 use PgSim;
+use DpSim;
 use Digest::SHA qw(hmac_sha256_hex);
 use Encode qw(decode);
 use JSON::PP;
@@ -40,6 +41,11 @@ my $sim = PgSim->start(seed => 96, failRate => 0, latencyMs => [0, 5],
     log => $t->dir . '/pgsim.log');
 my $sim_port = $sim->port;
 
+# a data platform that refuses every event: they go to the dead-letter queue
+my $dp = DpSim->start;
+$dp->control(alwaysStatus => 400);
+my $dp_port = $dp->port;
+
 $t->write_config($t->default_config(
     main_extra => $t->account_main,
     http_extra => $t->account_keys . <<"EOF",
@@ -55,6 +61,8 @@ commerce_gateway_retries 3;
 commerce_gateway_retry_base 20ms;
 commerce_gateway_retry_cap 100ms;
 commerce_reconcile_interval 500ms;
+upstream dp { server 127.0.0.1:$dp_port; }
+commerce_event_sink dp http upstream=dp events=order.* interval=100ms;
 EOF
 ));
 $t->start_nginx;
@@ -497,6 +505,32 @@ call(getBestSellers => 'no token', GET => '/api/v1/products/best-sellers');
 call(getBestSellers => 'unknown role', GET => '/api/v1/products/best-sellers',
     token => $hacker);
 
+# --- the dead-letter queue ---------------------------------------------------
+
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM outbox_delivery
+    WHERE state = 'DEAD'}) > 0 }, timeout => 20), 'dead events (the platform refuses them)');
+$r = call(listDeadEvents => 'newest', GET => '/api/v1/admin/events/dead?limit=3',
+    token => $admin);
+my $dead_id = $r->{json}{items}[0]{id};
+call(listDeadEvents => 'limit 0', GET => '/api/v1/admin/events/dead?limit=0',
+    token => $admin);
+call(listDeadEvents => 'by a manager', GET => '/api/v1/admin/events/dead',
+    token => $manager);
+call(replayDeadEvent => 'one', POST => "/api/v1/admin/events/dead/$dead_id/replay",
+    body => {}, token => $admin);
+call(replayDeadEvent => 'unknown', POST => '/api/v1/admin/events/dead/999999/replay',
+    body => {}, token => $admin);
+call(replayDeadEvent => 'bad id', POST => '/api/v1/admin/events/dead/abc/replay',
+    body => {}, token => $admin);
+call(replayDeadEvent => 'text/plain', POST => "/api/v1/admin/events/dead/$dead_id/replay",
+    body => '{}', content_type => 'text/plain', token => $admin);
+call(replayDeadEvents => 'all of a type', POST => '/api/v1/admin/events/dead/replay',
+    body => { type => 'order.created' }, token => $admin);
+call(replayDeadEvents => 'a bad type', POST => '/api/v1/admin/events/dead/replay',
+    body => { type => 'order' }, token => $admin);
+call(replayDeadEvents => 'by a consumer', POST => '/api/v1/admin/events/dead/replay',
+    body => {}, token => $consumer);
+
 # --- all the answers against the document, in one run ----------------------
 
 my $json = JSON::PP->new->utf8->canonical->pretty;
@@ -546,4 +580,5 @@ ok(scalar(grep { /\Anot ok - createOrder 202 .*not a response/ } @out),
     'a status the document does not list (createOrder 202 removed) fails');
 
 $sim->stop;
+$dp->stop;
 $t->done;

@@ -5,7 +5,9 @@
 # nothing younger, in batches, at most 10 batches per kind and run (a
 # backlog drains over several runs); a kind set off is left alone; two
 # instances on one database share the work (the rows purged, counted by
-# both instances' metrics, add up to the rows there were); orders, their
+# both instances' metrics, add up to the rows there were); events whose
+# every delivery is DELIVERED are purged with their deliveries, pending
+# and dead ones (the DLQ) stay; orders, their
 # items, payments and ledger entries younger than 5 years cannot be
 # deleted by anyone, older ones can; cm_retention_purge refuses an
 # unknown kind and an age under a day.
@@ -124,6 +126,44 @@ diag('gateway log rows purged by main + b: ' . counted('main', 'payment_log')
 is(count_older('payment_interface_request_log', 0), 10, '... the young rows stay');
 is(count_older('audit_log', 0), 5, '... in both logs');
 $t->stop_nginx(name => 'b');
+
+# --- delivered events: the outbox ------------------------------------------------------------
+
+# 300 events 8 days old: 290 delivered to their sink, 5 pending, 5 dead; 20
+# delivered 6 days old; 10 old events no sink took
+$t->psql(q{
+INSERT INTO outbox (aggregate_type, aggregate_id, type, payload, created_at)
+SELECT 'order', g, 'order.paid', '{}', now() - interval '8 days' - g * interval '1 s'
+  FROM generate_series(1, 300) g;
+INSERT INTO outbox (aggregate_type, aggregate_id, type, payload, created_at)
+SELECT 'order', 1000 + g, 'order.paid', '{}', now() - interval '6 days'
+  FROM generate_series(1, 20) g;
+INSERT INTO outbox (aggregate_type, aggregate_id, type, payload, created_at)
+SELECT 'user', 2000 + g, 'user.signed_up', '{}', now() - interval '9 days'
+  FROM generate_series(1, 10) g;
+INSERT INTO outbox_delivery (sink, seq, aggregate_type, aggregate_id, type, created_at,
+                             state, delivered_at, dead_at, last_error)
+SELECT 'dp', seq, aggregate_type, aggregate_id, type, created_at,
+       CASE WHEN aggregate_id <= 290 OR aggregate_id > 1000 THEN 'DELIVERED'
+            WHEN aggregate_id <= 295 THEN 'PENDING' ELSE 'DEAD' END,
+       CASE WHEN aggregate_id <= 290 OR aggregate_id > 1000 THEN now() END,
+       CASE WHEN aggregate_id BETWEEN 296 AND 300 THEN now() END,
+       CASE WHEN aggregate_id BETWEEN 296 AND 300 THEN 'HTTP 400' END
+  FROM outbox WHERE aggregate_type = 'order'});
+my $before = counted('main', 'outbox');
+$t->write_config($t->default_config(server_extra => $METRICS, http_extra =>
+    "commerce_zone 1m;\ncommerce_retention outbox 7d batch=40;\n"
+    . "commerce_retention_interval 200ms;"));
+$t->reload_nginx;
+ok(wait_until(sub { counted('main', 'outbox') - $before == 300 }, timeout => 30),
+    'outbox 7d: 300 events purged (290 delivered, 10 no sink took)');
+sleep 0.5;
+is(counted('main', 'outbox') - $before, 300, '... and no more');
+is($t->psql(q{SELECT string_agg(state || ':' || n, ' ' ORDER BY state) FROM
+    (SELECT state, count(*) AS n FROM outbox_delivery GROUP BY state) s}),
+    'DEAD:5 DELIVERED:20 PENDING:5', '... the deliveries went with their events;'
+    . ' pending and dead ones, and younger events, stay');
+is($t->psql('SELECT count(*) FROM outbox'), 30, '... 30 events left');
 
 # --- orders are kept 5 years -------------------------------------------------------------
 

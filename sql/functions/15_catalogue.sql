@@ -21,9 +21,12 @@
 -- for a product while holding a variant.  Category and store rows are
 -- read, or locked alone.
 --
--- Status events go to the outbox (cm__outbox_emit of the outbox domain)
--- from the triggers, aggregate ('product', product id):
--- product.status_changed and product.variant_status_changed.
+-- Status events go to the outbox (cm__outbox_emit, 95_outbox.sql) from
+-- the triggers, aggregate ('product', product id), in the transaction of
+-- the change: product.status_changed and product.variant_status_changed.
+-- cm__outbox_emit takes the aggregate's advisory lock: only a writer of a
+-- variant or of the product, which holds the product row already, takes
+-- it.
 
 -- ---------------------------------------------------------------------------
 -- Helpers
@@ -39,15 +42,12 @@ BEGIN
 END
 $$;
 
--- A domain event of a product, in the transaction of the change.
+-- A domain event of a product, in the transaction of the change: the
+-- outbox (95_outbox.sql), aggregate ('product', id).
 CREATE OR REPLACE FUNCTION cm__catalogue_event(p_product bigint, p_type text, p_payload jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    -- The outbox (012_outbox.sql) lands separately: until then, no event.
-    IF to_regprocedure('cm__outbox_emit(text,bigint,text,jsonb)') IS NOT NULL THEN
-        EXECUTE 'SELECT cm__outbox_emit($1, $2, $3, $4)'
-          USING 'product', p_product, p_type, p_payload;
-    END IF;
+    PERFORM cm__outbox_emit('product', p_product, p_type, p_payload);
 END
 $$;
 

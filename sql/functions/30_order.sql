@@ -437,9 +437,12 @@ BEGIN
         RETURN 0;
     END IF;
 
+    -- Their events are order.expired (95_outbox.sql), not order.cancelled.
+    PERFORM set_config('commerce.cancel_reason', 'expired', true);
     UPDATE orders
        SET status = 'CANCELLED', updated_at = now()
      WHERE id = ANY (v_ids);
+    PERFORM set_config('commerce.cancel_reason', '', true);
 
     -- Lock their products in id order (as cm_order_create does), then give
     -- each item's units back to its variant, one ledger row per item.

@@ -116,6 +116,9 @@ BEGIN
     END;
 
     PERFORM cm__audit('SIGNUP', p_id, p_id, p_client, NULL);
+    -- No PII in events: the id, the role and the time only.
+    PERFORM cm__outbox_emit('user', p_id, 'user.signed_up',
+        jsonb_build_object('userId', p_id, 'role', 'CONSUMER', 'createdAt', cm__ts(v_created)));
     RETURN '{"id":' || p_id || ',"role":"CONSUMER","createdAt":"' || cm__ts(v_created) || '"}';
 END
 $$;
@@ -376,6 +379,8 @@ BEGIN
     GET DIAGNOSTICS v_revoked = ROW_COUNT;
 
     PERFORM cm__audit('WITHDRAW', p_user, p_user, p_client, '{"revokedTokens":' || v_revoked || '}');
+    PERFORM cm__outbox_emit('user', p_user, 'user.withdrawn',
+        jsonb_build_object('userId', p_user, 'withdrawnAt', cm__ts(now())));
     RETURN '{"ok":true}';
 END
 $$;

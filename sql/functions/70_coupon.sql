@@ -321,6 +321,12 @@ BEGIN
         PERFORM cm__coupon_limit_reached(p_campaign, c.per_user_limit);
     END IF;
 
+    -- The user's aggregate (95_outbox.sql); last, after every lock.
+    PERFORM cm__outbox_emit('user', p_user, 'coupon.issued',
+        jsonb_build_object('userCouponId', v_id, 'couponId', p_campaign, 'userId', p_user,
+                           'discountType', c.discount_type, 'discountValue', c.discount_value,
+                           'issuedAt', cm__ts(v_issued), 'expiresAt', cm__ts(v_expires)));
+
     RETURN cm__user_coupon_json(v_id, p_campaign, c.name, c.discount_type, c.discount_value,
                                 'AVAILABLE', v_issued, v_expires);
 END

@@ -37,6 +37,16 @@ BEGIN
          WHERE l.ctid = ANY (ARRAY(SELECT x.ctid FROM audit_log x
                                     WHERE x.created_at < v_before
                                     LIMIT v_limit FOR UPDATE SKIP LOCKED));
+    WHEN 'outbox' THEN
+        -- events every sink has: a pending or dead delivery keeps its event
+        -- (the DLQ is kept until replayed); deliveries go by the cascade
+        DELETE FROM outbox o
+         WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM outbox x
+                                    WHERE x.created_at < v_before
+                                      AND NOT EXISTS (SELECT 1 FROM outbox_delivery d
+                                                       WHERE d.seq = x.seq
+                                                         AND d.state <> 'DELIVERED')
+                                    LIMIT v_limit FOR UPDATE SKIP LOCKED));
     ELSE
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('retention: unknown kind %s', p_kind);

@@ -134,6 +134,9 @@ typedef struct {
     ngx_uint_t                   kdf_iterations;
     ngx_flag_t                   accounts;
 
+    /* domain events (src/domain/event): its configuration */
+    void                        *events;
+
     /* periodic jobs, run by worker 0 of each instance */
     ngx_array_t                  jobs;         /* ngx_commerce_job_t * */
 
@@ -166,7 +169,8 @@ typedef struct {
  * HELP and TYPE.
  */
 
-#define NGX_COMMERCE_COUNTERS_MAX  128
+/* the outbox takes 33 per event sink (up to 8) */
+#define NGX_COMMERCE_COUNTERS_MAX  512
 
 typedef struct {
     const char                  *family;   /* commerce_..._total */

@@ -118,6 +118,16 @@ ngx_int_t ngx_commerce_gateway_init_worker(ngx_cycle_t *cycle,
     ngx_commerce_main_conf_t *mcf);
 ngx_commerce_gateway_t *ngx_commerce_gateway_by_name(ngx_str_t *name);
 
+/* a named peer of the client that is not a gateway (an event sink) */
+ngx_int_t ngx_commerce_gateway_peer_param(ngx_commerce_gateway_t *gw,
+    ngx_str_t *name, ngx_str_t *value);
+ngx_int_t ngx_commerce_gateway_peer_conf(ngx_conf_t *cf,
+    ngx_commerce_gateway_t *gw);
+ngx_int_t ngx_commerce_gateway_peer_check(ngx_conf_t *cf,
+    ngx_commerce_gateway_t *gw, const char *directive);
+ngx_int_t ngx_commerce_gateway_peer_init(ngx_cycle_t *cycle,
+    ngx_commerce_gateway_t *gw);
+
 /* breakers and retry budgets (ngx_commerce_breaker.c) */
 ngx_int_t ngx_commerce_breaker_init_zone(ngx_commerce_shm_t *shm,
     void *data);

@@ -127,11 +127,7 @@ ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (gw->host.len == 0) {
-        gw->host = gw->upstream;
-    }
-
-    if (gw->ssl_on && ngx_commerce_gw_ssl(cf, gw) != NGX_OK) {
+    if (ngx_commerce_gateway_peer_conf(cf, gw) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -184,46 +180,18 @@ ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
         goto invalid;
     }
 
+    n = ngx_commerce_gateway_peer_param(gw, &name, &v);
+
+    if (n == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (n == NGX_ERROR) {
+        goto invalid;
+    }
+
 #define is(s) (name.len == sizeof(s) - 1                                     \
                && ngx_strncmp(name.data, s, sizeof(s) - 1) == 0)
-
-    if (is("upstream")) {
-        gw->upstream = v;
-        return NGX_OK;
-    }
-
-    if (is("host")) {
-        gw->host = v;
-        return NGX_OK;
-    }
-
-    if (is("ssl") || is("ssl_verify")) {
-        if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
-            n = 1;
-        } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
-            n = 0;
-        } else {
-            goto invalid;
-        }
-
-        if (is("ssl")) {
-            gw->ssl_on = n;
-        } else {
-            gw->ssl_verify = n;
-        }
-
-        return NGX_OK;
-    }
-
-    if (is("ssl_name")) {
-        gw->ssl_name = v;
-        return NGX_OK;
-    }
-
-    if (is("ssl_trusted_certificate")) {
-        gw->ssl_trusted = v;
-        return NGX_OK;
-    }
 
     if (is("mode")) {
         if (v.len == 6 && ngx_strncmp(v.data, "normal", 6) == 0) {
@@ -255,19 +223,13 @@ ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
         return NGX_OK;
     }
 
-    if (is("connect_timeout") || is("timeout") || is("slow_call")
-        || is("open") || is("probe_deadline"))
-    {
+    if (is("slow_call") || is("open") || is("probe_deadline")) {
         n = ngx_parse_time(&v, 0);
         if (n == NGX_ERROR || n <= 0 || n > 3600000) {
             goto invalid;
         }
 
-        if (is("connect_timeout")) {
-            gw->connect_timeout = n;
-        } else if (is("timeout")) {
-            gw->timeout = n;
-        } else if (is("slow_call")) {
+        if (is("slow_call")) {
             gw->breaker.slow_ms = n;
         } else if (is("open")) {
             gw->breaker.open_ms = n;
@@ -279,14 +241,6 @@ ngx_commerce_gw_param(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
     }
 
     n = ngx_atoi(v.data, v.len);
-
-    if (is("keepalive")) {
-        if (n == NGX_ERROR || n > 1024) {
-            goto invalid;
-        }
-        gw->keepalive = n;
-        return NGX_OK;
-    }
 
     /* seed 003: at most 3 attempts */
     if (is("retries")) {
@@ -359,6 +313,94 @@ invalid:
                        "\"%V\"", &gw->name, arg);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The parameters of a named HTTP peer, shared by the gateways and by other
+ * peers of the module's client (the event sinks): upstream=, host=, TLS,
+ * connect_timeout=, timeout=, keepalive=.  NGX_OK: taken; NGX_DECLINED:
+ * not a peer parameter; NGX_ERROR: a peer parameter with a bad value.
+ */
+
+ngx_int_t
+ngx_commerce_gateway_peer_param(ngx_commerce_gateway_t *gw, ngx_str_t *name_,
+    ngx_str_t *v_)
+{
+    ngx_int_t  n;
+    ngx_str_t  name, v;
+
+    name = *name_;
+    v = *v_;
+
+#define is(s) (name.len == sizeof(s) - 1                                     \
+               && ngx_strncmp(name.data, s, sizeof(s) - 1) == 0)
+
+    if (is("upstream")) {
+        gw->upstream = v;
+        return NGX_OK;
+    }
+
+    if (is("host")) {
+        gw->host = v;
+        return NGX_OK;
+    }
+
+    if (is("ssl") || is("ssl_verify")) {
+        if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
+            n = 1;
+        } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+            n = 0;
+        } else {
+            return NGX_ERROR;
+        }
+
+        if (is("ssl")) {
+            gw->ssl_on = n;
+        } else {
+            gw->ssl_verify = n;
+        }
+
+        return NGX_OK;
+    }
+
+    if (is("ssl_name")) {
+        gw->ssl_name = v;
+        return NGX_OK;
+    }
+
+    if (is("ssl_trusted_certificate")) {
+        gw->ssl_trusted = v;
+        return NGX_OK;
+    }
+
+    if (is("connect_timeout") || is("timeout")) {
+        n = ngx_parse_time(&v, 0);
+        if (n == NGX_ERROR || n <= 0 || n > 3600000) {
+            return NGX_ERROR;
+        }
+
+        if (is("connect_timeout")) {
+            gw->connect_timeout = n;
+        } else {
+            gw->timeout = n;
+        }
+
+        return NGX_OK;
+    }
+
+    if (is("keepalive")) {
+        n = ngx_atoi(v.data, v.len);
+        if (n == NGX_ERROR || n > 1024) {
+            return NGX_ERROR;
+        }
+        gw->keepalive = n;
+        return NGX_OK;
+    }
+
+#undef is
+
+    return NGX_DECLINED;
 }
 
 
@@ -444,10 +486,8 @@ ngx_commerce_gw_ssl(ngx_conf_t *cf, ngx_commerce_gateway_t *gw)
 ngx_int_t
 ngx_commerce_gateway_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 {
-    ngx_uint_t                      i, j;
+    ngx_uint_t                      i;
     ngx_commerce_gateway_t         *gw;
-    ngx_http_upstream_srv_conf_t  **uscfp;
-    ngx_http_upstream_main_conf_t  *umcf;
 
     if (mcf->gateways.nelts == 0) {
         return NGX_OK;
@@ -467,9 +507,6 @@ ngx_commerce_gateway_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     }
 
     gw = mcf->gateways.elts;
-
-    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
-    uscfp = umcf->upstreams.elts;
 
     for (i = 0; i < mcf->gateways.nelts; i++) {
         /* what a gateway does not set, the commerce_gateway_retry* do */
@@ -498,24 +535,9 @@ ngx_commerce_gateway_check(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
             return NGX_ERROR;
         }
 
-        for (j = 0; j < umcf->upstreams.nelts; j++) {
-            if (uscfp[j]->srv_conf != NULL
-                && uscfp[j]->host.len == gw[i].upstream.len
-                && ngx_strncmp(uscfp[j]->host.data, gw[i].upstream.data,
-                               gw[i].upstream.len) == 0)
-            {
-                gw[i].uscf = uscfp[j];
-                break;
-            }
-        }
-
-        if (gw[i].uscf == NULL || gw[i].uscf->servers == NULL
-            || gw[i].uscf->servers->nelts == 0)
+        if (ngx_commerce_gateway_peer_check(cf, &gw[i], "commerce_gateway")
+            != NGX_OK)
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"commerce_gateway\" \"%V\": upstream "
-                               "\"%V\" not found or empty",
-                               &gw[i].name, &gw[i].upstream);
             return NGX_ERROR;
         }
     }
@@ -531,54 +553,118 @@ ngx_int_t
 ngx_commerce_gateway_init_worker(ngx_cycle_t *cycle,
     ngx_commerce_main_conf_t *mcf)
 {
-    ngx_uint_t                   i, j, k, n;
-    ngx_commerce_gateway_t      *gw;
-    ngx_http_upstream_server_t  *us;
+    ngx_uint_t               i;
+    ngx_commerce_gateway_t  *gw;
 
     gw = mcf->gateways.elts;
 
     for (i = 0; i < mcf->gateways.nelts; i++) {
-        us = gw[i].uscf->servers->elts;
-
-        n = 0;
-        for (j = 0; j < gw[i].uscf->servers->nelts; j++) {
-            if (!us[j].backup && !us[j].down) {
-                n += us[j].naddrs;
-            }
-        }
-
-        if (n == 0) {
-            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                          "commerce: gateway %V has no usable address",
-                          &gw[i].name);
-            return NGX_ERROR;
-        }
-
-        gw[i].addrs = ngx_palloc(cycle->pool, n * sizeof(ngx_addr_t));
-        if (gw[i].addrs == NULL) {
-            return NGX_ERROR;
-        }
-
-        n = 0;
-        for (j = 0; j < gw[i].uscf->servers->nelts; j++) {
-            if (us[j].backup || us[j].down) {
-                continue;
-            }
-
-            for (k = 0; k < us[j].naddrs; k++) {
-                gw[i].addrs[n++] = us[j].addrs[k];
-            }
-        }
-
-        gw[i].naddrs = n;
-        gw[i].rr = ngx_pid;
-
-        if (ngx_commerce_client_init_gateway(cycle, &gw[i]) != NGX_OK) {
+        if (ngx_commerce_gateway_peer_init(cycle, &gw[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }
 
     return NGX_OK;
+}
+
+
+/* a peer's Host default and TLS context, once its parameters are read */
+
+ngx_int_t
+ngx_commerce_gateway_peer_conf(ngx_conf_t *cf, ngx_commerce_gateway_t *gw)
+{
+    if (gw->host.len == 0) {
+        gw->host = gw->upstream;
+    }
+
+    if (gw->ssl_on && ngx_commerce_gw_ssl(cf, gw) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* after the whole configuration: the peer's upstream {} must exist */
+
+ngx_int_t
+ngx_commerce_gateway_peer_check(ngx_conf_t *cf, ngx_commerce_gateway_t *gw,
+    const char *directive)
+{
+    ngx_uint_t                      j;
+    ngx_http_upstream_srv_conf_t  **uscfp;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (j = 0; j < umcf->upstreams.nelts; j++) {
+        if (uscfp[j]->srv_conf != NULL
+            && uscfp[j]->host.len == gw->upstream.len
+            && ngx_strncmp(uscfp[j]->host.data, gw->upstream.data,
+                           gw->upstream.len) == 0)
+        {
+            gw->uscf = uscfp[j];
+            break;
+        }
+    }
+
+    if (gw->uscf == NULL || gw->uscf->servers == NULL
+        || gw->uscf->servers->nelts == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" \"%V\": upstream \"%V\" not found or empty",
+                           directive, &gw->name, &gw->upstream);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* in each worker: the peer's addresses (resolved by nginx) and its pool */
+
+ngx_int_t
+ngx_commerce_gateway_peer_init(ngx_cycle_t *cycle, ngx_commerce_gateway_t *gw)
+{
+    ngx_uint_t                   j, k, n;
+    ngx_http_upstream_server_t  *us;
+
+    us = gw->uscf->servers->elts;
+
+    n = 0;
+    for (j = 0; j < gw->uscf->servers->nelts; j++) {
+        if (!us[j].backup && !us[j].down) {
+            n += us[j].naddrs;
+        }
+    }
+
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "commerce: peer %V has no usable address", &gw->name);
+        return NGX_ERROR;
+    }
+
+    gw->addrs = ngx_palloc(cycle->pool, n * sizeof(ngx_addr_t));
+    if (gw->addrs == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    for (j = 0; j < gw->uscf->servers->nelts; j++) {
+        if (us[j].backup || us[j].down) {
+            continue;
+        }
+
+        for (k = 0; k < us[j].naddrs; k++) {
+            gw->addrs[n++] = us[j].addrs[k];
+        }
+    }
+
+    gw->naddrs = n;
+    gw->rr = ngx_pid;
+
+    return ngx_commerce_client_init_gateway(cycle, gw);
 }
 
 

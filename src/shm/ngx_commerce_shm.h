@@ -123,7 +123,7 @@ typedef struct {
 
 
 /* the zone's layout; another version or size starts afresh */
-#define NGX_COMMERCE_SH_VERSION      4
+#define NGX_COMMERCE_SH_VERSION      5
 
 typedef struct {
     ngx_uint_t                      version;

@@ -40,6 +40,7 @@ typedef struct {
 static ngx_commerce_retention_kind_t  ngx_commerce_retention_kinds[] = {
     { "payment_log", "kind=\"payment_log\"", 90 * NGX_COMMERCE_DAY },
     { "audit_log", "kind=\"audit_log\"", 90 * NGX_COMMERCE_DAY },
+    { "outbox", "kind=\"outbox\"", 7 * NGX_COMMERCE_DAY },
     { NULL, NULL, 0 }
 };
 
@@ -142,7 +143,7 @@ ngx_commerce_retention_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_commerce_retention_kinds[k].name == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"commerce_retention\": unknown kind \"%V\" "
-                           "(payment_log, audit_log)", &value[1]);
+                           "(payment_log, audit_log, outbox)", &value[1]);
         return NGX_CONF_ERROR;
     }
 
