@@ -23,13 +23,17 @@
 
 use strict;
 use warnings;
+use utf8;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
 use JSON::PP;
+use Encode qw(encode_utf8);
 use CommerceTest;
 use NotifySim;
+
+binmode(Test::More->builder->$_, ':utf8') for qw(output failure_output todo_output);
 
 my $t = CommerceTest->new;
 $t->start_pg;
@@ -135,7 +139,7 @@ sub emit {
 
 my $alice = signup('alice.kim@example.com', '김영희', '010-1111-2222');
 # a product name that is not a template: braces, quotes, a backslash, #{name}
-$t->psql(q{UPDATE products SET name = E'머그 "#{name}" {x} \\\\ 컵' WHERE id = 7});
+$t->psql(encode_utf8(q{UPDATE products SET name = E'머그 "#{name}" {x} \\\\ 컵' WHERE id = 7}));
 my $o1 = buy($alice, 7);
 my $paid = wait_state('buyer', 'order.paid', $o1->{id}, 'DELIVERED');
 is_deeply([ @$paid{qw(state attempts)} ], [ 'DELIVERED', 1 ], 'order.paid: delivered at once');
@@ -297,8 +301,9 @@ my $logs = $t->read_file($t->error_log) . $t->read_file($t->nginx_prefix . '/acc
 for my $pii ('01011112222', '010-1111-2222', '1111-2222', '01033334444', '3333-4444',
     '5555-6666', 'alice.kim', 'bob.lee', 'carol.park', '@example.com', '김영희', '이철수')
 {
-    unlike($payloads, qr/\Q$pii\E/, "no '$pii' in any outbox payload");
-    unlike($logs, qr/\Q$pii\E/, "nor in the error, access or simulator log");
+    my $b = encode_utf8($pii);    # the files and psql's output are bytes
+    unlike($payloads, qr/\Q$b\E/, "no '$pii' in any outbox payload");
+    unlike($logs, qr/\Q$b\E/, "nor in the error, access or simulator log");
 }
 unlike($payloads, qr/phone|email/i, 'no phone or email field in any payload');
 

@@ -603,9 +603,18 @@ ngx_commerce_event_notify_render(ngx_pool_t *pool, ngx_str_t *text,
                 ? ngx_strlchr(s + 2, end, '}') : NULL;
 
             if (e == NULL) {
+                /* a run of text: escaped whole (UTF-8 is never cut) */
                 val.data = s;
-                val.len = 1;
-                s++;
+
+                for (s++; s < end; s++) {
+                    if (s + 1 < end && s[0] == '#' && s[1] == '{'
+                        && ngx_strlchr(s + 2, end, '}') != NULL)
+                    {
+                        break;
+                    }
+                }
+
+                val.len = s - val.data;
 
             } else {
                 var.data = s + 2;
