@@ -370,7 +370,7 @@ static ngx_command_t  ngx_commerce_commands[] = {
 
     { ngx_string("commerce_notify_channel"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
-      ngx_commerce_event_notify_conf_channel,
+      ngx_commerce_event_channel_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },

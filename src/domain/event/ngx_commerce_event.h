@@ -163,8 +163,8 @@ typedef void (*ngx_commerce_event_notify_pt)(void *data, u_char state,
 /* configuration (ngx_commerce_event_conf.c) */
 char *ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_commerce_event_conf_t *ngx_commerce_event_conf_get(ngx_conf_t *cf,
-    ngx_commerce_main_conf_t *mcf);
+char *ngx_commerce_event_channel_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_commerce_event_init(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 ngx_int_t ngx_commerce_event_init_worker(ngx_cycle_t *cycle,
@@ -173,7 +173,7 @@ ngx_uint_t ngx_commerce_event_type_slot(u_char *type, size_t len);
 
 /* notification channels and templates (ngx_commerce_event_notify_conf.c) */
 char *ngx_commerce_event_notify_conf_channel(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
+    ngx_commerce_event_conf_t *ecf);
 ngx_int_t ngx_commerce_event_notify_conf_param(ngx_conf_t *cf,
     ngx_commerce_event_sink_t *sink, ngx_str_t *name, ngx_str_t *v);
 ngx_int_t ngx_commerce_event_notify_conf_sink(ngx_conf_t *cf,

@@ -24,6 +24,8 @@
 #define NGX_COMMERCE_EVENT_GAUGES_INTERVAL  2000
 
 
+static ngx_commerce_event_conf_t *ngx_commerce_event_conf_get(
+    ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf);
 static ngx_int_t ngx_commerce_event_conf_param(ngx_conf_t *cf,
     ngx_commerce_event_sink_t *sink, ngx_str_t *arg);
 static ngx_int_t ngx_commerce_event_conf_types(ngx_conf_t *cf,
@@ -69,7 +71,7 @@ ngx_commerce_event_type_slot(u_char *type, size_t len)
 
 /* the event domain's configuration, made by its first directive */
 
-ngx_commerce_event_conf_t *
+static ngx_commerce_event_conf_t *
 ngx_commerce_event_conf_get(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
 {
     ngx_commerce_event_conf_t  *ecf;
@@ -96,6 +98,23 @@ ngx_commerce_event_conf_get(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     mcf->events = ecf;
 
     return ecf;
+}
+
+
+/* commerce_notify_channel NAME KIND [params]: ngx_commerce_event_notify_conf.c */
+
+char *
+ngx_commerce_event_channel_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_commerce_event_conf_t  *ecf;
+
+    ecf = ngx_commerce_event_conf_get(cf, conf);
+    if (ecf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_commerce_event_notify_conf_channel(cf, ecf);
 }
 
 

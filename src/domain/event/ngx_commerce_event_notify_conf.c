@@ -80,23 +80,15 @@ static const char  *ngx_commerce_event_notify_vars[] = {
 
 
 char *
-ngx_commerce_event_notify_conf_channel(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_commerce_event_notify_conf_channel(ngx_conf_t *cf,
+    ngx_commerce_event_conf_t *ecf)
 {
-    ngx_commerce_main_conf_t *mcf = conf;
-
     u_char                         *p;
     ngx_str_t                      *value;
     ngx_uint_t                      i;
-    ngx_commerce_event_conf_t      *ecf;
     ngx_commerce_notify_channel_t  *ch;
 
     value = cf->args->elts;
-
-    ecf = ngx_commerce_event_conf_get(cf, mcf);
-    if (ecf == NULL) {
-        return NGX_CONF_ERROR;
-    }
 
     if (ecf->channels.nelts == NGX_COMMERCE_EVENT_SINKS_MAX) {
         return "has too many channels (at most 8)";
