@@ -39,7 +39,11 @@ CREATE TABLE outbox_sink (
 -- relay's head-of-aggregate query and the gauges read this table alone.
 CREATE TABLE outbox_delivery (
     id               bigserial   PRIMARY KEY,
-    sink             text        NOT NULL REFERENCES outbox_sink (name) ON UPDATE CASCADE,
+    -- no foreign key to outbox_sink: its check would take FOR KEY SHARE on
+    -- the sink's one row in every transaction that writes an event, all at
+    -- once (MultiXacts on a hot row); the rows are made from outbox_sink
+    -- by cm__outbox_emit, and sinks are never deleted
+    sink             text        NOT NULL,
     seq              bigint      NOT NULL REFERENCES outbox (seq) ON DELETE CASCADE,
     aggregate_type   text        NOT NULL,
     aggregate_id     bigint      NOT NULL,

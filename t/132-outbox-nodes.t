@@ -12,7 +12,9 @@
 #     (the platform answering 400 ms late): its leases (lease=2s) expire,
 #     the restarted worker or the other instance sends those events again,
 #     with the same event id: every event arrives at least once, and the
-#     duplicates carry the ids of events that were in flight.
+#     duplicates carry the ids of events that were in flight;
+#   - both instances reloaded twice while orders come in: the old workers
+#     exit, nothing is lost or out of order.
 
 use strict;
 use warnings;
@@ -147,6 +149,32 @@ my %dead_ids = map { $_->{id} => 1 } @{ all_events() };
 ok(!grep({ !$dead_ids{$_} } @dups), 'duplicates carry real event ids only');
 ok(wait_until(sub { scalar($t->worker_pids) == 2 }, timeout => 10),
     'the master started a new worker');
+
+# --- reloads while relaying ------------------------------------------------------
+
+# both instances reloaded twice while orders keep coming and the platform
+# answers 100 ms late: the old workers finish their sends and exit (their
+# timers are cancelable, their sends bounded by timeout=), the new worker 0
+# relays; nothing is lost, nothing out of order
+$from = 0 + $t->psql('SELECT max(seq) FROM outbox');
+$dp->reset;
+$dp->control(latencyMs => 100);
+my @old;
+my $sent = 0;
+for my $round (1 .. 4) {
+    @res = $t->concurrent([ map { { method => 'POST', path => '/api/v1/orders',
+        body => { items => [ { productId => 1 + $_ % 200, quantity => 1 } ],
+                  payment => { method => 'BALANCE' } }, user => 500 + $round * 20 + $_,
+        name => $_ % 2 ? 'main' : 'b' } } 1 .. 20 ]);
+    $sent += grep { $_->{status} == 201 } @res;
+    push @old, $t->reload_nginx(name => $round % 2 ? 'main' : 'b');
+}
+is($sent, 80, '80 orders across four reloads');
+ok($t->wait_pids_gone(\@old, timeout => 30), 'the old workers exited');
+$dp->control(latencyMs => 0);
+ok(wait_until(sub { pending() == 0 }, timeout => 60), 'the backlog drains');
+check_all_delivered('across reloads', $from);
+check_order('across reloads');
 
 $t->check_consistency;
 $t->done;

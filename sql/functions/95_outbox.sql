@@ -113,11 +113,16 @@ CREATE OR REPLACE FUNCTION cm__outbox_order() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_reason text;
+    v_doc    jsonb;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM cm__outbox_emit('order', NEW.id, 'order.created', cm__outbox_order_doc(NEW.id, false));
+        v_doc := cm__outbox_order_doc(NEW.id, NEW.status = 'PAID');
+        -- created and paid at once: one document, order.created without
+        -- the payment fields
+        PERFORM cm__outbox_emit('order', NEW.id, 'order.created',
+            v_doc - '{paidAt,paymentId,paymentMethod,cardType}'::text[]);
         IF NEW.status = 'PAID' THEN
-            PERFORM cm__outbox_emit('order', NEW.id, 'order.paid', cm__outbox_order_doc(NEW.id, true));
+            PERFORM cm__outbox_emit('order', NEW.id, 'order.paid', v_doc);
         END IF;
     ELSIF NEW.status = 'PAID' THEN
         PERFORM cm__outbox_emit('order', NEW.id, 'order.paid', cm__outbox_order_doc(NEW.id, true));
