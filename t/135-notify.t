@@ -77,7 +77,7 @@ commerce_event_sink mailer notify channel=mail templates=$tpl
     events=order.paid,order.cancelled retry_base=100ms retry_cap=400ms
     interval=100ms;
 EOF
-$t->write_config($conf);
+$t->write_config(encode_utf8($conf));    # the sender name is Korean
 $t->start_nginx;
 
 ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM outbox_sink
