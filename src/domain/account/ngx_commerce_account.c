@@ -24,7 +24,7 @@
 #include <yajl/yajl_tree.h>
 
 
-
+#define NGX_COMMERCE_ACCOUNT_HOLD  60000    /* ms, re-armed */
 
 
 static void ngx_commerce_account_field(cm_field_t *f, const char *name,
@@ -47,6 +47,7 @@ static ngx_int_t ngx_commerce_account_step(ngx_commerce_account_req_t *a,
 static ngx_int_t ngx_commerce_account_hash(ngx_commerce_account_req_t *a);
 static void ngx_commerce_account_hash_thread(void *data, ngx_log_t *log);
 static void ngx_commerce_account_hash_done(ngx_event_t *ev);
+static void ngx_commerce_account_hold(ngx_event_t *ev);
 static ngx_int_t ngx_commerce_account_hashed(ngx_commerce_account_req_t *a);
 static ngx_int_t ngx_commerce_account_tokens(ngx_commerce_account_req_t *a);
 static char *ngx_commerce_account_client(ngx_commerce_account_req_t *a);
@@ -822,7 +823,25 @@ ngx_commerce_account_hash(ngx_commerce_account_req_t *a)
     /* like aio threads: the request stays until the thread is done */
     a->r->main->blocked++;
 
+    /*
+     * and so does the worker: a worker that shuts down waits for its
+     * timers that are not cancelable, not for thread tasks (it would exit
+     * with this request's connection open)
+     */
+    a->hold.handler = ngx_commerce_account_hold;
+    a->hold.data = a;
+    a->hold.log = a->r->connection->log;
+    ngx_add_timer(&a->hold, NGX_COMMERCE_ACCOUNT_HOLD);
+
     return NGX_DONE;
+}
+
+
+static void
+ngx_commerce_account_hold(ngx_event_t *ev)
+{
+    /* a hash longer than the hold: hold on */
+    ngx_add_timer(ev, NGX_COMMERCE_ACCOUNT_HOLD);
 }
 
 
@@ -866,6 +885,10 @@ ngx_commerce_account_hash_done(ngx_event_t *ev)
     c = r->connection;
 
     r->main->blocked--;
+
+    if (a->hold.timer_set) {
+        ngx_del_timer(&a->hold);
+    }
 
     ngx_http_set_log_request(c->log, r);
 
