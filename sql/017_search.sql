@@ -14,3 +14,7 @@ CREATE INDEX products_search_grams_idx ON products USING gin (search_grams)
 
 -- sort=price over the listed products, and the category filter with it
 CREATE INDEX products_price_idx ON products (price, id) WHERE NOT stopped;
+-- a category's products: counted from the index alone (visibility map),
+-- and sorted by price
+CREATE INDEX products_category_price_idx ON products (category_id, price, id)
+    WHERE NOT stopped;

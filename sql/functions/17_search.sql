@@ -7,7 +7,7 @@
 -- space removed, so '가방' is found in '여성가죽 가방' and '여성가죽가방'.
 CREATE OR REPLACE FUNCTION cm__search_norm(p text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT lower(regexp_replace(p, '\s+', '', 'g'))
+    SELECT lower(translate(p, E' \t\n\r\f\v', ''))
 $$;
 
 -- The distinct characters and character bigrams of a normalised text.
@@ -82,8 +82,13 @@ BEGIN
     END IF;
     IF v_norm IS NOT NULL THEN
         v_grams := cm__search_query_grams(v_norm);
+        -- a query of 1 or 2 characters is its one gram: the index is exact
+        -- (a name holds the gram iff it holds the query); longer ones are
+        -- rechecked (their bigrams may be scattered in the name)
         v_where := v_where || ' AND p.search_grams @> $1'
-                           || ' AND strpos(cm__search_norm(p.name), $2) > 0';
+                   || CASE WHEN char_length(v_norm) > 2
+                           THEN ' AND strpos(cm__search_norm(p.name), $2) > 0'
+                           ELSE '' END;
     END IF;
     IF p_category IS NOT NULL THEN
         -- the category and its descendants (3 levels at most)
@@ -121,14 +126,30 @@ BEGIN
                          || ' WHERE day > cm__sales_day(now()) - 30'
                          || ' GROUP BY product_id) s ON s.product_id = p.id';
     END IF;
-    EXECUTE 'SELECT ARRAY(SELECT p.id FROM ' || v_from || ' WHERE ' || v_where
-            || ' ORDER BY ' || v_order || ' OFFSET $7 LIMIT $8)'
-       INTO v_ids
-      USING v_grams, v_norm, v_cats, p_min, p_max, p_status,
-            p_page::bigint * p_size, p_size;
-    EXECUTE 'SELECT count(*) FROM products p WHERE ' || v_where
-       INTO v_total
-      USING v_grams, v_norm, v_cats, p_min, p_max, p_status;
+    IF v_norm IS NULL THEN
+        -- no query: the page from an index in the sort's order, the total
+        -- by its own count
+        EXECUTE 'SELECT ARRAY(SELECT p.id FROM ' || v_from || ' WHERE ' || v_where
+                || ' ORDER BY ' || v_order || ' OFFSET $7 LIMIT $8)'
+           INTO v_ids
+          USING v_grams, v_norm, v_cats, p_min, p_max, p_status,
+                p_page::bigint * p_size, p_size;
+        EXECUTE 'SELECT count(*) FROM products p WHERE ' || v_where
+           INTO v_total
+          USING v_grams, v_norm, v_cats, p_min, p_max, p_status;
+    ELSE
+        -- a query: its matches are read once (the GIN index, then the
+        -- heap), counted and sorted from that one set
+        EXECUTE 'WITH m AS MATERIALIZED (SELECT p.id, p.price, p.name'
+                || CASE WHEN p_sort = 'sales' THEN ', s.units' ELSE '' END
+                || ' FROM ' || v_from || ' WHERE ' || v_where || ')'
+                || ' SELECT (SELECT count(*) FROM m), ARRAY(SELECT p.id FROM m p'
+                || ' ORDER BY ' || replace(v_order, 's.units', 'p.units')
+                || ' OFFSET $7 LIMIT $8)'
+           INTO v_total, v_ids
+          USING v_grams, v_norm, v_cats, p_min, p_max, p_status,
+                p_page::bigint * p_size, p_size;
+    END IF;
     -- in the page's order (cm__product_docs orders by id)
     RETURN '{"items":[' || array_to_string(ARRAY(
                SELECT cm__product_doc(u.id, false)
