@@ -75,8 +75,10 @@ search_is("q=$bag", [qw(I D B C A)], undef,
 search_is('q=' . esc('가 방'), [qw(I D B C A)], undef, "q='가 방': spaces ignored");
 search_is('q=' . esc('가') . '+' . esc('방'), [qw(I D B C A)], undef,
     "q=가+방: a form's '+' is a space");
-search_is('q=' . esc('방'), [qw(E I D B C A)], undef,
-    'q=방: one syllable (the unigram path)');
+search_is('q=' . esc('방'), [qw(I E D C B A)], undef,
+    'q=방: one syllable (the unigram path), relevance is newest first');
+search_is('q=' . esc('방') . '&sort=price', [qw(I D E B A C)], undef,
+    'q=방&sort=price');
 search_is('q=' . esc('가죽가방'), [qw(B A)], undef, 'q=가죽가방: 4 syllables');
 search_is('q=' . esc('단종'), [], 0, 'q=단종: only in a STOPPED product');
 search_is('q=nike', [qw(F G)], undef, 'q=nike: case ignored');

@@ -117,6 +117,8 @@ BEGIN
         WHEN 'newest' THEN 'p.id DESC'
         WHEN 'sales' THEN 'coalesce(s.units, 0) DESC, p.id DESC'
         ELSE CASE WHEN v_norm IS NULL THEN 'p.id'
+                  -- one character says too little to rank by: newest
+                  WHEN char_length(v_norm) = 1 THEN 'p.id DESC'
                   ELSE 'strpos(cm__search_norm(p.name), $2), char_length(p.name), p.id DESC'
              END
     END;
@@ -126,9 +128,16 @@ BEGIN
                          || ' WHERE day > cm__sales_day(now()) - 30'
                          || ' GROUP BY product_id) s ON s.product_id = p.id';
     END IF;
-    IF v_norm IS NULL THEN
-        -- no query: the page from an index in the sort's order, the total
-        -- by its own count
+    IF v_norm IS NULL
+       OR (char_length(v_norm) = 1 AND p_sort <> 'sales')
+       OR (char_length(v_norm) = 2 AND p_sort IN ('price', 'newest'))
+    THEN
+        -- no query, or a query of 1 or 2 characters (no recheck) in an
+        -- order an index has (a common one matches a tenth of the
+        -- catalogue): the page from an index in the sort's order, filtered
+        -- by the grams, or from the GIN index when the character is rare
+        -- (the planner's choice, planned for these values), and the total
+        -- by its own count, which needs no column of the heap
         EXECUTE 'SELECT ARRAY(SELECT p.id FROM ' || v_from || ' WHERE ' || v_where
                 || ' ORDER BY ' || v_order || ' OFFSET $7 LIMIT $8)'
            INTO v_ids
