@@ -16,6 +16,10 @@ use Test::More;
 use Encode qw(encode_utf8);
 use CommerceTest;
 
+# test names carry Korean: print them as UTF-8
+binmode(Test::More->builder->$_, ':encoding(UTF-8)')
+    for qw(output failure_output todo_output);
+
 my $t = CommerceTest->new;
 $t->start_pg;
 $t->load_demo;
