@@ -25,7 +25,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # thousands of sockets) as far as the hard limit allows.
 RAISE_NOFILE := ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null || true
 
-.PHONY: deps test asan run stop bench apidocs
+.PHONY: deps test asan run stop bench bench-search apidocs
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -76,3 +76,9 @@ bench:
 	$(if $(NO_DEPS),,$(MAKE) deps)
 	$(MAKE) build
 	$(RAISE_NOFILE); BENCH_SECONDS=$(BENCH_SECONDS) t/bench/run
+
+# search at 1M products (README "Search"): generated in SQL, ~2 min
+bench-search:
+	$(if $(NO_DEPS),,$(MAKE) deps)
+	$(MAKE) build
+	t/bench/search

@@ -13,16 +13,20 @@
 
 #include "ngx_commerce_catalog.h"
 #include "cm_catalogue.h"
+#include "cm_text.h"
 
 
 #define NGX_COMMERCE_PAGE_MAX      10000000
 #define NGX_COMMERCE_SIZE_DEFAULT  20
 #define NGX_COMMERCE_SIZE_MAX      100
+#define NGX_COMMERCE_Q_MAX         100        /* characters */
+#define NGX_COMMERCE_PRICE_MAX     1000000000000LL
 
 
 enum {
     NGX_COMMERCE_STMT_PRODUCT_GET = 0,
     NGX_COMMERCE_STMT_PRODUCT_LIST,
+    NGX_COMMERCE_STMT_PRODUCT_SEARCH,
     NGX_COMMERCE_STMT_CATEGORY_TREE,
     NGX_COMMERCE_STMT_CATEGORY_CREATE,
     NGX_COMMERCE_STMT_CATEGORY_RENAME,
@@ -33,6 +37,10 @@ enum {
 
 static ngx_int_t ngx_commerce_catalog_list(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_catalog_search(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, int64_t page, int64_t size);
+static ngx_int_t ngx_commerce_catalog_arg_int(ngx_http_request_t *r,
+    const char *name, int64_t min, int64_t max, int64_t *out);
 static ngx_int_t ngx_commerce_catalog_get(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_catalog_categories(ngx_http_request_t *r,
@@ -55,6 +63,12 @@ ngx_commerce_stmt_t  ngx_commerce_catalog_statements[] = {
 
     [NGX_COMMERCE_STMT_PRODUCT_LIST] =
     { "cm_product_list", "SELECT cm_product_list($1::int, $2::int)", 2,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_PRODUCT_SEARCH] =
+    { "cm_product_search",
+      "SELECT cm_product_search($1::text, $2::bigint, $3::bigint, $4::bigint,"
+      " $5::text, $6::text, $7::int, $8::int)", 8,
       NGX_COMMERCE_STMT_READ, NULL, 0 },
 
     [NGX_COMMERCE_STMT_CATEGORY_TREE] =
@@ -186,6 +200,17 @@ ngx_commerce_catalog_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                              "between 1 and 100");
     }
 
+    if (r->args.len != 0
+        && (ngx_http_arg(r, (u_char *) "q", 1, &v) == NGX_OK
+            || ngx_http_arg(r, (u_char *) "categoryId", 10, &v) == NGX_OK
+            || ngx_http_arg(r, (u_char *) "minPrice", 8, &v) == NGX_OK
+            || ngx_http_arg(r, (u_char *) "maxPrice", 8, &v) == NGX_OK
+            || ngx_http_arg(r, (u_char *) "status", 6, &v) == NGX_OK
+            || ngx_http_arg(r, (u_char *) "sort", 4, &v) == NGX_OK))
+    {
+        return ngx_commerce_catalog_search(r, ctx, page, size);
+    }
+
     ctx->query.stmt =
         &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_PRODUCT_LIST];
     ctx->query.nparams = 2;
@@ -201,6 +226,154 @@ ngx_commerce_catalog_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     key.len = ngx_sprintf(p, "l%L:%L", page, size) - p;
 
     return ngx_commerce_cached(r, ctx, NGX_COMMERCE_CACHE_LIST, &key);
+}
+
+
+/*
+ * A search (README.md, "Search"): the list's route with a query or a
+ * filter.  Every parameter is checked here (400 INVALID_REQUEST naming
+ * it) and again by cm_product_search.  Not cached: queries are a long
+ * tail of one-off texts, and every product change would drop them all.
+ */
+
+static ngx_int_t
+ngx_commerce_catalog_search(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    int64_t page, int64_t size)
+{
+    u_char     *p, *d;
+    int64_t     category, min, max;
+    ngx_int_t   rc;
+    ngx_str_t   v, q;
+
+    ngx_str_null(&q);
+
+    if (ngx_http_arg(r, (u_char *) "q", 1, &v) == NGX_OK) {
+        if (v.len == 0 || v.len > NGX_COMMERCE_Q_MAX * 4 * 3) {
+            return ngx_commerce_reply_invalid(r, "q must be 1 to 100 "
+                                                 "characters");
+        }
+
+        /* a form's '+' is a space; then %XX */
+        q.data = ngx_pnalloc(r->pool, v.len + 1);
+        if (q.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        for (p = v.data; p < v.data + v.len; p++) {
+            q.data[p - v.data] = (*p == '+') ? ' ' : *p;
+        }
+
+        p = q.data;
+        d = q.data;
+        ngx_unescape_uri(&d, &p, v.len, 0);
+        q.len = d - q.data;
+
+        if (cm_utf8_text(q.data, q.len, 1, NGX_COMMERCE_Q_MAX, 0) != 0) {
+            return ngx_commerce_reply_invalid(r, "q must be 1 to 100 "
+                                                 "characters of UTF-8 text");
+        }
+    }
+
+    rc = ngx_commerce_catalog_arg_int(r, "categoryId", 1, INT64_MAX,
+                                      &category);
+    if (rc != NGX_OK && rc != NGX_DECLINED) {
+        return ngx_commerce_reply_invalid(r, "categoryId must be a "
+                                             "positive integer");
+    }
+
+    if (ngx_commerce_catalog_arg_int(r, "minPrice", 0, NGX_COMMERCE_PRICE_MAX,
+                                     &min)
+        == NGX_ERROR
+        || ngx_commerce_catalog_arg_int(r, "maxPrice", 0,
+                                        NGX_COMMERCE_PRICE_MAX, &max)
+           == NGX_ERROR)
+    {
+        return ngx_commerce_reply_invalid(r, "minPrice and maxPrice must be "
+                                             "integers between 0 and "
+                                             "1000000000000");
+    }
+
+    if (min >= 0 && max >= 0 && min > max) {
+        return ngx_commerce_reply_invalid(r, "minPrice must not exceed "
+                                             "maxPrice");
+    }
+
+    ctx->query.stmt =
+        &ngx_commerce_catalog_statements[NGX_COMMERCE_STMT_PRODUCT_SEARCH];
+    ctx->query.nparams = 8;
+    ctx->query.params[0] = q.len ? ngx_commerce_json_cstr(r->pool, &q) : NULL;
+    ctx->query.params[1] = category > 0
+                           ? ngx_commerce_pg_int(&ctx->query, category)
+                           : NULL;
+    ctx->query.params[2] = min >= 0 ? ngx_commerce_pg_int(&ctx->query, min)
+                                    : NULL;
+    ctx->query.params[3] = max >= 0 ? ngx_commerce_pg_int(&ctx->query, max)
+                                    : NULL;
+    ctx->query.params[4] = NULL;
+    ctx->query.params[5] = "relevance";
+
+    if (ngx_http_arg(r, (u_char *) "status", 6, &v) == NGX_OK) {
+        if (v.len == 7 && ngx_strncmp(v.data, "ON_SALE", 7) == 0) {
+            ctx->query.params[4] = "ON_SALE";
+
+        } else if (v.len == 8 && ngx_strncmp(v.data, "SOLD_OUT", 8) == 0) {
+            ctx->query.params[4] = "SOLD_OUT";
+
+        } else {
+            return ngx_commerce_reply_invalid(r, "status must be ON_SALE or "
+                                                 "SOLD_OUT");
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "sort", 4, &v) == NGX_OK) {
+        if (v.len == 9 && ngx_strncmp(v.data, "relevance", 9) == 0) {
+            ctx->query.params[5] = "relevance";
+
+        } else if (v.len == 5 && ngx_strncmp(v.data, "price", 5) == 0) {
+            ctx->query.params[5] = "price";
+
+        } else if (v.len == 6 && ngx_strncmp(v.data, "newest", 6) == 0) {
+            ctx->query.params[5] = "newest";
+
+        } else if (v.len == 5 && ngx_strncmp(v.data, "sales", 5) == 0) {
+            ctx->query.params[5] = "sales";
+
+        } else {
+            return ngx_commerce_reply_invalid(r, "sort must be relevance, "
+                                                 "price, newest or sales");
+        }
+    }
+
+    ctx->query.params[6] = ngx_commerce_pg_int(&ctx->query, page);
+    ctx->query.params[7] = ngx_commerce_pg_int(&ctx->query, size);
+
+    if (q.len && ctx->query.params[0] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_commerce_handler_query(r, ctx);
+}
+
+
+/* NGX_OK with *out, NGX_DECLINED (absent, *out = -1), NGX_ERROR (bad) */
+
+static ngx_int_t
+ngx_commerce_catalog_arg_int(ngx_http_request_t *r, const char *name,
+    int64_t min, int64_t max, int64_t *out)
+{
+    ngx_str_t  v;
+
+    *out = -1;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &v) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (cm_parse_int64(v.data, v.len, min, max, out) != 0) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

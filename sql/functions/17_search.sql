@@ -1,0 +1,170 @@
+-- search: GET /api/v1/products with q, categoryId, minPrice, maxPrice,
+-- status, sort (README.md, "Search"; the column and its index:
+-- 017_search.sql).  Repeatable file: see 00_common.sql.
+
+-- The text a name is searched in, and a query normalised the same way:
+-- lower case (ASCII under the C collation; Hangul has no case), white
+-- space removed, so '가방' is found in '여성가죽 가방' and '여성가죽가방'.
+CREATE OR REPLACE FUNCTION cm__search_norm(p text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT lower(translate(p, E' \t\n\r\f\v', ''))
+$$;
+
+-- The distinct characters and character bigrams of a normalised text.
+CREATE OR REPLACE FUNCTION cm__search_grams(p text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(DISTINCT g ORDER BY g), '{}')
+      FROM (SELECT substr(n, i, 1) AS g
+              FROM (SELECT cm__search_norm(p) AS n) s,
+                   generate_series(1, char_length(n)) i
+            UNION ALL
+            SELECT substr(n, i, 2)
+              FROM (SELECT cm__search_norm(p) AS n) s,
+                   generate_series(1, char_length(n) - 1) i) t
+$$;
+
+-- The grams a normalised query needs: its bigrams, or its one character.
+CREATE OR REPLACE FUNCTION cm__search_query_grams(p_norm text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN char_length(p_norm) = 1 THEN ARRAY[p_norm]
+                ELSE ARRAY(SELECT DISTINCT substr(p_norm, i, 2)
+                             FROM generate_series(1, char_length(p_norm) - 1) i)
+           END
+$$;
+
+CREATE OR REPLACE FUNCTION cm__products_search_grams() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search_grams := cm__search_grams(NEW.name);
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER products_search_grams
+    BEFORE INSERT OR UPDATE OF name ON products
+    FOR EACH ROW EXECUTE FUNCTION cm__products_search_grams();
+
+-- The rows written before the trigger, or under an older cm__search_grams
+-- (this file is applied again exactly when it changes).
+UPDATE products SET search_grams = cm__search_grams(name)
+ WHERE search_grams IS DISTINCT FROM cm__search_grams(name);
+
+-- A page of the listed (not STOPPED) products matching every filter given
+-- (NULL: none), as cm_product_list's: {"items","page","size","total"}.
+-- p_sort: relevance (with q: where the query starts in the name, then the
+-- shorter name, then the newer; without q: by id, the list's order),
+-- price (ascending), newest, sales (units of the last 30 days).
+-- Filters are parameters of one dynamic query (EXECUTE .. USING), planned
+-- for the values given; the sort is one of four fixed texts.
+CREATE OR REPLACE FUNCTION cm_product_search(p_q text, p_category bigint,
+    p_min bigint, p_max bigint, p_status text, p_sort text,
+    p_page int, p_size int) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_norm   text := cm__search_norm(p_q);
+    v_grams  text[];
+    v_cats   bigint[];
+    v_where  text := 'NOT p.stopped';
+    v_from   text := 'products p';
+    v_order  text;
+    v_ids    bigint[];
+    v_total  bigint;
+BEGIN
+    IF p_page IS NULL OR p_page < 0 OR p_size IS NULL OR p_size < 1 OR p_size > 100
+       OR (p_q IS NOT NULL AND (v_norm = '' OR char_length(p_q) > 100))
+       OR (p_min IS NOT NULL AND p_min < 0) OR (p_max IS NOT NULL AND p_max < 0)
+       OR p_min > p_max
+       OR (p_status IS NOT NULL AND p_status NOT IN ('ON_SALE', 'SOLD_OUT'))
+       OR p_sort IS NULL OR p_sort NOT IN ('relevance', 'price', 'newest', 'sales')
+    THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
+            DETAIL = 'invalid search parameters';
+    END IF;
+    IF v_norm IS NOT NULL THEN
+        v_grams := cm__search_query_grams(v_norm);
+        -- a query of 1 or 2 characters is its one gram: the index is exact
+        -- (a name holds the gram iff it holds the query); longer ones are
+        -- rechecked (their bigrams may be scattered in the name)
+        v_where := v_where || ' AND p.search_grams @> $1'
+                   || CASE WHEN char_length(v_norm) > 2
+                           THEN ' AND strpos(cm__search_norm(p.name), $2) > 0'
+                           ELSE '' END;
+    END IF;
+    IF p_category IS NOT NULL THEN
+        -- the category and its descendants (3 levels at most)
+        WITH RECURSIVE c AS (
+            SELECT id FROM categories WHERE id = p_category
+            UNION ALL
+            SELECT k.id FROM categories k JOIN c ON k.parent_id = c.id)
+        SELECT array_agg(id) INTO v_cats FROM c;
+        IF v_cats IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'CATEGORY_NOT_FOUND',
+                DETAIL = format('category %s not found', p_category);
+        END IF;
+        v_where := v_where || ' AND p.category_id = ANY($3)';
+    END IF;
+    IF p_min IS NOT NULL THEN
+        v_where := v_where || ' AND p.price >= $4';
+    END IF;
+    IF p_max IS NOT NULL THEN
+        v_where := v_where || ' AND p.price <= $5';
+    END IF;
+    IF p_status IS NOT NULL THEN
+        v_where := v_where || ' AND p.status = $6';
+    END IF;
+    v_order := CASE p_sort
+        WHEN 'price' THEN 'p.price, p.id'
+        WHEN 'newest' THEN 'p.id DESC'
+        WHEN 'sales' THEN 'coalesce(s.units, 0) DESC, p.id DESC'
+        ELSE CASE WHEN v_norm IS NULL THEN 'p.id'
+                  -- one character says too little to rank by: newest
+                  WHEN char_length(v_norm) = 1 THEN 'p.id DESC'
+                  ELSE 'strpos(cm__search_norm(p.name), $2), char_length(p.name), p.id DESC'
+             END
+    END;
+    IF p_sort = 'sales' THEN
+        v_from := v_from || ' LEFT JOIN (SELECT product_id, sum(quantity) AS units'
+                         || ' FROM product_sales_daily'
+                         || ' WHERE day > cm__sales_day(now()) - 30'
+                         || ' GROUP BY product_id) s ON s.product_id = p.id';
+    END IF;
+    IF v_norm IS NULL
+       OR (char_length(v_norm) = 1 AND p_sort <> 'sales')
+       OR (char_length(v_norm) = 2 AND p_sort IN ('price', 'newest'))
+    THEN
+        -- no query, or a query of 1 or 2 characters (no recheck) in an
+        -- order an index has (a common one matches a tenth of the
+        -- catalogue): the page from an index in the sort's order, filtered
+        -- by the grams, or from the GIN index when the character is rare
+        -- (the planner's choice, planned for these values), and the total
+        -- by its own count, which needs no column of the heap
+        EXECUTE 'SELECT ARRAY(SELECT p.id FROM ' || v_from || ' WHERE ' || v_where
+                || ' ORDER BY ' || v_order || ' OFFSET $7 LIMIT $8)'
+           INTO v_ids
+          USING v_grams, v_norm, v_cats, p_min, p_max, p_status,
+                p_page::bigint * p_size, p_size;
+        EXECUTE 'SELECT count(*) FROM products p WHERE ' || v_where
+           INTO v_total
+          USING v_grams, v_norm, v_cats, p_min, p_max, p_status;
+    ELSE
+        -- a query: its matches are read once (the GIN index, then the
+        -- heap), counted and sorted from that one set
+        EXECUTE 'WITH m AS MATERIALIZED (SELECT p.id, p.price, p.name'
+                || CASE WHEN p_sort = 'sales' THEN ', s.units' ELSE '' END
+                || ' FROM ' || v_from || ' WHERE ' || v_where || ')'
+                || ' SELECT (SELECT count(*) FROM m), ARRAY(SELECT p.id FROM m p'
+                || ' ORDER BY ' || replace(v_order, 's.units', 'p.units')
+                || ' OFFSET $7 LIMIT $8)'
+           INTO v_total, v_ids
+          USING v_grams, v_norm, v_cats, p_min, p_max, p_status,
+                p_page::bigint * p_size, p_size;
+    END IF;
+    -- in the page's order (cm__product_docs orders by id)
+    RETURN '{"items":[' || array_to_string(ARRAY(
+               SELECT cm__product_doc(u.id, false)
+                 FROM unnest(v_ids) WITH ORDINALITY u (id, n)
+                ORDER BY u.n), ',')
+        || '],"page":' || p_page || ',"size":' || p_size
+        || ',"total":' || v_total || '}';
+END
+$$;
