@@ -114,6 +114,8 @@ my ($j5) = dbq("SELECT id FROM product_images WHERE product_id = 2");
 $doc = qj("SELECT cm_seller_image_delete(901, 2, $j5, 't')");
 is_deeply($doc->{unlink}, [ hash(5) . '.jpg' ], 'its last row: the file is unlinked');
 is_deeply($doc->{images}, [], 'product 2 has none');
+is(dbq("SELECT cm_image_file_used('" . hash(5) . "')"), 'f', 'cm_image_file_used: no row left');
+is(dbq("SELECT cm_image_file_used('" . hash(2) . "')"), 't', '... and a hash still shown');
 my ($i1) = dbq("SELECT id FROM product_images WHERE hash = '" . hash(1) . "'");
 $doc = qj("SELECT cm_seller_image_delete(901, 1, $i1, 't')");
 is_deeply($doc->{unlink}, [ hash(1) . '.png' ], 'the first one: unlinked too');

@@ -1,8 +1,10 @@
 -- Images of sellers' products (tables 018_images.sql; sql/README.md
--- "Images").  The module probes the bytes (cm_image_probe), hashes them
--- and writes <hash>.<ext> on a thread before it calls cm_seller_image_add;
--- the functions below keep the rows and say which files no row shows any
--- more ("unlink"), for the module to remove after the commit.
+-- "Images", where the order of file and row operations that leaves no
+-- orphan and no missing file is argued).  The module probes the bytes
+-- (cm_image_probe), hashes them and links <hash>.<ext> on a thread before
+-- it calls cm_seller_image_add; the functions below keep the rows, say
+-- which files no row shows any more ("unlink"), and answer the last
+-- question before a file goes (cm_image_file_used).
 --
 -- Every change locks the product first (cm__seller_product_lock: another
 -- store's product is PRODUCT_NOT_FOUND, as an unknown one), so the count
@@ -143,4 +145,13 @@ BEGIN
                 ELSE '"' || cm__image_file(v_row.hash, v_row.type) || '"' END
         || ']}';
 END
+$$;
+
+-- Does any row still show the file of hash p_hash?  Asked by whoever has
+-- just moved the file aside (a delete's unlink, the sweep): true, and the
+-- file goes back; false, and it goes.  Any row committed later belongs to
+-- an upload that checks its file after its commit and links it again.
+CREATE OR REPLACE FUNCTION cm_image_file_used(p_hash text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM product_images i WHERE i.hash = p_hash)
 $$;
