@@ -371,6 +371,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       0,
       NULL },
 
+    { ngx_string("commerce_notify_channel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_commerce_event_channel_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("commerce_gateway_callback_url"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,

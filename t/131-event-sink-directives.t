@@ -62,7 +62,7 @@ my $E = qr/\[emerg\] "commerce_event_sink"/;
 rejects(http('commerce_event_sink dp;'), qr/invalid number of arguments in "commerce_event_sink"/,
     'no kind');
 rejects(http('commerce_event_sink dp kafka upstream=dp;'),
-    qr/$E "dp": the kind must be "http" or "redis", not "kafka"/, 'an unknown kind');
+    qr/$E "dp": the kind must be "http", "redis" or "notify", not "kafka"/, 'an unknown kind');
 rejects(http('commerce_event_sink dp http;'), qr/$E "dp" needs upstream=/, 'http without upstream');
 rejects(http('commerce_event_sink dp http upstream=nosuch;'),
     qr/$E "dp": upstream "nosuch" not found or empty/, 'an unknown upstream');

@@ -6,9 +6,10 @@
  * here worker 0 of each instance claims them per sink (leases in Postgres,
  * FOR UPDATE SKIP LOCKED), sends them through the module's HTTP client or
  * its Redis client, and settles them: delivered, retried with backoff, or
- * dead.  A sink is a kind (http, redis) and a filter of event types; a new
- * kind (notifications) is one more value of ngx_commerce_event_kind_e and
- * its send function.
+ * dead.  A sink is a kind (http, redis, notify) and a filter of event
+ * types.  A notify sink turns events into messages to their recipient
+ * through channels (commerce_notify_channel: KakaoTalk Alimtalk, SMS,
+ * e-mail), with a failover channel (ngx_commerce_event_notify*.c).
  */
 
 
@@ -24,8 +25,44 @@
 
 typedef enum {
     NGX_COMMERCE_EVENT_HTTP = 0,      /* POST of one event (data platform) */
-    NGX_COMMERCE_EVENT_REDIS          /* XADD to a stream */
+    NGX_COMMERCE_EVENT_REDIS,         /* XADD to a stream */
+    NGX_COMMERCE_EVENT_NOTIFY         /* a message to the event's user */
 } ngx_commerce_event_kind_e;
+
+
+typedef enum {
+    NGX_COMMERCE_NOTIFY_ALIMTALK = 0, /* NHN Cloud KakaoTalk Bizmessage */
+    NGX_COMMERCE_NOTIFY_SMS,          /* NHN Cloud SMS */
+    NGX_COMMERCE_NOTIFY_EMAIL         /* SendGrid v3 mail send */
+} ngx_commerce_notify_kind_e;
+
+
+/* a provider of messages: commerce_notify_channel NAME KIND [params] */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_commerce_notify_kind_e   kind;
+    ngx_commerce_gateway_t       peer;
+    ngx_str_t                    uri;         /* with the app key */
+    ngx_str_t                    app_key;
+    ngx_str_t                    secret_file;
+    ngx_str_t                    secret;      /* X-Secret-Key, Bearer key */
+    ngx_str_t                    sender_key;  /* alimtalk */
+    ngx_str_t                    sender;      /* sms: sendNo; email: from */
+    ngx_str_t                    sender_name; /* email: from name */
+    unsigned                     used:1;
+} ngx_commerce_notify_channel_t;
+
+
+/* a message: conf/notify-templates.json, one object a key */
+typedef struct {
+    ngx_str_t                    type;        /* order.paid */
+    ngx_str_t                    user_field;  /* of the event's data */
+    ngx_str_t                    key;         /* order_paid */
+    ngx_str_t                    code;        /* Alimtalk template code */
+    ngx_str_t                    subject;     /* e-mail */
+    ngx_str_t                    text;        /* #{variable}s */
+    ngx_str_t                    sms;         /* a short text, or text */
+} ngx_commerce_notify_template_t;
 
 
 typedef struct ngx_commerce_event_run_s  ngx_commerce_event_run_t;
@@ -68,6 +105,18 @@ typedef struct {
     ngx_str_t                    stream;
     ngx_str_t                    maxlen;
 
+    /* notify */
+    ngx_str_t                    channel_name;
+    ngx_str_t                    failover_name;
+    ngx_commerce_notify_channel_t  *channel;
+    ngx_commerce_notify_channel_t  *failover;
+    ngx_str_t                    templates_file;
+    ngx_array_t                 *templates;  /* ngx_commerce_notify_template_t */
+    ngx_int_t                    sent[2][2];  /* [channel, failover][sent,
+                                                 failed] counter slots */
+    ngx_int_t                    failovers;
+    ngx_int_t                    skipped[2];  /* withdrawn, no contact */
+
     /* worker 0 */
     ngx_commerce_job_t           job;
     ngx_commerce_pg_query_t      query;
@@ -83,6 +132,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                  sinks;       /* ngx_commerce_event_sink_t */
+    ngx_array_t                  channels;    /* ngx_commerce_notify_channel_t */
     ngx_commerce_job_t           gauges;
     ngx_commerce_pg_query_t      query;
 } ngx_commerce_event_conf_t;
@@ -96,6 +146,7 @@ enum {
     NGX_COMMERCE_STMT_OUTBOX_STATS,
     NGX_COMMERCE_STMT_OUTBOX_DEAD,
     NGX_COMMERCE_STMT_OUTBOX_REPLAY,
+    NGX_COMMERCE_STMT_NOTIFY_RECIPIENT,
     NGX_COMMERCE_EVENT_NSTMT
 };
 
@@ -104,14 +155,41 @@ extern ngx_commerce_route_t  ngx_commerce_event_routes[];
 extern ngx_commerce_stmt_t   ngx_commerce_event_statements[];
 
 
+/* what became of a notification (ngx_commerce_event_notify.c) */
+typedef void (*ngx_commerce_event_notify_pt)(void *data, u_char state,
+    ngx_uint_t sink_up, u_char *error, size_t len);
+
+
 /* configuration (ngx_commerce_event_conf.c) */
 char *ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_commerce_event_channel_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_commerce_event_init(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 ngx_int_t ngx_commerce_event_init_worker(ngx_cycle_t *cycle,
     ngx_commerce_main_conf_t *mcf);
 ngx_uint_t ngx_commerce_event_type_slot(u_char *type, size_t len);
+
+/* notification channels and templates (ngx_commerce_event_notify_conf.c) */
+char *ngx_commerce_event_notify_conf_channel(ngx_conf_t *cf,
+    ngx_commerce_event_conf_t *ecf);
+ngx_int_t ngx_commerce_event_notify_conf_param(ngx_conf_t *cf,
+    ngx_commerce_event_sink_t *sink, ngx_str_t *name, ngx_str_t *v);
+ngx_int_t ngx_commerce_event_notify_conf_sink(ngx_conf_t *cf,
+    ngx_commerce_event_conf_t *ecf, ngx_commerce_event_sink_t *sink);
+ngx_int_t ngx_commerce_event_notify_conf_init_worker(ngx_cycle_t *cycle,
+    ngx_commerce_event_conf_t *ecf);
+ngx_commerce_notify_template_t *ngx_commerce_event_notify_conf_template(
+    ngx_commerce_event_sink_t *sink, ngx_str_t *type);
+
+/* notifications (ngx_commerce_event_notify.c) */
+ngx_int_t ngx_commerce_event_notify_send(ngx_commerce_event_sink_t *sink,
+    ngx_pool_t *pool, ngx_str_t *id, ngx_str_t *type, ngx_str_t *body,
+    ngx_uint_t last, ngx_commerce_event_notify_pt handler, void *data);
+ngx_int_t ngx_commerce_event_notify_render(ngx_pool_t *pool, ngx_str_t *text,
+    yajl_val vars, yajl_val data, ngx_str_t *name, ngx_uint_t json,
+    ngx_str_t *out, ngx_str_t *missing);
 
 /* the relay (ngx_commerce_event_relay.c) */
 ngx_int_t ngx_commerce_event_relay_run(ngx_commerce_job_t *job);

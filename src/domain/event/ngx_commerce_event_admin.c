@@ -55,6 +55,12 @@ ngx_commerce_stmt_t  ngx_commerce_event_statements[] = {
       "SELECT cm_outbox_replay($1::bigint, $2::bigint, $3, $4, $5)", 5,
       0, NULL, 0 },
 
+    /* the recipient of a notification: ciphertexts, never plaintext */
+    [NGX_COMMERCE_STMT_NOTIFY_RECIPIENT] =
+    { "cm_notify_recipient",
+      "SELECT cm_notify_recipient($1::bigint, $2::bigint)", 2,
+      NGX_COMMERCE_STMT_READ, NULL, 0 },
+
     [NGX_COMMERCE_EVENT_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
 };
 

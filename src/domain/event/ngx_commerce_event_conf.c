@@ -24,6 +24,8 @@
 #define NGX_COMMERCE_EVENT_GAUGES_INTERVAL  2000
 
 
+static ngx_commerce_event_conf_t *ngx_commerce_event_conf_get(
+    ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf);
 static ngx_int_t ngx_commerce_event_conf_param(ngx_conf_t *cf,
     ngx_commerce_event_sink_t *sink, ngx_str_t *arg);
 static ngx_int_t ngx_commerce_event_conf_types(ngx_conf_t *cf,
@@ -67,6 +69,55 @@ ngx_commerce_event_type_slot(u_char *type, size_t len)
 }
 
 
+/* the event domain's configuration, made by its first directive */
+
+static ngx_commerce_event_conf_t *
+ngx_commerce_event_conf_get(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
+{
+    ngx_commerce_event_conf_t  *ecf;
+
+    if (mcf->events != NULL) {
+        return mcf->events;
+    }
+
+    ecf = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_event_conf_t));
+    if (ecf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&ecf->sinks, cf->pool, 2,
+                       sizeof(ngx_commerce_event_sink_t))
+        != NGX_OK
+        || ngx_array_init(&ecf->channels, cf->pool, 2,
+                          sizeof(ngx_commerce_notify_channel_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    mcf->events = ecf;
+
+    return ecf;
+}
+
+
+/* commerce_notify_channel NAME KIND [params]: ngx_commerce_event_notify_conf.c */
+
+char *
+ngx_commerce_event_channel_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_commerce_event_conf_t  *ecf;
+
+    ecf = ngx_commerce_event_conf_get(cf, conf);
+    if (ecf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_commerce_event_notify_conf_channel(cf, ecf);
+}
+
+
 char *
 ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -80,22 +131,9 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    ecf = mcf->events;
-
+    ecf = ngx_commerce_event_conf_get(cf, mcf);
     if (ecf == NULL) {
-        ecf = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_event_conf_t));
-        if (ecf == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_array_init(&ecf->sinks, cf->pool, 2,
-                           sizeof(ngx_commerce_event_sink_t))
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-        mcf->events = ecf;
+        return NGX_CONF_ERROR;
     }
 
     if (ecf->sinks.nelts == NGX_COMMERCE_EVENT_SINKS_MAX) {
@@ -152,10 +190,15 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     {
         sink->kind = NGX_COMMERCE_EVENT_REDIS;
 
+    } else if (value[2].len == 6
+               && ngx_strncmp(value[2].data, "notify", 6) == 0)
+    {
+        sink->kind = NGX_COMMERCE_EVENT_NOTIFY;
+
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"commerce_event_sink\" \"%V\": the kind must be "
-                           "\"http\" or \"redis\", not \"%V\"",
+                           "\"http\", \"redis\" or \"notify\", not \"%V\"",
                            &sink->name, &value[2]);
         return NGX_CONF_ERROR;
     }
@@ -197,7 +240,8 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (sink->types == NULL) {
-        sink->types = "{*}";
+        sink->types = (sink->kind == NGX_COMMERCE_EVENT_NOTIFY)
+                      ? "{order.paid,payment.failed,order.cancelled}" : "{*}";
     }
 
     if (sink->retry_cap < sink->retry_base) {
@@ -219,6 +263,14 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             return NGX_CONF_ERROR;
         }
 
+    } else if (sink->kind == NGX_COMMERCE_EVENT_NOTIFY) {
+        if (sink->channel_name.len == 0 || sink->templates_file.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"commerce_event_sink\" \"%V\" needs "
+                               "channel= and templates=", &sink->name);
+            return NGX_CONF_ERROR;
+        }
+
     } else if (sink->stream.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"commerce_event_sink\" \"%V\" needs stream=",
@@ -231,6 +283,11 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
      * its connect and answer timeouts (or the Redis command timeout), and
      * the claim is sent concurrency at a time.
      */
+    if (sink->kind == NGX_COMMERCE_EVENT_NOTIFY) {
+        /* its lease is known once its channels are: the configuration's end */
+        return NGX_CONF_OK;
+    }
+
     if (sink->lease == 0) {
         sink->lease = (sink->batch + sink->concurrency - 1)
                       / sink->concurrency
@@ -298,6 +355,17 @@ ngx_commerce_event_conf_param(ngx_conf_t *cf, ngx_commerce_event_sink_t *sink,
 
             sink->uri = v;
             return NGX_OK;
+        }
+
+    } else if (sink->kind == NGX_COMMERCE_EVENT_NOTIFY) {
+        n = ngx_commerce_event_notify_conf_param(cf, sink, &name, &v);
+
+        if (n == NGX_OK) {
+            return NGX_OK;
+        }
+
+        if (n == NGX_ERROR) {
+            goto invalid;
         }
 
     } else {
@@ -492,6 +560,13 @@ ngx_commerce_event_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
                 return NGX_ERROR;
             }
 
+        } else if (sink[i].kind == NGX_COMMERCE_EVENT_NOTIFY) {
+            if (ngx_commerce_event_notify_conf_sink(cf, ecf, &sink[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
         } else if (mcf->redis == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"commerce_event_sink\" \"%V\": a redis "
@@ -618,6 +693,10 @@ ngx_commerce_event_init_worker(ngx_cycle_t *cycle,
 
     if (ecf == NULL) {
         return NGX_OK;
+    }
+
+    if (ngx_commerce_event_notify_conf_init_worker(cycle, ecf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     sink = ecf->sinks.elts;

@@ -30,6 +30,8 @@ typedef struct {
     ngx_str_t                    id;
     ngx_str_t                    body;
     u_char                       state;        /* D, R, X, P; 0: sending */
+    unsigned                     sink_up:1;    /* an R that is not the
+                                                  sink's failure (notify) */
     int                          permit;       /* of the breaker, or -1 */
     ngx_msec_t                   started;
     ngx_msec_t                   delay;
@@ -67,6 +69,8 @@ static void ngx_commerce_event_relay_send(ngx_commerce_event_item_t *item);
 static void ngx_commerce_event_relay_http_done(ngx_commerce_client_t *h);
 static void ngx_commerce_event_relay_redis_done(void *data,
     ngx_commerce_redis_rc_e rc, redisReply *reply);
+static void ngx_commerce_event_relay_notified(void *data, u_char state,
+    ngx_uint_t sink_up, u_char *error, size_t len);
 static void ngx_commerce_event_relay_outcome(ngx_commerce_event_item_t *item,
     u_char state, const char *fmt, ...);
 static void ngx_commerce_event_relay_settle(ngx_commerce_event_run_t *run);
@@ -378,6 +382,20 @@ ngx_commerce_event_relay_send(ngx_commerce_event_item_t *item)
 
     item->started = ngx_current_msec;
 
+    if (sink->kind == NGX_COMMERCE_EVENT_NOTIFY) {
+        if (ngx_commerce_event_notify_send(sink, item->run->pool, &item->id,
+                                           &item->type_name, &item->body,
+                                           item->attempt > sink->retries,
+                                           ngx_commerce_event_relay_notified,
+                                           item)
+            != NGX_OK)
+        {
+            ngx_commerce_event_relay_outcome(item, 'R', "no memory");
+        }
+
+        return;
+    }
+
     if (sink->kind == NGX_COMMERCE_EVENT_REDIS) {
         ngx_str_set(&argv[0], "XADD");
         argv[1] = sink->stream;
@@ -516,6 +534,24 @@ ngx_commerce_event_relay_redis_done(void *data, ngx_commerce_redis_rc_e rc,
 
 
 /*
+ * A notification's outcome.  sink_up: a failure of the sink's channel that
+ * its failover channel would have covered: not the sink being down.
+ */
+
+static void
+ngx_commerce_event_relay_notified(void *data, u_char state,
+    ngx_uint_t sink_up, u_char *error, size_t len)
+{
+    ngx_commerce_event_item_t  *item;
+
+    item = data;
+    item->sink_up = sink_up ? 1 : 0;
+
+    ngx_commerce_event_relay_outcome(item, state, "%*s", len, error);
+}
+
+
+/*
  * An event's outcome.  A retry beyond the sink's retries is dead; the
  * delay of a retry is "equal jitter": half of the exponential ceiling,
  * plus up to the other half at random, so retries of events that failed
@@ -548,7 +584,9 @@ ngx_commerce_event_relay_outcome(ngx_commerce_event_item_t *item,
      */
     if (item->permit >= 0) {
         cm_br_record(&sink->br, &sink->breaker, ngx_current_msec,
-                     item->permit, state == 'R' ? CM_BR_FAILURE : CM_BR_SUCCESS,
+                     item->permit,
+                     (state == 'R' && !item->sink_up) ? CM_BR_FAILURE
+                                                      : CM_BR_SUCCESS,
                      ngx_current_msec - item->started);
         item->permit = -1;
         ngx_commerce_event_relay_breaker_log(sink);
