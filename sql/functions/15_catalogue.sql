@@ -225,7 +225,7 @@ CREATE OR REPLACE TRIGGER products_status_changed
 -- {"id","name","price","stock","status","storeId","description",
 --  "category":{"id","name"}|null,"options":[{"name","values":[..]}],
 --  "variants":[{"id","sku","optionValues","price","stock","status"}],
---  "images":[]} (+ "version" for sellers).  The first four keys are the
+--  "images":["/images/<sha256>.<ext>",..]} (+ "version" for sellers).  The first four keys are the
 -- document of before; a variant's price is the product's plus its delta.
 
 -- The options as compact JSON (plpgsql: its query's plan is cached; a
@@ -278,7 +278,11 @@ BEGIN
                      FROM product_variants v
                     WHERE v.product_id = p.id
                     ORDER BY v.product_id, v.id), ',')
-            || '],"images":[]'
+            || '],"images":' || to_json(ARRAY(
+                   SELECT '/images/' || cm__image_file(i.hash, i.type)
+                     FROM product_images i
+                    WHERE i.product_id = p.id
+                    ORDER BY i.product_id, i.position))::text
             || CASE WHEN p_seller THEN ',"version":' || p.version ELSE '' END
             || '}'
           FROM products p

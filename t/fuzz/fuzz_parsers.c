@@ -3,7 +3,7 @@
  * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_coupon
  * (and its timestamps), the catalogue's bodies (cm_parse_product in both
  * modes, cm_parse_variant_patch, cm_parse_category, the store account and
- * SKU rules), cm_parse_int64,
+ * SKU rules), cm_parse_int64, cm_image_probe (JPEG, PNG and WebP headers),
  * cm_json_escape and cm_jwt_verify, the account bodies and rules
  * (cm_parse_fields, cm_email_valid, cm_phone_valid, cm_name_valid,
  * cm_role_bit), cm_jwt_kid, the chunked decoder (whole, and fed in two
@@ -33,6 +33,7 @@
 #include "cm_account.h"
 #include "cm_chunked.h"
 #include "cm_text.h"
+#include "cm_image.h"
 #include "fuzz_key.h"
 
 
@@ -63,6 +64,7 @@ static void fuzz_jwt_roundtrip(const uint8_t *data, size_t size);
 static void fuzz_account(const uint8_t *data, size_t size);
 static void fuzz_chunked(const uint8_t *data, size_t size);
 static void fuzz_text(const uint8_t *data, size_t size);
+static void fuzz_image(const uint8_t *data, size_t size);
 static void check_err(const char *err);
 static void check_claims(const cm_jwt_claims_t *c);
 static void check_card(cm_pay_method_e method, const char *type,
@@ -98,6 +100,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_account(data, size);
     fuzz_chunked(data, size);
     fuzz_text(data, size);
+    fuzz_image(data, size);
 
     return 0;
 }
@@ -916,4 +919,63 @@ utf8_valid(const uint8_t *p, size_t len)
     }
 
     return 1;
+}
+
+
+/*
+ * cm_image_probe: an accepted image has a known type, its magic bytes and
+ * positive dimensions; the answer does not depend on bytes past the end
+ * (probed again in a buffer of exactly its size, so ASan sees overreads),
+ * and a refusal always says why.
+ */
+
+static void
+fuzz_image(const uint8_t *data, size_t size)
+{
+    int               rc, rc2;
+    uint8_t          *copy;
+    const char       *why;
+    cm_image_info_t   info, info2;
+
+    why = NULL;
+    rc = cm_image_probe(data, size, &info, &why);
+
+    if (rc != 0) {
+        check(rc == -1 && why != NULL && info.type == CM_IMAGE_NONE);
+        check(info.width == 0 && info.height == 0);
+
+    } else {
+        check(info.width > 0 && info.height > 0);
+        check(info.width <= 0x7fffffffu && info.height <= 0x7fffffffu);
+        check(cm_image_ext(info.type) != NULL);
+        check(cm_image_name(info.type) != NULL);
+        check(cm_image_mime(info.type) != NULL);
+
+        switch (info.type) {
+        case CM_IMAGE_PNG:
+            check(size >= 8 && data[0] == 0x89 && data[1] == 'P');
+            break;
+        case CM_IMAGE_JPEG:
+            check(size >= 3 && data[0] == 0xff && data[1] == 0xd8);
+            break;
+        case CM_IMAGE_WEBP:
+            check(size >= 12 && memcmp(data, "RIFF", 4) == 0
+                  && memcmp(data + 8, "WEBP", 4) == 0);
+            break;
+        default:
+            check(0);
+        }
+    }
+
+    copy = malloc(size ? size : 1);
+    if (copy == NULL) {
+        abort();
+    }
+
+    memcpy(copy, data, size);
+    rc2 = cm_image_probe(copy, size, &info2, &why);
+    check(rc2 == rc && info2.type == info.type && info2.width == info.width
+          && info2.height == info.height);
+
+    free(copy);
 }
