@@ -451,6 +451,16 @@ call(listStockMovements => 'the ledger', GET =>
 call(listStockMovements => 'a bad limit', GET =>
     "/api/v1/seller/products/$tee/variants/$red/stock-movements?limit=0",
     token => $seller);
+call(listSellerProducts => 'the store', GET => '/api/v1/seller/products',
+    token => $seller);
+call(listSellerProducts => 'a bad status', GET =>
+    '/api/v1/seller/products?status=GONE', token => $seller);
+call(listSellerProducts => 'another store', GET =>
+    '/api/v1/seller/products?storeId=999999', token => $seller);
+call(unassignStoreManager => 'not assigned', DELETE =>
+    "/api/v1/admin/stores/$store_id/managers/43", token => $sadmin);
+call(unassignStoreManager => 'unassigned', DELETE =>
+    "/api/v1/admin/stores/$store_id/managers/41", token => $sadmin);
 call(getProduct => 'with options', GET => "/api/v1/products/$tee",
     token => $consumer);
 call(createOrder => 'a variant', POST => '/api/v1/orders', body =>

@@ -415,6 +415,28 @@ END
 $$;
 
 -- How p_actor stands to store p_store: OWNER, MANAGER, ADMIN or NULL.
+-- An ADMIN takes a manager off a store: the assignment row goes, the
+-- manager loses the store's products at once (cm__store_relation reads the
+-- row in every seller call).  Audit MANAGER_UNASSIGN.
+CREATE OR REPLACE FUNCTION cm_store_manager_unassign(p_admin bigint, p_store bigint, p_user bigint,
+                                                     p_client text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM FROM stores s WHERE s.id = p_store;
+    IF NOT FOUND THEN
+        PERFORM cm__not_found('STORE_NOT_FOUND', 'store', p_store);
+    END IF;
+    DELETE FROM store_managers m WHERE m.store_id = p_store AND m.user_id = p_user;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'MANAGER_NOT_ASSIGNED',
+            DETAIL = format('user %s is not a manager of store %s', p_user, p_store);
+    END IF;
+    PERFORM cm__audit('MANAGER_UNASSIGN', p_user, p_admin, p_client,
+                      '{"storeId":' || p_store || '}');
+    RETURN '';
+END
+$$;
+
 CREATE OR REPLACE FUNCTION cm__store_relation(p_actor bigint, p_store bigint) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -949,6 +971,37 @@ $$;
 
 -- The stock ledger of a variant, newest first (sellers; as for the product).
 -- -> {"items":[{"id","reason","delta","stockAfter","actorId","orderId","note","createdAt"}]}
+-- The products of a store its owner, a manager of it or an ADMIN lists
+-- (STOPPED ones too), newest first, with the seller's documents.  p_store
+-- NULL: the caller's only store (cm__seller_store).  p_status NULL: all.
+CREATE OR REPLACE FUNCTION cm_seller_products(p_actor bigint, p_store bigint, p_status text,
+                                              p_page int, p_size int) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_store bigint;
+    v_ids   bigint[];
+    v_total bigint;
+BEGIN
+    IF p_status IS NOT NULL AND p_status NOT IN ('ON_SALE', 'SOLD_OUT', 'STOPPED') THEN
+        PERFORM cm__invalid('status must be ON_SALE, SOLD_OUT or STOPPED');
+    END IF;
+    IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
+        PERFORM cm__invalid('page must be 0 or more and size 1 to 100');
+    END IF;
+    v_store := cm__seller_store(p_actor, p_store);
+    SELECT count(*) INTO v_total FROM products p
+     WHERE p.store_id = v_store AND (p_status IS NULL OR p.status = p_status);
+    v_ids := ARRAY(SELECT p.id FROM products p
+                    WHERE p.store_id = v_store AND (p_status IS NULL OR p.status = p_status)
+                    ORDER BY p.id DESC
+                    LIMIT p_size OFFSET p_page::bigint * p_size);
+    RETURN '{"storeId":' || v_store || ',"items":['
+        || coalesce((SELECT string_agg(cm__product_doc(x.id, true), ',' ORDER BY x.o)
+                       FROM unnest(v_ids) WITH ORDINALITY AS x(id, o)), '')
+        || '],"page":' || p_page || ',"size":' || p_size || ',"total":' || v_total || '}';
+END
+$$;
+
 CREATE OR REPLACE FUNCTION cm_seller_stock_movements(p_actor bigint, p_product bigint,
                                                      p_variant bigint, p_limit int) RETURNS text
 LANGUAGE plpgsql STABLE AS $$

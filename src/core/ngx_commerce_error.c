@@ -45,6 +45,7 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "STORE_NOT_FOUND",          NGX_HTTP_NOT_FOUND },
     { "STORE_EXISTS",             NGX_HTTP_CONFLICT },
     { "NOT_A_MANAGER",            NGX_HTTP_CONFLICT },
+    { "MANAGER_NOT_ASSIGNED",     NGX_HTTP_NOT_FOUND },
     { "CATEGORY_NOT_FOUND",       NGX_HTTP_NOT_FOUND },
     { "CATEGORY_EXISTS",          NGX_HTTP_CONFLICT },
     { "CATEGORY_TOO_DEEP",        NGX_HTTP_BAD_REQUEST },

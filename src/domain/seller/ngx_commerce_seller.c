@@ -36,6 +36,8 @@ enum {
     NGX_COMMERCE_STMT_STORE_CREATE = 0,
     NGX_COMMERCE_STMT_STORE_GET,
     NGX_COMMERCE_STMT_STORE_MANAGER,
+    NGX_COMMERCE_STMT_STORE_UNMANAGER,
+    NGX_COMMERCE_STMT_PRODUCT_LIST,
     NGX_COMMERCE_STMT_PRODUCT_CREATE,
     NGX_COMMERCE_STMT_PRODUCT_GET,
     NGX_COMMERCE_STMT_PRODUCT_UPDATE,
@@ -50,6 +52,10 @@ static ngx_int_t ngx_commerce_seller_store_create(ngx_http_request_t *r,
 static ngx_int_t ngx_commerce_seller_store_get(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_seller_manager(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_seller_unmanager(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_seller_product_list(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_seller_product_create(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
@@ -83,6 +89,16 @@ ngx_commerce_stmt_t  ngx_commerce_seller_statements[] = {
     { "cm_store_manager_assign",
       "SELECT cm_store_manager_assign($1::bigint, $2::bigint, $3::bigint, "
       "$4::text)", 4, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_STORE_UNMANAGER] =
+    { "cm_store_manager_unassign",
+      "SELECT cm_store_manager_unassign($1::bigint, $2::bigint, $3::bigint, "
+      "$4::text)", 4, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_PRODUCT_LIST] =
+    { "cm_seller_products",
+      "SELECT cm_seller_products($1::bigint, $2::bigint, $3::text, $4::int, "
+      "$5::int)", 5, NGX_COMMERCE_STMT_READ, NULL, 0 },
 
     [NGX_COMMERCE_STMT_PRODUCT_CREATE] =
     { "cm_seller_product_create",
@@ -126,6 +142,16 @@ ngx_commerce_route_t  ngx_commerce_seller_routes[] = {
     NGX_COMMERCE_ROUTE("PUT", "/api/v1/admin/stores/{id}/managers/{userId}",
                        CM_ROLE_ADMIN, 0, "admin_store_manager",
                        ngx_commerce_seller_manager, "assignStoreManager"),
+
+    NGX_COMMERCE_ROUTE("DELETE",
+                       "/api/v1/admin/stores/{id}/managers/{userId}",
+                       CM_ROLE_ADMIN, 0, "admin_store_manager",
+                       ngx_commerce_seller_unmanager, "unassignStoreManager"),
+
+    NGX_COMMERCE_ROUTE("GET", "/api/v1/seller/products",
+                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_products",
+                       ngx_commerce_seller_product_list,
+                       "listSellerProducts"),
 
     NGX_COMMERCE_ROUTE("POST", "/api/v1/seller/products",
                        NGX_COMMERCE_SELLER_ROLES, 0, "seller_products",
@@ -289,9 +315,99 @@ ngx_commerce_seller_manager(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 }
 
 
+/* DELETE /admin/stores/{id}/managers/{userId}: 204, or 404 */
+
+static ngx_int_t
+ngx_commerce_seller_unmanager(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    return ngx_commerce_seller_query(r, ctx, NGX_COMMERCE_STMT_STORE_UNMANAGER,
+                                     NGX_HTTP_NO_CONTENT, 4,
+                                     ngx_commerce_pg_int(&ctx->query,
+                                                         ctx->claims.user_id),
+                                     ngx_commerce_pg_int(&ctx->query,
+                                                         ctx->id),
+                                     ngx_commerce_pg_int(&ctx->query,
+                                                         ctx->id2),
+                                     ngx_commerce_seller_client(r));
+}
+
+
 /* ------------------------------------------------------------------------
  * products and variants
  */
+
+/*
+ * GET /seller/products?storeId=&status=&page=&size=: the store's products,
+ * newest first, STOPPED ones too; the SQL function decides which store
+ * (storeId, or the caller's only one) and who may read it.
+ */
+
+static ngx_int_t
+ngx_commerce_seller_product_list(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
+{
+    int64_t      store, page, size;
+    ngx_str_t    v;
+    const char  *status;
+
+    store = 0;
+    page = 0;
+    size = 20;
+    status = NULL;
+
+    if (ngx_http_arg(r, (u_char *) "storeId", 7, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 1, INT64_MAX, &store) != 0)
+    {
+        return ngx_commerce_reply_invalid(r, "storeId must be a positive"
+                                             " integer");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "page", 4, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 0, 10000, &page) != 0)
+    {
+        return ngx_commerce_reply_invalid(r, "page must be an integer"
+                                             " between 0 and 10000");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "size", 4, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 1, 100, &size) != 0)
+    {
+        return ngx_commerce_reply_invalid(r, "size must be an integer"
+                                             " between 1 and 100");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "status", 6, &v) == NGX_OK) {
+        if (v.len == 7 && ngx_strncmp(v.data, "ON_SALE", 7) == 0) {
+            status = "ON_SALE";
+
+        } else if (v.len == 8 && ngx_strncmp(v.data, "SOLD_OUT", 8) == 0) {
+            status = "SOLD_OUT";
+
+        } else if (v.len == 7 && ngx_strncmp(v.data, "STOPPED", 7) == 0) {
+            status = "STOPPED";
+
+        } else {
+            return ngx_commerce_reply_invalid(r, "status must be ON_SALE,"
+                                              " SOLD_OUT or STOPPED");
+        }
+    }
+
+    /* storeId and status may be NULL: ngx_commerce_seller_query refuses */
+    ctx->query.stmt =
+        &ngx_commerce_seller_statements[NGX_COMMERCE_STMT_PRODUCT_LIST];
+    ctx->query.nparams = 5;
+    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
+                                               ctx->claims.user_id);
+    ctx->query.params[1] = store ? ngx_commerce_pg_int(&ctx->query, store)
+                                 : NULL;
+    ctx->query.params[2] = status;
+    ctx->query.params[3] = ngx_commerce_pg_int(&ctx->query, page);
+    ctx->query.params[4] = ngx_commerce_pg_int(&ctx->query, size);
+
+    return ngx_commerce_handler_query(r, ctx);
+}
+
 
 static ngx_int_t
 ngx_commerce_seller_product_create(ngx_http_request_t *r,
