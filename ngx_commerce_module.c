@@ -24,6 +24,7 @@
 #include "ngx_commerce_event.h"
 #include "ngx_commerce_api.h"
 #include "ngx_commerce_retention.h"
+#include "ngx_commerce_points.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -52,6 +53,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_coupon_routes,
     ngx_commerce_sales_routes,
     ngx_commerce_seller_routes,
+    ngx_commerce_points_routes,
     ngx_commerce_event_routes,
     ngx_commerce_api_routes,
     NULL
@@ -66,6 +68,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_coupon_statements,
     ngx_commerce_sales_statements,
     ngx_commerce_seller_statements,
+    ngx_commerce_points_statements,
     ngx_commerce_event_statements,
     ngx_commerce_retention_statements,
     NULL

@@ -461,6 +461,18 @@ call(unassignStoreManager => 'not assigned', DELETE =>
     "/api/v1/admin/stores/$store_id/managers/43", token => $sadmin);
 call(unassignStoreManager => 'unassigned', DELETE =>
     "/api/v1/admin/stores/$store_id/managers/41", token => $sadmin);
+call(grantPoints => 'granted', POST => '/api/v1/admin/users/20/points',
+    body => { amount => 500, reason => 'welcome' }, token => $sadmin);
+call(grantPoints => 'too much back', POST => '/api/v1/admin/users/20/points',
+    body => { amount => -501, reason => 'x' }, token => $sadmin);
+call(grantPoints => 'no reason', POST => '/api/v1/admin/users/20/points',
+    body => { amount => 5 }, token => $sadmin);
+call(grantPoints => 'unknown user', POST =>
+    '/api/v1/admin/users/999999/points', body => { amount => 5, reason => 'x' },
+    token => $sadmin);
+call(getMyPoints => 'mine', GET => '/api/v1/users/me/points', user => 20);
+call(getMyPoints => 'a bad limit', GET => '/api/v1/users/me/points?limit=0',
+    user => 20);
 call(getProduct => 'with options', GET => "/api/v1/products/$tee",
     token => $consumer);
 call(createOrder => 'a variant', POST => '/api/v1/orders', body =>

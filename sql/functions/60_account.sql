@@ -434,7 +434,7 @@ END
 $$;
 
 CREATE OR REPLACE TRIGGER users_withdrawn_balance
-    BEFORE UPDATE OF balance ON users
+    BEFORE UPDATE OF balance, points ON users
     FOR EACH ROW WHEN (OLD.status = 'WITHDRAWN')
     EXECUTE FUNCTION cm__withdrawn_balance();
 

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the pure C parsers: every input goes through
  * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_coupon
- * (and its timestamps), the catalogue's bodies (cm_parse_product in both
+ * (and its timestamps), cm_parse_points_grant, the catalogue's bodies (cm_parse_product in both
  * modes, cm_parse_variant_patch, cm_parse_category, the store account and
  * SKU rules), cm_parse_int64, cm_image_probe (JPEG, PNG and WebP headers),
  * cm_json_escape and cm_jwt_verify, the account bodies and rules
@@ -34,6 +34,7 @@
 #include "cm_chunked.h"
 #include "cm_text.h"
 #include "cm_image.h"
+#include "cm_points.h"
 #include "fuzz_key.h"
 
 
@@ -65,6 +66,7 @@ static void fuzz_account(const uint8_t *data, size_t size);
 static void fuzz_chunked(const uint8_t *data, size_t size);
 static void fuzz_text(const uint8_t *data, size_t size);
 static void fuzz_image(const uint8_t *data, size_t size);
+static void fuzz_points(const uint8_t *data, size_t size);
 static void check_err(const char *err);
 static void check_claims(const cm_jwt_claims_t *c);
 static void check_card(cm_pay_method_e method, const char *type,
@@ -101,6 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_chunked(data, size);
     fuzz_text(data, size);
     fuzz_image(data, size);
+    fuzz_points(data, size);
 
     return 0;
 }
@@ -312,6 +315,29 @@ fuzz_charge(const uint8_t *data, size_t size)
     /* a tiny buffer: truncated but terminated */
     check(cm_parse_charge(data, size, MAX_AMOUNT, &amount, err, 4) == -1);
     check(strlen(err) < 4);
+}
+
+
+static void
+fuzz_points(const uint8_t *data, size_t size)
+{
+    char               err[CM_JSON_ERR_LEN];
+    size_t             chars;
+    cm_points_grant_t  g;
+
+    if (cm_parse_points_grant(data, size, &g, err, sizeof(err)) == 0) {
+        check(g.amount != 0 && g.amount >= -CM_POINTS_GRANT_MAX
+              && g.amount <= CM_POINTS_GRANT_MAX);
+        check(g.reason_len == strlen(g.reason));
+        check(cm_utf8_count((const unsigned char *) g.reason, g.reason_len,
+                            &chars) == 0
+              && chars >= 1 && chars <= CM_POINTS_REASON_MAX);
+        check(json_valid(data, size));
+        return;
+    }
+
+    check_err(err);
+    check(g.amount == 0 && g.reason[0] == '\0');
 }
 
 

@@ -496,6 +496,12 @@ SELECT 'balance differs from last ledger row: user ' || u.id FROM users u
  JOIN LATERAL (SELECT balance_after FROM balance_ledger l
                 WHERE l.user_id = u.id ORDER BY id DESC LIMIT 1) l ON true
  WHERE l.balance_after <> u.balance
+UNION ALL
+SELECT 'points differ from the ledger: user ' || u.id FROM users u
+ LEFT JOIN LATERAL (SELECT sum(amount) AS total,
+                           (array_agg(points_after ORDER BY id DESC))[1] AS last
+                      FROM points_ledger l WHERE l.user_id = u.id) l ON true
+ WHERE u.points <> coalesce(l.total, 0) OR u.points <> coalesce(l.last, 0)
 SQL
     ok(!@bad, $name) or diag(join "\n", @bad);
     my $sales = $self->check_sales("$name: best-seller sales");
