@@ -119,6 +119,8 @@ ngx_int_t ngx_commerce_gateway_init_worker(ngx_cycle_t *cycle,
 ngx_commerce_gateway_t *ngx_commerce_gateway_by_name(ngx_str_t *name);
 
 /* a named peer of the client that is not a gateway (an event sink) */
+void ngx_commerce_gateway_peer_defaults(ngx_commerce_gateway_t *gw,
+    ngx_str_t *name);
 ngx_int_t ngx_commerce_gateway_peer_param(ngx_commerce_gateway_t *gw,
     ngx_str_t *name, ngx_str_t *value);
 ngx_int_t ngx_commerce_gateway_peer_conf(ngx_conf_t *cf,

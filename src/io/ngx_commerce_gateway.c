@@ -97,13 +97,9 @@ ngx_commerce_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_memzero(gw, sizeof(ngx_commerce_gateway_t));
 
-    gw->name = value[1];
+    ngx_commerce_gateway_peer_defaults(gw, &value[1]);
     gw->index = mcf->gateways.nelts - 1;
-    gw->connect_timeout = 1000;
-    gw->timeout = 3000;
-    gw->keepalive = 16;
     gw->mode = CM_BR_CLOSED;
-    gw->ssl_verify = 1;
 
     gw->breaker.window = 20;
     gw->breaker.min_calls = 10;
@@ -565,6 +561,20 @@ ngx_commerce_gateway_init_worker(ngx_cycle_t *cycle,
     }
 
     return NGX_OK;
+}
+
+
+/* a peer's name and the defaults of its parameters (before they are read) */
+
+void
+ngx_commerce_gateway_peer_defaults(ngx_commerce_gateway_t *gw,
+    ngx_str_t *name)
+{
+    gw->name = *name;
+    gw->connect_timeout = 1000;
+    gw->timeout = 3000;
+    gw->keepalive = 16;
+    gw->ssl_verify = 1;
 }
 
 

@@ -204,11 +204,7 @@ ngx_commerce_event_sink_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     /* the peer of an http sink: a gateway's defaults */
-    sink->peer.name = sink->name;
-    sink->peer.connect_timeout = 1000;
-    sink->peer.timeout = 3000;
-    sink->peer.keepalive = 16;
-    sink->peer.ssl_verify = 1;
+    ngx_commerce_gateway_peer_defaults(&sink->peer, &sink->name);
     ngx_str_set(&sink->uri, "/v1/events");
 
     ngx_str_set(&sink->maxlen, "100000");

@@ -152,11 +152,7 @@ ngx_commerce_event_notify_conf_channel(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    ch->peer.name = ch->name;
-    ch->peer.connect_timeout = 1000;
-    ch->peer.timeout = 3000;
-    ch->peer.keepalive = 16;
-    ch->peer.ssl_verify = 1;
+    ngx_commerce_gateway_peer_defaults(&ch->peer, &ch->name);
 
     for (i = 3; i < cf->args->nelts; i++) {
         if (ngx_commerce_event_notify_conf_param_ch(cf, ch, &value[i])
