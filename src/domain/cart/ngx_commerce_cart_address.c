@@ -116,7 +116,7 @@ ngx_commerce_cart_address_list(ngx_http_request_t *r,
     ngx_int_t  rc;
 
     rc = ngx_commerce_cart_address_ready(r, ctx);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
@@ -136,7 +136,7 @@ ngx_commerce_cart_address_create(ngx_http_request_t *r,
     const char  *v[CM_AF_N];
 
     rc = ngx_commerce_cart_address_params(r, ctx, body, len, 1, v);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
@@ -157,7 +157,7 @@ ngx_commerce_cart_address_update(ngx_http_request_t *r,
     const char  *v[CM_AF_N];
 
     rc = ngx_commerce_cart_address_params(r, ctx, body, len, 0, v);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
@@ -178,7 +178,7 @@ ngx_commerce_cart_address_delete(ngx_http_request_t *r,
     ngx_int_t  rc;
 
     rc = ngx_commerce_cart_address_ready(r, ctx);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
@@ -198,7 +198,8 @@ ngx_commerce_cart_address_delete(ngx_http_request_t *r,
  * parameters, in field order (v[CM_AF_*]): a field not given is NULL
  * (SQL NULL: unchanged); address2 or memo given empty or null is NULL
  * on create and '' on a PATCH (cleared); the texts sealed; isDefault
- * "true" / "false".
+ * "true" / "false".  NGX_DECLINED: ready; anything else is the answer
+ * already made (a refusal), to return.
  */
 
 static ngx_int_t
@@ -213,7 +214,7 @@ ngx_commerce_cart_address_params(ngx_http_request_t *r,
     cm_address_req_t  *req;
 
     rc = ngx_commerce_cart_address_ready(r, ctx);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
@@ -226,7 +227,7 @@ ngx_commerce_cart_address_params(ngx_http_request_t *r,
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    rc = NGX_OK;
+    rc = NGX_DECLINED;
 
     for (f = 0; f < CM_AF_TEXT_N; f++) {
         v[f] = NULL;
@@ -265,7 +266,10 @@ ngx_commerce_cart_address_params(ngx_http_request_t *r,
 }
 
 
-/* the accounts' PII keys are needed; the answer opens the ciphertexts */
+/*
+ * The accounts' PII keys are needed (else 404, as the store routes); the
+ * answer opens the ciphertexts.  NGX_DECLINED: go on; else the answer.
+ */
 
 static ngx_int_t
 ngx_commerce_cart_address_ready(ngx_http_request_t *r,
@@ -282,7 +286,7 @@ ngx_commerce_cart_address_ready(ngx_http_request_t *r,
 
     ctx->render = ngx_commerce_cart_address_render;
 
-    return NGX_OK;
+    return NGX_DECLINED;
 }
 
 
