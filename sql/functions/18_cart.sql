@@ -38,6 +38,13 @@ BEGIN
 END
 $$;
 
+-- The lowest of 1..p_max not in p_used, or NULL: a new row's slot (the
+-- caller holds the lock that makes p_used exact).
+CREATE OR REPLACE FUNCTION cm__free_slot(p_used smallint[], p_max int) RETURNS int
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT min(s) FROM generate_series(1, p_max) s WHERE s <> ALL (p_used)
+$$;
+
 -- ---------------------------------------------------------------------------
 -- The cart
 
@@ -156,11 +163,8 @@ BEGIN
 
     IF NOT FOUND THEN
         -- the lowest free slot, exact under the cart's lock
-        SELECT s INTO v_slot
-          FROM generate_series(1, 100) s
-         WHERE NOT EXISTS (SELECT 1 FROM cart_items c WHERE c.user_id = p_user AND c.slot = s)
-         ORDER BY s
-         LIMIT 1;
+        v_slot := cm__free_slot(ARRAY(SELECT c.slot FROM cart_items c WHERE c.user_id = p_user),
+                                100);
         IF v_slot IS NULL THEN
             PERFORM cm__conflict('CART_FULL', 'a cart holds at most 100 lines');
         END IF;
@@ -257,11 +261,8 @@ BEGIN
 
     PERFORM cm__cart_user(p_user, true);
 
-    SELECT s INTO v_slot
-      FROM generate_series(1, 10) s
-     WHERE NOT EXISTS (SELECT 1 FROM user_addresses a WHERE a.user_id = p_user AND a.slot = s)
-     ORDER BY s
-     LIMIT 1;
+    v_slot := cm__free_slot(ARRAY(SELECT a.slot FROM user_addresses a WHERE a.user_id = p_user),
+                            10);
     IF v_slot IS NULL THEN
         PERFORM cm__conflict('ADDRESS_BOOK_FULL', 'an address book holds at most 10 addresses');
     END IF;

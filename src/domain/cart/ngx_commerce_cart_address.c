@@ -36,6 +36,8 @@ static ngx_int_t ngx_commerce_cart_address_update(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_cart_address_delete(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_cart_address_write(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create);
 static ngx_int_t ngx_commerce_cart_address_params(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create,
     const char **v);
@@ -132,20 +134,7 @@ static ngx_int_t
 ngx_commerce_cart_address_create(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
 {
-    ngx_int_t    rc;
-    const char  *v[CM_AF_N];
-
-    rc = ngx_commerce_cart_address_params(r, ctx, body, len, 1, v);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    return ngx_commerce_handler_call(r, ctx,
-               &ngx_commerce_cart_address_statements
-                   [NGX_COMMERCE_STMT_ADDRESS_CREATE],
-               NGX_HTTP_CREATED, 8,
-               ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id),
-               v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+    return ngx_commerce_cart_address_write(r, ctx, body, len, 1);
 }
 
 
@@ -153,19 +142,38 @@ static ngx_int_t
 ngx_commerce_cart_address_update(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
 {
-    ngx_int_t    rc;
-    const char  *v[CM_AF_N];
+    return ngx_commerce_cart_address_write(r, ctx, body, len, 0);
+}
 
-    rc = ngx_commerce_cart_address_params(r, ctx, body, len, 0, v);
+
+/* POST (create) or PATCH /users/me/addresses/{id}: the same parameters */
+
+static ngx_int_t
+ngx_commerce_cart_address_write(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create)
+{
+    ngx_int_t    rc;
+    const char  *v[CM_AF_N], *user;
+
+    rc = ngx_commerce_cart_address_params(r, ctx, body, len, create, v);
     if (rc != NGX_DECLINED) {
         return rc;
+    }
+
+    user = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
+
+    if (create) {
+        return ngx_commerce_handler_call(r, ctx,
+                   &ngx_commerce_cart_address_statements
+                       [NGX_COMMERCE_STMT_ADDRESS_CREATE],
+                   NGX_HTTP_CREATED, 8, user,
+                   v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
     }
 
     return ngx_commerce_handler_call(r, ctx,
                &ngx_commerce_cart_address_statements
                    [NGX_COMMERCE_STMT_ADDRESS_UPDATE],
-               NGX_HTTP_OK, 9,
-               ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id),
+               NGX_HTTP_OK, 9, user,
                ngx_commerce_pg_int(&ctx->query, ctx->id),
                v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
 }
