@@ -3,7 +3,7 @@
 # most 10 entries, exactly one default (the first; moved in one
 # transaction; a deleted default passes to the newest other address);
 # recipient, phone, address1, address2 and memo encrypted at rest with the
-# accounts' PII keys (no plaintext in the table), shown decrypted to their
+# accounts' PII keys, bound to column and row (no plaintext in the table), shown decrypted to their
 # owner only (another user's id is 404); zip code and phone validated;
 # erased, with the cart, at withdrawal; bad input on every route is 400
 # (415 without JSON) and changes nothing; 15 concurrent creates make 10.
@@ -94,6 +94,16 @@ is_error(req('GET', $BASE, $A), 500, 'INTERNAL_ERROR',
     'a ciphertext of another column does not decrypt');
 $t->allow_log(qr/user_addresses\.memo: |an address does not open/);
 $t->psql("UPDATE user_addresses SET memo_ct = NULL WHERE id = $K");
+# nor one copied to the same column of another address of the same user
+$t->psql("UPDATE user_addresses SET recipient_ct = (SELECT recipient_ct FROM"
+    . " user_addresses WHERE id = $H) WHERE id = $K");
+is_error(req('GET', $BASE, $A), 500, 'INTERNAL_ERROR',
+    'a ciphertext of another address (same user, same column) does not'
+    . ' decrypt: bound to its row');
+$t->allow_log(qr/user_addresses\.recipient: /);
+is_response(req('PATCH', "$BASE/$K", $A, { recipient => $work{recipient} }),
+    200, address(%work, id => $K, address2 => undef, memo => undef),
+    'a PATCH seals it again to its own row');
 
 # --- the default moves, in one transaction --------------------------------
 

@@ -210,8 +210,8 @@ $$;
 -- ---------------------------------------------------------------------------
 -- The address book
 --
--- The module encrypts recipient, phone, address1, address2 and memo; these
--- functions see ciphertexts only and answer them as *Ct fields, which the
+-- The module encrypts recipient, phone, address1, address2 and memo, bound
+-- to the column and the address's id; these functions see ciphertexts only and answer them as *Ct fields, which the
 -- module decrypts for the owner:
 -- {"id","recipientCt","phoneCt","zipCode","address1Ct","address2Ct"|null,
 --  "memoCt"|null,"isDefault","createdAt","updatedAt"}
@@ -240,21 +240,31 @@ BEGIN
 END
 $$;
 
--- Adds an address to p_user's book.  The first address is the default
--- whatever p_default says; p_default true moves the default to the new
--- one (in this transaction).  The 11th is ADDRESS_BOOK_FULL.
--- p_address2_ct, p_memo_ct: NULL for none.
+-- The id of the next address (needed before cm_address_create: the module
+-- binds the ciphertexts to the row).
+CREATE OR REPLACE FUNCTION cm_address_next_id() RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT nextval('user_addresses_id_seq')
+$$;
+
+-- Adds address p_id (from cm_address_next_id) to p_user's book.  The
+-- first address is the default whatever p_default says; p_default true
+-- moves the default to the new one (in this transaction).  The 11th is
+-- ADDRESS_BOOK_FULL.  p_address2_ct, p_memo_ct: NULL for none.  (The
+-- signature of before, without p_id, is dropped.)
 -- -> address | INVALID_REQUEST | USER_NOT_FOUND | ADDRESS_BOOK_FULL
-CREATE OR REPLACE FUNCTION cm_address_create(p_user bigint, p_recipient_ct text, p_phone_ct text,
-                                             p_zip text, p_address1_ct text, p_address2_ct text,
-                                             p_memo_ct text, p_default boolean)
+DROP FUNCTION IF EXISTS cm_address_create(bigint, text, text, text, text, text, text, boolean);
+CREATE OR REPLACE FUNCTION cm_address_create(p_id bigint, p_user bigint, p_recipient_ct text,
+                                             p_phone_ct text, p_zip text, p_address1_ct text,
+                                             p_address2_ct text, p_memo_ct text, p_default boolean)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_slot    int;
     v_first   boolean;
     v_address user_addresses;
 BEGIN
-    IF p_user IS NULL OR p_user < 1 OR p_recipient_ct IS NULL OR p_phone_ct IS NULL
+    IF p_id IS NULL OR p_id < 1 OR p_user IS NULL OR p_user < 1
+       OR p_recipient_ct IS NULL OR p_phone_ct IS NULL
        OR p_address1_ct IS NULL OR p_zip IS NULL OR p_zip !~ '^[0-9]{5}$' THEN
         PERFORM cm__invalid('recipient, phone, zipCode and address1 are required');
     END IF;
@@ -273,9 +283,9 @@ BEGIN
          WHERE user_id = p_user AND is_default;
     END IF;
 
-    INSERT INTO user_addresses (user_id, slot, recipient_ct, phone_ct, zip_code, address1_ct,
+    INSERT INTO user_addresses (id, user_id, slot, recipient_ct, phone_ct, zip_code, address1_ct,
                                 address2_ct, memo_ct, is_default)
-    VALUES (p_user, v_slot, p_recipient_ct, p_phone_ct, p_zip, p_address1_ct, p_address2_ct,
+    VALUES (p_id, p_user, v_slot, p_recipient_ct, p_phone_ct, p_zip, p_address1_ct, p_address2_ct,
             p_memo_ct, v_first OR coalesce(p_default, false))
     RETURNING * INTO v_address;
 

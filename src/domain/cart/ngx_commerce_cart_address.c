@@ -6,8 +6,9 @@
  * recipient, phone, address1, address2 and memo are personal data:
  * sealed here with the accounts' PII keyring
  * (ngx_commerce_account_pii_seal, AES-256-GCM, bound to the column and
- * the user's id, like a store's account), opened for their owner only
- * (ngx_commerce_account_pii_open).  The database sees ciphertexts and the
+ * the address's row: a create reserves the id first, so a ciphertext
+ * copied to another row or column does not open), opened for their owner
+ * only (ngx_commerce_account_pii_open).  The database sees ciphertexts and the
  * zip code; it holds the limit, the one default and who owns which
  * address (another user's id is ADDRESS_NOT_FOUND), in the functions of
  * sql/functions/18_cart.sql.  A withdrawal deletes the book.
@@ -20,7 +21,8 @@
 
 
 enum {
-    NGX_COMMERCE_STMT_ADDRESS_LIST = 0,
+    NGX_COMMERCE_STMT_ADDRESS_NEXT_ID = 0,
+    NGX_COMMERCE_STMT_ADDRESS_LIST,
     NGX_COMMERCE_STMT_ADDRESS_CREATE,
     NGX_COMMERCE_STMT_ADDRESS_UPDATE,
     NGX_COMMERCE_STMT_ADDRESS_DELETE,
@@ -36,11 +38,12 @@ static ngx_int_t ngx_commerce_cart_address_update(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_cart_address_delete(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
-static ngx_int_t ngx_commerce_cart_address_write(ngx_http_request_t *r,
+static ngx_int_t ngx_commerce_cart_address_sealed(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *doc, size_t len);
+static ngx_int_t ngx_commerce_cart_address_body(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create);
-static ngx_int_t ngx_commerce_cart_address_params(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create,
-    const char **v);
+static ngx_int_t ngx_commerce_cart_address_seal(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, int64_t id, int create, const char **v);
 static ngx_int_t ngx_commerce_cart_address_render(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *doc, size_t len);
 static u_char *ngx_commerce_cart_address_doc(ngx_http_request_t *r,
@@ -66,14 +69,18 @@ static const char  *ngx_commerce_cart_address_key[CM_AF_TEXT_N] = {
 
 ngx_commerce_stmt_t  ngx_commerce_cart_address_statements[] = {
 
+    [NGX_COMMERCE_STMT_ADDRESS_NEXT_ID] =
+    { "cm_address_next_id", "SELECT cm_address_next_id()", 0, 0, NULL, 0 },
+
     [NGX_COMMERCE_STMT_ADDRESS_LIST] =
     { "cm_address_list", "SELECT cm_address_list($1::bigint)", 1,
       NGX_COMMERCE_STMT_READ, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ADDRESS_CREATE] =
     { "cm_address_create",
-      "SELECT cm_address_create($1::bigint, $2::text, $3::text, $4::text, "
-      "$5::text, $6::text, $7::text, $8::boolean)", 8, 0, NULL, 0 },
+      "SELECT cm_address_create($1::bigint, $2::bigint, $3::text, $4::text, "
+      "$5::text, $6::text, $7::text, $8::text, $9::boolean)", 9, 0, NULL,
+      0 },
 
     [NGX_COMMERCE_STMT_ADDRESS_UPDATE] =
     { "cm_address_update",
@@ -130,50 +137,82 @@ ngx_commerce_cart_address_list(ngx_http_request_t *r,
 }
 
 
+/*
+ * POST: the body checked, then the new row's id (the ciphertexts are
+ * bound to it), then the row (ngx_commerce_cart_address_sealed).
+ */
+
 static ngx_int_t
 ngx_commerce_cart_address_create(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
 {
-    return ngx_commerce_cart_address_write(r, ctx, body, len, 1);
+    ngx_int_t  rc;
+
+    rc = ngx_commerce_cart_address_body(r, ctx, body, len, 1);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    ctx->render = ngx_commerce_cart_address_sealed;
+
+    return ngx_commerce_handler_call(r, ctx,
+               &ngx_commerce_cart_address_statements
+                   [NGX_COMMERCE_STMT_ADDRESS_NEXT_ID],
+               NGX_HTTP_CREATED, 0);
 }
 
+
+/* the id reserved: the texts sealed to it, the row inserted */
+
+static ngx_int_t
+ngx_commerce_cart_address_sealed(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *doc, size_t len)
+{
+    int64_t      id;
+    const char  *v[CM_AF_N];
+
+    if (cm_parse_int64(doc, len, 1, INT64_MAX, &id) != 0
+        || ngx_commerce_cart_address_seal(r, ctx, id, 1, v) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_commerce_pg_reset(&ctx->query);
+    ctx->render = ngx_commerce_cart_address_render;
+
+    return ngx_commerce_handler_call(r, ctx,
+               &ngx_commerce_cart_address_statements
+                   [NGX_COMMERCE_STMT_ADDRESS_CREATE],
+               NGX_HTTP_CREATED, 9,
+               ngx_commerce_pg_int(&ctx->query, id),
+               ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id),
+               v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+}
+
+
+/* PATCH /users/me/addresses/{id}: the texts sealed to that id */
 
 static ngx_int_t
 ngx_commerce_cart_address_update(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
 {
-    return ngx_commerce_cart_address_write(r, ctx, body, len, 0);
-}
-
-
-/* POST (create) or PATCH /users/me/addresses/{id}: the same parameters */
-
-static ngx_int_t
-ngx_commerce_cart_address_write(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create)
-{
     ngx_int_t    rc;
-    const char  *v[CM_AF_N], *user;
+    const char  *v[CM_AF_N];
 
-    rc = ngx_commerce_cart_address_params(r, ctx, body, len, create, v);
+    rc = ngx_commerce_cart_address_body(r, ctx, body, len, 0);
     if (rc != NGX_DECLINED) {
         return rc;
     }
 
-    user = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
-
-    if (create) {
-        return ngx_commerce_handler_call(r, ctx,
-                   &ngx_commerce_cart_address_statements
-                       [NGX_COMMERCE_STMT_ADDRESS_CREATE],
-                   NGX_HTTP_CREATED, 8, user,
-                   v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+    if (ngx_commerce_cart_address_seal(r, ctx, ctx->id, 0, v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_commerce_handler_call(r, ctx,
                &ngx_commerce_cart_address_statements
                    [NGX_COMMERCE_STMT_ADDRESS_UPDATE],
-               NGX_HTTP_OK, 9, user,
+               NGX_HTTP_OK, 9,
+               ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id),
                ngx_commerce_pg_int(&ctx->query, ctx->id),
                v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
 }
@@ -202,23 +241,17 @@ ngx_commerce_cart_address_delete(ngx_http_request_t *r,
 
 
 /*
- * The body checked (src/lib/cm_cart.c) and made into the functions'
- * parameters, in field order (v[CM_AF_*]): a field not given is NULL
- * (SQL NULL: unchanged); address2 or memo given empty or null is NULL
- * on create and '' on a PATCH (cleared); the texts sealed; isDefault
- * "true" / "false".  NGX_DECLINED: ready; anything else is the answer
- * already made (a refusal), to return.
+ * The body checked (src/lib/cm_cart.c), kept in the request's pool as
+ * ctx->domain until it is sealed.  NGX_DECLINED: go on; anything else is
+ * the answer already made (a refusal), to return.
  */
 
 static ngx_int_t
-ngx_commerce_cart_address_params(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create,
-    const char **v)
+ngx_commerce_cart_address_body(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len, int create)
 {
     char               err[CM_JSON_ERR_LEN];
     ngx_int_t          rc;
-    ngx_uint_t         f;
-    ngx_str_t          zip;
     cm_address_req_t  *req;
 
     rc = ngx_commerce_cart_address_ready(r, ctx);
@@ -235,7 +268,31 @@ ngx_commerce_cart_address_params(ngx_http_request_t *r,
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    rc = NGX_DECLINED;
+    ctx->domain = req;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The checked body (ctx->domain) as the functions' parameters, in field
+ * order (v[CM_AF_*]): a field not given is NULL (SQL NULL: unchanged);
+ * address2 or memo given empty or null is NULL on create and '' on a
+ * PATCH (cleared); the texts sealed to column and address id; isDefault
+ * "true" / "false".  The plain texts are wiped.
+ */
+
+static ngx_int_t
+ngx_commerce_cart_address_seal(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, int64_t id, int create, const char **v)
+{
+    ngx_int_t          rc;
+    ngx_uint_t         f;
+    ngx_str_t          zip;
+    cm_address_req_t  *req;
+
+    req = ctx->domain;
+    rc = NGX_OK;
 
     for (f = 0; f < CM_AF_TEXT_N; f++) {
         v[f] = NULL;
@@ -256,12 +313,11 @@ ngx_commerce_cart_address_params(ngx_http_request_t *r,
         } else {
             v[f] = ngx_commerce_account_pii_seal(r,
                                           ngx_commerce_cart_address_column[f],
-                                          ctx->claims.user_id, req->text[f],
-                                          req->len[f]);
+                                          id, req->text[f], req->len[f]);
         }
 
         if (v[f] == NULL) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            rc = NGX_ERROR;
         }
     }
 
@@ -269,6 +325,7 @@ ngx_commerce_cart_address_params(ngx_http_request_t *r,
                        ? (req->is_default ? "true" : "false") : NULL;
 
     ngx_explicit_memzero(req, sizeof(cm_address_req_t));
+    ctx->domain = NULL;
 
     return rc;
 }
@@ -390,8 +447,7 @@ ngx_commerce_cart_address_doc(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
             value.len = s ? ngx_strlen(s) : 0;
 
         } else if (ngx_commerce_account_pii_open(r,
-                       ngx_commerce_cart_address_column[f],
-                       ctx->claims.user_id,
+                       ngx_commerce_cart_address_column[f], id,
                        ngx_commerce_json_get(a,
                                         ngx_commerce_cart_address_key[f],
                                         NULL),
