@@ -197,6 +197,12 @@ is_error(req('GET', '/api/v1/cart/items/3', $A), 405, 'METHOD_NOT_ALLOWED',
     'GET /cart/items/3: 405');
 is_deeply(state(), $before, 'bad input changed nothing');
 
+# this instance has no accounts (no PII keys): the address book is off
+is_error(req('GET', '/api/v1/users/me/addresses', $A), 404, 'NOT_FOUND',
+    'without accounts configured the address book is 404 NOT_FOUND');
+is_error(req('POST', '/api/v1/users/me/addresses', $A, { recipient => 'x' }),
+    404, 'NOT_FOUND', '... also for a POST');
+
 # --- 100 lines at most -----------------------------------------------------
 
 my @full = map { req('PUT', "/api/v1/cart/items/$_", $FULL,
