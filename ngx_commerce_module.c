@@ -1,8 +1,8 @@
 
 /*
  * ngx_commerce: a commerce API (balance, products, orders, payments,
- * accounts, coupons, best sellers) served from inside the nginx worker
- * over non-blocking Postgres.
+ * accounts, coupons, best sellers, sellers, carts and addresses) served
+ * from inside the nginx worker over non-blocking Postgres.
  *
  * This file is the top of the layers (src/README.md): the module
  * definition, its directives and configuration, and the composition of
@@ -21,6 +21,7 @@
 #include "ngx_commerce_coupon.h"
 #include "ngx_commerce_sales.h"
 #include "ngx_commerce_seller.h"
+#include "ngx_commerce_cart.h"
 #include "ngx_commerce_event.h"
 #include "ngx_commerce_api.h"
 #include "ngx_commerce_retention.h"
@@ -54,6 +55,8 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_sales_routes,
     ngx_commerce_seller_routes,
     ngx_commerce_points_routes,
+    ngx_commerce_cart_routes,
+    ngx_commerce_cart_address_routes,
     ngx_commerce_event_routes,
     ngx_commerce_api_routes,
     NULL
@@ -69,6 +72,8 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_sales_statements,
     ngx_commerce_seller_statements,
     ngx_commerce_points_statements,
+    ngx_commerce_cart_statements,
+    ngx_commerce_cart_address_statements,
     ngx_commerce_event_statements,
     ngx_commerce_retention_statements,
     NULL

@@ -486,6 +486,45 @@ call(updateSellerProduct => 'stopped', PATCH => "/api/v1/seller/products/$tee",
 call(createOrder => 'a stopped product', POST => '/api/v1/orders', body =>
     { items => [ { variantId => $blue, quantity => 1 } ] }, user => 20);
 
+# --- the cart and the address book (issue 12) -------------------------------
+
+call(getCart => 'empty', GET => '/api/v1/cart', user => 21);
+call(putCartItem => 'a line', PUT => '/api/v1/cart/items/3',
+    body => { quantity => 2 }, user => 21);
+call(putCartItem => 'quantity 0', PUT => '/api/v1/cart/items/3',
+    body => { quantity => 0 }, user => 21);
+call(putCartItem => 'an unknown variant', PUT => '/api/v1/cart/items/99999999',
+    body => { quantity => 1 }, user => 21);
+call(putCartItem => 'a stopped product', PUT => "/api/v1/cart/items/$blue",
+    body => { quantity => 1 }, user => 21);
+call(getCart => 'a line', GET => '/api/v1/cart', user => 21);
+call(removeCartItem => 'the line', DELETE => '/api/v1/cart/items/3',
+    user => 21);
+call(removeCartItem => 'not in the cart', DELETE => '/api/v1/cart/items/3',
+    user => 21);
+call(clearCart => 'emptied', DELETE => '/api/v1/cart', user => 21);
+call(getCart => 'no token', GET => '/api/v1/cart');
+call(clearCart => 'an unknown role', DELETE => '/api/v1/cart',
+    token => $hacker);
+my %addr = (recipient => '홍길동', phone => '010-1234-5678',
+    zipCode => '06236', address1 => '테헤란로 152', memo => '경비실');
+$r = call(createAddress => 'the first', POST => '/api/v1/users/me/addresses',
+    body => \%addr, user => 21);
+my $addr = $r->{json}{id} // 0;
+call(createAddress => 'a bad zip code', POST => '/api/v1/users/me/addresses',
+    body => { %addr, zipCode => '1234' }, user => 21);
+call(listAddresses => 'one', GET => '/api/v1/users/me/addresses', user => 21);
+call(listAddresses => 'no token', GET => '/api/v1/users/me/addresses');
+call(updateAddress => 'a new memo', PATCH =>
+    "/api/v1/users/me/addresses/$addr", body => { memo => undef,
+    address2 => '101호' }, user => 21);
+call(updateAddress => "another's", PATCH =>
+    "/api/v1/users/me/addresses/$addr", body => { memo => 'x' }, user => 22);
+call(deleteAddress => "another's", DELETE =>
+    "/api/v1/users/me/addresses/$addr", user => 22);
+call(deleteAddress => 'mine', DELETE => "/api/v1/users/me/addresses/$addr",
+    user => 21);
+
 # --- the document itself -------------------------------------------------
 
 $r = $t->get('/api/v1/openapi.json');

@@ -28,7 +28,7 @@
 --                       FOR UPDATE -> presented token FOR UPDATE -> family
 --   cm_logout:          unlocked read -> user FOR KEY SHARE -> family root
 --                       FOR UPDATE -> family
---   cm_user_withdraw:   user FOR UPDATE -> all the user's tokens
+--   cm_user_withdraw:   user FOR UPDATE -> all the user's tokens -> addresses, cart
 --   cm_role_set:        user FOR NO KEY UPDATE
 -- FOR KEY SHARE does not block balance updates or orders (FOR NO KEY UPDATE)
 -- but does wait for a withdrawal (FOR UPDATE) and then re-checks
@@ -377,6 +377,12 @@ BEGIN
        SET status = 'REVOKED'
      WHERE user_id = p_user AND status <> 'REVOKED';
     GET DIAGNOSTICS v_revoked = ROW_COUNT;
+
+    -- the address book is personal data; the cart goes with the account
+    -- (18_cart.sql: their writers lock the user row after this one)
+    DELETE FROM user_addresses WHERE user_id = p_user;
+    DELETE FROM cart_items WHERE user_id = p_user;
+    DELETE FROM carts WHERE user_id = p_user;
 
     PERFORM cm__audit('WITHDRAW', p_user, p_user, p_client, '{"revokedTokens":' || v_revoked || '}');
     PERFORM cm__outbox_emit('user', p_user, 'user.withdrawn',

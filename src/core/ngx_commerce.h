@@ -231,6 +231,8 @@ const char *ngx_commerce_json_string(yajl_val v, const char *a);
 ngx_int_t ngx_commerce_json_str(ngx_pool_t *pool, yajl_val v, const char *a,
     const char *b, ngx_str_t *out, size_t max);
 char *ngx_commerce_json_cstr(ngx_pool_t *pool, ngx_str_t *s);
+u_char *ngx_commerce_json_put(u_char *p, u_char *last, const char *key,
+    ngx_str_t *value);
 ngx_int_t ngx_commerce_json_text(ngx_pool_t *pool, yajl_val v,
     ngx_str_t *out);
 ngx_table_elt_t *ngx_commerce_header_in(ngx_http_request_t *r,

@@ -54,6 +54,10 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "VERSION_CONFLICT",         NGX_HTTP_CONFLICT },
     { "SKU_TAKEN",                NGX_HTTP_CONFLICT },
     { "DEAD_EVENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
+    { "CART_FULL",                NGX_HTTP_CONFLICT },
+    { "CART_ITEM_NOT_FOUND",      NGX_HTTP_NOT_FOUND },
+    { "ADDRESS_BOOK_FULL",        NGX_HTTP_CONFLICT },
+    { "ADDRESS_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
     { NULL, 0 }
 };
 

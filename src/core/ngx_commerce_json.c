@@ -182,6 +182,33 @@ ngx_commerce_json_cstr(ngx_pool_t *pool, ngx_str_t *s)
 
 
 /*
+ * ,"key":"value" (value escaped) or ,"key":null (value->data NULL), at p;
+ * p never passes last (a caller sized for 6 bytes a byte of value).
+ */
+
+u_char *
+ngx_commerce_json_put(u_char *p, u_char *last, const char *key,
+    ngx_str_t *value)
+{
+    if (value->data == NULL) {
+        return ngx_slprintf(p, last, ",\"%s\":null", key);
+    }
+
+    p = ngx_slprintf(p, last, ",\"%s\":\"", key);
+
+    if (p < last) {
+        p += cm_json_escape((char *) p, last - p, value->data, value->len);
+    }
+
+    if (p < last) {
+        *p++ = '"';
+    }
+
+    return p;
+}
+
+
+/*
  * A part of a document as JSON text again, into the pool (numbers keep
  * their text as it was: amounts are never rounded through a double).
  */

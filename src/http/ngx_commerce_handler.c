@@ -282,6 +282,37 @@ ngx_commerce_handler_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 }
 
 
+/*
+ * A route's statement with its n parameters (NUL-terminated strings; a
+ * NULL one is SQL NULL) answered with status on success: the common
+ * case of ngx_commerce_handler_query().
+ */
+
+ngx_int_t
+ngx_commerce_handler_call(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_commerce_stmt_t *stmt, ngx_uint_t status, int n, ...)
+{
+    int      i;
+    va_list  args;
+
+    if (n > NGX_COMMERCE_PG_PARAMS_MAX) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->success_status = status;
+    ctx->query.stmt = stmt;
+    ctx->query.nparams = n;
+
+    va_start(args, n);
+    for (i = 0; i < n; i++) {
+        ctx->query.params[i] = va_arg(args, const char *);
+    }
+    va_end(args);
+
+    return ngx_commerce_handler_query(r, ctx);
+}
+
+
 static void
 ngx_commerce_handler_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res)
@@ -352,7 +383,12 @@ ngx_commerce_handler_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 
     ngx_memcpy(body, value, len);
 
-    rc = ngx_commerce_reply(r, ctx->success_status, body, len);
+    if (ctx->render != NULL) {
+        rc = ctx->render(r, ctx, body, len);
+
+    } else {
+        rc = ngx_commerce_reply(r, ctx->success_status, body, len);
+    }
 
 done:
 

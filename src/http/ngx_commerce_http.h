@@ -39,6 +39,10 @@ typedef ngx_int_t (*ngx_commerce_route_pt)(ngx_http_request_t *r,
 typedef ngx_int_t (*ngx_commerce_store_pt)(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
 
+/* a route's answer made from its statement's document (ctx->render) */
+typedef ngx_int_t (*ngx_commerce_render_pt)(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *doc, size_t len);
+
 
 /*
  * A row of the route table.  Every reader of the API's shape takes it from
@@ -120,6 +124,8 @@ struct ngx_commerce_ctx_s {
     ngx_commerce_pg_query_t      query;
     /* a route's look at its query's outcome, before the answer is made */
     ngx_commerce_pg_handler_pt   result;
+    /* the answer made from the document (NULL: the document itself) */
+    ngx_commerce_render_pt       render;
     /* a route's own state (the cache's, ngx_commerce_cached.c) */
     void                        *domain;
     ngx_http_request_t          *request;
@@ -168,6 +174,9 @@ ngx_int_t ngx_commerce_reply_preflight(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_handler_call(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_commerce_stmt_t *stmt, ngx_uint_t status,
+    int n, ...);
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);

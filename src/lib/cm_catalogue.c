@@ -75,10 +75,6 @@ typedef struct {
 } cm_product_parse_t;
 
 
-typedef struct {
-    unsigned            seen;
-    int                 field;
-} cm_flat_parse_t;
 
 
 static int cm_product_event(cm_json_walk_t *w, cm_json_event_e ev,
@@ -105,9 +101,6 @@ static int cm_variant_patch_event(cm_json_walk_t *w, cm_json_event_e ev,
 static int cm_category_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
 static int cm_catalogue_status(cm_json_event_e ev, const unsigned char *p,
-    size_t len);
-static int cm_catalogue_key(cm_json_walk_t *w, cm_flat_parse_t *fp,
-    const char **names, int n, cm_json_event_e ev, const unsigned char *p,
     size_t len);
 
 
@@ -763,9 +756,9 @@ cm_parse_variant_patch(const unsigned char *buf, size_t len, char *err,
     size_t errlen)
 {
     cm_json_walk_t   w;
-    cm_flat_parse_t  fp;
+    cm_json_flat_t  fp;
 
-    memset(&fp, 0, sizeof(cm_flat_parse_t));
+    memset(&fp, 0, sizeof(cm_json_flat_t));
     fp.field = -1;
 
     memset(&w, 0, sizeof(cm_json_walk_t));
@@ -799,12 +792,12 @@ cm_variant_patch_event(cm_json_walk_t *w, cm_json_event_e ev,
 {
     int               f;
     int64_t           v;
-    cm_flat_parse_t  *fp;
+    cm_json_flat_t  *fp;
 
     fp = w->data;
 
     if (fp->field == -1) {
-        return cm_catalogue_key(w, fp, cm_variant_fields, CM_VF_N, ev, p,
+        return cm_json_flat_key(w, fp, cm_variant_fields, CM_VF_N, ev, p,
                                 len);
     }
 
@@ -869,7 +862,7 @@ static const char  *cm_category_fields[] = { "name", "parentId" };
 
 
 typedef struct {
-    cm_flat_parse_t     flat;
+    cm_json_flat_t     flat;
     cm_category_req_t  *out;
     int                 create;
 } cm_category_parse_t;
@@ -923,7 +916,7 @@ cm_category_event(cm_json_walk_t *w, cm_json_event_e ev,
     cp = w->data;
 
     if (cp->flat.field == -1) {
-        return cm_catalogue_key(w, &cp->flat, cm_category_fields,
+        return cm_json_flat_key(w, &cp->flat, cm_category_fields,
                                 cp->create ? 2 : 1, ev, p, len);
     }
 
@@ -953,43 +946,6 @@ cm_category_event(cm_json_walk_t *w, cm_json_event_e ev,
 
     memcpy(cp->out->name, p, len);
     cp->out->name[len] = '\0';
-
-    return CM_JSON_OK;
-}
-
-
-/* the object's own start and end, and its keys: one of names[0 .. n) */
-
-static int
-cm_catalogue_key(cm_json_walk_t *w, cm_flat_parse_t *fp, const char **names,
-    int n, cm_json_event_e ev, const unsigned char *p, size_t len)
-{
-    int  i;
-
-    if (ev == CM_JSON_MAP_START || ev == CM_JSON_MAP_END) {
-        return CM_JSON_OK;
-    }
-
-    if (ev != CM_JSON_KEY) {
-        return cm_json_fail(w, "unexpected value");
-    }
-
-    for (i = 0; i < n; i++) {
-        if (strlen(names[i]) == len && memcmp(names[i], p, len) == 0) {
-            break;
-        }
-    }
-
-    if (i == n) {
-        return cm_json_fail(w, "unknown field");
-    }
-
-    if (fp->seen & (1u << i)) {
-        return cm_json_fail(w, "duplicate field %s", names[i]);
-    }
-
-    fp->seen |= 1u << i;
-    fp->field = i;
 
     return CM_JSON_OK;
 }

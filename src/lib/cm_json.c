@@ -581,3 +581,40 @@ cm_charge_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
     return cm_json_int_value(w, ev, p, len, 1, cp->max, "amount",
                              &cp->amount);
 }
+
+
+/* the object's own start and end, and its keys: one of names[0 .. n) */
+
+int
+cm_json_flat_key(cm_json_walk_t *w, cm_json_flat_t *f, const char **names,
+    int n, cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    int  i;
+
+    if (ev == CM_JSON_MAP_START || ev == CM_JSON_MAP_END) {
+        return CM_JSON_OK;
+    }
+
+    if (ev != CM_JSON_KEY) {
+        return cm_json_fail(w, "unexpected value");
+    }
+
+    for (i = 0; i < n; i++) {
+        if (strlen(names[i]) == len && memcmp(names[i], p, len) == 0) {
+            break;
+        }
+    }
+
+    if (i == n) {
+        return cm_json_fail(w, "unknown field");
+    }
+
+    if (f->seen & (1u << i)) {
+        return cm_json_fail(w, "duplicate field %s", names[i]);
+    }
+
+    f->seen |= 1u << i;
+    f->field = i;
+
+    return CM_JSON_OK;
+}

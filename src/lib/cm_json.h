@@ -185,4 +185,21 @@ int cm_json_int_value(cm_json_walk_t *w, cm_json_event_e ev,
     const char *name, int64_t *out);
 
 
+/*
+ * A flat object whose keys are names[0 .. n), each at most once, any other
+ * key refused ("unknown field", "duplicate field <name>").  A handler
+ * calls cm_json_flat_key() while f->field is -1 (the object's own start
+ * and end, and its keys): on a key it sets the key's bit in f->seen and
+ * its index in f->field; the handler reads the value, then sets f->field
+ * back to -1.  n is at most 32.
+ */
+typedef struct {
+    unsigned             seen;
+    int                  field;
+} cm_json_flat_t;
+
+int cm_json_flat_key(cm_json_walk_t *w, cm_json_flat_t *f, const char **names,
+    int n, cm_json_event_e ev, const unsigned char *p, size_t len);
+
+
 #endif /* _CM_JSON_H_INCLUDED_ */

@@ -3,7 +3,8 @@
  * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_coupon
  * (and its timestamps), cm_parse_points_grant, the catalogue's bodies (cm_parse_product in both
  * modes, cm_parse_variant_patch, cm_parse_category, the store account and
- * SKU rules), cm_parse_int64, cm_image_probe (JPEG, PNG and WebP headers),
+ * SKU rules), the cart's and the address book's bodies (cm_parse_cart_item,
+ * cm_parse_address in both modes), cm_parse_int64, cm_image_probe (JPEG, PNG and WebP headers),
  * cm_json_escape and cm_jwt_verify, the account bodies and rules
  * (cm_parse_fields, cm_email_valid, cm_phone_valid, cm_name_valid,
  * cm_role_bit), cm_jwt_kid, the chunked decoder (whole, and fed in two
@@ -29,6 +30,7 @@
 #include "cm_json.h"
 #include "cm_coupon.h"
 #include "cm_catalogue.h"
+#include "cm_cart.h"
 #include "cm_jwt.h"
 #include "cm_account.h"
 #include "cm_chunked.h"
@@ -57,6 +59,7 @@ static void fuzz_order(const uint8_t *data, size_t size);
 static void fuzz_payment(const uint8_t *data, size_t size);
 static void fuzz_coupon(const uint8_t *data, size_t size);
 static void fuzz_catalogue(const uint8_t *data, size_t size);
+static void fuzz_cart(const uint8_t *data, size_t size);
 static void fuzz_int64(const uint8_t *data, size_t size);
 static void fuzz_escape(const uint8_t *data, size_t size);
 static void fuzz_jwt(const uint8_t *data, size_t size);
@@ -94,6 +97,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_payment(data, size);
     fuzz_coupon(data, size);
     fuzz_catalogue(data, size);
+    fuzz_cart(data, size);
     fuzz_int64(data, size);
     fuzz_escape(data, size);
     fuzz_jwt(data, size);
@@ -338,6 +342,43 @@ fuzz_points(const uint8_t *data, size_t size)
 
     check_err(err);
     check(g.amount == 0 && g.reason[0] == '\0');
+}
+
+
+static void
+fuzz_cart(const uint8_t *data, size_t size)
+{
+    int               create, f;
+    char              err[CM_JSON_ERR_LEN];
+    int32_t           q;
+    cm_address_req_t  a;
+
+    q = 0;
+    err[0] = '\0';
+    if (cm_parse_cart_item(data, size, &q, err, sizeof(err)) == 0) {
+        check(q >= 1 && q <= 999);
+    } else {
+        check(err[0] != '\0');
+    }
+
+    for (create = 0; create < 2; create++) {
+        err[0] = '\0';
+        if (cm_parse_address(data, size, create, &a, err, sizeof(err)) != 0) {
+            check(err[0] != '\0' && a.seen == 0);
+            continue;
+        }
+
+        check(a.seen != 0 && a.seen < (1u << CM_AF_N));
+        check(!create || (a.seen & 0x0f) == 0x0f);
+
+        for (f = 0; f < CM_AF_TEXT_N; f++) {
+            check(a.len[f] <= CM_ADDRESS_BYTES);
+            check(strlen(a.text[f]) == a.len[f]);
+        }
+
+        check(!(a.seen & (1u << CM_AF_ZIP_CODE))
+              || a.len[CM_AF_ZIP_CODE] == CM_ZIP_CODE_LEN);
+    }
 }
 
 

@@ -94,8 +94,8 @@ char *ngx_commerce_account_pii_encrypt(ngx_commerce_account_req_t *a,
     const char *field, const char *value, size_t len);
 char *ngx_commerce_account_pii_seal(ngx_http_request_t *r, const char *field,
     int64_t id, const char *value, size_t len);
-ngx_int_t ngx_commerce_account_pii_decrypt(ngx_commerce_account_req_t *a,
-    const char *field, yajl_val ct, ngx_str_t *out);
+ngx_int_t ngx_commerce_account_pii_open(ngx_http_request_t *r,
+    const char *field, int64_t id, yajl_val ct, ngx_str_t *out);
 
 
 #endif /* _NGX_COMMERCE_ACCOUNT_H_INCLUDED_ */

@@ -8,10 +8,6 @@
 #include "ngx_commerce_account.h"
 
 
-static u_char *ngx_commerce_account_pii_json_str(u_char *p, u_char *last,
-    const char *key, ngx_str_t *value);
-
-
 /* {"id","email","name","phone","role","createdAt"}, decrypted for its owner */
 
 ngx_int_t
@@ -39,19 +35,19 @@ ngx_commerce_account_pii_profile(ngx_commerce_account_req_t *a, yajl_val v)
         name.len = a->name_len;
 
     } else {
-        if (ngx_commerce_account_pii_decrypt(a, "users.email",
+        if (ngx_commerce_account_pii_open(a->r, "users.email", id,
                                       yajl_tree_get(v, (const char *[])
                                                     { "emailCt", NULL },
                                                     yajl_t_any),
                                       &email)
             != NGX_OK
-            || ngx_commerce_account_pii_decrypt(a, "users.phone",
+            || ngx_commerce_account_pii_open(a->r, "users.phone", id,
                                          yajl_tree_get(v, (const char *[])
                                                        { "phoneCt", NULL },
                                                        yajl_t_any),
                                          &phone)
                != NGX_OK
-            || ngx_commerce_account_pii_decrypt(a, "users.name",
+            || ngx_commerce_account_pii_open(a->r, "users.name", id,
                                          yajl_tree_get(v, (const char *[])
                                                        { "nameCt", NULL },
                                                        yajl_t_any),
@@ -92,11 +88,11 @@ ngx_commerce_account_pii_profile(ngx_commerce_account_req_t *a, yajl_val v)
     last = body + size;
 
     p = ngx_slprintf(body, last, "{\"id\":%L", id);
-    p = ngx_commerce_account_pii_json_str(p, last, "email", &email);
-    p = ngx_commerce_account_pii_json_str(p, last, "name", &name);
-    p = ngx_commerce_account_pii_json_str(p, last, "phone", &phone);
-    p = ngx_commerce_account_pii_json_str(p, last, "role", &role);
-    p = ngx_commerce_account_pii_json_str(p, last, "createdAt", &created);
+    p = ngx_commerce_json_put(p, last, "email", &email);
+    p = ngx_commerce_json_put(p, last, "name", &name);
+    p = ngx_commerce_json_put(p, last, "phone", &phone);
+    p = ngx_commerce_json_put(p, last, "role", &role);
+    p = ngx_commerce_json_put(p, last, "createdAt", &created);
 
     if (p >= last) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -159,18 +155,24 @@ ngx_commerce_account_pii_seal(ngx_http_request_t *r, const char *field,
 }
 
 
-/* ct: a JSON string (decrypted into out) or null (out.data NULL) */
+/*
+ * The reverse of ngx_commerce_account_pii_seal: ct (a JSON string, or
+ * null: out->data NULL) of column field of row id, decrypted into out in
+ * the request's pool.  Any domain's personal data comes back through
+ * here.
+ */
 
 ngx_int_t
-ngx_commerce_account_pii_decrypt(ngx_commerce_account_req_t *a, const char *field,
-    yajl_val ct, ngx_str_t *out)
+ngx_commerce_account_pii_open(ngx_http_request_t *r, const char *field,
+    int64_t id, yajl_val ct, ngx_str_t *out)
 {
     char                       aad[64];
     size_t                     alen, len;
     const char                *text, *why;
+    ngx_commerce_ctx_t        *ctx;
     ngx_commerce_main_conf_t  *mcf;
 
-    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
 
     out->data = NULL;
     out->len = 0;
@@ -180,14 +182,14 @@ ngx_commerce_account_pii_decrypt(ngx_commerce_account_req_t *a, const char *fiel
     }
 
     text = YAJL_GET_STRING(ct);
-    if (text == NULL) {
+    if (text == NULL || mcf->pii_keys == NULL) {
         return NGX_ERROR;
     }
 
-    alen = cm_pii_aad(aad, sizeof(aad), field, a->user_id);
+    alen = cm_pii_aad(aad, sizeof(aad), field, id);
     len = ngx_strlen(text);
 
-    out->data = ngx_pnalloc(a->r->pool, len + 1);
+    out->data = ngx_pnalloc(r->pool, len + 1);
     if (alen == 0 || out->data == NULL) {
         return NGX_ERROR;
     }
@@ -197,33 +199,13 @@ ngx_commerce_account_pii_decrypt(ngx_commerce_account_req_t *a, const char *fiel
                        &why)
         != 0)
     {
-        ngx_commerce_log(NGX_LOG_ERR, a->r, a->ctx, "%s: %s", field, why);
+        ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+        if (ctx != NULL) {
+            ngx_commerce_log(NGX_LOG_ERR, r, ctx, "%s: %s", field, why);
+        }
+
         return NGX_ERROR;
     }
 
     return NGX_OK;
-}
-
-
-/* ,"key":"value" or ,"key":null; p never passes last */
-
-static u_char *
-ngx_commerce_account_pii_json_str(u_char *p, u_char *last, const char *key,
-    ngx_str_t *value)
-{
-    if (value->data == NULL) {
-        return ngx_slprintf(p, last, ",\"%s\":null", key);
-    }
-
-    p = ngx_slprintf(p, last, ",\"%s\":\"", key);
-
-    if (p < last) {
-        p += cm_json_escape((char *) p, last - p, value->data, value->len);
-    }
-
-    if (p < last) {
-        *p++ = '"';
-    }
-
-    return p;
 }
