@@ -93,6 +93,19 @@ search_is('q=' . esc('가방끈x'), [], 0, 'no match: empty');
 # --- filters -----------------------------------------------------------------
 search_is("q=$bag&status=SOLD_OUT", [qw(B)], undef, 'status=SOLD_OUT');
 search_is("q=$bag&status=ON_SALE", [qw(I D C A)], undef, 'status=ON_SALE');
+search_is('status=SOLD_OUT&sort=newest', [qw(B)], undef,
+    'status=SOLD_OUT without q: its pseudo-gram alone');
+is($t->psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM products
+              WHERE search_grams @> ARRAY[E'\\x01sold_out']"), $id{B},
+    'the SOLD_OUT pseudo-gram: B only');
+# the count the variants' trigger keeps: a restock, then sold out again
+$t->psql("UPDATE products SET on_sale_variants = 1 WHERE id = $id{B}");
+search_is("q=$bag&status=SOLD_OUT", [], 0, 'B on sale: not SOLD_OUT');
+is($t->psql("SELECT count(*) FROM products
+              WHERE search_grams @> ARRAY[E'\\x01sold_out']"), 0,
+    '... and its grams lost the pseudo-gram');
+$t->psql("UPDATE products SET on_sale_variants = 0 WHERE id = $id{B}");
+search_is("q=$bag&status=SOLD_OUT", [qw(B)], undef, 'B sold out again');
 search_is("q=$bag&minPrice=25000&maxPrice=30000", [qw(B A)], undef,
     'minPrice..maxPrice, inclusive');
 search_is("q=$bag&minPrice=30001", [qw(C)], undef, 'minPrice alone');

@@ -32,22 +32,37 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
            END
 $$;
 
+-- A product's search_grams: its name's grams, and for a SOLD_OUT product
+-- (no variant on sale; status is generated, not yet computed in a BEFORE
+-- trigger) the pseudo-gram E'\x01sold_out', which no query can hold (a
+-- query has no control character): status=SOLD_OUT, a tenth of the
+-- catalogue that only the heap could check, becomes one more gram of the
+-- GIN intersection.  A product that sells out or is restocked rewrites
+-- its grams (the products row is updated then anyway).
+CREATE OR REPLACE FUNCTION cm__search_row_grams(p_name text,
+    p_on_sale_variants integer) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT cm__search_grams(p_name)
+           || CASE WHEN p_on_sale_variants = 0 THEN ARRAY[E'\x01sold_out']
+                   ELSE '{}'::text[] END
+$$;
+
 CREATE OR REPLACE FUNCTION cm__products_search_grams() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.search_grams := cm__search_grams(NEW.name);
+    NEW.search_grams := cm__search_row_grams(NEW.name, NEW.on_sale_variants);
     RETURN NEW;
 END
 $$;
 
 CREATE OR REPLACE TRIGGER products_search_grams
-    BEFORE INSERT OR UPDATE OF name ON products
+    BEFORE INSERT OR UPDATE OF name, on_sale_variants ON products
     FOR EACH ROW EXECUTE FUNCTION cm__products_search_grams();
 
--- The rows written before the trigger, or under an older cm__search_grams
--- (this file is applied again exactly when it changes).
-UPDATE products SET search_grams = cm__search_grams(name)
- WHERE search_grams IS DISTINCT FROM cm__search_grams(name);
+-- The rows written before the trigger, or under an older rule (this file
+-- is applied again exactly when it changes).
+UPDATE products SET search_grams = cm__search_row_grams(name, on_sale_variants)
+ WHERE search_grams IS DISTINCT FROM cm__search_row_grams(name, on_sale_variants);
 
 -- A page of the listed (not STOPPED) products matching every filter given
 -- (NULL: none), as cm_product_list's: {"items","page","size","total"},
@@ -108,10 +123,17 @@ BEGIN
         -- a query of 1 or 2 characters is its one gram: the index is exact
         -- (a name holds the gram iff it holds the query); longer ones are
         -- rechecked (their bigrams may be scattered in the name)
-        v_where := v_where || ' AND p.search_grams @> $1'
+        v_where := v_where
                    || CASE WHEN char_length(v_norm) > 2
                            THEN ' AND strpos(cm__search_norm(p.name), $2) > 0'
                            ELSE '' END;
+    END IF;
+    IF p_status = 'SOLD_OUT' THEN
+        -- its pseudo-gram (cm__search_row_grams); p.status is checked too
+        v_grams := coalesce(v_grams, '{}') || E'\x01sold_out'::text;
+    END IF;
+    IF v_grams IS NOT NULL THEN
+        v_where := v_where || ' AND p.search_grams @> $1';
     END IF;
     IF p_category IS NOT NULL THEN
         -- the category and its descendants (3 levels at most)
