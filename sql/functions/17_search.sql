@@ -55,9 +55,22 @@ BEGIN
 END
 $$;
 
+-- BEFORE triggers fire in the order of their names: these come after
+-- products_insert_count and products_stock_write, which set
+-- on_sale_variants.  An update rewrites the grams only when the name
+-- changes or the product sells out or comes back: every order writes
+-- on_sale_variants (functions/15_catalogue.sql), and a direct write of
+-- products.stock changes it without naming it.
 CREATE OR REPLACE TRIGGER products_search_grams
-    BEFORE INSERT OR UPDATE OF name, on_sale_variants ON products
+    BEFORE INSERT ON products
     FOR EACH ROW EXECUTE FUNCTION cm__products_search_grams();
+
+CREATE OR REPLACE TRIGGER products_update_search_grams
+    BEFORE UPDATE ON products
+    FOR EACH ROW
+    WHEN (OLD.name IS DISTINCT FROM NEW.name
+          OR (OLD.on_sale_variants = 0) IS DISTINCT FROM (NEW.on_sale_variants = 0))
+    EXECUTE FUNCTION cm__products_search_grams();
 
 -- The rows written before the trigger, or under an older rule (this file
 -- is applied again exactly when it changes).
