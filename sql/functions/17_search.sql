@@ -69,13 +69,15 @@ CREATE OR REPLACE TRIGGER products_update_search_grams
     BEFORE UPDATE ON products
     FOR EACH ROW
     WHEN (OLD.name IS DISTINCT FROM NEW.name
-          OR (OLD.on_sale_variants = 0) IS DISTINCT FROM (NEW.on_sale_variants = 0))
+          OR (OLD.on_sale_variants = 0)
+             IS DISTINCT FROM (NEW.on_sale_variants = 0))
     EXECUTE FUNCTION cm__products_search_grams();
 
 -- The rows written before the trigger, or under an older rule (this file
 -- is applied again exactly when it changes).
 UPDATE products SET search_grams = cm__search_row_grams(name, on_sale_variants)
- WHERE search_grams IS DISTINCT FROM cm__search_row_grams(name, on_sale_variants);
+ WHERE search_grams
+       IS DISTINCT FROM cm__search_row_grams(name, on_sale_variants);
 
 -- A page of the listed (not STOPPED) products matching every filter given
 -- (NULL: none), as cm_product_list's: {"items","page","size","total"},
@@ -93,8 +95,9 @@ UPDATE products SET search_grams = cm__search_row_grams(name, on_sale_variants)
 --   ranks newest first; without q, by id (the list's order).
 -- price (ascending, then id), newest, sales (units of the last 30 days,
 -- then newest) come from an index in that order.
--- Filters are parameters of one dynamic query (EXECUTE .. USING), planned
--- for the values given; the sort is one of four fixed texts.
+-- status=SOLD_OUT is a gram too (cm__search_row_grams).  Filters are
+-- parameters of one dynamic query (EXECUTE .. USING), planned for the
+-- values given; the sort is one of four fixed texts.
 CREATE OR REPLACE FUNCTION cm_product_search(p_q text, p_category bigint,
     p_min bigint, p_max bigint, p_status text, p_sort text,
     p_page int, p_size int) RETURNS text
