@@ -93,6 +93,26 @@ search_is('q=' . esc('가방끈x'), [], 0, 'no match: empty');
 # --- filters -----------------------------------------------------------------
 search_is("q=$bag&status=SOLD_OUT", [qw(B)], undef, 'status=SOLD_OUT');
 search_is("q=$bag&status=ON_SALE", [qw(I D C A)], undef, 'status=ON_SALE');
+search_is('status=SOLD_OUT&sort=newest', [qw(B)], undef,
+    'status=SOLD_OUT without q: its pseudo-gram alone');
+is($t->psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM products
+              WHERE search_grams @> ARRAY[E'\\x01sold_out']"), $id{B},
+    'the SOLD_OUT pseudo-gram: B only');
+# the pseudo-gram follows the stock, whoever writes it: D sells out through
+# its variant (as an order does), then is restocked by a direct write of
+# products.stock (whose trigger sets on_sale_variants itself)
+my $sold = sub { $t->psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM products
+                           WHERE search_grams @> ARRAY[E'\\x01sold_out']") };
+$t->psql("UPDATE product_variants SET stock = 0 WHERE product_id = $id{D}");
+is($sold->(), join(',', sort { $a <=> $b } @id{qw(B D)}), 'D sold out: its pseudo-gram');
+search_is("q=$bag&status=SOLD_OUT", [qw(D B)], undef, 'D sold out: found as SOLD_OUT');
+$t->psql("UPDATE products SET stock = 10 WHERE id = $id{D}");
+is($sold->(), $id{B}, 'D restocked by products.stock: the pseudo-gram gone');
+search_is("q=$bag&status=SOLD_OUT", [qw(B)], undef, 'D back on sale');
+$t->psql("UPDATE products SET name = '여성가죽가방 리뉴얼' WHERE id = $id{B}");
+is($sold->(), $id{B}, 'B renamed: still SOLD_OUT in its grams');
+search_is('q=' . esc('리뉴얼') . '&status=SOLD_OUT', [qw(B)], undef, '... and found by its new name');
+$t->psql("UPDATE products SET name = '여성가죽가방' WHERE id = $id{B}");
 search_is("q=$bag&minPrice=25000&maxPrice=30000", [qw(B A)], undef,
     'minPrice..maxPrice, inclusive');
 search_is("q=$bag&minPrice=30001", [qw(C)], undef, 'minPrice alone');
@@ -114,6 +134,10 @@ $t->psql("INSERT INTO product_sales_daily (day, product_id, quantity, revenue)
            (cm__sales_day(now()) - 60, $id{B}, 99, 99)");
 search_is("q=$bag&sort=sales", [qw(A C I D B)], undef,
     'sort=sales: units of the last 30 days, then newest');
+search_is("q=$bag&sort=sales&size=2&page=1", [qw(I D)], 5,
+    'sort=sales, page 1: the sold ones end on page 0, the unsold follow');
+search_is("q=$bag&sort=sales&size=3&page=0", [qw(A C I)], 5,
+    'sort=sales, a page across both');
 search_is("q=$bag&sort=price&size=2", [qw(I D)], 5, 'page 0 of size 2');
 search_is("q=$bag&sort=price&size=2&page=1", [qw(B A)], 5, 'page 1');
 search_is("q=$bag&sort=price&size=2&page=2", [qw(C)], 5, 'page 2 (partial)');
@@ -122,6 +146,7 @@ my ($got, $tot, $r) = found('sort=price&size=3', 'no q, sort=price');
 is_deeply($got, [qw(I 1 2)], '... the cheapest listed first (H, cheaper, is STOPPED)')
     or diag explain $got;
 is($tot, 208, '... total: the listed products');
+is($r->{json}{totalExact}, 1, '... exact (fewer than 10,000)');
 is_deeply($r->{json}{items}[0],
     $t->get("/api/v1/products/$id{I}", user => 1)->{json},
     "a search item is the product's document");
@@ -145,6 +170,7 @@ for my $q ('q=', 'q=%20%20', 'q=%FF', 'q=%00', 'q=a%0Ab', 'q=' . ('a' x 101),
     'maxPrice=1e3', 'maxPrice=1000000000001', 'minPrice=10&maxPrice=5',
     'status=STOPPED', 'status=on_sale', 'status=', 'sort=foo', 'sort=PRICE',
     'sort=', "q=$bag&page=-1", "q=$bag&size=101", "q=$bag&size=0",
+    "q=$bag&page=50", "q=$bag&size=100&page=10", 'sort=price&page=50',
     'sort=price%3BDROP%20TABLE%20products')
 {
     is_error($t->get("/api/v1/products?$q", user => 1), 400,
@@ -163,6 +189,34 @@ $t->psql("UPDATE products SET name = '남성 서류 가방 NEW' WHERE id = $id{C
 search_is('q=' . esc('방new'), [qw(C)], undef, 'renamed: its grams follow (trigger)');
 
 is_error($t->get("/api/v1/products?q=$bag"), 401, 'UNAUTHORIZED', 'needs a token');
+
+# white space is ' ', \t, \n, \r, \f, \v, NBSP and the ideographic space
+# (U+3000), not the letter v (E'\v' is a 'v' to PostgreSQL)
+is($t->psql("SELECT cm__search_norm(E'Vivid\\x0Bvase\\u3000가\\u00A0방')"),
+    encode_utf8('vividvase가방'), 'cm__search_norm: v kept, white space removed');
+my ($vg) = found('q=v', 'q=v: a query, not blank');
+
+# --- past 10,000 matches (README "Search") -----------------------------------
+# the total is counted up to 10,000; pages reach the first 1,000 results;
+# relevance ranks the 1,000 newest matches
+$t->psql(q{INSERT INTO products (name, price, stock)
+    SELECT 'capz' || i, 1000 + i, 1 FROM generate_series(1, 10050) i});
+($got, $tot, $r) = found('q=capz&size=3', 'q=capz: 10,050 matches');
+is($tot, 10000, '... total: 10000');
+ok(defined $r->{json}{totalExact} && !$r->{json}{totalExact},
+    '... totalExact: false');
+is_deeply([ map { $_->{name} } @{ $r->{json}{items} } ],
+    [qw(capz9999 capz9998 capz9997)],
+    '... relevance among the 1,000 newest (capz9051..capz10050): shortest first');
+($got, $tot, $r) = found('q=capz&sort=price&page=49', 'q=capz, price, page 49');
+is_deeply([ map { $_->{name} } @{ $r->{json}{items} }[0, 19] ],
+    [qw(capz981 capz1000)], '... the window\'s last page: results 981..1000');
+($got, $tot, $r) = found('q=capz10050', 'q=capz10050: one match');
+is($tot, 1, '... total: 1');
+is($r->{json}{totalExact}, 1, '... exact');
+is_error($t->get('/api/v1/products?q=capz&sort=price&page=50', user => 1), 400,
+    'INVALID_REQUEST', 'page 50 of 20: past the window');
+($got) = found('page=50', 'the plain list is not a search: page 50');
 # the sales rows above have no orders behind them
 $t->psql('DELETE FROM product_sales_daily');
 $t->check_consistency;

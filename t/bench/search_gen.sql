@@ -49,7 +49,7 @@ SELECT kind, array_agg(word ORDER BY n) AS words FROM w GROUP BY kind;
 INSERT INTO products (name, price, stock, category_id, stopped,
                       on_sale_variants, search_grams, created_at)
 SELECT g.name, g.price, g.stock, g.cat, g.stopped,
-       (g.stock > 0)::int, cm__search_grams(g.name),
+       (g.stock > 0)::int, cm__search_row_grams(g.name, (g.stock > 0)::int),
        now() - (:n - i) * interval '1 second'
   FROM (SELECT i,
                b[1 + (random() * 29)::int]

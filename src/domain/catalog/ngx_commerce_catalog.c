@@ -20,6 +20,8 @@
 #define NGX_COMMERCE_SIZE_DEFAULT  20
 #define NGX_COMMERCE_SIZE_MAX      100
 #define NGX_COMMERCE_Q_MAX         100        /* characters */
+/* a search's pages reach its first 1,000 results (cm_product_search) */
+#define NGX_COMMERCE_SEARCH_WINDOW 1000
 #define NGX_COMMERCE_PRICE_MAX     1000000000000LL
 
 
@@ -246,6 +248,12 @@ ngx_commerce_catalog_search(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_str_t   v, q;
 
     ngx_str_null(&q);
+
+    if (page * size + size > NGX_COMMERCE_SEARCH_WINDOW) {
+        return ngx_commerce_reply_invalid(r, "page: a search reaches its "
+                                             "first 1000 results (page * "
+                                             "size + size <= 1000)");
+    }
 
     if (ngx_http_arg(r, (u_char *) "q", 1, &v) == NGX_OK) {
         if (v.len == 0 || v.len > NGX_COMMERCE_Q_MAX * 4 * 3) {
