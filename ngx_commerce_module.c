@@ -52,6 +52,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_coupon_routes,
     ngx_commerce_sales_routes,
     ngx_commerce_seller_routes,
+    ngx_commerce_seller_image_routes,
     ngx_commerce_event_routes,
     ngx_commerce_api_routes,
     NULL
@@ -66,6 +67,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_coupon_statements,
     ngx_commerce_sales_statements,
     ngx_commerce_seller_statements,
+    ngx_commerce_seller_image_statements,
     ngx_commerce_event_statements,
     ngx_commerce_retention_statements,
     NULL
@@ -94,6 +96,11 @@ static ngx_commerce_bounds_t  ngx_commerce_timeout_bounds = {
 
 static ngx_commerce_bounds_t  ngx_commerce_body_max_bounds = {
     ngx_commerce_conf_bounds, 64, 16777216
+};
+
+/* sql/018_images.sql holds bytes to 5 MiB */
+static ngx_commerce_bounds_t  ngx_commerce_image_max_bounds = {
+    ngx_commerce_conf_bounds, 1, 5242880
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_money_bounds = {
@@ -300,6 +307,34 @@ static ngx_command_t  ngx_commerce_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_commerce_main_conf_t, body_max),
       &ngx_commerce_body_max_bounds },
+
+    { ngx_string("commerce_image_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_dir),
+      NULL },
+
+    { ngx_string("commerce_image_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_max),
+      &ngx_commerce_image_max_bounds },
+
+    { ngx_string("commerce_image_upload_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_image_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_thread_pool_name),
+      NULL },
 
     { ngx_string("commerce_charge_max"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -573,6 +608,8 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->redis_queue_length = NGX_CONF_UNSET_UINT;
     mcf->redis_ping_interval = NGX_CONF_UNSET_MSEC;
     mcf->body_max = NGX_CONF_UNSET_SIZE;
+    mcf->image_max = NGX_CONF_UNSET_SIZE;
+    mcf->image_timeout = NGX_CONF_UNSET_MSEC;
     mcf->charge_max = NGX_CONF_UNSET;
     mcf->balance_max = NGX_CONF_UNSET;
     mcf->order_ttl = NGX_CONF_UNSET;
@@ -620,6 +657,8 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(mcf->redis_queue_length, 1024);
     ngx_conf_init_msec_value(mcf->redis_ping_interval, 1000);
     ngx_conf_init_size_value(mcf->body_max, 64 * 1024);
+    ngx_conf_init_size_value(mcf->image_max, 5242880);
+    ngx_conf_init_msec_value(mcf->image_timeout, 10000);
     ngx_conf_init_value(mcf->charge_max, 1000000);
     ngx_conf_init_value(mcf->balance_max, 100000000);
     ngx_conf_init_value(mcf->order_ttl, 30 * 60);
@@ -665,6 +704,10 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_commerce_api_conf(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_commerce_seller_image_conf(cf, mcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -819,7 +862,9 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_commerce_errpage_init(cf) != NGX_OK) {
+    if (ngx_commerce_errpage_init(cf) != NGX_OK
+        || ngx_commerce_body_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -52,6 +52,8 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "VERSION_CONFLICT",         NGX_HTTP_CONFLICT },
     { "SKU_TAKEN",                NGX_HTTP_CONFLICT },
     { "DEAD_EVENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
+    { "IMAGE_LIMIT",              NGX_HTTP_CONFLICT },
+    { "IMAGE_NOT_FOUND",          NGX_HTTP_NOT_FOUND },
     { NULL, 0 }
 };
 

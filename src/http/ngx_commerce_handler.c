@@ -79,6 +79,12 @@ ngx_commerce_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    if (ctx->route->flags & NGX_COMMERCE_ROUTE_RAW) {
+        /* the route reads its body itself (ngx_commerce_body_read) */
+        ctx->success_status = NGX_HTTP_OK;
+        return ctx->route->handler(r, ctx, NULL, 0);
+    }
+
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
