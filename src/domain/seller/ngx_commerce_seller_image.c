@@ -406,6 +406,7 @@ ngx_commerce_seller_image_new(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 
     im->r = r;
     im->ctx = ctx;
+    im->task.data = im;
     im->fd = NGX_INVALID_FILE;
     im->dir = &mcf->image_dir;
     im->path_len = len;
