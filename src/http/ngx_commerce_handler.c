@@ -371,6 +371,46 @@ done:
 }
 
 
+/*
+ * A route's own step: stmt with n parameters (args), its outcome to
+ * handler with q->data = data.  NGX_OK: submitted (ctx->waiting);
+ * NGX_DECLINED: no connection (logged), nothing submitted: the caller
+ * answers.  Integer parameters made in ctx->query before are kept.
+ */
+
+ngx_int_t
+ngx_commerce_handler_step(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_commerce_stmt_t *stmt, ngx_commerce_pg_handler_pt handler,
+    void *data, int n, va_list args)
+{
+    int                        i;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    ngx_commerce_pg_reset(&ctx->query);
+    ctx->query.stmt = stmt;
+    ctx->query.nparams = n;
+    ctx->query.log = r->connection->log;
+    ctx->query.data = data;
+    ctx->query.handler = handler;
+
+    for (i = 0; i < n; i++) {
+        ctx->query.params[i] = va_arg(args, const char *);
+    }
+
+    if (ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK) {
+        ngx_commerce_log(NGX_LOG_WARN, r, ctx,
+                         "no database connection for \"%s\"", stmt->name);
+        return NGX_DECLINED;
+    }
+
+    ctx->waiting = 1;
+
+    return NGX_OK;
+}
+
+
 /* the route's handler, behind its Idempotency-Key when it honours one */
 
 static ngx_int_t

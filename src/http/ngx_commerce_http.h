@@ -173,6 +173,9 @@ ngx_int_t ngx_commerce_reply_preflight(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx);
+ngx_int_t ngx_commerce_handler_step(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_commerce_stmt_t *stmt,
+    ngx_commerce_pg_handler_pt handler, void *data, int n, va_list args);
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
@@ -223,21 +226,24 @@ ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
 /*
  * A request's work on a thread pool (ngx_commerce_task.c): work(data, log)
  * runs in a thread and may block, done(t) back in the worker answers
- * (NGX_DONE: it goes on).
+ * (NGX_DONE: it goes on).  r, ctx and data are set by the owner once.
  */
 typedef struct ngx_commerce_task_s  ngx_commerce_task_t;
+
+typedef void (*ngx_commerce_task_work_pt)(void *data, ngx_log_t *log);
+typedef ngx_int_t (*ngx_commerce_task_done_pt)(ngx_commerce_task_t *t);
 
 struct ngx_commerce_task_s {
     ngx_http_request_t          *r;
     ngx_commerce_ctx_t          *ctx;
-    void                       (*work)(void *data, ngx_log_t *log);
-    ngx_int_t                  (*done)(ngx_commerce_task_t *t);
     void                        *data;
+    ngx_commerce_task_done_pt    done;
     ngx_event_t                  hold;     /* holds the worker meanwhile */
 };
 
 ngx_int_t ngx_commerce_task_post(ngx_commerce_task_t *t,
-    ngx_thread_pool_t *tp);
+    ngx_thread_pool_t *tp, ngx_commerce_task_work_pt work,
+    ngx_commerce_task_done_pt done, const char *busy);
 
 /*
  * A body the route reads itself (NGX_COMMERCE_ROUTE_RAW, ngx_commerce_body.c):

@@ -24,27 +24,35 @@ static void ngx_commerce_task_event(ngx_event_t *ev);
 
 
 /*
- * NGX_DONE: posted, done() will be called once; NGX_BUSY: the pool's
- * queue is full (nothing posted); NGX_ERROR: no memory.
+ * NGX_DONE: posted, done() will be called once; else what to answer: 503
+ * BUSY (the pool's queue is full; busy: the message) or a status.
  */
 
 ngx_int_t
-ngx_commerce_task_post(ngx_commerce_task_t *t, ngx_thread_pool_t *tp)
+ngx_commerce_task_post(ngx_commerce_task_t *t, ngx_thread_pool_t *tp,
+    ngx_commerce_task_work_pt work, ngx_commerce_task_done_pt done,
+    const char *busy)
 {
     ngx_thread_task_t  *task;
 
     task = ngx_thread_task_alloc(t->r->pool, 0);
     if (task == NULL) {
-        return NGX_ERROR;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    t->done = done;
+
     task->ctx = t->data;
-    task->handler = t->work;
+    task->handler = work;
     task->event.data = t;
     task->event.handler = ngx_commerce_task_event;
 
     if (ngx_thread_task_post(tp, task) != NGX_OK) {
-        return NGX_BUSY;
+        ngx_commerce_log(NGX_LOG_WARN, t->r, t->ctx,
+                         "the thread pool's queue is full");
+
+        return ngx_commerce_reply_error(t->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "BUSY", busy);
     }
 
     t->r->main->blocked++;

@@ -550,44 +550,24 @@ static ngx_int_t
 ngx_commerce_account_query(ngx_commerce_account_req_t *a, ngx_commerce_account_step_e step,
     ngx_uint_t stmt, int n, ...)
 {
-    int                        i;
-    va_list                    args;
-    ngx_int_t                  rc;
-    ngx_commerce_ctx_t        *ctx;
-    ngx_commerce_main_conf_t  *mcf;
-
-    ctx = a->ctx;
-    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+    va_list    args;
+    ngx_int_t  rc;
 
     a->step = step;
 
-    ngx_commerce_pg_reset(&ctx->query);
-    ctx->query.stmt = &ngx_commerce_account_statements[stmt];
-    ctx->query.nparams = n;
-    ctx->query.log = a->r->connection->log;
-    ctx->query.data = a;
-    ctx->query.handler = ngx_commerce_account_db_done;
-
     va_start(args, n);
-    for (i = 0; i < n; i++) {
-        ctx->query.params[i] = va_arg(args, const char *);
-    }
+    rc = ngx_commerce_handler_step(a->r, a->ctx,
+                                   &ngx_commerce_account_statements[stmt],
+                                   ngx_commerce_account_db_done, a, n, args);
     va_end(args);
 
-    rc = ngx_commerce_pg_submit(mcf->pool, &ctx->query);
-
     if (rc != NGX_OK) {
-        ngx_commerce_log(NGX_LOG_WARN, a->r, ctx,
-                         "no database connection for \"%s\"",
-                         ctx->query.stmt->name);
-
         return ngx_commerce_reply_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "DB_UNAVAILABLE",
                                       "database unavailable, retry later");
     }
 
-    ctx->waiting = 1;
-    ngx_commerce_idem_watch_client(a->r, ctx);
+    ngx_commerce_idem_watch_client(a->r, a->ctx);
 
     return NGX_DONE;
 }
@@ -791,7 +771,6 @@ ngx_commerce_account_step(ngx_commerce_account_req_t *a, yajl_val v, u_char *doc
 static ngx_int_t
 ngx_commerce_account_hash(ngx_commerce_account_req_t *a)
 {
-    ngx_int_t                  rc;
     ngx_commerce_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
@@ -801,19 +780,12 @@ ngx_commerce_account_hash(ngx_commerce_account_req_t *a)
 
     a->task.r = a->r;
     a->task.ctx = a->ctx;
-    a->task.work = ngx_commerce_account_hash_thread;
-    a->task.done = ngx_commerce_account_hash_done;
     a->task.data = a;
 
-    rc = ngx_commerce_task_post(&a->task, mcf->auth_thread_pool);
-
-    if (rc == NGX_BUSY) {
-        return ngx_commerce_reply_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "BUSY", "too many logins at once, "
-                                      "retry later");
-    }
-
-    return (rc == NGX_DONE) ? NGX_DONE : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return ngx_commerce_task_post(&a->task, mcf->auth_thread_pool,
+                                  ngx_commerce_account_hash_thread,
+                                  ngx_commerce_account_hash_done,
+                                  "too many logins at once, retry later");
 }
 
 

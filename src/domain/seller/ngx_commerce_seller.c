@@ -439,24 +439,28 @@ static ngx_int_t
 ngx_commerce_seller_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_uint_t stmt, ngx_uint_t status, int n, ...)
 {
-    ngx_int_t  rc;
-    va_list    args;
+    int           i;
+    va_list       args;
+    const char   *params[NGX_COMMERCE_PG_PARAMS_MAX];
 
     va_start(args, n);
-    rc = ngx_commerce_seller_vquery(r, ctx,
-                                    &ngx_commerce_seller_statements[stmt],
-                                    status, n, args);
+    for (i = 0; i < n; i++) {
+        params[i] = va_arg(args, const char *);
+    }
     va_end(args);
 
-    return rc;
+    return ngx_commerce_seller_run(r, ctx,
+                                   &ngx_commerce_seller_statements[stmt],
+                                   status, n, params);
 }
 
 
 /* a statement of the seller's files, its document the answer (status) */
 
 ngx_int_t
-ngx_commerce_seller_vquery(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    ngx_commerce_stmt_t *stmt, ngx_uint_t status, int n, va_list args)
+ngx_commerce_seller_run(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_commerce_stmt_t *stmt, ngx_uint_t status, int n,
+    const char **params)
 {
     int  i;
 
@@ -465,13 +469,11 @@ ngx_commerce_seller_vquery(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ctx->query.nparams = n;
 
     for (i = 0; i < n; i++) {
-        ctx->query.params[i] = va_arg(args, const char *);
-    }
-
-    for (i = 0; i < n; i++) {
-        if (ctx->query.params[i] == NULL) {
+        if (params[i] == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ctx->query.params[i] = params[i];
     }
 
     return ngx_commerce_handler_query(r, ctx);

@@ -25,9 +25,9 @@ ngx_int_t ngx_commerce_seller_image_conf(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 
 /* shared by the seller's files (ngx_commerce_seller.c) */
-ngx_int_t ngx_commerce_seller_vquery(ngx_http_request_t *r,
+ngx_int_t ngx_commerce_seller_run(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_commerce_stmt_t *stmt, ngx_uint_t status,
-    int n, va_list args);
+    int n, const char **params);
 char *ngx_commerce_seller_client(ngx_http_request_t *r);
 
 

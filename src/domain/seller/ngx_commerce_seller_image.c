@@ -127,8 +127,6 @@ static ngx_int_t ngx_commerce_seller_image_post(
 static ngx_int_t ngx_commerce_seller_image_answer(ngx_commerce_task_t *t);
 static const char *ngx_commerce_seller_image_keep(ngx_http_request_t *r,
     const char *s);
-static ngx_int_t ngx_commerce_seller_image_rows(ngx_http_request_t *r,
-    ngx_commerce_ctx_t *ctx, ngx_uint_t stmt, int n, ...);
 
 /* on the thread pool */
 static void ngx_commerce_seller_image_store(void *data, ngx_log_t *log);
@@ -295,12 +293,14 @@ static ngx_int_t
 ngx_commerce_seller_image_list(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
 {
-    return ngx_commerce_seller_image_rows(r, ctx,
-                                          NGX_COMMERCE_STMT_IMAGE_LIST, 2,
-                                          ngx_commerce_pg_int(&ctx->query,
-                                                         ctx->claims.user_id),
-                                          ngx_commerce_pg_int(&ctx->query,
-                                                              ctx->id));
+    const char  *p[2];
+
+    p[0] = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
+    p[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
+
+    return ngx_commerce_seller_run(r, ctx,
+                     &ngx_commerce_seller_image_statements[
+                         NGX_COMMERCE_STMT_IMAGE_LIST], NGX_HTTP_OK, 2, p);
 }
 
 
@@ -308,10 +308,11 @@ static ngx_int_t
 ngx_commerce_seller_image_order(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
 {
-    u_char   *ids, *p;
-    char      err[CM_JSON_ERR_LEN];
-    size_t    i, n;
-    int64_t   id[CM_IMAGE_MAX_PER_PRODUCT];
+    u_char       *ids, *p;
+    char          err[CM_JSON_ERR_LEN];
+    size_t        i, n;
+    int64_t       id[CM_IMAGE_MAX_PER_PRODUCT];
+    const char   *params[4];
 
     if (cm_parse_image_order(body, len, id, &n, err, sizeof(err)) != 0) {
         return ngx_commerce_reply_invalid(r, err);
@@ -333,14 +334,15 @@ ngx_commerce_seller_image_order(ngx_http_request_t *r,
     *p++ = '}';
     *p = '\0';
 
-    return ngx_commerce_seller_image_rows(r, ctx,
-                                          NGX_COMMERCE_STMT_IMAGE_ORDER, 4,
-                                          ngx_commerce_pg_int(&ctx->query,
-                                                         ctx->claims.user_id),
-                                          ngx_commerce_pg_int(&ctx->query,
-                                                              ctx->id),
-                                          (char *) ids,
-                                          ngx_commerce_seller_client(r));
+    params[0] = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
+    params[1] = ngx_commerce_pg_int(&ctx->query, ctx->id);
+    params[2] = (char *) ids;
+    params[3] = ngx_commerce_seller_client(r);
+
+    return ngx_commerce_seller_run(r, ctx,
+                     &ngx_commerce_seller_image_statements[
+                         NGX_COMMERCE_STMT_IMAGE_ORDER], NGX_HTTP_OK, 4,
+                     params);
 }
 
 
@@ -406,6 +408,8 @@ ngx_commerce_seller_image_new(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx)
 
     im->r = r;
     im->ctx = ctx;
+    im->task.r = r;
+    im->task.ctx = ctx;
     im->task.data = im;
     im->fd = NGX_INVALID_FILE;
     im->dir = &mcf->image_dir;
@@ -541,42 +545,24 @@ static ngx_int_t
 ngx_commerce_seller_image_query(ngx_commerce_seller_image_t *im,
     ngx_uint_t stmt, int n, ...)
 {
-    int                        i;
-    va_list                    args;
-    ngx_commerce_ctx_t        *ctx;
-    ngx_commerce_main_conf_t  *mcf;
-
-    ctx = im->ctx;
-    mcf = ngx_http_get_module_main_conf(im->r, ngx_http_commerce_module);
+    va_list    args;
+    ngx_int_t  rc;
 
     im->stmt = stmt;
-
-    /* the integer parameters, made in ctx->query already, are kept */
-    ngx_commerce_pg_reset(&ctx->query);
-    ctx->query.stmt = &ngx_commerce_seller_image_statements[stmt];
-    ctx->query.nparams = n;
-    ctx->query.log = im->r->connection->log;
-    ctx->query.data = im;
-    ctx->query.handler = ngx_commerce_seller_image_db_done;
-
-    va_start(args, n);
-    for (i = 0; i < n; i++) {
-        ctx->query.params[i] = va_arg(args, const char *);
-    }
-    va_end(args);
 
     /* once begun, the steps run to the end: the client is not watched */
     im->r->read_event_handler = ngx_http_block_reading;
 
-    if (ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK) {
-        ngx_commerce_log(NGX_LOG_WARN, im->r, ctx,
-                         "no database connection for \"%s\"",
-                         ctx->query.stmt->name);
+    va_start(args, n);
+    rc = ngx_commerce_handler_step(im->r, im->ctx,
+                                   &ngx_commerce_seller_image_statements[stmt],
+                                   ngx_commerce_seller_image_db_done, im, n,
+                                   args);
+    va_end(args);
 
+    if (rc != NGX_OK) {
         return ngx_commerce_seller_image_db_step(im, NGX_DECLINED, NULL);
     }
-
-    ctx->waiting = 1;
 
     return NGX_DONE;
 }
@@ -776,29 +762,13 @@ ngx_commerce_seller_image_post(ngx_commerce_seller_image_t *im,
     void (*work)(void *data, ngx_log_t *log),
     ngx_int_t (*done)(ngx_commerce_task_t *t))
 {
-    ngx_int_t                  rc;
     ngx_commerce_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(im->r, ngx_http_commerce_module);
 
-    im->task.r = im->r;
-    im->task.ctx = im->ctx;
-    im->task.work = work;
-    im->task.done = done;
-    im->task.data = im;
-
-    rc = ngx_commerce_task_post(&im->task, mcf->image_thread_pool);
-
-    if (rc == NGX_BUSY) {
-        ngx_commerce_log(NGX_LOG_WARN, im->r, im->ctx,
-                         "the image thread pool's queue is full");
-
-        return ngx_commerce_reply_error(im->r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "BUSY", "too many uploads at once, "
-                                        "retry later");
-    }
-
-    return (rc == NGX_DONE) ? NGX_DONE : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return ngx_commerce_task_post(&im->task, mcf->image_thread_pool, work,
+                                  done, "too many image operations at once,"
+                                  " retry later");
 }
 
 
@@ -846,23 +816,6 @@ ngx_commerce_seller_image_keep(ngx_http_request_t *r, const char *s)
 }
 
 
-/* the routes without files: the statement's document is the answer */
-
-static ngx_int_t
-ngx_commerce_seller_image_rows(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
-    ngx_uint_t stmt, int n, ...)
-{
-    ngx_int_t  rc;
-    va_list    args;
-
-    va_start(args, n);
-    rc = ngx_commerce_seller_vquery(r, ctx,
-                                    &ngx_commerce_seller_image_statements[stmt],
-                                    NGX_HTTP_OK, n, args);
-    va_end(args);
-
-    return rc;
-}
 
 
 /* ------------------------------------------------------------------------
