@@ -19,6 +19,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
 use Compress::Zlib qw(crc32 compress);
+use File::Path ();
 use Digest::SHA qw(sha256_hex);
 use IO::Socket::INET;
 use IO::Select;
@@ -34,14 +35,18 @@ $t->load_demo;
 my $DIR = $t->nginx_prefix . '/images';
 mkdir $DIR or die "$DIR: $!";
 
-$t->write_config($t->default_config(
+# $upload: more for the upload location (another temporary directory)
+sub config {
+    my ($upload) = @_;
+    return $t->default_config(
     main_extra => "thread_pool default threads=4;\n",
     http_extra => "commerce_image_dir $DIR;\n"
         . "commerce_image_upload_timeout ${TIMEOUT_MS}ms;\n",
-    server_extra => <<"EOF"));
+    server_extra => <<"EOF");
         location ~ ^/api/v1/seller/products/[0-9]+/images\$ {
             commerce_api;
             client_max_body_size 0;
+            $upload
         }
         location /images/ {
             alias $DIR/;
@@ -50,8 +55,11 @@ $t->write_config($t->default_config(
             etag on;
             add_header Cache-Control "public, max-age=31536000, immutable";
             add_header X-Content-Type-Options nosniff;
+            log_not_found off;
         }
 EOF
+}
+$t->write_config(config(''));
 $t->start_nginx;
 
 # two sellers with a store each: X (901) has products 1, 2 and 4, Y (902)
@@ -375,6 +383,24 @@ is($t->get("/images/$H1.png")->{status}, 404, '... and not served');
 
 # a room again on product 1: the 11th's bytes now fit
 is(upload('X', 1, $eleventh)->{status}, 201, 'product 1 takes a 10th again');
+
+# --- nginx's temporary files on another file system: a copy, then a link ----------
+
+SKIP: {
+    my $shm = "/dev/shm/commerce-160-$$";
+    skip 'no /dev/shm on another file system', 4
+        unless -d '/dev/shm' && (stat '/dev/shm')[0] != (stat $DIR)[0];
+    $t->reload_nginx(config => config("client_body_temp_path $shm;"));
+    my $other = png(tag => 'other fs', size => 300_000);
+    $r = upload('X', 2, $other);
+    is($r->{status}, 201, 'the body in a temporary file on tmpfs: 201');
+    my $f = "$DIR/" . sha256_hex($other) . '.png';
+    is($t->read_file($f), $other, '... the file holds the bytes (copied)');
+    is((stat $f)[3], 1, '... one link: its own copy');
+    is_deeply([ grep { /^\./ } files() ], [], '... no copy left under another name');
+    $t->reload_nginx(config => config(''));
+    File::Path::rmtree($shm);
+}
 
 # --- concurrent uploads never pass 10 --------------------------------------------
 
