@@ -329,6 +329,20 @@ static ngx_command_t  ngx_commerce_commands[] = {
       offsetof(ngx_commerce_main_conf_t, image_timeout),
       &ngx_commerce_timeout_bounds },
 
+    { ngx_string("commerce_image_sweep_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_sweep_interval),
+      NULL },
+
+    { ngx_string("commerce_image_sweep_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_sweep_grace),
+      &ngx_commerce_ttl_bounds },
+
     { ngx_string("commerce_image_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -610,6 +624,8 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->body_max = NGX_CONF_UNSET_SIZE;
     mcf->image_max = NGX_CONF_UNSET_SIZE;
     mcf->image_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->image_sweep_interval = NGX_CONF_UNSET_MSEC;
+    mcf->image_sweep_grace = NGX_CONF_UNSET;
     mcf->charge_max = NGX_CONF_UNSET;
     mcf->balance_max = NGX_CONF_UNSET;
     mcf->order_ttl = NGX_CONF_UNSET;
@@ -659,6 +675,8 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(mcf->body_max, 64 * 1024);
     ngx_conf_init_size_value(mcf->image_max, 5242880);
     ngx_conf_init_msec_value(mcf->image_timeout, 10000);
+    ngx_conf_init_msec_value(mcf->image_sweep_interval, 600000);
+    ngx_conf_init_value(mcf->image_sweep_grace, 3600);
     ngx_conf_init_value(mcf->charge_max, 1000000);
     ngx_conf_init_value(mcf->balance_max, 100000000);
     ngx_conf_init_value(mcf->order_ttl, 30 * 60);

@@ -34,13 +34,14 @@ $t->load_demo;
 my $DIR = $t->nginx_prefix . '/images';
 mkdir $DIR or die "$DIR: $!";
 
-# $upload: more for the upload location (another temporary directory)
+# $upload: more for the upload location (another temporary directory),
+# $http: more for http{} (the sweep)
 sub config {
-    my ($upload) = @_;
+    my ($upload, $http) = @_;
     return $t->default_config(
     main_extra => "thread_pool default threads=4;\n",
     http_extra => "commerce_image_dir $DIR;\n"
-        . "commerce_image_upload_timeout ${TIMEOUT_MS}ms;\n",
+        . "commerce_image_upload_timeout ${TIMEOUT_MS}ms;\n" . ($http // ''),
     server_extra => <<"EOF");
         location ~ ^/api/v1/seller/products/[0-9]+/images\$ {
             commerce_api;
@@ -395,6 +396,31 @@ is_deeply(\%by, { 201 => 10, '409 IMAGE_LIMIT' => 6 },
 is($t->psql('SELECT count(*) || \' \' || min(position) || \' \' || max(position)'
     . ' FROM product_images WHERE product_id = 4'), '10 1 10',
     'product 4: 10 rows, positions 1..10');
+
+# --- the sweep: what interrupted steps leave behind --------------------------------
+
+# as a crash would leave them: a file no row shows, a shown file moved aside
+# by a delete that never asked (a trash name), the trash name of a file no
+# row shows, an upload's copy
+my $orphan = png(tag => 'orphan');
+my $O = sha256_hex($orphan) . '.png';
+$t->write_file("$DIR/$O", $orphan);
+(my $shown = images('X', 4)->{json}{images}[0]{url}) =~ s{^/images/}{};
+rename("$DIR/$shown", "$DIR/.trash-1-2-3-$shown") or die "rename: $!";
+my $G = sha256_hex(png(tag => 'gone')) . '.png';
+$t->write_file("$DIR/.trash-1-2-4-$G", png(tag => 'gone'));
+$t->write_file("$DIR/.upload-1-2-5-$O", $orphan);
+$t->reload_nginx(config => config('', "commerce_image_sweep_interval 200ms;\n"
+    . "commerce_image_sweep_grace 1s;\n"));
+ok(wait_until(sub { !-e "$DIR/$O" && -f "$DIR/$shown"
+    && !grep { /^\./ } files() }, timeout => 20),
+    'the sweep (every 200 ms, names unchanged for 1 s): the file no row shows'
+    . ' removed, the shown file back, the trash names and the copy gone');
+is($t->read_file("$DIR/$shown"), $t->get("/images/$shown")->{body},
+    '... the shown file served again');
+ok(!-e "$DIR/$G", "... the trash name's file no row shows not brought back");
+ok(scalar($t->grep_log(qr/image sweep: \d+ files no row shows removed/)),
+    '... and logged');
 
 # --- no orphan --------------------------------------------------------------------
 

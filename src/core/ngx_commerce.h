@@ -139,6 +139,8 @@ typedef struct {
     size_t                       image_max;
     ngx_msec_t                   image_timeout;
     ngx_str_t                    image_thread_pool_name;
+    ngx_msec_t                   image_sweep_interval;  /* 0: no sweep */
+    time_t                       image_sweep_grace;
     ngx_thread_pool_t           *image_thread_pool;   /* NULL: no images */
 
     /* domain events (src/domain/event): its configuration */

@@ -24,6 +24,10 @@ extern ngx_commerce_stmt_t   ngx_commerce_seller_image_statements[];
 ngx_int_t ngx_commerce_seller_image_conf(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf);
 
+/* the image directory's sweep (ngx_commerce_seller_sweep.c) */
+ngx_int_t ngx_commerce_seller_sweep_conf(ngx_conf_t *cf,
+    ngx_commerce_main_conf_t *mcf);
+
 /* shared by the seller's files (ngx_commerce_seller.c) */
 ngx_int_t ngx_commerce_seller_run(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_commerce_stmt_t *stmt, ngx_uint_t status,

@@ -246,7 +246,7 @@ ngx_commerce_seller_image_conf(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_commerce_seller_sweep_conf(cf, mcf);
 }
 
 
