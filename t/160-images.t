@@ -59,6 +59,27 @@ sub config {
         }
 EOF
 }
+# --- nginx -t: conf/nginx.conf.in's image directives, and bad values ------------
+
+my @lines = grep { /^\s*commerce_image_/ }
+    split /\n/, $t->read_file(CommerceTest->root . '/conf/nginx.conf.in');
+is(scalar @lines, 6, 'conf/nginx.conf.in sets the 6 image directives');
+(my $template = join("\n", @lines)) =~ s{%%RUN_DIR%%/images}{$DIR}g;
+my ($rc, $out) = $t->nginx_t($t->default_config(main_extra =>
+    "thread_pool default threads=4;\n", http_extra => $template));
+is($rc, 0, '... and nginx -t takes them') or diag($out);
+for my $bad ([ "commerce_image_dir $DIR/nowhere;", qr/commerce_image_dir.*not a directory/ ],
+             [ 'commerce_image_dir images;', qr/commerce_image_dir.*absolute/ ],
+             [ "commerce_image_dir $DIR; commerce_image_max_size 6m;",
+               qr/commerce_image_max_size/ ],
+             [ "commerce_image_dir $DIR; commerce_image_upload_timeout 0;",
+               qr/commerce_image_upload_timeout/ ]) {
+    ($rc, $out) = $t->nginx_t($t->default_config(main_extra =>
+        "thread_pool default threads=4;\n", http_extra => $bad->[0]));
+    ok($rc != 0 && $out =~ $bad->[1], "nginx -t refuses: $bad->[0]")
+        or diag($out);
+}
+
 $t->write_config(config(''));
 $t->start_nginx;
 
