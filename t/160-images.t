@@ -285,6 +285,15 @@ is($res->{headers}{connection} // '', 'close', '... and the connection closes');
     token => $tok{X}, body => $slow, content_type => 'image/png',
     chunked => 1, chunk_size => 4096), 500);
 is_error($res, 408, 'REQUEST_TIMEOUT', 'a trickled chunked upload: 408');
+# a client that goes away half-way (its timer must not fire on a freed
+# request: the log is checked at the end)
+($res) = $t->exchange([ { bytes => substr($t->build_request('POST',
+    '/api/v1/seller/products/1/images', token => $tok{X}, body => $slow,
+    content_type => 'image/png'), 0, 5000), close_after => 0.3 } ],
+    port => $port, timeout => 5);
+sleep(($TIMEOUT_MS + 500) / 1000);
+is($t->get('/api/v1/seller/products/1/images', token => $tok{X})->{status},
+    200, 'a client gone half-way, past the timeout: the server carries on');
 is(state(), $before, 'the slow uploads changed nothing');
 
 my $readme = $t->read_file(CommerceTest->root . '/README.md');
