@@ -27,6 +27,7 @@ static uint32_t cm_image_le24(const unsigned char *p);
 static uint32_t cm_image_crc32(const unsigned char *p, size_t len);
 static int cm_image_order_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
+static int cm_image_ext_of(const char *ext);
 
 
 typedef struct {
@@ -409,6 +410,42 @@ cm_image_crc32(const unsigned char *p, size_t len)
     }
 
     return c ^ 0xffffffffu;
+}
+
+
+/* ------------------------------------------------------------------------
+ * file names
+ */
+
+int
+cm_image_file_name(const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < 64; i++) {
+        if (!((name[i] >= '0' && name[i] <= '9')
+              || (name[i] >= 'a' && name[i] <= 'f')))
+        {
+            return 0;
+        }
+    }
+
+    return name[64] == '.' && cm_image_ext_of(name + 65);
+}
+
+
+static int
+cm_image_ext_of(const char *ext)
+{
+    int  t;
+
+    for (t = CM_IMAGE_JPEG; t <= CM_IMAGE_WEBP; t++) {
+        if (strcmp(ext, cm_image_ext((cm_image_type_e) t)) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

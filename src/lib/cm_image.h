@@ -52,6 +52,14 @@ const char *cm_image_name(cm_image_type_e type);
 const char *cm_image_mime(cm_image_type_e type);
 
 
+/*
+ * Is name a file of images, "<sha256, 64 lowercase hex>.<jpg|png|webp>"
+ * (NUL-terminated)?  1 or 0: what the module writes, and so the only names
+ * it removes or links.
+ */
+int cm_image_file_name(const char *name);
+
+
 /* a product shows at most this many images */
 #define CM_IMAGE_MAX_PER_PRODUCT  10
 

@@ -33,6 +33,7 @@ static void test_webp(void);
 static void test_others(void);
 static void test_names(void);
 static void test_order(void);
+static void test_file_names(void);
 static void order_is(const char *body, const char *want, const char *name);
 
 
@@ -56,6 +57,7 @@ main(void)
     test_others();
     test_names();
     test_order();
+    test_file_names();
 
     return tap_done();
 }
@@ -543,4 +545,40 @@ order_is(const char *body, const char *want, const char *name)
     }
 
     is_str(got, want, "order: %s", name);
+}
+
+
+static void
+test_file_names(void)
+{
+    char         name[80];
+    size_t       i;
+    const char  *bad[] = { "", ".png", "x.png", "../etc/passwd",
+                           ".trash-1-2-3-x.png" };
+
+    memset(name, 'a', 64);
+    strcpy(name + 64, ".png");
+    ok(cm_image_file_name(name), "file name: 64 hex .png");
+    strcpy(name + 64, ".jpg");
+    ok(cm_image_file_name(name), "file name: .jpg");
+    strcpy(name + 64, ".webp");
+    ok(cm_image_file_name(name), "file name: .webp");
+    strcpy(name + 64, ".gif");
+    ok(!cm_image_file_name(name), "file name: not .gif");
+    strcpy(name + 64, ".png.bak");
+    ok(!cm_image_file_name(name), "file name: nothing after the extension");
+    strcpy(name + 64, "png");
+    ok(!cm_image_file_name(name), "file name: the dot");
+    name[10] = 'A';
+    strcpy(name + 64, ".png");
+    ok(!cm_image_file_name(name), "file name: upper-case hex refused");
+    name[10] = '/';
+    ok(!cm_image_file_name(name), "file name: no slash");
+    name[10] = 'a';
+    name[63] = '\0';
+    ok(!cm_image_file_name(name), "file name: 63 digits, cut");
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ok(!cm_image_file_name(bad[i]), "file name: \"%s\" refused", bad[i]);
+    }
 }

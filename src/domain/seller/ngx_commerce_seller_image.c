@@ -690,8 +690,7 @@ static ngx_int_t
 ngx_commerce_seller_image_deleted(ngx_commerce_seller_image_t *im,
     PGresult *res)
 {
-    u_char    *p;
-    size_t     i, len;
+    char      *p;
     yajl_val   v, u, name;
 
     im->status = NGX_HTTP_NO_CONTENT;
@@ -713,25 +712,15 @@ ngx_commerce_seller_image_deleted(ngx_commerce_seller_image_t *im,
     name = u->u.array.values[0];
 
     /* a name of ours: <64 hex>.<ext>, nothing that could leave the dir */
-    p = (u_char *) (YAJL_IS_STRING(name) ? name->u.string : "");
-    len = ngx_strlen(p);
+    p = YAJL_IS_STRING(name) ? name->u.string : "";
 
-    for (i = 0; i < NGX_COMMERCE_IMAGE_HASH_LEN && i < len; i++) {
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
-            break;
-        }
-    }
-
-    if (i != NGX_COMMERCE_IMAGE_HASH_LEN
-        || !(ngx_strcmp(p + i, ".jpg") == 0 || ngx_strcmp(p + i, ".png") == 0
-             || ngx_strcmp(p + i, ".webp") == 0))
-    {
+    if (!cm_image_file_name(p)) {
         ngx_commerce_log(NGX_LOG_ERR, im->r, im->ctx,
                          "cm_seller_image_delete: bad file \"%s\"", p);
         return ngx_commerce_seller_image_answer(&im->task);
     }
 
-    ngx_commerce_seller_image_paths(im, (char *) p);
+    ngx_commerce_seller_image_paths(im, p);
 
     return ngx_commerce_seller_image_post(im, ngx_commerce_seller_image_aside,
                                          ngx_commerce_seller_image_aside_done);

@@ -22,6 +22,7 @@
 
 
 #include "ngx_commerce_seller.h"
+#include "cm_image.h"
 
 #include <dirent.h>
 
@@ -65,11 +66,9 @@ static ngx_int_t ngx_commerce_seller_sweep_ask(
     ngx_commerce_seller_sweep_t *sw);
 static void ngx_commerce_seller_sweep_answer(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
-static void ngx_commerce_seller_sweep_aside(void *data, ngx_log_t *log);
-static void ngx_commerce_seller_sweep_back(void *data, ngx_log_t *log);
+static void ngx_commerce_seller_sweep_move(void *data, ngx_log_t *log);
 static void ngx_commerce_seller_sweep_end(ngx_event_t *ev);
 static void ngx_commerce_seller_sweep_done(ngx_commerce_seller_sweep_t *sw);
-static ngx_uint_t ngx_commerce_seller_sweep_name(const char *name);
 
 
 static ngx_commerce_stmt_t  ngx_commerce_seller_sweep_statements[] = {
@@ -197,7 +196,7 @@ ngx_commerce_seller_sweep_scan(void *data, ngx_log_t *log)
         trash = (ngx_strncmp(de->d_name, ".trash-", 7) == 0);
 
         if (!trash && ngx_strncmp(de->d_name, ".upload-", 8) != 0
-            && !ngx_commerce_seller_sweep_name(de->d_name))
+            && !cm_image_file_name(de->d_name))
         {
             continue;
         }
@@ -215,7 +214,7 @@ ngx_commerce_seller_sweep_scan(void *data, ngx_log_t *log)
             /* ".trash-<pid>-<n>-<n>-<hash>.<ext>": the file back first */
             real = trash ? strrchr(de->d_name, '-') + 1 : NULL;
 
-            if (real != NULL && !ngx_commerce_seller_sweep_name(real)) {
+            if (real != NULL && !cm_image_file_name(real)) {
                 /* not a name of ours: left alone */
                 continue;
             }
@@ -246,6 +245,8 @@ ngx_commerce_seller_sweep_scan(void *data, ngx_log_t *log)
 
         ngx_memzero(f, sizeof(ngx_commerce_seller_sweep_file_t));
         ngx_cpystrn((u_char *) f->name, (u_char *) real, sizeof(f->name));
+        ngx_sprintf((u_char *) f->trash, ".trash-%P-0-0-%s%Z", ngx_pid,
+                    f->name);
     }
 
     (void) closedir(dir);
@@ -349,10 +350,7 @@ ngx_commerce_seller_sweep_answer(ngx_commerce_pg_query_t *q, ngx_int_t rc,
         return;
     }
 
-    if (ngx_commerce_seller_sweep_post(sw,
-                                       sw->step == 0
-                                       ? ngx_commerce_seller_sweep_aside
-                                       : ngx_commerce_seller_sweep_back,
+    if (ngx_commerce_seller_sweep_post(sw, ngx_commerce_seller_sweep_move,
                                        ngx_commerce_seller_sweep_end)
         != NGX_OK)
     {
@@ -362,76 +360,65 @@ ngx_commerce_seller_sweep_answer(ngx_commerce_pg_query_t *q, ngx_int_t rc,
 }
 
 
-/* in a thread: the unused files out of the way */
+/*
+ * In a thread: step 0, the unused files out of the way; step 1, the moved
+ * ones back if a row came meanwhile, else gone.
+ */
 
 static void
-ngx_commerce_seller_sweep_aside(void *data, ngx_log_t *log)
+ngx_commerce_seller_sweep_move(void *data, ngx_log_t *log)
 {
-    char                               file[NGX_MAX_PATH], trash[NGX_MAX_PATH];
+    int                                dfd;
     ngx_uint_t                         i;
     ngx_commerce_seller_sweep_t       *sw = data;
     ngx_commerce_seller_sweep_file_t  *f;
 
     f = sw->files.elts;
 
+    dfd = open((char *) sw->mcf->image_dir.data, O_RDONLY|O_DIRECTORY);
+    if (dfd == -1) {
+        sw->op = "open()";
+        sw->err = ngx_errno;
+        return;
+    }
+
     for (i = 0; i < sw->files.nelts; i++) {
-        if (!f[i].unused) {
+
+        if (sw->step == 0) {
+            if (!f[i].unused) {
+                continue;
+            }
+
+            if (renameat(dfd, f[i].name, dfd, f[i].trash) == 0) {
+                f[i].moved = 1;
+
+            } else if (ngx_errno != NGX_ENOENT) {
+                sw->op = "renameat()";
+                sw->err = ngx_errno;
+            }
+
             continue;
         }
 
-        ngx_sprintf((u_char *) f[i].trash, ".trash-%P-0-0-%s%Z", ngx_pid,
-                    f[i].name);
-        ngx_sprintf((u_char *) file, "%V/%s%Z", &sw->mcf->image_dir,
-                    f[i].name);
-        ngx_sprintf((u_char *) trash, "%V/%s%Z", &sw->mcf->image_dir,
-                    f[i].trash);
-
-        if (rename(file, trash) == 0) {
-            f[i].moved = 1;
-
-        } else if (ngx_errno != NGX_ENOENT) {
-            sw->op = "rename()";
-            sw->err = ngx_errno;
-        }
-    }
-}
-
-
-/* in a thread: back if a row came meanwhile, else gone */
-
-static void
-ngx_commerce_seller_sweep_back(void *data, ngx_log_t *log)
-{
-    char                               file[NGX_MAX_PATH], trash[NGX_MAX_PATH];
-    ngx_uint_t                         i;
-    ngx_commerce_seller_sweep_t       *sw = data;
-    ngx_commerce_seller_sweep_file_t  *f;
-
-    f = sw->files.elts;
-
-    for (i = 0; i < sw->files.nelts; i++) {
         if (!f[i].moved) {
             continue;
         }
 
-        ngx_sprintf((u_char *) file, "%V/%s%Z", &sw->mcf->image_dir,
-                    f[i].name);
-        ngx_sprintf((u_char *) trash, "%V/%s%Z", &sw->mcf->image_dir,
-                    f[i].trash);
-
-        if (!f[i].unused && link(trash, file) == -1
+        if (!f[i].unused && linkat(dfd, f[i].trash, dfd, f[i].name, 0) == -1
             && ngx_errno != NGX_EEXIST)
         {
             /* not back: the trash name stays for the next run */
-            sw->op = "link()";
+            sw->op = "linkat()";
             sw->err = ngx_errno;
             continue;
         }
 
-        if (unlink(trash) == 0 && f[i].unused) {
+        if (unlinkat(dfd, f[i].trash, 0) == 0 && f[i].unused) {
             sw->removed++;
         }
     }
+
+    (void) close(dfd);
 }
 
 
@@ -487,26 +474,4 @@ ngx_commerce_seller_sweep_done(ngx_commerce_seller_sweep_t *sw)
     sw->pool = NULL;
 
     ngx_commerce_job_done(&sw->job, 0);
-}
-
-
-/* "<64 hex>.jpg|png|webp" */
-
-static ngx_uint_t
-ngx_commerce_seller_sweep_name(const char *name)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < NGX_COMMERCE_SWEEP_HASH_LEN; i++) {
-        if (!((name[i] >= '0' && name[i] <= '9')
-              || (name[i] >= 'a' && name[i] <= 'f')))
-        {
-            return 0;
-        }
-    }
-
-    name += NGX_COMMERCE_SWEEP_HASH_LEN;
-
-    return ngx_strcmp(name, ".jpg") == 0 || ngx_strcmp(name, ".png") == 0
-           || ngx_strcmp(name, ".webp") == 0;
 }
