@@ -57,6 +57,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_points_routes,
     ngx_commerce_cart_routes,
     ngx_commerce_cart_address_routes,
+    ngx_commerce_seller_image_routes,
     ngx_commerce_event_routes,
     ngx_commerce_api_routes,
     NULL
@@ -74,6 +75,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_points_statements,
     ngx_commerce_cart_statements,
     ngx_commerce_cart_address_statements,
+    ngx_commerce_seller_image_statements,
     ngx_commerce_event_statements,
     ngx_commerce_retention_statements,
     NULL
@@ -102,6 +104,11 @@ static ngx_commerce_bounds_t  ngx_commerce_timeout_bounds = {
 
 static ngx_commerce_bounds_t  ngx_commerce_body_max_bounds = {
     ngx_commerce_conf_bounds, 64, 16777216
+};
+
+/* sql/018_images.sql holds bytes to 5 MiB */
+static ngx_commerce_bounds_t  ngx_commerce_image_max_bounds = {
+    ngx_commerce_conf_bounds, 1, 5242880
 };
 
 static ngx_commerce_bounds_t  ngx_commerce_money_bounds = {
@@ -308,6 +315,48 @@ static ngx_command_t  ngx_commerce_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_commerce_main_conf_t, body_max),
       &ngx_commerce_body_max_bounds },
+
+    { ngx_string("commerce_image_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_dir),
+      NULL },
+
+    { ngx_string("commerce_image_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_max),
+      &ngx_commerce_image_max_bounds },
+
+    { ngx_string("commerce_image_upload_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_timeout),
+      &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_image_sweep_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_sweep_interval),
+      NULL },
+
+    { ngx_string("commerce_image_sweep_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_sweep_grace),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_image_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, image_thread_pool_name),
+      NULL },
 
     { ngx_string("commerce_charge_max"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -581,6 +630,10 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->redis_queue_length = NGX_CONF_UNSET_UINT;
     mcf->redis_ping_interval = NGX_CONF_UNSET_MSEC;
     mcf->body_max = NGX_CONF_UNSET_SIZE;
+    mcf->image_max = NGX_CONF_UNSET_SIZE;
+    mcf->image_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->image_sweep_interval = NGX_CONF_UNSET_MSEC;
+    mcf->image_sweep_grace = NGX_CONF_UNSET;
     mcf->charge_max = NGX_CONF_UNSET;
     mcf->balance_max = NGX_CONF_UNSET;
     mcf->order_ttl = NGX_CONF_UNSET;
@@ -628,6 +681,10 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(mcf->redis_queue_length, 1024);
     ngx_conf_init_msec_value(mcf->redis_ping_interval, 1000);
     ngx_conf_init_size_value(mcf->body_max, 64 * 1024);
+    ngx_conf_init_size_value(mcf->image_max, 5242880);
+    ngx_conf_init_msec_value(mcf->image_timeout, 10000);
+    ngx_conf_init_msec_value(mcf->image_sweep_interval, 600000);
+    ngx_conf_init_value(mcf->image_sweep_grace, 3600);
     ngx_conf_init_value(mcf->charge_max, 1000000);
     ngx_conf_init_value(mcf->balance_max, 100000000);
     ngx_conf_init_value(mcf->order_ttl, 30 * 60);
@@ -673,6 +730,10 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_commerce_api_conf(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_commerce_seller_image_conf(cf, mcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -827,7 +888,9 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_commerce_errpage_init(cf) != NGX_OK) {
+    if (ngx_commerce_errpage_init(cf) != NGX_OK
+        || ngx_commerce_body_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -46,10 +46,15 @@ my $dp = DpSim->start;
 $dp->control(alwaysStatus => 400);
 my $dp_port = $dp->port;
 
+my $IMAGES = $t->nginx_prefix . '/images';
+mkdir $IMAGES or die "$IMAGES: $!";
 $t->write_config($t->default_config(
     main_extra => $t->account_main,
+    server_extra => 'location ~ ^/api/v1/seller/products/[0-9]+/images$ {'
+        . ' commerce_api; client_max_body_size 0; }',
     http_extra => $t->account_keys . <<"EOF",
 commerce_balance_max 1000000;
+commerce_image_dir $IMAGES;
 commerce_limit_zone audit key=user rate=1r/m burst=3 size=1m;
 commerce_limit admin_audit audit;
 commerce_zone 1m;
@@ -524,6 +529,29 @@ call(deleteAddress => "another's", DELETE =>
     "/api/v1/users/me/addresses/$addr", user => 22);
 call(deleteAddress => 'mine', DELETE => "/api/v1/users/me/addresses/$addr",
     user => 21);
+# images of a product (raw bytes in, the product's images out)
+my $img = "/api/v1/seller/products/$tee/images";
+for my $tag (1, 2) {
+    $r = call(uploadProductImage => "a PNG ($tag)", POST => $img,
+        body => CommerceTest::png_image(tag => $tag),
+        content_type => 'image/png', token => $seller);
+}
+my @img = map { $_->{id} } @{ $r->{json}{images} // [] };
+call(uploadProductImage => 'HTML', POST => $img, body => '<html></html>',
+    content_type => 'image/png', token => $seller);
+call(uploadProductImage => "another's", POST => $img,
+    body => CommerceTest::png_image(tag => 3), content_type => 'image/png',
+    token => $seller2);
+call(listProductImages => 'two', GET => $img, token => $seller);
+call(listProductImages => "another's", GET => $img, token => $seller2);
+call(orderProductImages => 'reversed', PUT => "$img/order",
+    body => { ids => [ reverse @img ] }, token => $seller);
+call(orderProductImages => 'one missing', PUT => "$img/order",
+    body => { ids => [ $img[0] ] }, token => $seller);
+call(deleteProductImage => 'the first', DELETE => "$img/$img[0]",
+    token => $seller);
+call(deleteProductImage => 'unknown', DELETE => "$img/999999",
+    token => $seller);
 
 # --- the document itself -------------------------------------------------
 

@@ -116,6 +116,10 @@ is_deeply($doc->{unlink}, [ hash(5) . '.jpg' ], 'its last row: the file is unlin
 is_deeply($doc->{images}, [], 'product 2 has none');
 is(dbq("SELECT cm_image_file_used('" . hash(5) . "')"), 'f', 'cm_image_file_used: no row left');
 is(dbq("SELECT cm_image_file_used('" . hash(2) . "')"), 't', '... and a hash still shown');
+is(dbq("SELECT cm_image_files_unused(ARRAY['" . hash(5) . "', '" . hash(2) . "', '"
+    . hash(99) . "'])"), '{' . join(',', sort(hash(5), hash(99))) . '}',
+    'cm_image_files_unused: the hashes no row shows, sorted');
+is(dbq("SELECT cm_image_files_unused('{}')"), '{}', '... none asked, none');
 my ($i1) = dbq("SELECT id FROM product_images WHERE hash = '" . hash(1) . "'");
 $doc = qj("SELECT cm_seller_image_delete(901, 1, $i1, 't')");
 is_deeply($doc->{unlink}, [ hash(1) . '.png' ], 'the first one: unlinked too');

@@ -155,3 +155,13 @@ CREATE OR REPLACE FUNCTION cm_image_file_used(p_hash text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT EXISTS (SELECT 1 FROM product_images i WHERE i.hash = p_hash)
 $$;
+
+-- The sweep's question for many files at once: which of p_hashes no row
+-- shows (asked before a file is moved aside, and again after, as
+-- cm_image_file_used is: only the second answer decides).
+CREATE OR REPLACE FUNCTION cm_image_files_unused(p_hashes text[]) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(h ORDER BY h), '{}')
+      FROM unnest(p_hashes) h
+     WHERE NOT EXISTS (SELECT 1 FROM product_images i WHERE i.hash = h)
+$$;

@@ -134,6 +134,15 @@ typedef struct {
     ngx_uint_t                   kdf_iterations;
     ngx_flag_t                   accounts;
 
+    /* products' images (src/domain/seller/ngx_commerce_seller_image.c) */
+    ngx_str_t                    image_dir;
+    size_t                       image_max;
+    ngx_msec_t                   image_timeout;
+    ngx_str_t                    image_thread_pool_name;
+    ngx_msec_t                   image_sweep_interval;  /* 0: no sweep */
+    time_t                       image_sweep_grace;
+    ngx_thread_pool_t           *image_thread_pool;   /* NULL: no images */
+
     /* domain events (src/domain/event): its configuration */
     void                        *events;
 

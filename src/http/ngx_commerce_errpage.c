@@ -46,6 +46,7 @@ typedef struct {
 typedef struct {
     const ngx_commerce_errpage_t  *reply;        /* replaces nginx's page */
     ngx_http_event_handler_pt      body_reader;  /* nginx's, while wrapped */
+    ngx_commerce_errpage_t         own;          /* a route's, for a status */
     unsigned                       error_page:1; /* served by error_page */
 } ngx_commerce_errpage_ctx_t;
 
@@ -316,7 +317,8 @@ ngx_commerce_errpage_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ec->reply = ngx_commerce_errpage_find(status);
+    ec->reply = (ec->own.status == status) ? &ec->own
+                                           : ngx_commerce_errpage_find(status);
 
     r->err_status = status;
     r->headers_out.status = status;
@@ -492,6 +494,30 @@ ngx_commerce_errpage_read_body(ngx_http_request_t *r)
 
     ngx_http_finalize_request(r,
         ngx_http_special_response_handler(r, NGX_HTTP_REQUEST_TIME_OUT));
+}
+
+
+/*
+ * A route's own {"code","message"} for an error nginx makes for it (a body
+ * over the route's limit, found while nginx reads it: 413 with the
+ * route's code).
+ */
+
+ngx_int_t
+ngx_commerce_errpage_own(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_commerce_errpage_ctx_t  *ec;
+
+    ec = ngx_commerce_errpage_get_ctx(r);
+    if (ec == NULL) {
+        return NGX_ERROR;
+    }
+
+    ec->own.status = status;
+    ec->own.body = *body;
+
+    return NGX_OK;
 }
 
 

@@ -79,6 +79,12 @@ ngx_commerce_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    if (ctx->route->flags & NGX_COMMERCE_ROUTE_RAW) {
+        /* the route reads its body itself (ngx_commerce_body_read) */
+        ctx->success_status = NGX_HTTP_OK;
+        return ctx->route->handler(r, ctx, NULL, 0);
+    }
+
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
@@ -398,6 +404,46 @@ done:
     }
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * A route's own step: stmt with n parameters (args), its outcome to
+ * handler with q->data = data.  NGX_OK: submitted (ctx->waiting);
+ * NGX_DECLINED: no connection (logged), nothing submitted: the caller
+ * answers.  Integer parameters made in ctx->query before are kept.
+ */
+
+ngx_int_t
+ngx_commerce_handler_step(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_commerce_stmt_t *stmt, ngx_commerce_pg_handler_pt handler,
+    void *data, int n, va_list args)
+{
+    int                        i;
+    ngx_commerce_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    ngx_commerce_pg_reset(&ctx->query);
+    ctx->query.stmt = stmt;
+    ctx->query.nparams = n;
+    ctx->query.log = r->connection->log;
+    ctx->query.data = data;
+    ctx->query.handler = handler;
+
+    for (i = 0; i < n; i++) {
+        ctx->query.params[i] = va_arg(args, const char *);
+    }
+
+    if (ngx_commerce_pg_submit(mcf->pool, &ctx->query) != NGX_OK) {
+        ngx_commerce_log(NGX_LOG_WARN, r, ctx,
+                         "no database connection for \"%s\"", stmt->name);
+        return NGX_DECLINED;
+    }
+
+    ctx->waiting = 1;
+
+    return NGX_OK;
 }
 
 

@@ -26,6 +26,7 @@
 /* route flags */
 #define NGX_COMMERCE_ROUTE_IDEM      0x01   /* honours Idempotency-Key */
 #define NGX_COMMERCE_ROUTE_ACCOUNT   0x02   /* limits may key on account */
+#define NGX_COMMERCE_ROUTE_RAW       0x04   /* reads its own body, not JSON */
 
 /* roles of a public route: it takes no token */
 #define NGX_COMMERCE_PUBLIC          0
@@ -131,6 +132,7 @@ struct ngx_commerce_ctx_s {
     ngx_http_request_t          *request;
 
     void                        *errpage;   /* ngx_commerce_errpage.c */
+    void                        *body;      /* ngx_commerce_body.c */
 };
 
 
@@ -164,6 +166,9 @@ ngx_int_t ngx_commerce_reply_invalid(ngx_http_request_t *r,
     const char *message);
 ngx_int_t ngx_commerce_reply_db_error(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, PGresult *res);
+ngx_uint_t ngx_commerce_reply_db_status(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, PGresult *res, const char **code,
+    const char **message);
 ngx_int_t ngx_commerce_reply_common(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_reply_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
@@ -177,6 +182,9 @@ ngx_int_t ngx_commerce_handler_query(ngx_http_request_t *r,
 ngx_int_t ngx_commerce_handler_call(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_commerce_stmt_t *stmt, ngx_uint_t status,
     int n, ...);
+ngx_int_t ngx_commerce_handler_step(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, ngx_commerce_stmt_t *stmt,
+    ngx_commerce_pg_handler_pt handler, void *data, int n, va_list args);
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
@@ -224,7 +232,46 @@ ngx_int_t ngx_commerce_idem_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 
 
+/*
+ * A request's work on a thread pool (ngx_commerce_task.c): work(data, log)
+ * runs in a thread and may block, done(t) back in the worker answers
+ * (NGX_DONE: it goes on).  r, ctx and data are set by the owner once.
+ */
+typedef struct ngx_commerce_task_s  ngx_commerce_task_t;
+
+typedef void (*ngx_commerce_task_work_pt)(void *data, ngx_log_t *log);
+typedef ngx_int_t (*ngx_commerce_task_done_pt)(ngx_commerce_task_t *t);
+
+struct ngx_commerce_task_s {
+    ngx_http_request_t          *r;
+    ngx_commerce_ctx_t          *ctx;
+    void                        *data;
+    ngx_commerce_task_done_pt    done;
+    ngx_event_t                  hold;     /* holds the worker meanwhile */
+};
+
+ngx_int_t ngx_commerce_task_post(ngx_commerce_task_t *t,
+    ngx_thread_pool_t *tp, ngx_commerce_task_work_pt work,
+    ngx_commerce_task_done_pt done, const char *busy);
+
+/*
+ * A body the route reads itself (NGX_COMMERCE_ROUTE_RAW, ngx_commerce_body.c):
+ * into nginx's temporary file, at most max bytes (a larger Content-Length
+ * refused before reading, a chunked body as soon as it passes: 413 with
+ * the route's too_large JSON), the whole of it within timeout (else 408
+ * REQUEST_TIMEOUT); done() then owns the request.
+ */
+typedef void (*ngx_commerce_body_pt)(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx);
+
+ngx_int_t ngx_commerce_body_read(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, off_t max, ngx_msec_t timeout,
+    ngx_str_t *too_large, ngx_commerce_body_pt done);
+ngx_int_t ngx_commerce_body_init(ngx_conf_t *cf);
+
 /* JSON errors in place of nginx's error pages (ngx_commerce_errpage.c) */
+ngx_int_t ngx_commerce_errpage_own(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
 char *ngx_commerce_errpage_merge(ngx_conf_t *cf,
     ngx_commerce_loc_conf_t *prev, ngx_commerce_loc_conf_t *conf);
 ngx_int_t ngx_commerce_errpage_init(ngx_conf_t *cf);

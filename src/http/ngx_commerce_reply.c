@@ -370,6 +370,24 @@ ngx_int_t
 ngx_commerce_reply_db_error(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     PGresult *res)
 {
+    ngx_uint_t   status;
+    const char  *code, *message;
+
+    status = ngx_commerce_reply_db_status(r, ctx, res, &code, &message);
+
+    return ngx_commerce_reply_error(r, status, code, message);
+}
+
+
+/*
+ * The answer to a database error, for a route that answers later: the
+ * status, the code and the message (pointing into res, or static).
+ */
+
+ngx_uint_t
+ngx_commerce_reply_db_status(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    PGresult *res, const char **code_out, const char **message)
+{
     char        *state, *code, *detail;
     ngx_uint_t   status;
 
@@ -386,8 +404,9 @@ ngx_commerce_reply_db_error(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
             ngx_commerce_log(NGX_LOG_INFO, r, ctx, "%s", code);
 
-            return ngx_commerce_reply_error(r, status, code,
-                                           detail ? detail : code);
+            *code_out = code;
+            *message = detail ? detail : code;
+            return status;
         }
     }
 
@@ -401,14 +420,15 @@ ngx_commerce_reply_db_error(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         ngx_commerce_log(NGX_LOG_WARN, r, ctx, "database error %s: %s",
                          state, PQresultErrorMessage(res));
 
-        return ngx_commerce_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "DB_UNAVAILABLE",
-                                       "database unavailable, retry later");
+        *code_out = "DB_UNAVAILABLE";
+        *message = "database unavailable, retry later";
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
     ngx_commerce_log(NGX_LOG_ERR, r, ctx, "database error %s: %s",
                      state ? state : "-", PQresultErrorMessage(res));
 
-    return ngx_commerce_reply_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "INTERNAL_ERROR", "internal error");
+    *code_out = "INTERNAL_ERROR";
+    *message = "internal error";
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }

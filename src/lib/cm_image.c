@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cm_image.h"
+#include "cm_json.h"
 
 
 #define CM_IMAGE_MAX_SIDE  0x7fffffffu
@@ -24,6 +25,18 @@ static uint32_t cm_image_be32(const unsigned char *p);
 static uint32_t cm_image_le32(const unsigned char *p);
 static uint32_t cm_image_le24(const unsigned char *p);
 static uint32_t cm_image_crc32(const unsigned char *p, size_t len);
+static int cm_image_order_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len);
+static int cm_image_ext_of(const char *ext);
+
+
+typedef struct {
+    int64_t   *ids;
+    size_t     n;
+    unsigned   seen:1;      /* the key "ids" */
+    unsigned   in_ids:1;    /* within its array */
+    unsigned   closed:1;    /* its array ended */
+} cm_image_order_t;
 
 
 static const unsigned char  cm_image_png_magic[8] = {
@@ -397,4 +410,152 @@ cm_image_crc32(const unsigned char *p, size_t len)
     }
 
     return c ^ 0xffffffffu;
+}
+
+
+/* ------------------------------------------------------------------------
+ * file names
+ */
+
+int
+cm_image_file_name(const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < 64; i++) {
+        if (!((name[i] >= '0' && name[i] <= '9')
+              || (name[i] >= 'a' && name[i] <= 'f')))
+        {
+            return 0;
+        }
+    }
+
+    return name[64] == '.' && cm_image_ext_of(name + 65);
+}
+
+
+static int
+cm_image_ext_of(const char *ext)
+{
+    int  t;
+
+    for (t = CM_IMAGE_JPEG; t <= CM_IMAGE_WEBP; t++) {
+        if (strcmp(ext, cm_image_ext((cm_image_type_e) t)) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* ------------------------------------------------------------------------
+ * {"ids":[..]}
+ */
+
+int
+cm_parse_image_order(const unsigned char *buf, size_t len, int64_t *ids,
+    size_t *n, char *err, size_t errlen)
+{
+    cm_json_walk_t    w;
+    cm_image_order_t  o;
+
+    memset(&o, 0, sizeof(cm_image_order_t));
+    o.ids = ids;
+
+    memset(&w, 0, sizeof(cm_json_walk_t));
+    w.handler = cm_image_order_event;
+    w.data = &o;
+    w.err = err;
+    w.errlen = errlen;
+
+    *n = 0;
+
+    if (cm_json_walk(&w, buf, len) != 0) {
+        return -1;
+    }
+
+    if (!o.closed || o.n == 0) {
+        cm_json_fail(&w, "ids must be an array of 1 to %d image ids",
+                     CM_IMAGE_MAX_PER_PRODUCT);
+        return -1;
+    }
+
+    *n = o.n;
+
+    return 0;
+}
+
+
+static int
+cm_image_order_event(cm_json_walk_t *w, cm_json_event_e ev,
+    const unsigned char *p, size_t len)
+{
+    size_t             i;
+    int64_t            id;
+    cm_image_order_t  *o = w->data;
+
+    if (w->depth == 1) {
+        switch (ev) {
+
+        case CM_JSON_MAP_START:
+        case CM_JSON_MAP_END:
+            return CM_JSON_OK;
+
+        case CM_JSON_KEY:
+            if (!cm_json_str_is(p, len, "ids")) {
+                return cm_json_fail(w, "unknown field: only ids");
+            }
+
+            if (o->seen) {
+                return cm_json_fail(w, "ids given twice");
+            }
+
+            o->seen = 1;
+            return CM_JSON_OK;
+
+        default:
+            return cm_json_fail(w, "ids must be an array of 1 to %d image"
+                                " ids", CM_IMAGE_MAX_PER_PRODUCT);
+        }
+    }
+
+    if (w->depth == 2 && ev == CM_JSON_ARRAY_START) {
+        o->in_ids = 1;
+        return CM_JSON_OK;
+    }
+
+    if (w->depth == 2 && ev == CM_JSON_ARRAY_END) {
+        o->in_ids = 0;
+        o->closed = 1;
+        return CM_JSON_OK;
+    }
+
+    if (!o->in_ids || w->depth != 2 || ev == CM_JSON_MAP_START
+        || ev == CM_JSON_ARRAY_START)
+    {
+        return cm_json_fail(w, "ids must be an array of 1 to %d image ids",
+                            CM_IMAGE_MAX_PER_PRODUCT);
+    }
+
+    if (cm_json_int_value(w, ev, p, len, 1, INT64_MAX, "each id", &id)
+        != CM_JSON_OK)
+    {
+        return CM_JSON_FAIL;
+    }
+
+    if (o->n == CM_IMAGE_MAX_PER_PRODUCT) {
+        return cm_json_fail(w, "ids must be an array of 1 to %d image ids",
+                            CM_IMAGE_MAX_PER_PRODUCT);
+    }
+
+    for (i = 0; i < o->n; i++) {
+        if (o->ids[i] == id) {
+            return cm_json_fail(w, "ids must name each image once");
+        }
+    }
+
+    o->ids[o->n++] = id;
+
+    return CM_JSON_OK;
 }

@@ -52,4 +52,26 @@ const char *cm_image_name(cm_image_type_e type);
 const char *cm_image_mime(cm_image_type_e type);
 
 
+/*
+ * Is name a file of images, "<sha256, 64 lowercase hex>.<jpg|png|webp>"
+ * (NUL-terminated)?  1 or 0: what the module writes, and so the only names
+ * it removes or links.
+ */
+int cm_image_file_name(const char *name);
+
+
+/* a product shows at most this many images */
+#define CM_IMAGE_MAX_PER_PRODUCT  10
+
+
+/*
+ * The body of a reorder, {"ids":[<image id>, ..]}: 1 to
+ * CM_IMAGE_MAX_PER_PRODUCT positive integers, no other key, no id twice;
+ * 0 with ids[0 .. *n) in order, or -1 with err set.  Which ids the product
+ * has is the database's to say.
+ */
+int cm_parse_image_order(const unsigned char *buf, size_t len, int64_t *ids,
+    size_t *n, char *err, size_t errlen);
+
+
 #endif /* _CM_IMAGE_H_INCLUDED_ */

@@ -5,6 +5,7 @@
  * modes, cm_parse_variant_patch, cm_parse_category, the store account and
  * SKU rules), the cart's and the address book's bodies (cm_parse_cart_item,
  * cm_parse_address in both modes), cm_parse_int64, cm_image_probe (JPEG, PNG and WebP headers),
+ * cm_parse_image_order (the reorder body),
  * cm_json_escape and cm_jwt_verify, the account bodies and rules
  * (cm_parse_fields, cm_email_valid, cm_phone_valid, cm_name_valid,
  * cm_role_bit), cm_jwt_kid, the chunked decoder (whole, and fed in two
@@ -70,6 +71,7 @@ static void fuzz_chunked(const uint8_t *data, size_t size);
 static void fuzz_text(const uint8_t *data, size_t size);
 static void fuzz_image(const uint8_t *data, size_t size);
 static void fuzz_points(const uint8_t *data, size_t size);
+static void fuzz_image_order(const uint8_t *data, size_t size);
 static void check_err(const char *err);
 static void check_claims(const cm_jwt_claims_t *c);
 static void check_card(cm_pay_method_e method, const char *type,
@@ -108,6 +110,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_text(data, size);
     fuzz_image(data, size);
     fuzz_points(data, size);
+    fuzz_image_order(data, size);
 
     return 0;
 }
@@ -1045,4 +1048,39 @@ fuzz_image(const uint8_t *data, size_t size)
           && info2.height == info.height);
 
     free(copy);
+}
+
+
+/*
+ * cm_parse_image_order: an accepted body is valid JSON holding 1 to 10
+ * distinct positive ids; a refusal says why in a printable message.
+ */
+
+static void
+fuzz_image_order(const uint8_t *data, size_t size)
+{
+    int      rc;
+    char     err[CM_JSON_ERR_LEN];
+    size_t   i, j, n;
+    int64_t  ids[CM_IMAGE_MAX_PER_PRODUCT];
+
+    err[0] = '\0';
+    rc = cm_parse_image_order(data, size, ids, &n, err, sizeof(err));
+
+    if (rc != 0) {
+        check(rc == -1 && n == 0);
+        check_err(err);
+        return;
+    }
+
+    check(json_valid(data, size));
+    check(n >= 1 && n <= CM_IMAGE_MAX_PER_PRODUCT);
+
+    for (i = 0; i < n; i++) {
+        check(ids[i] >= 1);
+
+        for (j = 0; j < i; j++) {
+            check(ids[i] != ids[j]);
+        }
+    }
 }

@@ -37,6 +37,7 @@ use Socket qw(SOL_SOCKET SO_LINGER);
 use Test::More;
 use Time::HiRes qw(time sleep);
 use B ();
+use Compress::Zlib ();
 
 use CommerceTest::JWT qw(jwt_mint jwt_encode random_secret);
 
@@ -1105,6 +1106,31 @@ sub account_keys {
 }
 
 sub account_main { "thread_pool default threads=4;\n" }
+
+
+# png_image(tag => 'x', w => 3, h => 2, size => N): a valid w x h grey PNG
+# (CRCs right), told apart by its tag (a tEXt chunk), padded to exactly
+# size bytes with an ancillary chunk when asked.
+sub png_image {
+    my (%o) = @_;
+    my ($w, $h) = ($o{w} // 3, $o{h} // 2);
+    my $chunk = sub {
+        my ($type, $data) = @_;
+        return pack('N', length $data) . $type . $data
+            . pack('N', Compress::Zlib::crc32($type . $data));
+    };
+    my $raw = join '', map { "\0" . ("\x80" x $w) } 1 .. $h;
+    my $png = "\x89PNG\r\n\x1a\n"
+        . $chunk->('IHDR', pack('NNCCCCC', $w, $h, 8, 0, 0, 0, 0))
+        . $chunk->('tEXt', "tag\0" . ($o{tag} // 'x'))
+        . $chunk->('IDAT', Compress::Zlib::compress($raw));
+    if ($o{size}) {
+        my $pad = $o{size} - length($png) - 12 - 12;
+        croak "a PNG of $o{size} bytes is too small" if $pad < 0;
+        $png .= $chunk->('zzPd', 'p' x $pad);
+    }
+    return $png . $chunk->('IEND', '');
+}
 sub jwt_key { pack 'H*', $_[0]{jwt_keyring}{$_[1]} }
 sub jwt_current_kid { $_[0]{jwt_current_kid} }
 

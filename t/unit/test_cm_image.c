@@ -32,6 +32,9 @@ static void test_jpeg(void);
 static void test_webp(void);
 static void test_others(void);
 static void test_names(void);
+static void test_order(void);
+static void test_file_names(void);
+static void order_is(const char *body, const char *want, const char *name);
 
 
 /* the classic 1x1 RGBA PNG, 67 bytes, as encoders write it */
@@ -53,6 +56,8 @@ main(void)
     test_webp();
     test_others();
     test_names();
+    test_order();
+    test_file_names();
 
     return tap_done();
 }
@@ -460,4 +465,120 @@ make_webp(unsigned char *b, const char *fourcc, uint32_t w, uint32_t h)
     }
 
     return 32;
+}
+
+
+/* the reorder body: "1,2,3" for the ids it holds, or "!" + the error */
+
+static void
+test_order(void)
+{
+    order_is("{\"ids\":[3,1,2]}", "3,1,2", "three ids in order");
+    order_is("{\"ids\":[7]}", "7", "one id");
+    order_is("{\"ids\":[1,2,3,4,5,6,7,8,9,10]}", "1,2,3,4,5,6,7,8,9,10",
+             "ten ids");
+    order_is("{\"ids\":[1,2,3,4,5,6,7,8,9,10,11]}",
+             "!ids must be an array of 1 to 10 image ids", "eleven ids");
+    order_is("{\"ids\":[]}", "!ids must be an array of 1 to 10 image ids",
+             "no id");
+    order_is("{}", "!ids must be an array of 1 to 10 image ids", "no ids");
+    order_is("{\"ids\":[1,1]}", "!ids must name each image once",
+             "an id twice");
+    order_is("{\"ids\":[0]}", "!each id must be between 1 and "
+             "9223372036854775807", "id 0");
+    order_is("{\"ids\":[-2]}", "!each id must be between 1 and "
+             "9223372036854775807", "a negative id");
+    order_is("{\"ids\":[1.5]}", "!each id must be an integer", "1.5");
+    order_is("{\"ids\":[\"1\"]}", "!each id must be an integer",
+             "a string id");
+    order_is("{\"ids\":[null]}", "!each id must be an integer", "null");
+    order_is("{\"ids\":[[1]]}", "!ids must be an array of 1 to 10 image ids",
+             "an array in the array");
+    order_is("{\"ids\":[{\"id\":1}]}",
+             "!ids must be an array of 1 to 10 image ids", "an object");
+    order_is("{\"ids\":5}", "!ids must be an array of 1 to 10 image ids",
+             "a number for ids");
+    order_is("{\"ids\":{}}", "!ids must be an array of 1 to 10 image ids",
+             "an object for ids");
+    order_is("{\"ids\":[1],\"ids\":[2]}", "!ids given twice",
+             "ids twice");
+    order_is("{\"ids\":[1],\"x\":1}", "!unknown field: only ids",
+             "another field");
+    order_is("[1,2]", "!request body must be a JSON object", "an array");
+    order_is("{\"ids\":[1,2]", NULL, "cut JSON");
+}
+
+
+static void
+order_is(const char *body, const char *want, const char *name)
+{
+    int      rc;
+    char     err[128], got[256], *p;
+    size_t   i, n;
+    int64_t  ids[CM_IMAGE_MAX_PER_PRODUCT];
+
+    err[0] = '\0';
+    rc = cm_parse_image_order((const unsigned char *) body, strlen(body), ids,
+                              &n, err, sizeof(err));
+
+    if (rc != 0) {
+        snprintf(got, sizeof(got), "!%s", err);
+
+        if (want == NULL) {
+            ok(n == 0, "order: %s: refused (%s)", name, err);
+            return;
+        }
+
+    } else {
+        p = got;
+        got[0] = '\0';
+
+        for (i = 0; i < n; i++) {
+            p += snprintf(p, got + sizeof(got) - p, "%s%lld", i ? "," : "",
+                          (long long) ids[i]);
+        }
+
+        if (want == NULL) {
+            ok(0, "order: %s: refused, not %s", name, got);
+            return;
+        }
+    }
+
+    is_str(got, want, "order: %s", name);
+}
+
+
+static void
+test_file_names(void)
+{
+    char         name[80];
+    size_t       i;
+    const char  *bad[] = { "", ".png", "x.png", "../etc/passwd",
+                           ".trash-1-2-3-x.png" };
+
+    memset(name, 'a', 64);
+    strcpy(name + 64, ".png");
+    ok(cm_image_file_name(name), "file name: 64 hex .png");
+    strcpy(name + 64, ".jpg");
+    ok(cm_image_file_name(name), "file name: .jpg");
+    strcpy(name + 64, ".webp");
+    ok(cm_image_file_name(name), "file name: .webp");
+    strcpy(name + 64, ".gif");
+    ok(!cm_image_file_name(name), "file name: not .gif");
+    strcpy(name + 64, ".png.bak");
+    ok(!cm_image_file_name(name), "file name: nothing after the extension");
+    strcpy(name + 64, "png");
+    ok(!cm_image_file_name(name), "file name: the dot");
+    name[10] = 'A';
+    strcpy(name + 64, ".png");
+    ok(!cm_image_file_name(name), "file name: upper-case hex refused");
+    name[10] = '/';
+    ok(!cm_image_file_name(name), "file name: no slash");
+    name[10] = 'a';
+    name[63] = '\0';
+    ok(!cm_image_file_name(name), "file name: 63 digits, cut");
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ok(!cm_image_file_name(bad[i]), "file name: \"%s\" refused", bad[i]);
+    }
 }

@@ -6,9 +6,8 @@
  * Each request is a short chain of steps on the request's own context:
  * database steps through the worker's pool (ctx->query, cancelled by the
  * request cleanup like every other query), and password hashing on an
- * nginx thread pool, never on the event loop.  While a hash runs the
- * request is "blocked" (r->main->blocked), as nginx does for aio threads,
- * so a client that goes away cannot free what the thread works on.
+ * nginx thread pool, never on the event loop (ngx_commerce_task_post: the
+ * request and the worker wait for the thread).
  *
  * Personal data is encrypted here (AES-256-GCM, cm_pii.c) before it goes
  * to Postgres and decrypted only for its owner; the database sees
@@ -22,9 +21,6 @@
 
 #include <ngx_thread_pool.h>
 #include <yajl/yajl_tree.h>
-
-
-#define NGX_COMMERCE_ACCOUNT_HOLD  60000    /* ms, re-armed */
 
 
 static void ngx_commerce_account_field(cm_field_t *f, const char *name,
@@ -46,8 +42,7 @@ static ngx_int_t ngx_commerce_account_step(ngx_commerce_account_req_t *a,
     yajl_val v, u_char *doc, size_t len);
 static ngx_int_t ngx_commerce_account_hash(ngx_commerce_account_req_t *a);
 static void ngx_commerce_account_hash_thread(void *data, ngx_log_t *log);
-static void ngx_commerce_account_hash_done(ngx_event_t *ev);
-static void ngx_commerce_account_hold(ngx_event_t *ev);
+static ngx_int_t ngx_commerce_account_hash_done(ngx_commerce_task_t *t);
 static ngx_int_t ngx_commerce_account_hashed(ngx_commerce_account_req_t *a);
 static ngx_int_t ngx_commerce_account_tokens(ngx_commerce_account_req_t *a);
 static char *ngx_commerce_account_client(ngx_commerce_account_req_t *a);
@@ -555,44 +550,24 @@ static ngx_int_t
 ngx_commerce_account_query(ngx_commerce_account_req_t *a, ngx_commerce_account_step_e step,
     ngx_uint_t stmt, int n, ...)
 {
-    int                        i;
-    va_list                    args;
-    ngx_int_t                  rc;
-    ngx_commerce_ctx_t        *ctx;
-    ngx_commerce_main_conf_t  *mcf;
-
-    ctx = a->ctx;
-    mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
+    va_list    args;
+    ngx_int_t  rc;
 
     a->step = step;
 
-    ngx_commerce_pg_reset(&ctx->query);
-    ctx->query.stmt = &ngx_commerce_account_statements[stmt];
-    ctx->query.nparams = n;
-    ctx->query.log = a->r->connection->log;
-    ctx->query.data = a;
-    ctx->query.handler = ngx_commerce_account_db_done;
-
     va_start(args, n);
-    for (i = 0; i < n; i++) {
-        ctx->query.params[i] = va_arg(args, const char *);
-    }
+    rc = ngx_commerce_handler_step(a->r, a->ctx,
+                                   &ngx_commerce_account_statements[stmt],
+                                   ngx_commerce_account_db_done, a, n, args);
     va_end(args);
 
-    rc = ngx_commerce_pg_submit(mcf->pool, &ctx->query);
-
     if (rc != NGX_OK) {
-        ngx_commerce_log(NGX_LOG_WARN, a->r, ctx,
-                         "no database connection for \"%s\"",
-                         ctx->query.stmt->name);
-
         return ngx_commerce_reply_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "DB_UNAVAILABLE",
                                       "database unavailable, retry later");
     }
 
-    ctx->waiting = 1;
-    ngx_commerce_idem_watch_client(a->r, ctx);
+    ngx_commerce_idem_watch_client(a->r, a->ctx);
 
     return NGX_DONE;
 }
@@ -796,7 +771,6 @@ ngx_commerce_account_step(ngx_commerce_account_req_t *a, yajl_val v, u_char *doc
 static ngx_int_t
 ngx_commerce_account_hash(ngx_commerce_account_req_t *a)
 {
-    ngx_thread_task_t         *task;
     ngx_commerce_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(a->r, ngx_http_commerce_module);
@@ -804,44 +778,14 @@ ngx_commerce_account_hash(ngx_commerce_account_req_t *a)
     cm_pwhash_params_default(&a->kdf);
     a->kdf.iterations = (uint32_t) mcf->kdf_iterations;
 
-    task = ngx_thread_task_alloc(a->r->pool, 0);
-    if (task == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    a->task.r = a->r;
+    a->task.ctx = a->ctx;
+    a->task.data = a;
 
-    task->ctx = a;
-    task->handler = ngx_commerce_account_hash_thread;
-    task->event.data = a;
-    task->event.handler = ngx_commerce_account_hash_done;
-
-    if (ngx_thread_task_post(mcf->auth_thread_pool, task) != NGX_OK) {
-        return ngx_commerce_reply_error(a->r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "BUSY", "too many logins at once, "
-                                      "retry later");
-    }
-
-    /* like aio threads: the request stays until the thread is done */
-    a->r->main->blocked++;
-
-    /*
-     * and so does the worker: a worker that shuts down waits for its
-     * timers that are not cancelable, not for thread tasks (it would exit
-     * with this request's connection open)
-     */
-    a->hold.handler = ngx_commerce_account_hold;
-    a->hold.data = a;
-    a->hold.log = a->r->connection->log;
-    ngx_add_timer(&a->hold, NGX_COMMERCE_ACCOUNT_HOLD);
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_commerce_account_hold(ngx_event_t *ev)
-{
-    /* a hash longer than the hold: hold on */
-    ngx_add_timer(ev, NGX_COMMERCE_ACCOUNT_HOLD);
+    return ngx_commerce_task_post(&a->task, mcf->auth_thread_pool,
+                                  ngx_commerce_account_hash_thread,
+                                  ngx_commerce_account_hash_done,
+                                  "too many logins at once, retry later");
 }
 
 
@@ -872,40 +816,10 @@ ngx_commerce_account_hash_thread(void *data, ngx_log_t *log)
 }
 
 
-static void
-ngx_commerce_account_hash_done(ngx_event_t *ev)
+static ngx_int_t
+ngx_commerce_account_hash_done(ngx_commerce_task_t *t)
 {
-    ngx_int_t             rc;
-    ngx_connection_t     *c;
-    ngx_http_request_t   *r;
-    ngx_commerce_account_req_t  *a;
-
-    a = ev->data;
-    r = a->r;
-    c = r->connection;
-
-    r->main->blocked--;
-
-    if (a->hold.timer_set) {
-        ngx_del_timer(&a->hold);
-    }
-
-    ngx_http_set_log_request(c->log, r);
-
-    if (a->ctx->gone || c->error) {
-        /* terminated while the thread ran: now it can be closed */
-        ngx_http_finalize_request(r, NGX_ERROR);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
-    rc = ngx_commerce_account_hashed(a);
-
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
-
-    ngx_http_run_posted_requests(c);
+    return ngx_commerce_account_hashed(t->data);
 }
 
 

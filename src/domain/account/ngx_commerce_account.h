@@ -75,7 +75,7 @@ typedef struct {
     char                      *stored;
     char                       hash[CM_PWHASH_LEN];
     int                        hash_rc;
-    ngx_event_t                hold;    /* a timer while the thread runs */
+    ngx_commerce_task_t        task;    /* on the thread pool */
     int                        rehash;     /* made with other parameters */
     cm_pwhash_params_t         kdf;
 } ngx_commerce_account_req_t;

@@ -25,9 +25,6 @@
 #include "cm_text.h"
 
 
-#define NGX_COMMERCE_SELLER_ROLES                                             \
-    (CM_ROLE_SELLER|CM_ROLE_MANAGER|CM_ROLE_ADMIN)
-
 #define NGX_COMMERCE_STORE_NAME_BYTES   (CM_STORE_NAME_MAX * 4)
 #define NGX_COMMERCE_ACCOUNT_BYTES      40
 
@@ -69,7 +66,6 @@ static ngx_int_t ngx_commerce_seller_movements(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static char *ngx_commerce_seller_text(ngx_http_request_t *r, u_char *body,
     size_t len);
-static char *ngx_commerce_seller_client(ngx_http_request_t *r);
 static ngx_int_t ngx_commerce_seller_query(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, ngx_uint_t stmt, ngx_uint_t status, int n, ...);
 
@@ -548,7 +544,7 @@ ngx_commerce_seller_text(ngx_http_request_t *r, u_char *body, size_t len)
 
 /* the client's address, a parameter of the audit log */
 
-static char *
+char *
 ngx_commerce_seller_client(ngx_http_request_t *r)
 {
     return ngx_commerce_json_cstr(r->pool, &r->connection->addr_text);
@@ -559,23 +555,41 @@ static ngx_int_t
 ngx_commerce_seller_query(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     ngx_uint_t stmt, ngx_uint_t status, int n, ...)
 {
-    int      i;
-    va_list  args;
-
-    ctx->success_status = status;
-    ctx->query.stmt = &ngx_commerce_seller_statements[stmt];
-    ctx->query.nparams = n;
+    int           i;
+    va_list       args;
+    const char   *params[NGX_COMMERCE_PG_PARAMS_MAX];
 
     va_start(args, n);
     for (i = 0; i < n; i++) {
-        ctx->query.params[i] = va_arg(args, const char *);
+        params[i] = va_arg(args, const char *);
     }
     va_end(args);
 
+    return ngx_commerce_seller_run(r, ctx,
+                                   &ngx_commerce_seller_statements[stmt],
+                                   status, n, params);
+}
+
+
+/* a statement of the seller's files, its document the answer (status) */
+
+ngx_int_t
+ngx_commerce_seller_run(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    ngx_commerce_stmt_t *stmt, ngx_uint_t status, int n,
+    const char **params)
+{
+    int  i;
+
+    ctx->success_status = status;
+    ctx->query.stmt = stmt;
+    ctx->query.nparams = n;
+
     for (i = 0; i < n; i++) {
-        if (ctx->query.params[i] == NULL) {
+        if (params[i] == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ctx->query.params[i] = params[i];
     }
 
     return ngx_commerce_handler_query(r, ctx);
