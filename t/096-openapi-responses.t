@@ -424,6 +424,13 @@ call(createSellerProduct => 'no store', POST => '/api/v1/seller/products',
     body => \%tee, token => $seller2);
 call(createSellerProduct => 'a consumer', POST => '/api/v1/seller/products',
     body => \%tee, token => $consumer);
+$r = call(createSellerProduct => 'to delete', POST => '/api/v1/seller/products',
+    body => { %tee, name => 'gone', variants => [ map { { %$_, sku => "g$_->{sku}" } }
+    @{ $tee{variants} } ] }, token => $seller);
+call(deleteSellerProduct => 'deleted', DELETE =>
+    "/api/v1/seller/products/$r->{json}{id}", token => $seller);
+call(deleteSellerProduct => 'gone', DELETE =>
+    "/api/v1/seller/products/$r->{json}{id}", token => $seller);
 call(getSellerProduct => 'mine', GET => "/api/v1/seller/products/$tee",
     token => $seller);
 call(getSellerProduct => "another's", GET => "/api/v1/seller/products/$tee",
@@ -482,6 +489,8 @@ call(getProduct => 'with options', GET => "/api/v1/products/$tee",
     token => $consumer);
 call(createOrder => 'a variant', POST => '/api/v1/orders', body =>
     { items => [ { variantId => $blue, quantity => 1 } ] }, user => 20);
+call(deleteSellerProduct => 'ordered', DELETE => "/api/v1/seller/products/$tee",
+    token => $seller);
 call(createOrder => 'no variant named', POST => '/api/v1/orders', body =>
     { items => [ { productId => $tee, quantity => 1 } ] }, user => 20);
 call(createOrder => 'an unknown variant', POST => '/api/v1/orders', body =>

@@ -876,6 +876,47 @@ $$;
 -- conditional UPDATE: never below 0 (OUT_OF_STOCK), whatever orders do
 -- meanwhile.  Audit VARIANT_UPDATE.  -> seller product document |
 -- PRODUCT_NOT_FOUND | VARIANT_NOT_FOUND | OUT_OF_STOCK | INVALID_REQUEST
+-- A seller deletes a product nobody ordered (an order keeps its product:
+-- PRODUCT_HAS_ORDERS, STOP it instead).  Its variants, their ledger, the
+-- cart lines holding them and its image rows go in this transaction; the
+-- image files no other product shows are removed by the image sweep
+-- (ngx_commerce_seller_sweep.c asks cm_image_files_unused before it
+-- removes a file).  Audited PRODUCT_DELETE, event product.deleted.
+CREATE OR REPLACE FUNCTION cm_seller_product_delete(p_actor bigint, p_product bigint,
+                                                    p_client text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    l      record;
+    v_name text;
+    v_imgs int;
+BEGIN
+    l := cm__seller_product_lock(p_actor, p_product);
+    IF EXISTS (SELECT 1 FROM order_items i WHERE i.product_id = p_product) THEN
+        PERFORM cm__conflict('PRODUCT_HAS_ORDERS',
+            format('product %s was ordered: set its status to STOPPED instead', p_product));
+    END IF;
+    -- every hash it shows, locked as an image delete locks it
+    PERFORM cm__image_hash_lock(h.hash)
+       FROM (SELECT DISTINCT i.hash FROM product_images i
+              WHERE i.product_id = p_product ORDER BY i.hash) h;
+    DELETE FROM product_images WHERE product_id = p_product;
+    GET DIAGNOSTICS v_imgs = ROW_COUNT;
+    -- the variants first: a cart line added meanwhile waits, then finds none
+    PERFORM FROM product_variants v WHERE v.product_id = p_product ORDER BY v.id FOR UPDATE;
+    DELETE FROM cart_items c USING product_variants v
+     WHERE c.variant_id = v.id AND v.product_id = p_product;
+    DELETE FROM stock_movements m WHERE m.product_id = p_product;
+    DELETE FROM product_variants WHERE product_id = p_product;
+    DELETE FROM products WHERE id = p_product RETURNING name INTO v_name;
+    PERFORM cm__seller_audit('PRODUCT_DELETE', l.owner_id, p_actor, p_client, p_product,
+                             l.store_id, l.relation, '"images":' || v_imgs);
+    PERFORM cm__catalogue_event(p_product, 'product.deleted',
+        jsonb_build_object('productId', p_product, 'storeId', l.store_id, 'name', v_name,
+                           'at', cm__ts(now())));
+    RETURN '';
+END
+$$;
+
 CREATE OR REPLACE FUNCTION cm_seller_variant_update(p_actor bigint, p_product bigint,
                                                     p_variant bigint, p_body jsonb, p_client text)
 RETURNS text LANGUAGE plpgsql AS $$

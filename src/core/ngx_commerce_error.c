@@ -53,6 +53,7 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "CATEGORY_NOT_EMPTY",       NGX_HTTP_CONFLICT },
     { "VERSION_CONFLICT",         NGX_HTTP_CONFLICT },
     { "SKU_TAKEN",                NGX_HTTP_CONFLICT },
+    { "PRODUCT_HAS_ORDERS",       NGX_HTTP_CONFLICT },
     { "DEAD_EVENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
     { "CART_FULL",                NGX_HTTP_CONFLICT },
     { "CART_ITEM_NOT_FOUND",      NGX_HTTP_NOT_FOUND },

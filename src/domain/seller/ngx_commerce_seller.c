@@ -38,6 +38,7 @@ enum {
     NGX_COMMERCE_STMT_PRODUCT_CREATE,
     NGX_COMMERCE_STMT_PRODUCT_GET,
     NGX_COMMERCE_STMT_PRODUCT_UPDATE,
+    NGX_COMMERCE_STMT_PRODUCT_DELETE,
     NGX_COMMERCE_STMT_VARIANT_UPDATE,
     NGX_COMMERCE_STMT_STOCK_MOVEMENTS,
     NGX_COMMERCE_SELLER_NSTMT
@@ -59,6 +60,8 @@ static ngx_int_t ngx_commerce_seller_product_create(ngx_http_request_t *r,
 static ngx_int_t ngx_commerce_seller_product_get(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_seller_product_update(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_seller_product_delete(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_seller_variant_update(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
@@ -111,6 +114,11 @@ ngx_commerce_stmt_t  ngx_commerce_seller_statements[] = {
       "SELECT cm_seller_product_update($1::bigint, $2::bigint, $3::jsonb, "
       "$4::text)", 4, 0, NULL, 0 },
 
+    [NGX_COMMERCE_STMT_PRODUCT_DELETE] =
+    { "cm_seller_product_delete",
+      "SELECT cm_seller_product_delete($1::bigint, $2::bigint, $3::text)", 3,
+      0, NULL, 0 },
+
     [NGX_COMMERCE_STMT_VARIANT_UPDATE] =
     { "cm_seller_variant_update",
       "SELECT cm_seller_variant_update($1::bigint, $2::bigint, $3::bigint, "
@@ -162,6 +170,11 @@ ngx_commerce_route_t  ngx_commerce_seller_routes[] = {
                        NGX_COMMERCE_SELLER_ROLES, 0, "seller_product",
                        ngx_commerce_seller_product_update,
                        "updateSellerProduct"),
+
+    NGX_COMMERCE_ROUTE("DELETE", "/api/v1/seller/products/{id}",
+                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_product",
+                       ngx_commerce_seller_product_delete,
+                       "deleteSellerProduct"),
 
     NGX_COMMERCE_ROUTE("PATCH",
                        "/api/v1/seller/products/{id}/variants/{variantId}",
@@ -469,6 +482,22 @@ ngx_commerce_seller_product_update(ngx_http_request_t *r,
                                      ngx_commerce_pg_int(&ctx->query,
                                                          ctx->id),
                                      doc, ngx_commerce_seller_client(r));
+}
+
+
+/* DELETE /seller/products/{id}: 204; the image files go with the sweep */
+
+static ngx_int_t
+ngx_commerce_seller_product_delete(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len)
+{
+    return ngx_commerce_seller_query(r, ctx, NGX_COMMERCE_STMT_PRODUCT_DELETE,
+                                     NGX_HTTP_NO_CONTENT, 3,
+                                     ngx_commerce_pg_int(&ctx->query,
+                                                         ctx->claims.user_id),
+                                     ngx_commerce_pg_int(&ctx->query,
+                                                         ctx->id),
+                                     ngx_commerce_seller_client(r));
 }
 
 
