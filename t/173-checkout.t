@@ -171,6 +171,32 @@ is($r2->{body}, $r1->{body}, '... the same answer');
 is($r2->{headers}{'idempotent-replayed'}, 'true', '... replayed');
 is(lines($A), '3:7', '... the line added since stays: nothing ordered again');
 
+# --- a coupon, as with items: priced, held, USED when paid, kept on a refusal
+
+my $camp = $t->create_coupon(discountType => 'FIXED', discountValue => 500,
+    minOrderAmount => 0);
+$r = $t->issue_coupon($camp, $C);
+is($r->{status}, 201, 'a coupon issued to C') or diag($r->{body});
+my $cp = $r->{json}{id};
+put_line($C, 1, 1);
+put_line($C, 3, 2);
+$t->psql('UPDATE products SET stock = 0 WHERE id = 3');
+$before = $t->db_state;
+is_error(checkout($C, { fromCart => JSON::PP::true, couponId => $cp,
+                        payment => { method => 'BALANCE' } }), 409,
+    'OUT_OF_STOCK', 'with a coupon, a SOLD_OUT line: 409');
+is_deeply($t->db_state, $before, '... nothing changed (coupon, cart, stock)');
+$t->psql('UPDATE products SET stock = 1000 WHERE id = 3');
+$r = checkout($C, { fromCart => JSON::PP::true, couponId => $cp,
+                    payment => { method => 'BALANCE' } });
+is($r->{status}, 201, 'with the coupon, BALANCE: 201') or diag($r->{body});
+is(join(' ', map { $r->{json}{$_} } qw(status totalAmount discountAmount paymentAmount)),
+    'PAID 1600 500 1100', '... PAID, 1600 - 500 = 1100');
+is(balance($C), 100000 - 1100, '... 1100 from the balance');
+is($t->psql("SELECT status || ' ' || reserved_by FROM user_coupons WHERE id = $cp"),
+    "USED $r->{json}{id}", '... the coupon USED by the order');
+is(lines($C), '', '... the cart is empty');
+
 # --- concurrency: one cart, 10 checkouts, one order ------------------------
 
 put_line($B, 1, 1);
