@@ -21,12 +21,12 @@ use JSON::PP;
 my $t = CommerceTest->new;
 $t->start_pg;
 $t->load_demo;
-$t->psql(<<'SQL');
-UPDATE products SET name = 'Alpha', price = 1000, stock = 10   WHERE id = 1;
-UPDATE products SET name = 'Beta',  price = 2500, stock = 5    WHERE id = 2;
-UPDATE products SET name = 'Gamma', price = 300,  stock = 1000 WHERE id = 3;
-UPDATE products SET name = 'Delta', price = 700,  stock = 1000 WHERE id = 4;
-SQL
+# products 1..4 (their default variants have their ids): price and stock
+$t->psql(q{UPDATE products p SET name = v.name, price = v.price, stock = v.stock
+             FROM (VALUES (1, 'Alpha', 1000, 10), (2, 'Beta', 2500, 5),
+                          (3, 'Gamma', 300, 1000), (4, 'Delta', 700, 1000))
+                  AS v(id, name, price, stock)
+            WHERE p.id = v.id});
 $t->write_config($t->default_config(
     http_extra => "commerce_pg_queue_length 2048;"));
 $t->start_nginx;

@@ -149,7 +149,7 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
     char              err[NGX_COMMERCE_ERR_LEN], *ids, *qty, *vids;
-    const char       *coupon;
+    const char       *coupon, *user;
     cm_order_req_t    req;
     cm_payment_req_t  card;
 
@@ -186,33 +186,20 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                            &card);
     }
 
-    ctx->success_status = NGX_HTTP_CREATED;
+    user = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
 
     if (req.from_cart) {
-        ctx->query.stmt =
-            &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE_CART];
-        ctx->query.nparams = 4;
-        ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
-                                                   ctx->claims.user_id);
-        ctx->query.params[1] = vids;
-        ctx->query.params[2] = ngx_commerce_order_method(req.method);
-        ctx->query.params[3] = coupon;
-
-        return ngx_commerce_handler_query(r, ctx);
+        return ngx_commerce_handler_call(r, ctx,
+                   &ngx_commerce_order_statements[
+                       NGX_COMMERCE_STMT_ORDER_CREATE_CART],
+                   NGX_HTTP_CREATED, 4, user, vids,
+                   ngx_commerce_order_method(req.method), coupon);
     }
 
-    ctx->query.stmt =
-        &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE];
-    ctx->query.nparams = 6;
-    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
-                                               ctx->claims.user_id);
-    ctx->query.params[1] = ids;
-    ctx->query.params[2] = qty;
-    ctx->query.params[3] = ngx_commerce_order_method(req.method);
-    ctx->query.params[4] = coupon;
-    ctx->query.params[5] = vids;
-
-    return ngx_commerce_handler_query(r, ctx);
+    return ngx_commerce_handler_call(r, ctx,
+               &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE],
+               NGX_HTTP_CREATED, 6, user, ids, qty,
+               ngx_commerce_order_method(req.method), coupon, vids);
 }
 
 
