@@ -174,6 +174,18 @@ call(createOrder => 'card refused by the gateway', POST => '/api/v1/orders',
     body => { %$item, payment => card($OK_CARD) }, user => 15);
 $sim->control(minOrderIdLength => 6);
 
+# checkout: the cart's lines, by card (the card flow's cart statement); an
+# empty cart
+$t->req('PUT', '/api/v1/cart/items/5', user => 816, body => { quantity => 2 });
+$r = call(createOrder => 'checkout from the cart, by card', POST => '/api/v1/orders',
+    body => { fromCart => JSON::PP::true, payment => card($OK_CARD) }, user => 816);
+is($r->{status} . ' ' . ($r->{json}{items}[0]{quantity} // ''), '202 2',
+    'checkout by card: 202, the cart line ordered');
+is($t->psql('SELECT count(*) FROM cart_items WHERE user_id = 816'), 0,
+    '... and out of the cart');
+call(createOrder => 'checkout of an empty cart', POST => '/api/v1/orders',
+    body => { fromCart => JSON::PP::true }, user => 816);
+
 call(getOrder => 'own', GET => "/api/v1/orders/$pending", user => 10);
 call(getOrder => "another user's", GET => "/api/v1/orders/$pending",
     user => 11);

@@ -57,6 +57,7 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "DEAD_EVENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
     { "CART_FULL",                NGX_HTTP_CONFLICT },
     { "CART_ITEM_NOT_FOUND",      NGX_HTTP_NOT_FOUND },
+    { "CART_EMPTY",               NGX_HTTP_BAD_REQUEST },
     { "ADDRESS_BOOK_FULL",        NGX_HTTP_CONFLICT },
     { "ADDRESS_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
     { "IMAGE_LIMIT",              NGX_HTTP_CONFLICT },

@@ -51,6 +51,11 @@ typedef struct {
     /* set, NUL-terminated, only when method is CM_PAY_CARD, else empty */
     char             card_type[16];
     char             card_no[20];
+    /* "fromCart": true: the cart's lines, not items (then nitems is 0);
+     * variant_ids the "variantIds" selection (nvariants 0: every line) */
+    unsigned         from_cart;
+    size_t           nvariants;
+    int64_t          variant_ids[CM_ORDER_ITEMS_MAX];
 } cm_order_req_t;
 
 
@@ -66,7 +71,10 @@ typedef struct {
  * names "productId", "variantId" or both; items naming the same product
  * (without variant) or the same variant (with the same productId, or
  * none) are merged, their quantities summed; items are sorted by product
- * id, then variant id.
+ * id, then variant id.  Instead of "items", "fromCart": true orders
+ * the cart's lines, or with "variantIds" (1..50 distinct positive ids,
+ * duplicates are one) the lines of those variants; both "items" and
+ * "fromCart": true, or "variantIds" without it, are invalid.
  *
  * All parsers return 0 on success, -1 on invalid input with a reason in
  * err (NUL-terminated, truncated to errlen).  buf need not be

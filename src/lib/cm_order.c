@@ -17,6 +17,8 @@
 #define CM_ORDER_F_ITEMS      0x01
 #define CM_ORDER_F_PAYMENT    0x02
 #define CM_ORDER_F_COUPON     0x04
+#define CM_ORDER_F_FROM_CART  0x08
+#define CM_ORDER_F_VARIANTS   0x10
 
 #define CM_ITEM_F_PRODUCT     0x01
 #define CM_ITEM_F_QUANTITY    0x02
@@ -50,6 +52,7 @@ typedef struct {
     unsigned           seen;
 
     size_t             count;      /* elements of "items" so far */
+    size_t             vcount;     /* elements of "variantIds" so far */
     unsigned           item_field;
     unsigned           item_seen;
     int64_t            product_id;
@@ -73,6 +76,9 @@ static int cm_order_items_event(cm_json_walk_t *w, cm_order_parse_t *op,
 static int cm_order_item_value(cm_json_walk_t *w, cm_order_parse_t *op,
     cm_json_event_e ev, const unsigned char *p, size_t len);
 static int cm_order_item_done(cm_json_walk_t *w, cm_order_parse_t *op);
+static int cm_order_variants_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len);
+static int cm_order_source(cm_json_walk_t *w, cm_order_parse_t *op);
 static void cm_order_sort(cm_order_req_t *out);
 static int cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
@@ -109,8 +115,7 @@ cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
         goto failed;
     }
 
-    if (!(op.seen & CM_ORDER_F_ITEMS)) {
-        cm_json_fail(&w, "items is required");
+    if (cm_order_source(&w, &op) != CM_JSON_OK) {
         goto failed;
     }
 
@@ -191,6 +196,19 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
             return cm_json_fail(w, "items must be an array");
         }
 
+        if (op->field == CM_ORDER_F_FROM_CART) {
+            if (ev != CM_JSON_BOOL) {
+                return cm_json_fail(w, "fromCart must be true or false");
+            }
+
+            op->out->from_cart = (len == 4);
+            return CM_JSON_OK;
+        }
+
+        if (op->field == CM_ORDER_F_VARIANTS) {
+            return cm_json_fail(w, "variantIds must be an array");
+        }
+
         if (op->field == CM_ORDER_F_COUPON) {
             return (ev == CM_JSON_NULL)
                    ? CM_JSON_OK
@@ -207,6 +225,14 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
 
     if (op->field == CM_ORDER_F_ITEMS) {
         return cm_order_items_event(w, op, ev, p, len);
+    }
+
+    if (op->field == CM_ORDER_F_VARIANTS) {
+        return cm_order_variants_event(w, op, ev, p, len);
+    }
+
+    if (op->field == CM_ORDER_F_FROM_CART) {
+        return cm_json_fail(w, "fromCart must be true or false");
     }
 
     if (op->field == CM_ORDER_F_COUPON) {
@@ -239,6 +265,14 @@ cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op, const unsigned char *p,
     } else if (cm_json_str_is(p, len, "couponId")) {
         f = CM_ORDER_F_COUPON;
         name = "couponId";
+
+    } else if (cm_json_str_is(p, len, "fromCart")) {
+        f = CM_ORDER_F_FROM_CART;
+        name = "fromCart";
+
+    } else if (cm_json_str_is(p, len, "variantIds")) {
+        f = CM_ORDER_F_VARIANTS;
+        name = "variantIds";
 
     } else {
         return CM_JSON_SKIP;
@@ -410,6 +444,90 @@ cm_order_item_done(cm_json_walk_t *w, cm_order_parse_t *op)
     it[i].variant_id = op->variant_id;
     it[i].quantity = (int32_t) op->quantity;
     op->out->nitems++;
+
+    return CM_JSON_OK;
+}
+
+
+/* the "variantIds" array (depth 2) and its elements (depth 2 or 3) */
+
+static int
+cm_order_variants_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    size_t    i;
+    int64_t   id;
+    char      name[32];
+
+    if (w->depth == 2) {
+        switch (ev) {
+
+        case CM_JSON_ARRAY_START:
+            return CM_JSON_OK;
+
+        case CM_JSON_ARRAY_END:
+            if (op->vcount == 0) {
+                return cm_json_fail(w, "variantIds must not be empty");
+            }
+
+            return CM_JSON_OK;
+
+        case CM_JSON_MAP_START:
+            return cm_json_fail(w, "variantIds must be an array");
+
+        default:
+            break;
+        }
+    }
+
+    snprintf(name, sizeof(name), "variantIds[%zu]", op->vcount);
+
+    if (cm_json_int_value(w, ev, p, len, 1, INT64_MAX, name, &id)
+        != CM_JSON_OK)
+    {
+        return CM_JSON_FAIL;
+    }
+
+    op->vcount++;
+
+    for (i = 0; i < op->out->nvariants; i++) {
+        if (op->out->variant_ids[i] == id) {
+            return CM_JSON_OK;
+        }
+    }
+
+    if (op->out->nvariants == CM_ORDER_ITEMS_MAX) {
+        return cm_json_fail(w, "variantIds must not hold more than %d ids",
+                            CM_ORDER_ITEMS_MAX);
+    }
+
+    op->out->variant_ids[op->out->nvariants++] = id;
+
+    return CM_JSON_OK;
+}
+
+
+/* where the lines come from: "items", or "fromCart": true */
+
+static int
+cm_order_source(cm_json_walk_t *w, cm_order_parse_t *op)
+{
+    if (op->out->from_cart) {
+        if (op->seen & CM_ORDER_F_ITEMS) {
+            return cm_json_fail(w, "items and fromCart must not both be "
+                                "given");
+        }
+
+        return CM_JSON_OK;
+    }
+
+    if (op->seen & CM_ORDER_F_VARIANTS) {
+        return cm_json_fail(w, "variantIds needs fromCart true");
+    }
+
+    if (!(op->seen & CM_ORDER_F_ITEMS)) {
+        return cm_json_fail(w, "items or fromCart true is required");
+    }
 
     return CM_JSON_OK;
 }

@@ -320,8 +320,8 @@ test_order(void)
                 "\"x\":[[[[[[1]]]]]]}]}"),
               "JSON nested deeper than 8 levels", "9 levels under an item");
 
-    order_bad(S("{}"), "items is required", "no items");
-    order_bad(S("{\"payment\":null}"), "items is required",
+    order_bad(S("{}"), "items or fromCart true is required", "no items");
+    order_bad(S("{\"payment\":null}"), "items or fromCart true is required",
               "payment but no items");
     order_bad(S("{\"items\":[]}"), "items must not be empty", "empty items");
     order_bad(S("{\"items\":{}}"), "items must be an array",

@@ -17,6 +17,7 @@
 
 static void test_variants(void);
 static void test_bad(void);
+static void test_from_cart(void);
 
 
 int
@@ -24,6 +25,7 @@ main(void)
 {
     test_variants();
     test_bad();
+    test_from_cart();
 
     return tap_done();
 }
@@ -87,4 +89,63 @@ test_bad(void)
                         "{\"variantId\":1,\"quantity\":600}]}"), &o, err,
                       sizeof(err)) == -1, "merged quantity over 999");
     is_int(o.nitems, 0, "output cleared");
+}
+
+
+static void
+test_from_cart(void)
+{
+    char            err[CM_JSON_ERR_LEN];
+    cm_order_req_t  o;
+
+    ok(cm_parse_order(S("{\"fromCart\":true}"), &o, err, sizeof(err)) == 0,
+       "fromCart alone");
+    ok(o.from_cart == 1 && o.nitems == 0 && o.nvariants == 0,
+       "every line, no items");
+
+    ok(cm_parse_order(S("{\"fromCart\":true,\"variantIds\":[9,4,9],"
+                        "\"payment\":{\"method\":\"BALANCE\"},"
+                        "\"couponId\":5}"), &o, err, sizeof(err)) == 0,
+       "a selection, a payment, a coupon");
+    is_int(o.nvariants, 2, "duplicates are one");
+    is_int(o.variant_ids[0], 9, "variant 9");
+    is_int(o.variant_ids[1], 4, "variant 4");
+    is_int(o.method, CM_PAY_BALANCE, "BALANCE");
+    is_int(o.coupon_id, 5, "coupon 5");
+
+    ok(cm_parse_order(S("{\"fromCart\":false,\"items\":[{\"productId\":1,"
+                        "\"quantity\":1}]}"), &o, err, sizeof(err)) == 0,
+       "fromCart false: the items");
+    ok(o.from_cart == 0 && o.nitems == 1, "one item");
+
+    ok(cm_parse_order(S("{\"fromCart\":true,\"items\":[{\"productId\":1,"
+                        "\"quantity\":1}]}"), &o, err, sizeof(err)) == -1,
+       "both");
+    is_str(err, "items and fromCart must not both be given", "message");
+
+    ok(cm_parse_order(S("{\"variantIds\":[1]}"), &o, err, sizeof(err))
+       == -1, "variantIds without fromCart");
+    is_str(err, "variantIds needs fromCart true", "message");
+
+    ok(cm_parse_order(S("{\"fromCart\":false}"), &o, err, sizeof(err))
+       == -1, "fromCart false and no items");
+    is_str(err, "items or fromCart true is required", "message");
+
+    ok(cm_parse_order(S("{\"fromCart\":\"true\"}"), &o, err, sizeof(err))
+       == -1, "fromCart a string");
+    is_str(err, "fromCart must be true or false", "message");
+
+    ok(cm_parse_order(S("{\"fromCart\":true,\"variantIds\":[]}"), &o, err,
+                      sizeof(err)) == -1, "an empty selection");
+    is_str(err, "variantIds must not be empty", "message");
+
+    ok(cm_parse_order(S("{\"fromCart\":true,\"variantIds\":[0]}"), &o, err,
+                      sizeof(err)) == -1, "variant 0");
+    ok(cm_parse_order(S("{\"fromCart\":true,\"variantIds\":[[1]]}"), &o,
+                      err, sizeof(err)) == -1, "a nested array");
+    ok(cm_parse_order(S("{\"fromCart\":true,\"variantIds\":{\"a\":1}}"), &o,
+                      err, sizeof(err)) == -1, "an object");
+    ok(cm_parse_order(S("{\"fromCart\":true,\"fromCart\":true}"), &o, err,
+                      sizeof(err)) == -1, "fromCart twice");
+    ok(o.from_cart == 0 && o.nvariants == 0, "output cleared");
 }

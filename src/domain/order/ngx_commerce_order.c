@@ -18,6 +18,8 @@
 enum {
     NGX_COMMERCE_STMT_ORDER_CREATE = 0,
     NGX_COMMERCE_STMT_ORDER_CREATE_IDEM,
+    NGX_COMMERCE_STMT_ORDER_CREATE_CART,
+    NGX_COMMERCE_STMT_ORDER_CREATE_CART_IDEM,
     NGX_COMMERCE_STMT_ORDER_PAY,
     NGX_COMMERCE_STMT_ORDER_PAY_IDEM,
     NGX_COMMERCE_STMT_ORDER_GET,
@@ -41,6 +43,8 @@ static ngx_int_t ngx_commerce_order_pay(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_order_arrays(ngx_pool_t *pool,
     cm_order_req_t *req, char **ids, char **qty, char **vids);
+static char *ngx_commerce_order_selection(ngx_pool_t *pool,
+    cm_order_req_t *req);
 static const char *ngx_commerce_order_method(cm_pay_method_e method);
 static ngx_int_t ngx_commerce_order_expire(ngx_commerce_job_t *job);
 static void ngx_commerce_order_expired(ngx_commerce_pg_query_t *q,
@@ -62,6 +66,19 @@ ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
       "cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text, "
       "$5::bigint, $6::bigint[])) "
       "FROM cm_idem_hold($7::bigint, $8::text) AS h(held)", 9, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE_CART] =
+    { "cm_order_create_cart",
+      "SELECT cm_order_create_cart($1::bigint, $2::bigint[], $3::text, "
+      "$4::bigint)", 4, 0,
+      &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE_CART_IDEM],
+      0 },
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE_CART_IDEM] =
+    { "cm_order_create_cart_idem",
+      "SELECT cm_idem_done(h.held, $5::bigint, $6::text, $7::int, "
+      "cm_order_create_cart($1::bigint, $2::bigint[], $3::text, $4::bigint)) "
+      "FROM cm_idem_hold($5::bigint, $6::text) AS h(held)", 7, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_PAY] =
     { "cm_order_pay", "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)",
@@ -132,7 +149,7 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
     char              err[NGX_COMMERCE_ERR_LEN], *ids, *qty, *vids;
-    const char       *coupon;
+    const char       *coupon, *user;
     cm_order_req_t    req;
     cm_payment_req_t  card;
 
@@ -140,8 +157,18 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    if (ngx_commerce_order_arrays(r->pool, &req, &ids, &qty, &vids)
-        != NGX_OK)
+    if (req.from_cart) {
+        /* the cart's lines: ids and qty NULL, vids the selection or NULL */
+        ids = NULL;
+        qty = NULL;
+        vids = ngx_commerce_order_selection(r->pool, &req);
+
+        if (req.nvariants && vids == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else if (ngx_commerce_order_arrays(r->pool, &req, &ids, &qty, &vids)
+               != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -159,19 +186,20 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                                            &card);
     }
 
-    ctx->success_status = NGX_HTTP_CREATED;
-    ctx->query.stmt =
-        &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE];
-    ctx->query.nparams = 6;
-    ctx->query.params[0] = ngx_commerce_pg_int(&ctx->query,
-                                               ctx->claims.user_id);
-    ctx->query.params[1] = ids;
-    ctx->query.params[2] = qty;
-    ctx->query.params[3] = ngx_commerce_order_method(req.method);
-    ctx->query.params[4] = coupon;
-    ctx->query.params[5] = vids;
+    user = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
 
-    return ngx_commerce_handler_query(r, ctx);
+    if (req.from_cart) {
+        return ngx_commerce_handler_call(r, ctx,
+                   &ngx_commerce_order_statements[
+                       NGX_COMMERCE_STMT_ORDER_CREATE_CART],
+                   NGX_HTTP_CREATED, 4, user, vids,
+                   ngx_commerce_order_method(req.method), coupon);
+    }
+
+    return ngx_commerce_handler_call(r, ctx,
+               &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE],
+               NGX_HTTP_CREATED, 6, user, ids, qty,
+               ngx_commerce_order_method(req.method), coupon, vids);
 }
 
 
@@ -287,6 +315,41 @@ ngx_commerce_order_arrays(ngx_pool_t *pool, cm_order_req_t *req, char **ids,
     }
 
     return NGX_OK;
+}
+
+
+/* "variantIds" as an array literal "{9,4}"; NULL when none was given */
+
+static char *
+ngx_commerce_order_selection(ngx_pool_t *pool, cm_order_req_t *req)
+{
+    u_char      *p, *s;
+    ngx_uint_t   i;
+
+    if (req->nvariants == 0) {
+        return NULL;
+    }
+
+    s = ngx_pnalloc(pool, 2 + req->nvariants * (NGX_INT64_LEN + 1));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    p = s;
+    *p++ = '{';
+
+    for (i = 0; i < req->nvariants; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_sprintf(p, "%L", req->variant_ids[i]);
+    }
+
+    *p++ = '}';
+    *p = '\0';
+
+    return (char *) s;
 }
 
 

@@ -61,6 +61,11 @@ ngx_commerce_stmt_t  ngx_commerce_payment_statements[] = {
       "$4::text, $5::text, $6::text, $7::bigint, $8::bigint[])", 8, 0, NULL,
       0 },
 
+    [NGX_COMMERCE_STMT_ORDER_CREATE_CARD_CART] =
+    { "cm_order_create_card_cart",
+      "SELECT cm_order_create_card_cart($1::bigint, $2::bigint[], "
+      "$3::text, $4::text, $5::text, $6::bigint)", 6, 0, NULL, 0 },
+
     [NGX_COMMERCE_STMT_CARD_ACCEPTED] =
     { "cm_card_accepted",
       "SELECT cm_card_accepted($1::bigint, $2::text, $3::text)", 3, 0,
@@ -222,13 +227,6 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     /* the flow outlives the request: its parameters live in its pool */
-    v.data = (u_char *) ids;
-    v.len = ngx_strlen(ids);
-    ids = ngx_commerce_json_cstr(pay->pool, &v);
-
-    v.data = (u_char *) qty;
-    v.len = ngx_strlen(qty);
-    qty = ngx_commerce_json_cstr(pay->pool, &v);
 
     if (coupon != NULL) {
         v.data = (u_char *) coupon;
@@ -245,6 +243,33 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
             goto failed;
         }
     }
+
+    if (ids == NULL) {
+        /* the cart's lines: vids is the selection, or NULL for all */
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done,
+                                   NGX_COMMERCE_STMT_ORDER_CREATE_CARD_CART,
+                                   NGX_COMMERCE_STEP_BEGIN, 6,
+                                   ngx_commerce_pg_int(&pay->query,
+                                                       pay->user_id),
+                                   (char *) vids,
+                                   ngx_commerce_pay_cstr(pay, &gw->name),
+                                   (char *) pay->card.card_type,
+                                   last4, coupon)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        return NGX_DONE;
+    }
+
+    v.data = (u_char *) ids;
+    v.len = ngx_strlen(ids);
+    ids = ngx_commerce_json_cstr(pay->pool, &v);
+
+    v.data = (u_char *) qty;
+    v.len = ngx_strlen(qty);
+    qty = ngx_commerce_json_cstr(pay->pool, &v);
 
     if (ids == NULL || qty == NULL) {
         goto failed;

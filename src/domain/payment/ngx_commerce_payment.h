@@ -91,6 +91,7 @@ typedef struct {
 enum {
     NGX_COMMERCE_STMT_CARD_BEGIN = 0,
     NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
+    NGX_COMMERCE_STMT_ORDER_CREATE_CARD_CART,
     NGX_COMMERCE_STMT_CARD_ACCEPTED,
     NGX_COMMERCE_STMT_CARD_GATEWAY,
     NGX_COMMERCE_STMT_CARD_CANCEL_DUE,
@@ -110,7 +111,11 @@ enum {
 extern ngx_commerce_route_t  ngx_commerce_payment_routes[];
 extern ngx_commerce_stmt_t   ngx_commerce_payment_statements[];
 
-/* the request flow (ngx_commerce_pay.c) */
+/*
+ * the request flow (ngx_commerce_pay.c); a new order's items are ids, qty
+ * and vids (array literals), or, with ids NULL, the cart's lines: vids the
+ * selected variants, NULL for every line
+ */
 ngx_int_t ngx_commerce_pay_card_start(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, int64_t order_id, const char *ids,
     const char *qty, const char *vids, const char *coupon,
