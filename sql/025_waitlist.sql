@@ -10,8 +10,9 @@
 CREATE TABLE waitlist_entries (
     id          bigserial   PRIMARY KEY,
     user_id     bigint      NOT NULL REFERENCES users (id),
-    product_id  bigint      NOT NULL REFERENCES products (id),
-    variant_id  bigint      NOT NULL REFERENCES product_variants (id),
+    -- a deleted product (one nobody ordered) takes its line with it
+    product_id  bigint      NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+    variant_id  bigint      NOT NULL REFERENCES product_variants (id) ON DELETE CASCADE,
     quantity    integer     NOT NULL CHECK (quantity BETWEEN 1 AND 999),
     status      text        NOT NULL DEFAULT 'WAITING'
                             CHECK (status IN ('WAITING', 'HELD', 'ORDERED', 'EXPIRED', 'LEFT')),

@@ -14,6 +14,8 @@
 #   - a partial hold: the first in line wants 3, 2 come back: it holds 2,
 #     the next waits;
 #   - stock returned by an expired unpaid order feeds the line too;
+#   - 20 concurrent joins make one line 1..20; a restock of 10 while 20
+#     outsiders order: all 20 refused, exactly the first 10 hold;
 #   - every hold is a waitlist.held event, delivered to the buyer through
 #     the notify sink (Alimtalk, t/notifysim);
 #   - joining a variant in stock is 409 VARIANT_IN_STOCK, twice 409
@@ -281,6 +283,28 @@ for my $h (@holds) {
         "COMMERCE_WAITLIST_HELD_01 name=$names[$i] productName=$p quantity=$q";
 }
 is_deeply(\%got, \%want, '... an Alimtalk message to each holder: its product and units');
+
+# --- concurrency: 20 joins at once; a restock among 20 outsiders' orders ----
+
+$t->psql(q{UPDATE products SET name = 'Jar', stock = 0 WHERE id = 14});
+my @res = $t->concurrent([ map { { method => 'POST',
+    path => '/api/v1/products/14/variants/14/waitlist',
+    body => { quantity => 1 }, user => $_ } } 101 .. 120 ], timeout => 60);
+is_deeply(tally(@res), { 201 => 20 }, '20 concurrent joins: 20 entries');
+is($t->psql(q{SELECT string_agg(n::text, ',' ORDER BY n) FROM (SELECT row_number()
+    OVER (ORDER BY id) AS n FROM waitlist_entries WHERE variant_id = 14) x}),
+    join(',', 1 .. 20), '... one line, positions 1..20');
+my $bg = $t->psql_bg('UPDATE product_variants SET stock = stock + 10 WHERE id = 14;');
+@res = $t->concurrent([ map { { method => 'POST', path => '/api/v1/orders',
+    body => { items => [ { productId => 14, quantity => 1 } ] }, user => $_ } }
+    201 .. 220 ], timeout => 60);
+$t->psql_wait($bg);
+is_deeply(tally(@res), { '409 OUT_OF_STOCK' => 20 },
+    'a restock of 10 while 20 outsiders order: every outsider 409 OUT_OF_STOCK');
+is($t->psql(q{SELECT string_agg(status, ',' ORDER BY id) FROM waitlist_entries
+    WHERE variant_id = 14}), join(',', ('HELD') x 10, ('WAITING') x 10),
+    '... exactly the first 10 by arrival hold, the other 10 wait');
+is(stock(14), 0, '... nothing on sale');
 
 # --- the books --------------------------------------------------------------
 

@@ -53,6 +53,7 @@ $$;
 
 -- Serves the line of variant p_variant from its stock, leaving p_keep
 -- units (an order about to take them).  The caller holds the product.
+-- A withdrawn buyer's entry is passed over (it keeps its place, unserved).
 -- Returns the units held.
 CREATE OR REPLACE FUNCTION cm__waitlist_serve(p_variant bigint, p_keep int) RETURNS int
 LANGUAGE plpgsql AS $$
@@ -72,9 +73,10 @@ BEGIN
     END IF;
     FOR e IN
         SELECT w.id, w.user_id, w.quantity FROM waitlist_entries w
+          JOIN users u ON u.id = w.user_id AND u.status = 'ACTIVE'
          WHERE w.variant_id = p_variant AND w.status = 'WAITING'
          ORDER BY w.id
-           FOR UPDATE
+           FOR UPDATE OF w
     LOOP
         EXIT WHEN v_free = 0;
         v_give := least(e.quantity, v_free);
