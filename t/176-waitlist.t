@@ -13,7 +13,8 @@
 #     the unit goes back on sale;
 #   - a partial hold: the first in line wants 3, 2 come back: it holds 2,
 #     the next waits;
-#   - stock returned by an expired unpaid order feeds the line too;
+#   - stock returned by an expired unpaid order feeds the line too, and a
+#     seller's restock (PATCH of the variant) too;
 #   - 20 concurrent joins make one line 1..20; a restock of 10 while 20
 #     outsiders order: all 20 refused, exactly the first 10 hold;
 #   - every hold is a waitlist.held event, delivered to the buyer through
@@ -283,6 +284,32 @@ for my $h (@holds) {
         "COMMERCE_WAITLIST_HELD_01 name=$names[$i] productName=$p quantity=$q";
 }
 is_deeply(\%got, \%want, '... an Alimtalk message to each holder: its product and units');
+
+# --- the seller's restock; leaving a WAITING entry --------------------------
+
+my $CT = 'v1.1.AAAAAAAAAAAAAAAA.' . ('A' x 22);
+$t->psql(<<"SQL");
+UPDATE users SET role = 'SELLER' WHERE id = 901;
+INSERT INTO stores (id, owner_id, name, bank_code, account_number_ct, account_holder_ct,
+                    account_last4)
+VALUES (901, 901, 'X', '004', '$CT', '$CT', '1234');
+UPDATE products SET store_id = 901, name = 'Lid', stock = 0 WHERE id = 15;
+SQL
+my @w15 = map { join_line($_, 15, 15, 1)->{json}{id} } 301 .. 303;
+is($t->req('DELETE', "/api/v1/users/me/waitlist/$w15[0]", user => 301)->{status}, 204,
+    'the first of three leaves while WAITING: 204');
+is(join(' ', map { state_of(301 + $_, $w15[$_]) } 0 .. 2), 'LEFT WAITING/1 WAITING/2',
+    '... the others move up');
+$mark = last_move();
+$r = $t->req('PATCH', '/api/v1/seller/products/15/variants/15',
+    token => $t->token(901, role => 'SELLER'),
+    body => { stockDelta => 1, reason => 'restock' });
+is($r->{status}, 200, 'the seller restocks 1: 200') or diag($r->{body});
+is($r->{json}{variants}[0]{stock}, 0, '... its answer shows the unit held, not on sale');
+is(join(' ', map { state_of(301 + $_, $w15[$_]) } 1 .. 2), 'HELD/1 WAITING/1',
+    '... the next in line holds it');
+is(ledger(15, $mark), 'SELLER_ADJUST:1,WAITLIST_HOLD:-1',
+    '... the ledger: the seller\'s +1, the hold\'s -1');
 
 # --- concurrency: 20 joins at once; a restock among 20 outsiders' orders ----
 
