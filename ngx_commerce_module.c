@@ -1,8 +1,9 @@
 
 /*
  * ngx_commerce: a commerce API (balance, products, orders, payments,
- * accounts, coupons, best sellers, sellers, carts and addresses) served
- * from inside the nginx worker over non-blocking Postgres.
+ * accounts, coupons, best sellers, sellers, carts and addresses, the
+ * restock queue) served from inside the nginx worker over non-blocking
+ * Postgres.
  *
  * This file is the top of the layers (src/README.md): the module
  * definition, its directives and configuration, and the composition of
