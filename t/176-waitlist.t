@@ -17,6 +17,8 @@
 #     seller's restock (PATCH of the variant) too;
 #   - 20 concurrent joins make one line 1..20; a restock of 10 while 20
 #     outsiders order: all 20 refused, exactly the first 10 hold;
+#   - a second instance with commerce_waitlist_hold 1s lets every hold
+#     run out and pass on until nobody waits;
 #   - every hold is a waitlist.held event, delivered to the buyer through
 #     the notify sink (Alimtalk, t/notifysim);
 #   - joining a variant in stock is 409 VARIANT_IN_STOCK, twice 409
@@ -55,11 +57,14 @@ $ns->control(alimtalk => { secret => 'kakao-secret-1' });
 my $ka = $ns->port('alimtalk');
 my $tpl = $t->root . '/conf/notify-templates.json';
 
-$t->write_config(encode_utf8($t->default_config(
-    main_extra => $t->account_main,
-    http_extra => $t->account_keys . <<"EOF")));
+# the configuration, with its commerce_waitlist_hold
+sub conf {
+    my ($hold) = @_;
+    return encode_utf8($t->default_config(
+        main_extra => $t->account_main,
+        http_extra => $t->account_keys . <<"EOF"));
 commerce_zone 1m;
-commerce_waitlist_hold 1h;
+commerce_waitlist_hold $hold;
 commerce_waitlist_interval 200ms;
 commerce_order_expiry_interval 200ms;
 upstream kakao { server 127.0.0.1:$ka; }
@@ -68,6 +73,8 @@ commerce_notify_channel kakao alimtalk upstream=kakao app_key=AppKey1
 commerce_event_sink buyer notify channel=kakao templates=$tpl
     events=waitlist.held retry_base=100ms retry_cap=400ms interval=100ms;
 EOF
+}
+$t->write_config(conf('1h'));
 $t->start_nginx;
 
 my $TS = qr/\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\z/;
@@ -332,6 +339,20 @@ is($t->psql(q{SELECT string_agg(status, ',' ORDER BY id) FROM waitlist_entries
     WHERE variant_id = 14}), join(',', ('HELD') x 10, ('WAITING') x 10),
     '... exactly the first 10 by arrival hold, the other 10 wait');
 is(stock(14), 0, '... nothing on sale');
+
+# --- a short commerce_waitlist_hold: a second instance, 1s -----------------
+
+$t->write_config(conf('1s'), name => 'b');
+$t->start_nginx(name => 'b');
+ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM waitlist_entries
+        WHERE status = 'HELD'}) == 0 }, timeout => 30),
+    'instance b (hold 1s): every hold runs out and passes on until nobody is left');
+is($t->psql(q{SELECT string_agg(status, ',' ORDER BY id) FROM waitlist_entries
+    WHERE variant_id = 14}), join(',', ('EXPIRED') x 20),
+    '... the 10 holds of product 14 passed to the 10 waiting, who let them run out too');
+is(stock(14), 10, '... and the 10 units are back on sale');
+is($t->psql(q{SELECT count(*) FROM outbox WHERE type = 'waitlist.held'
+    AND (payload ->> 'variantId')::bigint = 14}), 20, '... 20 holds, 20 events');
 
 # --- the books --------------------------------------------------------------
 
