@@ -1,8 +1,9 @@
 
 /*
  * ngx_commerce: a commerce API (balance, products, orders, payments,
- * accounts, coupons, best sellers, sellers, carts and addresses) served
- * from inside the nginx worker over non-blocking Postgres.
+ * accounts, coupons, best sellers, sellers, carts and addresses, the
+ * restock queue) served from inside the nginx worker over non-blocking
+ * Postgres.
  *
  * This file is the top of the layers (src/README.md): the module
  * definition, its directives and configuration, and the composition of
@@ -26,6 +27,7 @@
 #include "ngx_commerce_api.h"
 #include "ngx_commerce_retention.h"
 #include "ngx_commerce_points.h"
+#include "ngx_commerce_waitlist.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -55,6 +57,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_sales_routes,
     ngx_commerce_seller_routes,
     ngx_commerce_points_routes,
+    ngx_commerce_waitlist_routes,
     ngx_commerce_cart_routes,
     ngx_commerce_cart_address_routes,
     ngx_commerce_seller_image_routes,
@@ -73,6 +76,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_sales_statements,
     ngx_commerce_seller_statements,
     ngx_commerce_points_statements,
+    ngx_commerce_waitlist_statements,
     ngx_commerce_cart_statements,
     ngx_commerce_cart_address_statements,
     ngx_commerce_seller_image_statements,
@@ -386,6 +390,20 @@ static ngx_command_t  ngx_commerce_commands[] = {
       offsetof(ngx_commerce_main_conf_t, expiry_interval),
       &ngx_commerce_timeout_bounds },
 
+    { ngx_string("commerce_waitlist_hold"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, waitlist_hold),
+      &ngx_commerce_ttl_bounds },
+
+    { ngx_string("commerce_waitlist_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, waitlist_interval),
+      &ngx_commerce_timeout_bounds },
+
     { ngx_string("commerce_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_commerce_shm_zone,
@@ -638,6 +656,8 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->balance_max = NGX_CONF_UNSET;
     mcf->order_ttl = NGX_CONF_UNSET;
     mcf->expiry_interval = NGX_CONF_UNSET_MSEC;
+    mcf->waitlist_hold = NGX_CONF_UNSET;
+    mcf->waitlist_interval = NGX_CONF_UNSET_MSEC;
     mcf->request_id_index = NGX_ERROR;
 
     mcf->callback_tolerance = NGX_CONF_UNSET;
@@ -689,6 +709,8 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->balance_max, 100000000);
     ngx_conf_init_value(mcf->order_ttl, 30 * 60);
     ngx_conf_init_msec_value(mcf->expiry_interval, 10000);
+    ngx_conf_init_value(mcf->waitlist_hold, 30 * 60);
+    ngx_conf_init_msec_value(mcf->waitlist_interval, 10000);
 
     ngx_conf_init_value(mcf->callback_tolerance, 300);
     ngx_conf_init_uint_value(mcf->retry_attempts, 3);
@@ -873,6 +895,7 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
 
     if (ngx_commerce_idem_init(cf) != NGX_OK
         || ngx_commerce_order_init(cf, mcf) != NGX_OK
+        || ngx_commerce_waitlist_init(cf, mcf) != NGX_OK
         || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
         || ngx_commerce_cached_init(cf, mcf) != NGX_OK
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK

@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 # nginx -t and the payment-gateway directives: a full gateway configuration
 # is accepted; every bad value of commerce_gateway's parameters, of the
-# retry / reconciler / payment-timeout directives, of commerce_zone and of
-# the rate-limit directives is rejected with an [emerg] naming the
-# directive (and, for commerce_gateway, the gateway and the parameter).
+# retry / reconciler / payment-timeout / restock-queue directives, of
+# commerce_zone and of the rate-limit directives is rejected with an
+# [emerg] naming the directive (and, for commerce_gateway, the gateway and
+# the parameter).
 # Nothing here needs Postgres: nginx -t only parses.
 
 use strict;
@@ -71,6 +72,8 @@ commerce_payment_timeout 600s;
 commerce_reconcile_interval 500ms;
 commerce_reconcile_age 1s;
 commerce_reconcile_grace 3s;
+commerce_waitlist_hold 30m;
+commerce_waitlist_interval 10s;
 commerce_limit_zone per_user key=user rate=10r/s burst=5 size=64k;
 commerce_limit_zone per_addr key=addr rate=600r/m dry_run;
 commerce_limit charge per_user per_addr;
@@ -193,6 +196,11 @@ my @bad_directives = (
     [ 'commerce_payment_timeout', '0', $between ],
     [ 'commerce_payment_timeout', 'forever', $invalid ],
     [ 'commerce_payment_timeout', '2y', $between ],
+    [ 'commerce_waitlist_hold', '0', $between ],
+    [ 'commerce_waitlist_hold', 'long', $invalid ],
+    [ 'commerce_waitlist_hold', '2y', $between ],
+    [ 'commerce_waitlist_interval', '0', $between ],
+    [ 'commerce_waitlist_interval', 'often', $invalid ],
 );
 my %range = (
     commerce_gateway_retries => [ 1, 3 ],
@@ -205,6 +213,8 @@ my %range = (
     commerce_reconcile_age => [ 1, 31536000 ],
     commerce_reconcile_grace => [ 1, 31536000 ],
     commerce_payment_timeout => [ 1, 31536000 ],
+    commerce_waitlist_hold => [ 1, 31536000 ],
+    commerce_waitlist_interval => [ 1, 86400000 ],
 );
 for my $case (@bad_directives) {
     my ($d, $v, $re) = @$case;

@@ -532,6 +532,32 @@ call(clearCart => 'emptied', DELETE => '/api/v1/cart', user => 21);
 call(getCart => 'no token', GET => '/api/v1/cart');
 call(clearCart => 'an unknown role', DELETE => '/api/v1/cart',
     token => $hacker);
+# the restock queue of a sold-out variant (issue 12): a partial hold shows
+# its deadline
+$t->psql('UPDATE products SET stock = 0 WHERE id = 30');
+$r = call(joinWaitlist => 'a sold-out variant', POST =>
+    '/api/v1/products/30/variants/30/waitlist', body => { quantity => 2 },
+    user => 23);
+my $wl = $r->{json}{id} // 0;
+call(joinWaitlist => 'a variant in stock', POST =>
+    '/api/v1/products/31/variants/31/waitlist', body => { quantity => 1 },
+    user => 23);
+call(joinWaitlist => 'quantity 0', POST =>
+    '/api/v1/products/30/variants/30/waitlist', body => { quantity => 0 },
+    user => 23);
+call(joinWaitlist => "another product's variant", POST =>
+    '/api/v1/products/30/variants/31/waitlist', body => { quantity => 1 },
+    user => 23);
+$t->psql('UPDATE product_variants SET stock = 1 WHERE id = 30');
+call(getMyWaitlist => 'one held', GET => '/api/v1/users/me/waitlist',
+    user => 23);
+call(getMyWaitlist => 'no token', GET => '/api/v1/users/me/waitlist');
+call(leaveWaitlist => "another's", DELETE => "/api/v1/users/me/waitlist/$wl",
+    user => 24);
+call(leaveWaitlist => 'mine', DELETE => "/api/v1/users/me/waitlist/$wl",
+    user => 23);
+call(leaveWaitlist => 'left already', DELETE =>
+    "/api/v1/users/me/waitlist/$wl", user => 23);
 my %addr = (recipient => '홍길동', phone => '010-1234-5678',
     zipCode => '06236', address1 => '테헤란로 152', memo => '경비실');
 $r = call(createAddress => 'the first', POST => '/api/v1/users/me/addresses',

@@ -119,8 +119,9 @@ BEGIN
 
     -- The product's sum and count.  At depth 2 the product's own trigger
     -- (a direct write of products.stock, or the default variant of a new
-    -- product) is writing through us and sets them itself.
-    IF pg_trigger_depth() = 1 AND (d_stock <> 0 OR d_on <> 0) THEN
+    -- product) is writing through us and sets them itself; the restock
+    -- queue's holds (76_waitlist.sql) come at depth 2 from a variant's.
+    IF (pg_trigger_depth() = 1 OR v_reason LIKE 'WAITLIST%') AND (d_stock <> 0 OR d_on <> 0) THEN
         UPDATE products
            SET stock = stock + d_stock, on_sale_variants = on_sale_variants + d_on,
                updated_at = now()

@@ -222,6 +222,7 @@ BEGIN
     -- stock and status are the latest committed (every writer of a
     -- variant locks its product first).
     PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
+    PERFORM cm__waitlist_take(p_user, v_vids, p_quantities);   -- a held restock (76_waitlist.sql)
 
     k := 0;
     FOR r IN

@@ -103,6 +103,10 @@ typedef struct {
     time_t                       order_ttl;
     ngx_msec_t                   expiry_interval;
 
+    /* the restock queue (src/domain/waitlist) */
+    time_t                       waitlist_hold;
+    ngx_msec_t                   waitlist_interval;
+
     /* payment gateways, their zone and the card flow */
     ngx_commerce_shm_t          *shm;
     ngx_array_t                  gateways;     /* ngx_commerce_gateway_t */

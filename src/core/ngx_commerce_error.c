@@ -62,6 +62,11 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "ADDRESS_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
     { "IMAGE_LIMIT",              NGX_HTTP_CONFLICT },
     { "IMAGE_NOT_FOUND",          NGX_HTTP_NOT_FOUND },
+    { "VARIANT_IN_STOCK",         NGX_HTTP_CONFLICT },
+    { "WAITLIST_DUPLICATE",       NGX_HTTP_CONFLICT },
+    { "WAITLIST_FULL",            NGX_HTTP_CONFLICT },
+    { "WAITLIST_ENTRY_NOT_FOUND", NGX_HTTP_NOT_FOUND },
+    { "WAITLIST_ENTRY_CLOSED",    NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 

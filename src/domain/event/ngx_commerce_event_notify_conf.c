@@ -64,6 +64,8 @@ static ngx_commerce_event_notify_message_t
       ngx_string("payment_failed") },
     { ngx_string("order.cancelled"), ngx_string("userId"),
       ngx_string("order_cancelled") },
+    { ngx_string("waitlist.held"), ngx_string("userId"),
+      ngx_string("waitlist_held") },
     { ngx_null_string, ngx_null_string, ngx_null_string }
 };
 
@@ -75,7 +77,7 @@ static ngx_commerce_event_notify_message_t
 
 static const char  *ngx_commerce_event_notify_vars[] = {
     "name", "orderId", "productName", "itemCount", "totalAmount",
-    "paymentAmount", "orderStatus", "reason", NULL
+    "paymentAmount", "orderStatus", "reason", "quantity", NULL
 };
 
 
@@ -637,7 +639,8 @@ ngx_commerce_event_notify_conf_templates(ngx_conf_t *cf,
                                "\"commerce_event_sink\" \"%V\": events= of "
                                "a notify sink lists types that have a "
                                "message (order.paid, payment.failed, "
-                               "order.cancelled), not \"%V\"",
+                               "order.cancelled, waitlist.held), not "
+                               "\"%V\"",
                                &sink->name, &type);
             return NGX_ERROR;
         }
@@ -775,7 +778,8 @@ ngx_commerce_event_notify_conf_text(ngx_conf_t *cf,
                                "\"%V\": \"%s\" has an unknown variable "
                                "\"#{%V}\" (known: name, orderId, "
                                "productName, itemCount, totalAmount, "
-                               "paymentAmount, orderStatus, reason)",
+                               "paymentAmount, orderStatus, reason, "
+                               "quantity)",
                                &sink->name, key, field, &var);
             return NGX_ERROR;
         }
