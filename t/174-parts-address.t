@@ -19,6 +19,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
+use PgSim;
 use JSON::PP;
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')
@@ -27,9 +28,20 @@ binmode(Test::More->builder->$_, ':encoding(UTF-8)')
 my $t = CommerceTest->new;
 $t->start_pg;
 $t->load_demo;
+my $sim = PgSim->start(seed => 174, failRate => 0, latencyMs => [0, 5],
+    decisionMs => [50, 100], log => $t->dir . '/pgsim.log');
+my $port = $sim->port;
 $t->write_config($t->default_config(
     main_extra => $t->account_main,
-    http_extra => $t->account_keys . "commerce_pg_queue_length 2048;"));
+    http_extra => $t->account_keys . <<"EOF"));
+commerce_pg_queue_length 2048;
+commerce_zone 1m;
+upstream pg_a { server 127.0.0.1:$port; keepalive 8; }
+commerce_gateway pg_a upstream=pg_a timeout=2s connect_timeout=500ms;
+commerce_gateway_callback_url http://127.0.0.1:%%PORT%%/api/v1/payments/callback;
+commerce_reconcile_interval 500ms;
+commerce_reconcile_age 1s;
+EOF
 $t->start_nginx;
 
 # stores X (901), Y (902), Z (903, sells nothing ordered); products 11, 12
@@ -229,6 +241,24 @@ is($t->post("/api/v1/orders/$OU/payment", { method => 'BALANCE' }, user => $B)->
 is($t->psql("SELECT status FROM order_parts WHERE order_id = $OU"), 'PAID',
     '... its part PAID');
 
+# --- a card order with an address ---------------------------------------------
+
+my %shown_home = %home;
+$r = order($B, { items => items([13, 2]), shippingAddress => \%home,
+    payment => { method => 'CARD', cardType => 'KB', cardNo => '1111-1111-1111-1111' } });
+is($r->{status}, 202, 'by card, an address given: 202') or diag($r->{body});
+my $OC = $r->{json}{id} // 0;
+is_deeply($r->{json}{shippingAddress}, \%shown_home, '... the answer shows it opened');
+is_deeply([ map { [ $_->{storeId}, $_->{totalAmount} ] } @{ $r->{json}{parts} // [] } ],
+    [ [ 902, 4000 ] ], '... one part, of Y');
+my $paid = $t->wait_order($OC, user => $B, until => sub { $_[0]{status} eq 'PAID' });
+is($paid->{status}, 'PAID', '... settled PAID by the gateway');
+is_deeply($paid->{shippingAddress}, \%shown_home, '... GET shows the address opened');
+is($t->psql("SELECT status FROM order_parts WHERE order_id = $OC"), 'PAID',
+    '... its part PAID');
+is($t->psql("SELECT sealed_in FROM order_addresses WHERE order_id = $OC"),
+    'order_addresses', '... the address given, sealed to its row');
+
 # --- bad input ------------------------------------------------------------------
 
 $before = state();
@@ -279,8 +309,9 @@ is_response(seller(X => "/api/v1/seller/orders/$pw"), 200,
       totalAmount => 3000, discountAmount => 0, paymentAmount => 3000,
       items => [ item(12, 'X two', 1, 3000) ], createdAt => $TS, shippingAddress => undef },
     '... the seller sees its part without an address');
-is($t->psql("SELECT count(*) FROM order_addresses WHERE user_id <> $W"), 3,
-    "others' order addresses untouched (A's, B's two)");
+is($t->psql("SELECT count(*) FROM order_addresses WHERE user_id <> $W"), 4,
+    "others' order addresses untouched (A's, B's three)");
 ok(parts_sum_ok(), 'at the end every order\'s parts sum to its amounts');
 
 $t->done;
+$sim->stop;

@@ -256,6 +256,8 @@ ngx_commerce_order_submit(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         ngx_memcpy(card.card_type, req->card_type, sizeof(card.card_type));
         ngx_memcpy(card.card_no, req->card_no, sizeof(card.card_no));
 
+        ctx->shipping = shipping;
+
         return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, vids, coupon,
                                            &card);
     }
