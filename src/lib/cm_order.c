@@ -119,6 +119,10 @@ cm_parse_order_shipping(const unsigned char *buf, size_t len,
     op.out = out;
     op.address = address;
 
+    if (address != NULL) {
+        memset(address, 0, sizeof(cm_address_req_t));
+    }
+
     memset(&w, 0, sizeof(cm_json_walk_t));
     w.handler = cm_order_event;
     w.data = &op;
