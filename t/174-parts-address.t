@@ -204,6 +204,13 @@ is_error(seller(X => '/api/v1/seller/orders/999999'), 404, 'ORDER_PART_NOT_FOUND
     'an unknown part: 404');
 is_error($t->get("/api/v1/seller/orders/$part{901}", user => $B), 403, 'FORBIDDEN',
     'a CONSUMER: 403');
+$t->psql("UPDATE users SET role = 'MANAGER' WHERE id = 905;"
+    . " INSERT INTO store_managers (store_id, user_id, assigned_by) VALUES (901, 905, 2)");
+is_response($t->req('GET', "/api/v1/seller/orders/$part{901}",
+    token => $t->token(905, role => 'MANAGER')), 200, $xp, "a manager of X reads X's part");
+is_error($t->req('GET', "/api/v1/seller/orders/$part{902}",
+    token => $t->token(905, role => 'MANAGER')), 404, 'ORDER_PART_NOT_FOUND',
+    "... not Y's");
 my $summary = sub {
     my ($id, $order, $store, $total, $discount) = @_;
     return { id => 0 + $id, orderId => 0 + $order, storeId => $store, status => 'PAID',

@@ -172,6 +172,7 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
     char                      err[NGX_COMMERCE_ERR_LEN];
+    ngx_commerce_main_conf_t  *mcf;
     ngx_commerce_order_new_t  *on;
 
     on = ngx_palloc(r->pool, sizeof(ngx_commerce_order_new_t));
@@ -188,6 +189,15 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     if (!on->req.shipping) {
         return ngx_commerce_order_submit(r, ctx, &on->req, NULL);
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (mcf->pii_keys == NULL) {
+        /* sealed with the accounts' keys, as the address book */
+        ngx_explicit_memzero(&on->address, sizeof(cm_address_req_t));
+        return ngx_commerce_reply_invalid(r, "shippingAddress needs the"
+                                             " accounts' PII keys");
     }
 
     ctx->domain = on;
