@@ -135,6 +135,17 @@ is($t->get("/api/v1/orders/$OA", user => $A)->{body}, $r->{body},
 is($t->psql("SELECT sealed_in FROM order_addresses WHERE order_id = $OA"),
     'user_addresses', '... its ciphertexts copied, bound to the book\'s row');
 
+is($t->req('PUT', '/api/v1/cart/items/13', user => $A, body => { quantity => 2 })->{status},
+    200, "A's cart holds Y's product");
+$r = order($A, { fromCart => JSON::PP::true, shippingAddress => \%work });
+is_response($r, 201, { id => $ID, userId => $A, status => 'PENDING_PAYMENT',
+    items => [ item(13, 'Y one', 2, 2000) ], totalAmount => 4000, discountAmount => 0,
+    paymentAmount => 4000, payment => undef, createdAt => $TS,
+    parts => [ part(902, 'Store Y', 'PENDING_PAYMENT', 4000, 0, item(13, 'Y one', 2, 2000)) ],
+    shippingAddress => \%shown_work },
+    'checkout with an address given: it wins over the default, shown opened');
+is($t->psql("SELECT count(*) FROM cart_items WHERE user_id = $A"), 0, '... the cart emptied');
+
 # --- several sellers, a coupon, an address given -----------------------------
 
 my $coupon = $t->create_coupon(discountValue => 1000);
@@ -316,8 +327,8 @@ is_response(seller(X => "/api/v1/seller/orders/$pw"), 200,
       totalAmount => 3000, discountAmount => 0, paymentAmount => 3000,
       items => [ item(12, 'X two', 1, 3000) ], createdAt => $TS, shippingAddress => undef },
     '... the seller sees its part without an address');
-is($t->psql("SELECT count(*) FROM order_addresses WHERE user_id <> $W"), 4,
-    "others' order addresses untouched (A's, B's three)");
+is($t->psql("SELECT count(*) FROM order_addresses WHERE user_id <> $W"), 5,
+    "others' order addresses untouched (A's two, B's three)");
 ok(parts_sum_ok(), 'at the end every order\'s parts sum to its amounts');
 
 $t->done;
