@@ -8,10 +8,12 @@
 -- (cm__order_parts_make allocates the coupon's discount; t/174 checks the
 -- sums).  status follows the order's (a trigger) until issue 13 gives
 -- parts their own shipping states.  Orders made before this migration
--- have no parts.
+-- have no parts.  A part goes with its order (ON DELETE CASCADE), which
+-- is kept 5 years (90_retention.sql): an operator archiving an old order
+-- deletes its items, then the order.
 CREATE TABLE order_parts (
     id              bigserial   PRIMARY KEY,
-    order_id        bigint      NOT NULL REFERENCES orders (id),
+    order_id        bigint      NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     store_id        bigint      REFERENCES stores (id),
     status          text        NOT NULL,
     total_amount    bigint      NOT NULL CHECK (total_amount >= 0),
@@ -39,7 +41,7 @@ CREATE INDEX order_items_part_id_idx ON order_items (part_id) WHERE part_id IS N
 -- orders keep their amounts.
 CREATE TABLE order_addresses (
     id           bigserial   PRIMARY KEY,
-    order_id     bigint      NOT NULL UNIQUE REFERENCES orders (id),
+    order_id     bigint      NOT NULL UNIQUE REFERENCES orders (id) ON DELETE CASCADE,
     user_id      bigint      NOT NULL REFERENCES users (id),
     sealed_in    text        NOT NULL CHECK (sealed_in IN ('order_addresses', 'user_addresses')),
     sealed_id    bigint      NOT NULL,

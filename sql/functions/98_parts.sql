@@ -234,3 +234,4 @@ CREATE OR REPLACE FUNCTION cm_order_shipping(p_sealed text) RETURNS void
 LANGUAGE sql AS $$
     SELECT set_config('commerce.shipping', coalesce(p_sealed, ''), true)
 $$;
+
