@@ -320,5 +320,13 @@ is(balance(7), 100000 - 2 * stock_price(7), 'only the paid order was charged');
 
 sub stock_price { 0 + $t->psql("SELECT price FROM products WHERE id = $_[0]") }
 
+# a shipping address is sealed with the accounts' keys (t/174): none here
+$before = $t->db_state;
+is_error($t->post('/api/v1/orders', { items => [ { productId => 1, quantity => 1 } ],
+    shippingAddress => { recipient => 'a', phone => '010-1234-5678', zipCode => '04524',
+    address1 => 'b' } }, user => 7), 400, 'INVALID_REQUEST',
+    'shippingAddress without the accounts\' PII keys: 400');
+is_deeply($t->db_state, $before, 'nothing changed');
+
 $t->check_consistency;
 $t->done;

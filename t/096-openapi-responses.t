@@ -499,8 +499,28 @@ call(getMyPoints => 'a bad limit', GET => '/api/v1/users/me/points?limit=0',
     user => 20);
 call(getProduct => 'with options', GET => "/api/v1/products/$tee",
     token => $consumer);
-call(createOrder => 'a variant', POST => '/api/v1/orders', body =>
-    { items => [ { variantId => $blue, quantity => 1 } ] }, user => 20);
+call(createOrder => "a seller's product, no address", POST => '/api/v1/orders',
+    body => { items => [ { variantId => $blue, quantity => 1 } ] }, user => 20);
+$r = call(createOrder => 'a variant, an address', POST => '/api/v1/orders', body =>
+    { items => [ { variantId => $blue, quantity => 1 }, { productId => 3, quantity => 1 } ],
+      shippingAddress => { recipient => '홍길동', phone => '010-1234-5678',
+      zipCode => '06236', address1 => '테헤란로 152' } }, user => 20);
+call(createOrder => 'a bad shippingAddress', POST => '/api/v1/orders', body =>
+    { items => [ { variantId => $blue, quantity => 1 } ],
+      shippingAddress => { recipient => '홍길동' } }, user => 20);
+my ($part) = map { $_->{id} } grep { defined $_->{storeId} } @{ $r->{json}{parts} // [] };
+$part //= 0;
+call(getOrder => 'with parts', GET => "/api/v1/orders/$r->{json}{id}", user => 20);
+call(listSellerOrders => 'the store', GET => '/api/v1/seller/orders', token => $seller);
+call(listSellerOrders => 'a bad status', GET => '/api/v1/seller/orders?status=GONE',
+    token => $seller);
+call(listSellerOrders => 'another store', GET => '/api/v1/seller/orders?storeId=999999',
+    token => $seller);
+call(getSellerOrder => 'a part', GET => "/api/v1/seller/orders/$part", token => $seller);
+call(getSellerOrder => "another store's", GET => "/api/v1/seller/orders/$part",
+    token => $seller2);
+call(getSellerOrder => 'a consumer', GET => "/api/v1/seller/orders/$part",
+    token => $consumer);
 call(deleteSellerProduct => 'ordered', DELETE => "/api/v1/seller/products/$tee",
     token => $seller);
 call(createOrder => 'no variant named', POST => '/api/v1/orders', body =>

@@ -359,6 +359,15 @@ is_deeply(state(), $before, 'the refused changes changed nothing');
 
 # --- orders by variant -------------------------------------------------------
 
+# an order of a seller's product needs a shipping address (t/174): the
+# buyers have a default one in their address book
+for my $u ($BUYER .. $BUYER + 3, 21 .. 70) {
+    my $a = $t->req('POST', '/api/v1/users/me/addresses', user => $u, body => {
+        recipient => "buyer $u", phone => '010-1234-5678', zipCode => '06236',
+        address1 => 'Teheran-ro 152' });
+    die "address of $u: $a->{status}" unless $a->{status} == 201;
+}
+
 is_error($t->post('/api/v1/orders', { items => [ { productId => $TEE,
     quantity => 1 } ] }, user => $BUYER), 400, 'VARIANT_REQUIRED',
     'a product with options needs a variantId');

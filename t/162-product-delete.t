@@ -29,7 +29,7 @@ my $upload_location = <<"CONF";
 CONF
 $t->write_config($t->default_config(
     main_extra => "thread_pool default threads=4;\n",
-    http_extra => "commerce_image_dir $DIR;\n"
+    http_extra => $t->account_keys . "commerce_image_dir $DIR;\n"
         . "commerce_image_sweep_interval 200ms;\ncommerce_image_sweep_grace 1s;\n",
     server_extra => $upload_location));
 $t->start_nginx;
@@ -80,8 +80,9 @@ is(scalar(my @f = files()), 2, 'two files for three rows');
 is(req('PUT', "/api/v1/cart/items/$A->{variants}[0]{id}", 'C', { quantity => 1 })
     ->{status}, 200, "A's variant in a cart");
 is($t->post('/api/v1/orders', { items => [ { variantId => $O->{variants}[0]{id},
-    quantity => 1 } ], payment => { method => 'BALANCE' } }, user => 1)->{status},
-    201, 'O is ordered');
+    quantity => 1 } ], payment => { method => 'BALANCE' }, shippingAddress => {
+    recipient => 'C', phone => '010-1234-5678', zipCode => '06236', address1 => 'here' } },
+    user => 1)->{status}, 201, 'O is ordered (with a shipping address)');
 
 # --- refused -------------------------------------------------------------------
 

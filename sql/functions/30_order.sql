@@ -18,7 +18,8 @@
 --    "createdAt"}
 -- items ordered by productId, then variantId; an item of a product without
 -- options (its default variant) reads exactly as before variants existed;
--- payment = the latest payment row.
+-- payment = the latest payment row.  An order with a seller's product
+-- also has "parts" and "shippingAddress", last (98_parts.sql).
 
 -- ---------------------------------------------------------------------------
 -- The order document (fragments inlined)
@@ -93,7 +94,7 @@ BEGIN
       FROM orders o
      WHERE o.id = p_order
        AND (p_user IS NULL OR o.user_id = p_user);
-    RETURN v_doc;
+    RETURN cm__order_parts_doc(v_doc, p_order);
 END
 $$;
 
@@ -336,8 +337,12 @@ BEGIN
         v_payment := cm__payment_json(v_pay_id, 'BALANCE', 'SUCCESS', v_pay_amount, NULL);
     END IF;
 
-    RETURN cm__order_doc(v_order, p_user, v_status, '[' || v_items || ']',
-                         v_total, v_discount, v_pay_amount, v_payment, v_created);
+    -- its seller parts and shipping address (98_parts.sql)
+    PERFORM cm__order_parts_make(v_order, p_user);
+
+    RETURN cm__order_parts_doc(cm__order_doc(v_order, p_user, v_status, '[' || v_items || ']',
+                                             v_total, v_discount, v_pay_amount, v_payment,
+                                             v_created), v_order);
 END
 $$;
 

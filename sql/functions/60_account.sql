@@ -381,6 +381,7 @@ BEGIN
     -- the address book is personal data; the cart goes with the account
     -- (18_cart.sql: their writers lock the user row after this one)
     DELETE FROM user_addresses WHERE user_id = p_user;
+    DELETE FROM order_addresses WHERE user_id = p_user;   -- the orders keep their amounts
     DELETE FROM cart_items WHERE user_id = p_user;
     DELETE FROM carts WHERE user_id = p_user;
 

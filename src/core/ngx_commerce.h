@@ -150,6 +150,17 @@ typedef struct {
     /* domain events (src/domain/event): its configuration */
     void                        *events;
 
+    /*
+     * Opens the sealed texts a success answer carries (an order's
+     * shipping address: src/domain/order/ngx_commerce_order_part.c), set
+     * by that domain at configuration time, called by the reply as the
+     * answer is sent: what is stored under an Idempotency-Key stays
+     * sealed, and a replay is opened again.  NGX_OK with *body and *len
+     * (unchanged when there is nothing to open), NGX_ERROR (logged).
+     */
+    ngx_int_t                  (*reveal)(ngx_http_request_t *r,
+                                         u_char **body, size_t *len);
+
     /* periodic jobs, run by worker 0 of each instance */
     ngx_array_t                  jobs;         /* ngx_commerce_job_t * */
 

@@ -60,6 +60,8 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "CART_EMPTY",               NGX_HTTP_BAD_REQUEST },
     { "ADDRESS_BOOK_FULL",        NGX_HTTP_CONFLICT },
     { "ADDRESS_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
+    { "ADDRESS_REQUIRED",         NGX_HTTP_BAD_REQUEST },
+    { "ORDER_PART_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
     { "IMAGE_LIMIT",              NGX_HTTP_CONFLICT },
     { "IMAGE_NOT_FOUND",          NGX_HTTP_NOT_FOUND },
     { "VARIANT_IN_STOCK",         NGX_HTTP_CONFLICT },

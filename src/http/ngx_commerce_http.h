@@ -129,6 +129,9 @@ struct ngx_commerce_ctx_s {
     ngx_commerce_render_pt       render;
     /* a route's own state (the cache's, ngx_commerce_cached.c) */
     void                        *domain;
+    /* an order's sealed shipping address for a card order (the order
+     * domain's ngx_commerce_order_part.c), or NULL */
+    char                        *shipping;
     ngx_http_request_t          *request;
 
     void                        *errpage;   /* ngx_commerce_errpage.c */

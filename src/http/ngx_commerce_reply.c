@@ -16,6 +16,10 @@
 static void ngx_commerce_reply_cleanup(void *data);
 
 
+static const char  ngx_commerce_reply_internal[] =
+    "{\"code\":\"INTERNAL_ERROR\",\"message\":\"internal error\"}";
+
+
 ngx_commerce_ctx_t *
 ngx_commerce_reply_ctx(ngx_http_request_t *r)
 {
@@ -137,8 +141,19 @@ ngx_commerce_reply_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t                  v;
     ngx_chain_t                out;
     ngx_commerce_ctx_t        *ctx;
+    ngx_commerce_main_conf_t  *mcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (status < NGX_HTTP_SPECIAL_RESPONSE && mcf->reveal != NULL
+        && mcf->reveal(r, &body, &len) != NGX_OK)
+    {
+        /* sent as it is: the answer may be stored already */
+        return ngx_commerce_reply_json(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   (u_char *) ngx_commerce_reply_internal,
+                   sizeof(ngx_commerce_reply_internal) - 1, 0);
+    }
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;

@@ -20,13 +20,6 @@ typedef struct {
 } cm_cart_item_parse_t;
 
 
-typedef struct {
-    cm_json_flat_t      flat;
-    cm_address_req_t   *out;
-    int                 create;
-} cm_address_parse_t;
-
-
 static int cm_cart_item_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
 static int cm_address_event(cm_json_walk_t *w, cm_json_event_e ev,
@@ -97,43 +90,57 @@ int
 cm_parse_address(const unsigned char *buf, size_t len, int create,
     cm_address_req_t *out, char *err, size_t errlen)
 {
-    int                 f;
     cm_json_walk_t      w;
     cm_address_parse_t  ap;
 
-    memset(out, 0, sizeof(cm_address_req_t));
-    memset(&ap, 0, sizeof(cm_address_parse_t));
-    ap.flat.field = -1;
-    ap.out = out;
-    ap.create = create;
+    cm_address_parse_init(&ap, out, create, 1, CM_AF_N);
 
-    if (cm_cart_walk(&w, cm_address_event, &ap, buf, len, err, errlen) != 0)
+    if (cm_cart_walk(&w, cm_address_event, &ap, buf, len, err, errlen) != 0
+        || cm_address_parse_done(&w, &ap) != 0)
     {
-        goto failed;
-    }
-
-    out->seen = ap.flat.seen;
-
-    if (create) {
-        for (f = CM_AF_RECIPIENT; f <= CM_AF_ADDRESS1; f++) {
-            if (!(out->seen & (1u << f))) {
-                cm_json_fail(&w, "%s is required", cm_address_fields[f]);
-                goto failed;
-            }
-        }
-
-    } else if (out->seen == 0) {
-        cm_json_fail(&w, "nothing to change");
-        goto failed;
+        memset(out, 0, sizeof(cm_address_req_t));
+        return -1;
     }
 
     return 0;
+}
 
-failed:
 
+void
+cm_address_parse_init(cm_address_parse_t *ap, cm_address_req_t *out,
+    int create, unsigned depth, int nfields)
+{
     memset(out, 0, sizeof(cm_address_req_t));
+    memset(ap, 0, sizeof(cm_address_parse_t));
+    ap->flat.field = -1;
+    ap->out = out;
+    ap->create = create;
+    ap->depth = depth;
+    ap->nfields = nfields;
+}
 
-    return -1;
+
+int
+cm_address_parse_done(cm_json_walk_t *w, cm_address_parse_t *ap)
+{
+    int  f;
+
+    ap->out->seen = ap->flat.seen;
+
+    if (ap->create) {
+        for (f = CM_AF_RECIPIENT; f <= CM_AF_ADDRESS1; f++) {
+            if (!(ap->out->seen & (1u << f))) {
+                cm_json_fail(w, "%s is required", cm_address_fields[f]);
+                return -1;
+            }
+        }
+
+    } else if (ap->out->seen == 0) {
+        cm_json_fail(w, "nothing to change");
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -141,20 +148,25 @@ static int
 cm_address_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len)
 {
-    int                  f;
-    cm_address_parse_t  *ap;
+    return cm_address_parse_event(w, w->data, ev, p, len);
+}
 
-    ap = w->data;
+
+int
+cm_address_parse_event(cm_json_walk_t *w, cm_address_parse_t *ap,
+    cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    int  f;
 
     if (ap->flat.field == -1) {
-        return cm_json_flat_key(w, &ap->flat, cm_address_fields, CM_AF_N, ev,
-                                p, len);
+        return cm_json_flat_key(w, &ap->flat, cm_address_fields, ap->nfields,
+                                ev, p, len);
     }
 
     f = ap->flat.field;
     ap->flat.field = -1;
 
-    if (w->depth != 1) {
+    if (w->depth != ap->depth) {
         return cm_json_fail(w, "%s must not be an object or an array",
                             cm_address_fields[f]);
     }

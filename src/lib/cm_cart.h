@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cm_json.h"
+
 
 #define CM_CART_LINES_MAX         100
 #define CM_ADDRESS_BOOK_MAX       10
@@ -44,7 +46,7 @@ typedef enum {
 } cm_address_field_e;
 
 
-typedef struct {
+typedef struct cm_address_req_s {
     unsigned   seen;              /* bits 1u << CM_AF_* of the fields given */
     int        is_default;        /* isDefault, when seen */
     /* the texts given, valid UTF-8, NUL-terminated; address2 and memo
@@ -75,6 +77,28 @@ int cm_parse_cart_item(const unsigned char *buf, size_t len,
  */
 int cm_parse_address(const unsigned char *buf, size_t len, int create,
     cm_address_req_t *out, char *err, size_t errlen);
+
+
+/*
+ * An address as the value of a key of another body (an order's
+ * "shippingAddress"): the walker's events from the object's start (at
+ * depth, the object's own) to its end go to cm_address_parse_event, then
+ * cm_address_parse_done checks the fields required.  nfields:
+ * CM_AF_TEXT_N refuses "isDefault" as an unknown field, CM_AF_N takes it.
+ */
+typedef struct {
+    cm_json_flat_t      flat;
+    cm_address_req_t   *out;
+    int                 create;
+    unsigned            depth;
+    int                 nfields;
+} cm_address_parse_t;
+
+void cm_address_parse_init(cm_address_parse_t *ap, cm_address_req_t *out,
+    int create, unsigned depth, int nfields);
+int cm_address_parse_event(cm_json_walk_t *w, cm_address_parse_t *ap,
+    cm_json_event_e ev, const unsigned char *p, size_t len);
+int cm_address_parse_done(cm_json_walk_t *w, cm_address_parse_t *ap);
 
 
 #endif /* _CM_CART_H_INCLUDED_ */

@@ -56,6 +56,8 @@ typedef struct {
     unsigned         from_cart;
     size_t           nvariants;
     int64_t          variant_ids[CM_ORDER_ITEMS_MAX];
+    /* "shippingAddress" given (cm_parse_order_shipping) */
+    unsigned         shipping;
 } cm_order_req_t;
 
 
@@ -86,6 +88,17 @@ int cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
     char *err, size_t errlen);
 int cm_parse_payment(const unsigned char *buf, size_t len,
     cm_payment_req_t *out, char *err, size_t errlen);
+
+/*
+ * cm_parse_order, and "shippingAddress": an address as the address
+ * book's (cm_cart.h, cm_parse_address; "isDefault" refused) into
+ * *address, out->shipping set.  cm_parse_order skips that key, as any
+ * unknown one.
+ */
+struct cm_address_req_s;
+int cm_parse_order_shipping(const unsigned char *buf, size_t len,
+    cm_order_req_t *out, struct cm_address_req_s *address, char *err,
+    size_t errlen);
 
 /*
  * Path and query integers: one or more decimal digits (no sign, no

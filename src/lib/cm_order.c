@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cm_json.h"
+#include "cm_cart.h"
 
 
 /* bits for the fields of one object, to find duplicates and missing ones */
@@ -19,6 +20,7 @@
 #define CM_ORDER_F_COUPON     0x04
 #define CM_ORDER_F_FROM_CART  0x08
 #define CM_ORDER_F_VARIANTS   0x10
+#define CM_ORDER_F_SHIPPING   0x20
 
 #define CM_ITEM_F_PRODUCT     0x01
 #define CM_ITEM_F_QUANTITY    0x02
@@ -48,6 +50,8 @@ typedef struct {
 typedef struct {
     cm_order_req_t    *out;
     cm_pay_parse_t     pay;
+    cm_address_req_t  *address;    /* NULL: "shippingAddress" not read */
+    cm_address_parse_t ship;
     unsigned           field;      /* CM_ORDER_F_* whose value is parsed */
     unsigned           seen;
 
@@ -98,12 +102,26 @@ int
 cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
     char *err, size_t errlen)
 {
+    return cm_parse_order_shipping(buf, len, out, NULL, err, errlen);
+}
+
+
+int
+cm_parse_order_shipping(const unsigned char *buf, size_t len,
+    cm_order_req_t *out, struct cm_address_req_s *address, char *err,
+    size_t errlen)
+{
     cm_json_walk_t    w;
     cm_order_parse_t  op;
 
     memset(out, 0, sizeof(cm_order_req_t));
     memset(&op, 0, sizeof(cm_order_parse_t));
     op.out = out;
+    op.address = address;
+
+    if (address != NULL) {
+        memset(address, 0, sizeof(cm_address_req_t));
+    }
 
     memset(&w, 0, sizeof(cm_json_walk_t));
     w.handler = cm_order_event;
@@ -117,6 +135,14 @@ cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
 
     if (cm_order_source(&w, &op) != CM_JSON_OK) {
         goto failed;
+    }
+
+    if (op.seen & CM_ORDER_F_SHIPPING) {
+        if (cm_address_parse_done(&w, &op.ship) != 0) {
+            goto failed;
+        }
+
+        out->shipping = 1;
     }
 
     /* "payment": null leaves the method at CM_PAY_NONE */
@@ -134,6 +160,10 @@ cm_parse_order(const unsigned char *buf, size_t len, cm_order_req_t *out,
 failed:
 
     memset(out, 0, sizeof(cm_order_req_t));
+
+    if (address != NULL) {
+        memset(address, 0, sizeof(cm_address_req_t));
+    }
 
     return -1;
 }
@@ -209,6 +239,10 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
             return cm_json_fail(w, "variantIds must be an array");
         }
 
+        if (op->field == CM_ORDER_F_SHIPPING) {
+            return cm_json_fail(w, "shippingAddress must be an object");
+        }
+
         if (op->field == CM_ORDER_F_COUPON) {
             return (ev == CM_JSON_NULL)
                    ? CM_JSON_OK
@@ -233,6 +267,14 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
 
     if (op->field == CM_ORDER_F_FROM_CART) {
         return cm_json_fail(w, "fromCart must be true or false");
+    }
+
+    if (op->field == CM_ORDER_F_SHIPPING) {
+        if (w->depth == 2 && ev == CM_JSON_ARRAY_START) {
+            return cm_json_fail(w, "shippingAddress must be an object");
+        }
+
+        return cm_address_parse_event(w, &op->ship, ev, p, len);
     }
 
     if (op->field == CM_ORDER_F_COUPON) {
@@ -273,6 +315,17 @@ cm_order_key(cm_json_walk_t *w, cm_order_parse_t *op, const unsigned char *p,
     } else if (cm_json_str_is(p, len, "variantIds")) {
         f = CM_ORDER_F_VARIANTS;
         name = "variantIds";
+
+    } else if (op->address != NULL
+               && cm_json_str_is(p, len, "shippingAddress"))
+    {
+        f = CM_ORDER_F_SHIPPING;
+        name = "shippingAddress";
+
+        if (!(op->seen & f)) {
+            cm_address_parse_init(&op->ship, op->address, 1, 2,
+                                  CM_AF_TEXT_N);
+        }
 
     } else {
         return CM_JSON_SKIP;

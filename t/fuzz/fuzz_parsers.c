@@ -497,29 +497,45 @@ fuzz_coupon(const uint8_t *data, size_t size)
 static void
 fuzz_order(const uint8_t *data, size_t size)
 {
-    char            err[CM_JSON_ERR_LEN];
-    size_t          i;
-    cm_order_req_t  o;
+    char              err[CM_JSON_ERR_LEN];
+    size_t            i;
+    cm_order_req_t    o;
+    cm_address_req_t  a;
 
-    if (cm_parse_order(data, size, &o, err, sizeof(err)) != 0) {
+    if (cm_parse_order_shipping(data, size, &o, &a, err, sizeof(err)) != 0) {
         check_err(err);
-        check(o.nitems == 0 && o.method == CM_PAY_NONE);
+        check(o.nitems == 0 && o.method == CM_PAY_NONE && !o.shipping);
+        check(a.seen == 0 && a.len[CM_AF_RECIPIENT] == 0);
         return;
     }
 
     check(json_valid(data, size));
-    check(o.nitems >= 1 && o.nitems <= CM_ORDER_ITEMS_MAX);
+    check(o.from_cart ? o.nitems == 0
+                      : o.nitems >= 1 && o.nitems <= CM_ORDER_ITEMS_MAX);
 
     for (i = 0; i < o.nitems; i++) {
-        check(o.items[i].product_id >= 1);
+        check(o.items[i].product_id >= 1 || o.items[i].variant_id >= 1);
         check(o.items[i].quantity >= 1
               && o.items[i].quantity <= CM_QUANTITY_MAX);
-
-        /* sorted and distinct */
-        check(i == 0 || o.items[i - 1].product_id < o.items[i].product_id);
     }
 
     check_card(o.method, o.card_type, o.card_no);
+
+    /* "shippingAddress": the address book's rules, no isDefault */
+    if (o.shipping) {
+        for (i = CM_AF_RECIPIENT; i <= CM_AF_ADDRESS1; i++) {
+            check(a.seen & (1u << i));
+            check(a.len[i] >= 1 && a.len[i] <= CM_ADDRESS_BYTES);
+            check(strlen(a.text[i]) == a.len[i]);
+            check(utf8_valid((const uint8_t *) a.text[i], a.len[i]));
+        }
+
+        check(a.len[CM_AF_ZIP_CODE] == CM_ZIP_CODE_LEN);
+        check(!(a.seen & (1u << CM_AF_DEFAULT)));
+
+    } else {
+        check(a.seen == 0);
+    }
 }
 
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cm_json.h"
+#include "cm_cart.h"
 #include "tap.h"
 
 
@@ -18,6 +19,7 @@
 static void test_variants(void);
 static void test_bad(void);
 static void test_from_cart(void);
+static void test_shipping(void);
 
 
 int
@@ -26,6 +28,7 @@ main(void)
     test_variants();
     test_bad();
     test_from_cart();
+    test_shipping();
 
     return tap_done();
 }
@@ -148,4 +151,85 @@ test_from_cart(void)
     ok(cm_parse_order(S("{\"fromCart\":true,\"fromCart\":true}"), &o, err,
                       sizeof(err)) == -1, "fromCart twice");
     ok(o.from_cart == 0 && o.nvariants == 0, "output cleared");
+}
+
+
+/* "shippingAddress": the address book's parser, nested, without isDefault */
+
+static void
+test_shipping(void)
+{
+    char              err[CM_JSON_ERR_LEN];
+    size_t            i;
+    cm_order_req_t    o;
+    cm_address_req_t  a;
+
+    static const struct {
+        const char  *body;
+        const char  *msg;
+    } bad[] = {
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":\"x\"}", "shippingAddress must be an object" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":[]}", "shippingAddress must be an object" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":null}", "shippingAddress must be an object" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"recipient\":\"a\"}}", "phone is required" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"recipient\":1}}", "recipient must be a string" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"floor\":1}}", "unknown field" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"isDefault\":true}}", "unknown field" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"memo\":{}}}",
+          "memo must not be an object or an array" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"zipCode\":\"1234\"}}",
+          "zipCode must be 5 digits" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"recipient\":\"a\",\"recipient\":\"b\"}}",
+          "duplicate field recipient" },
+        { "{\"items\":[{\"productId\":1,\"quantity\":1}],"
+          "\"shippingAddress\":{\"recipient\":\"a\",\"phone\":\"010-1234-5678\","
+          "\"zipCode\":\"04524\",\"address1\":\"b\"},\"shippingAddress\":{}}",
+          "duplicate field shippingAddress" },
+    };
+
+    ok(cm_parse_order_shipping(S("{\"items\":[{\"productId\":1,"
+                                 "\"quantity\":1}],\"shippingAddress\":"
+                                 "{\"recipient\":\"Kim\",\"phone\":"
+                                 "\"010-1234-5678\",\"zipCode\":\"04524\","
+                                 "\"address1\":\"Sejong-daero 110\","
+                                 "\"address2\":null,\"memo\":\"door\"},"
+                                 "\"payment\":{\"method\":\"BALANCE\"}}"),
+                               &o, &a, err, sizeof(err)) == 0,
+       "an order with a shippingAddress");
+    ok(o.shipping == 1 && o.nitems == 1 && o.method == CM_PAY_BALANCE,
+       "the order and the address");
+    is_str(a.text[CM_AF_RECIPIENT], "Kim", "recipient");
+    is_str(a.text[CM_AF_PHONE], "010-1234-5678", "phone");
+    is_str(a.text[CM_AF_ZIP_CODE], "04524", "zipCode");
+    is_str(a.text[CM_AF_ADDRESS1], "Sejong-daero 110", "address1");
+    is_int(a.len[CM_AF_ADDRESS2], 0, "address2 null: none");
+    is_str(a.text[CM_AF_MEMO], "door", "memo");
+
+    ok(cm_parse_order_shipping(S("{\"fromCart\":true}"), &o, &a, err,
+                               sizeof(err)) == 0 && !o.shipping && a.seen == 0,
+       "no shippingAddress");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"shippingAddress\":7}"), &o, err, sizeof(err)) == 0
+       && !o.shipping, "cm_parse_order skips it, as any unknown key");
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ok(cm_parse_order_shipping((const unsigned char *) bad[i].body,
+                                   strlen(bad[i].body), &o, &a, err,
+                                   sizeof(err)) == -1,
+           "bad shippingAddress refused");
+        is_str(err, bad[i].msg, bad[i].msg);
+        ok(!o.shipping && a.seen == 0 && a.len[CM_AF_RECIPIENT] == 0,
+           "output cleared");
+    }
 }

@@ -10,6 +10,7 @@
 
 #include "ngx_commerce_order.h"
 #include "ngx_commerce_payment.h"
+#include "cm_cart.h"
 
 
 #define NGX_COMMERCE_EXPIRY_BATCH  500
@@ -28,6 +29,13 @@ enum {
 };
 
 
+/* an order's body while its address is sealed */
+typedef struct {
+    cm_order_req_t              req;
+    cm_address_req_t            address;
+} ngx_commerce_order_new_t;
+
+
 typedef struct {
     ngx_commerce_job_t          job;
     ngx_commerce_pg_query_t     query;
@@ -37,6 +45,10 @@ typedef struct {
 
 static ngx_int_t ngx_commerce_order_create(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_order_shipped(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *doc, size_t len);
+static ngx_int_t ngx_commerce_order_submit(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, cm_order_req_t *req, char *shipping);
 static ngx_int_t ngx_commerce_order_get(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_order_pay(ngx_http_request_t *r,
@@ -56,29 +68,32 @@ ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
     [NGX_COMMERCE_STMT_ORDER_CREATE] =
     { "cm_order_create",
       "SELECT cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text, "
-      "$5::bigint, $6::bigint[])", 6, 0,
+      "$5::bigint, $6::bigint[]) FROM cm_order_shipping($7::text) AS s", 7,
+      0,
       &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE_IDEM],
       0 },
 
     [NGX_COMMERCE_STMT_ORDER_CREATE_IDEM] =
     { "cm_order_create_idem",
-      "SELECT cm_idem_done(h.held, $7::bigint, $8::text, $9::int, "
+      "SELECT cm_idem_done(h.held, $8::bigint, $9::text, $10::int, "
       "cm_order_create($1::bigint, $2::bigint[], $3::int[], $4::text, "
       "$5::bigint, $6::bigint[])) "
-      "FROM cm_idem_hold($7::bigint, $8::text) AS h(held)", 9, 0, NULL, 0 },
+      "FROM cm_idem_hold($8::bigint, $9::text) AS h(held), "
+      "cm_order_shipping($7::text) AS s", 10, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_CREATE_CART] =
     { "cm_order_create_cart",
       "SELECT cm_order_create_cart($1::bigint, $2::bigint[], $3::text, "
-      "$4::bigint)", 4, 0,
+      "$4::bigint) FROM cm_order_shipping($5::text) AS s", 5, 0,
       &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE_CART_IDEM],
       0 },
 
     [NGX_COMMERCE_STMT_ORDER_CREATE_CART_IDEM] =
     { "cm_order_create_cart_idem",
-      "SELECT cm_idem_done(h.held, $5::bigint, $6::text, $7::int, "
+      "SELECT cm_idem_done(h.held, $6::bigint, $7::text, $8::int, "
       "cm_order_create_cart($1::bigint, $2::bigint[], $3::text, $4::bigint)) "
-      "FROM cm_idem_hold($5::bigint, $6::text) AS h(held)", 7, 0, NULL, 0 },
+      "FROM cm_idem_hold($6::bigint, $7::text) AS h(held), "
+      "cm_order_shipping($5::text) AS s", 8, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_PAY] =
     { "cm_order_pay", "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)",
@@ -140,47 +155,118 @@ ngx_commerce_order_init(ngx_conf_t *cf, ngx_commerce_main_conf_t *mcf)
     ex->job.run = ngx_commerce_order_expire;
     ex->job.data = ex;
 
+    ngx_commerce_order_part_init(mcf);
+
     return ngx_commerce_job_add(cf, &ex->job);
 }
 
+
+/*
+ * POST /orders: the body checked; with "shippingAddress", the address
+ * row's id reserved and its texts sealed to it first
+ * (ngx_commerce_order_part.c), then the order (ngx_commerce_order_submit).
+ */
 
 static ngx_int_t
 ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     u_char *body, size_t len)
 {
-    char              err[NGX_COMMERCE_ERR_LEN], *ids, *qty, *vids;
-    const char       *coupon, *user;
-    cm_order_req_t    req;
-    cm_payment_req_t  card;
+    char                      err[NGX_COMMERCE_ERR_LEN];
+    ngx_commerce_main_conf_t  *mcf;
+    ngx_commerce_order_new_t  *on;
 
-    if (cm_parse_order(body, len, &req, err, sizeof(err)) != 0) {
+    on = ngx_palloc(r->pool, sizeof(ngx_commerce_order_new_t));
+    if (on == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (cm_parse_order_shipping(body, len, &on->req, &on->address, err,
+                                sizeof(err))
+        != 0)
+    {
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    if (req.from_cart) {
+    if (!on->req.shipping) {
+        return ngx_commerce_order_submit(r, ctx, &on->req, NULL);
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_commerce_module);
+
+    if (mcf->pii_keys == NULL) {
+        /* sealed with the accounts' keys, as the address book */
+        ngx_explicit_memzero(&on->address, sizeof(cm_address_req_t));
+        return ngx_commerce_reply_invalid(r, "shippingAddress needs the"
+                                             " accounts' PII keys");
+    }
+
+    ctx->domain = on;
+
+    return ngx_commerce_order_part_reserve(r, ctx,
+                                           ngx_commerce_order_shipped);
+}
+
+
+/* the address's id reserved: its texts sealed, then the order */
+
+static ngx_int_t
+ngx_commerce_order_shipped(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *doc, size_t len)
+{
+    char                      *shipping;
+    ngx_commerce_order_new_t  *on;
+
+    on = ctx->domain;
+    ctx->domain = NULL;
+    ctx->render = NULL;
+
+    shipping = ngx_commerce_order_part_sealed(r, &on->address, doc, len);
+    if (shipping == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_commerce_pg_reset(&ctx->query);
+
+    return ngx_commerce_order_submit(r, ctx, &on->req, shipping);
+}
+
+
+/* the order of req; shipping: the sealed address, or NULL */
+
+static ngx_int_t
+ngx_commerce_order_submit(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    cm_order_req_t *req, char *shipping)
+{
+    char              *ids, *qty, *vids;
+    const char        *coupon, *user;
+    cm_payment_req_t   card;
+
+    if (req->from_cart) {
         /* the cart's lines: ids and qty NULL, vids the selection or NULL */
         ids = NULL;
         qty = NULL;
-        vids = ngx_commerce_order_selection(r->pool, &req);
+        vids = ngx_commerce_order_selection(r->pool, req);
 
-        if (req.nvariants && vids == NULL) {
+        if (req->nvariants && vids == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-    } else if (ngx_commerce_order_arrays(r->pool, &req, &ids, &qty, &vids)
+    } else if (ngx_commerce_order_arrays(r->pool, req, &ids, &qty, &vids)
                != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* SQL NULL: no coupon */
-    coupon = req.coupon_id ? ngx_commerce_pg_int(&ctx->query, req.coupon_id)
-                           : NULL;
+    coupon = req->coupon_id ? ngx_commerce_pg_int(&ctx->query, req->coupon_id)
+                            : NULL;
 
-    if (req.method == CM_PAY_CARD) {
+    if (req->method == CM_PAY_CARD) {
         card.method = CM_PAY_CARD;
-        ngx_memcpy(card.card_type, req.card_type, sizeof(card.card_type));
-        ngx_memcpy(card.card_no, req.card_no, sizeof(card.card_no));
+        ngx_memcpy(card.card_type, req->card_type, sizeof(card.card_type));
+        ngx_memcpy(card.card_no, req->card_no, sizeof(card.card_no));
+
+        ctx->shipping = shipping;
 
         return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, vids, coupon,
                                            &card);
@@ -188,18 +274,19 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
     user = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
 
-    if (req.from_cart) {
+    if (req->from_cart) {
         return ngx_commerce_handler_call(r, ctx,
                    &ngx_commerce_order_statements[
                        NGX_COMMERCE_STMT_ORDER_CREATE_CART],
-                   NGX_HTTP_CREATED, 4, user, vids,
-                   ngx_commerce_order_method(req.method), coupon);
+                   NGX_HTTP_CREATED, 5, user, vids,
+                   ngx_commerce_order_method(req->method), coupon, shipping);
     }
 
     return ngx_commerce_handler_call(r, ctx,
                &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_CREATE],
-               NGX_HTTP_CREATED, 6, user, ids, qty,
-               ngx_commerce_order_method(req.method), coupon, vids);
+               NGX_HTTP_CREATED, 7, user, ids, qty,
+               ngx_commerce_order_method(req->method), coupon, vids,
+               shipping);
 }
 
 

@@ -58,13 +58,14 @@ ngx_commerce_stmt_t  ngx_commerce_payment_statements[] = {
     [NGX_COMMERCE_STMT_ORDER_CREATE_CARD] =
     { "cm_order_create_card",
       "SELECT cm_order_create_card($1::bigint, $2::bigint[], $3::int[], "
-      "$4::text, $5::text, $6::text, $7::bigint, $8::bigint[])", 8, 0, NULL,
-      0 },
+      "$4::text, $5::text, $6::text, $7::bigint, $8::bigint[]) "
+      "FROM cm_order_shipping($9::text) AS s", 9, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_CREATE_CARD_CART] =
     { "cm_order_create_card_cart",
       "SELECT cm_order_create_card_cart($1::bigint, $2::bigint[], "
-      "$3::text, $4::text, $5::text, $6::bigint)", 6, 0, NULL, 0 },
+      "$3::text, $4::text, $5::text, $6::bigint) "
+      "FROM cm_order_shipping($7::text) AS s", 7, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_CARD_ACCEPTED] =
     { "cm_card_accepted",
@@ -143,7 +144,7 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     int64_t order_id, const char *ids, const char *qty, const char *vids,
     const char *coupon, cm_payment_req_t *card)
 {
-    char                    *last4;
+    char                    *last4, *shipping;
     ngx_str_t                v;
     ngx_msec_t               retry_after;
     ngx_commerce_pay_t      *pay;
@@ -244,17 +245,30 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         }
     }
 
+    /* an order's sealed shipping address (ngx_commerce_order_part.c) */
+    shipping = NULL;
+
+    if (ctx->shipping != NULL) {
+        v.data = (u_char *) ctx->shipping;
+        v.len = ngx_strlen(ctx->shipping);
+        shipping = ngx_commerce_json_cstr(pay->pool, &v);
+
+        if (shipping == NULL) {
+            goto failed;
+        }
+    }
+
     if (ids == NULL) {
         /* the cart's lines: vids is the selection, or NULL for all */
         if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done,
                                    NGX_COMMERCE_STMT_ORDER_CREATE_CARD_CART,
-                                   NGX_COMMERCE_STEP_BEGIN, 6,
+                                   NGX_COMMERCE_STEP_BEGIN, 7,
                                    ngx_commerce_pg_int(&pay->query,
                                                        pay->user_id),
                                    (char *) vids,
                                    ngx_commerce_pay_cstr(pay, &gw->name),
                                    (char *) pay->card.card_type,
-                                   last4, coupon)
+                                   last4, coupon, shipping)
             != NGX_OK)
         {
             goto failed;
@@ -276,12 +290,12 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
-                               NGX_COMMERCE_STEP_BEGIN, 8,
+                               NGX_COMMERCE_STEP_BEGIN, 9,
                                ngx_commerce_pg_int(&pay->query, pay->user_id),
                                (char *) ids, (char *) qty,
                                ngx_commerce_pay_cstr(pay, &gw->name),
                                (char *) pay->card.card_type,
-                               last4, coupon, vids)
+                               last4, coupon, vids, shipping)
         != NGX_OK)
     {
         goto failed;

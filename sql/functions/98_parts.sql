@@ -1,0 +1,237 @@
+-- parts: an order's seller parts (sub-orders) and its shipping address
+-- (tables 023_order_parts.sql).  Repeatable file: see 00_common.sql.
+--
+-- cm__order_parts_make is called by cm_order_create (30_order.sql) in the
+-- order's transaction, after the order and its items are written, so
+-- every way of creating an order (balance, unpaid, card, checkout from
+-- the cart) makes its parts.  cm__order_parts_doc adds them to the order
+-- document.  The sellers read their parts with cm_seller_orders and
+-- cm_seller_order_get.
+--
+-- The shipping address given with an order reaches cm__order_parts_make
+-- through the transaction-local setting commerce.shipping (the module's
+-- statement sets it in the same statement, set_config(.., true): it ends
+-- with the transaction, and cm__order_parts_make clears it once read):
+-- {"id","recipientCt","phoneCt","zipCode","address1Ct","address2Ct",
+--  "memoCt"}, the texts sealed by the module to order_addresses' columns
+-- and the row id it reserved (cm_order_address_next_id).  The order
+-- document shows the address sealed, last:
+--   ..,"parts":[..],"shippingAddress":{"sealedIn","sealedId","recipientCt",
+--   "phoneCt","zipCode","address1Ct","address2Ct","memoCt"}|null}
+-- and the module opens it (src/domain/order/ngx_commerce_order_part.c).
+
+-- The id of an order address to be written: its texts are sealed to it.
+CREATE OR REPLACE FUNCTION cm_order_address_next_id() RETURNS text
+LANGUAGE sql AS $$
+    SELECT nextval('order_addresses_id_seq')::text
+$$;
+
+-- The parts of order p_order of p_user, one per store of its items
+-- (products.store_id; the platform's products, no store, one part with
+-- store NULL), and its address.  The coupon's discount is split in
+-- proportion to the parts' totals, whole won, by the largest remainder:
+-- each part gets floor(discount * total / orderTotal), and the won left
+-- go one each to the parts with the largest remainders (ties: the larger
+-- total, then the lower store id, the platform's part last).  So the
+-- parts sum exactly to the order's amounts and no part's discount passes
+-- its total.  An order with a seller's product needs an address: the one
+-- given (commerce.shipping), else the buyer's default address book
+-- entry, else ADDRESS_REQUIRED (the whole order rolls back).
+CREATE OR REPLACE FUNCTION cm__order_parts_make(p_order bigint, p_user bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    o        record;
+    v_ship   text := nullif(current_setting('commerce.shipping', true), '');
+    a        jsonb;
+    v_seller boolean;
+BEGIN
+    PERFORM set_config('commerce.shipping', '', true);
+    SELECT x.status, x.total_amount, x.discount_amount INTO o FROM orders x WHERE x.id = p_order;
+
+    WITH t AS (
+        SELECT p.store_id, sum(i.amount)::bigint AS total
+          FROM order_items i JOIN products p ON p.id = i.product_id
+         WHERE i.order_id = p_order
+         GROUP BY p.store_id
+    ), s AS (
+        SELECT t.*,
+               CASE WHEN o.total_amount = 0 THEN 0
+                    ELSE floor(o.discount_amount::numeric * t.total / o.total_amount)::bigint END
+                   AS share,
+               CASE WHEN o.total_amount = 0 THEN 0
+                    ELSE o.discount_amount::numeric * t.total % o.total_amount END AS rest
+          FROM t
+    ), r AS (
+        SELECT s.*, row_number() OVER (ORDER BY s.rest DESC, s.total DESC,
+                                                s.store_id NULLS LAST) AS rank,
+               o.discount_amount - sum(s.share) OVER () AS left_over
+          FROM s
+    ), parts AS (
+        INSERT INTO order_parts (order_id, store_id, status, total_amount, discount_amount,
+                                 payment_amount)
+        SELECT p_order, r.store_id, o.status, r.total,
+               r.share + CASE WHEN r.rank <= r.left_over THEN 1 ELSE 0 END,
+               r.total - r.share - CASE WHEN r.rank <= r.left_over THEN 1 ELSE 0 END
+          FROM r
+        RETURNING id, store_id
+    )
+    UPDATE order_items i
+       SET part_id = parts.id
+      FROM products p, parts
+     WHERE i.order_id = p_order AND p.id = i.product_id
+       AND p.store_id IS NOT DISTINCT FROM parts.store_id;
+
+    v_seller := EXISTS (SELECT 1 FROM order_parts x WHERE x.order_id = p_order
+                                                      AND x.store_id IS NOT NULL);
+
+    IF v_ship IS NOT NULL THEN
+        a := v_ship::jsonb;
+        INSERT INTO order_addresses (id, order_id, user_id, sealed_in, sealed_id, recipient_ct,
+                                     phone_ct, zip_code, address1_ct, address2_ct, memo_ct)
+        VALUES ((a->>'id')::bigint, p_order, p_user, 'order_addresses', (a->>'id')::bigint,
+                a->>'recipientCt', a->>'phoneCt', a->>'zipCode', a->>'address1Ct',
+                a->>'address2Ct', a->>'memoCt');
+    ELSIF v_seller THEN
+        INSERT INTO order_addresses (order_id, user_id, sealed_in, sealed_id, recipient_ct,
+                                     phone_ct, zip_code, address1_ct, address2_ct, memo_ct)
+        SELECT p_order, p_user, 'user_addresses', u.id, u.recipient_ct, u.phone_ct, u.zip_code,
+               u.address1_ct, u.address2_ct, u.memo_ct
+          FROM user_addresses u
+         WHERE u.user_id = p_user AND u.is_default;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ADDRESS_REQUIRED',
+                DETAIL = 'an order of a seller''s product needs a shippingAddress'
+                         ' (or a default address in the address book)';
+        END IF;
+    END IF;
+END
+$$;
+
+-- A part: {"id","orderId","storeId","storeName","status","totalAmount",
+-- "discountAmount","paymentAmount","items":[..]} (status: the order's).
+CREATE OR REPLACE FUNCTION cm__order_part_json(p_part bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT '{"id":' || x.id || ',"orderId":' || x.order_id
+        || ',"storeId":' || coalesce(x.store_id::text, 'null')
+        || ',"storeName":' || coalesce((SELECT to_json(s.name)::text FROM stores s
+                                         WHERE s.id = x.store_id), 'null')
+        || ',"status":"' || o.status
+        || '","totalAmount":' || x.total_amount || ',"discountAmount":' || x.discount_amount
+        || ',"paymentAmount":' || x.payment_amount
+        || ',"items":' || coalesce((SELECT '[' || string_agg(cm__order_item_json(i.product_id,
+                                               i.variant_id, i.option_values, i.name, i.quantity,
+                                               i.unit_price, i.amount),
+                                           ',' ORDER BY i.product_id, i.variant_id) || ']'
+                                      FROM order_items i WHERE i.part_id = x.id), '[]')
+        || '}'
+      FROM order_parts x JOIN orders o ON o.id = x.order_id
+     WHERE x.id = p_part
+$$;
+
+-- The sealed shipping address of an order, or 'null'.
+CREATE OR REPLACE FUNCTION cm__order_address_json(p_order bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT '{"sealedIn":"' || a.sealed_in || '","sealedId":' || a.sealed_id
+                         || ',"recipientCt":' || to_json(a.recipient_ct)::text
+                         || ',"phoneCt":' || to_json(a.phone_ct)::text
+                         || ',"zipCode":"' || a.zip_code
+                         || '","address1Ct":' || to_json(a.address1_ct)::text
+                         || ',"address2Ct":' || cm__json_or_null(a.address2_ct)
+                         || ',"memoCt":' || cm__json_or_null(a.memo_ct) || '}'
+                       FROM order_addresses a WHERE a.order_id = p_order), 'null')
+$$;
+
+-- The order document p_doc of order p_order with its parts and address
+-- added last, when it has a seller's part; else p_doc as it is (orders
+-- of the platform's products only read as before parts existed).
+CREATE OR REPLACE FUNCTION cm__order_parts_doc(p_doc text, p_order bigint) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_doc IS NULL OR NOT EXISTS (SELECT 1 FROM order_parts x
+                                     WHERE x.order_id = p_order AND x.store_id IS NOT NULL) THEN
+        RETURN p_doc;
+    END IF;
+    RETURN left(p_doc, -1)
+        || ',"parts":[' || (SELECT string_agg(cm__order_part_json(x.id), ','
+                                              ORDER BY x.store_id NULLS LAST)
+                              FROM order_parts x WHERE x.order_id = p_order)
+        || '],"shippingAddress":' || cm__order_address_json(p_order) || '}';
+END
+$$;
+
+-- Parts follow their order's status (issue 13 gives them their own).
+CREATE OR REPLACE FUNCTION cm__order_parts_status() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE order_parts SET status = NEW.status WHERE order_id = NEW.id AND status <> NEW.status;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER orders_parts_status
+    AFTER UPDATE OF status ON orders
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION cm__order_parts_status();
+
+-- The parts of a store its owner, a manager of it or an ADMIN lists,
+-- newest first; p_store NULL: the caller's only store (cm__seller_store);
+-- p_status NULL: all (the order's status).
+-- -> {"storeId","items":[part without items],"page","size","total"}
+CREATE OR REPLACE FUNCTION cm_seller_orders(p_actor bigint, p_store bigint, p_status text,
+                                            p_page int, p_size int) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_store bigint;
+    v_total bigint;
+    v_items text;
+BEGIN
+    IF p_status IS NOT NULL AND p_status NOT IN ('PENDING_PAYMENT', 'PAYMENT_IN_PROGRESS', 'PAID',
+                                                 'PAYMENT_FAILED', 'CANCELLED') THEN
+        PERFORM cm__invalid('status must be PENDING_PAYMENT, PAYMENT_IN_PROGRESS, PAID,'
+                            ' PAYMENT_FAILED or CANCELLED');
+    END IF;
+    IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
+        PERFORM cm__invalid('page must be 0 or more and size 1 to 100');
+    END IF;
+    v_store := cm__seller_store(p_actor, p_store);
+    SELECT count(*) INTO v_total FROM order_parts x
+     WHERE x.store_id = v_store AND (p_status IS NULL OR x.status = p_status);
+    SELECT string_agg('{"id":' || x.id || ',"orderId":' || x.order_id || ',"storeId":' || x.store_id
+                      || ',"status":"' || x.status || '","totalAmount":' || x.total_amount
+                      || ',"discountAmount":' || x.discount_amount
+                      || ',"paymentAmount":' || x.payment_amount
+                      || ',"createdAt":"' || cm__ts(x.created_at) || '"}', ',' ORDER BY x.id DESC)
+      INTO v_items
+      FROM (SELECT * FROM order_parts y
+             WHERE y.store_id = v_store AND (p_status IS NULL OR y.status = p_status)
+             ORDER BY y.id DESC
+             LIMIT p_size OFFSET p_page::bigint * p_size) x;
+    RETURN '{"storeId":' || v_store || ',"items":[' || coalesce(v_items, '')
+        || '],"page":' || p_page || ',"size":' || p_size || ',"total":' || v_total || '}';
+END
+$$;
+
+-- A part for its store's owner, a manager of it or an ADMIN, with the
+-- order's sealed shipping address last; else ORDER_PART_NOT_FOUND.
+CREATE OR REPLACE FUNCTION cm_seller_order_get(p_actor bigint, p_part bigint) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    x record;
+BEGIN
+    SELECT y.id, y.order_id, y.store_id, y.created_at INTO x FROM order_parts y WHERE y.id = p_part;
+    IF NOT FOUND OR cm__store_relation(p_actor, x.store_id) IS NULL THEN
+        PERFORM cm__not_found('ORDER_PART_NOT_FOUND', 'order part', p_part);
+    END IF;
+    RETURN left(cm__order_part_json(x.id), -1) || ',"createdAt":"' || cm__ts(x.created_at)
+        || '","shippingAddress":' || cm__order_address_json(x.order_id) || '}';
+END
+$$;
+
+-- The address given with an order, for cm__order_parts_make in the same
+-- statement: SELECT cm_order_create(..) FROM cm_order_shipping($n) AS s.
+-- p_sealed NULL: none given.
+CREATE OR REPLACE FUNCTION cm_order_shipping(p_sealed text) RETURNS void
+LANGUAGE sql AS $$
+    SELECT set_config('commerce.shipping', coalesce(p_sealed, ''), true)
+$$;
+
