@@ -37,7 +37,8 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 -- A payment inside the order document.  CARD payments carry "reason"
--- (decline reason or null); BALANCE payments are exactly
+-- (decline reason or null), EASY_PAY ones "provider" then "reason";
+-- BALANCE payments are exactly
 -- {"id","method","status","amount"} (clients and tests compare it).
 -- method/status are CHECK-constrained identifiers: no escaping needed.
 -- Databases migrated before sql/functions/ existed also have a 4-argument
@@ -48,7 +49,11 @@ CREATE OR REPLACE FUNCTION cm__payment_json(p_id bigint, p_method text, p_status
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT '{"id":' || p_id || ',"method":"' || p_method || '","status":"' || p_status
         || '","amount":' || p_amount
-        || CASE WHEN p_method = 'CARD'
+        || CASE WHEN p_method = 'EASY_PAY'
+                THEN ',"provider":' || coalesce((SELECT to_json(x.provider)::text
+                                                   FROM payments x WHERE x.id = p_id), 'null')
+                ELSE '' END
+        || CASE WHEN p_method IN ('CARD', 'EASY_PAY')
                 THEN ',"reason":' || coalesce(to_json(p_reason)::text, 'null')
                 ELSE '' END
         || '}'

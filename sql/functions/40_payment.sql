@@ -86,7 +86,9 @@ BEGIN
 END
 $$;
 
--- Card fields as the module passes them: gateway name, card type, last 4 digits.
+-- Card fields as the module passes them: gateway name, card type, last 4
+-- digits.  An easy payment (EASY_PAY) passes its provider as the card type
+-- and no last digits (NULL): see cm__card_start.
 CREATE OR REPLACE FUNCTION cm__card_check_args(p_gateway text, p_card_type text, p_card_last4 text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -96,7 +98,11 @@ BEGIN
     IF (p_card_type ~ '^[A-Z0-9_]{1,32}$') IS NOT TRUE THEN
         PERFORM cm__invalid('cardType must be 1 to 32 upper-case letters, digits or "_"');
     END IF;
-    IF (p_card_last4 ~ '^[0-9]{4}$') IS NOT TRUE THEN
+    IF p_card_last4 IS NULL THEN
+        IF p_card_type NOT IN ('KAKAOPAY', 'NAVERPAY') THEN
+            PERFORM cm__invalid('provider must be KAKAOPAY or NAVERPAY');
+        END IF;
+    ELSIF (p_card_last4 ~ '^[0-9]{4}$') IS NOT TRUE THEN
         PERFORM cm__invalid('card_last4 must be exactly 4 digits');
     END IF;
 END
@@ -104,6 +110,8 @@ $$;
 
 -- Start a card payment on order p_order, which the caller has locked and
 -- found PENDING_PAYMENT: a PENDING CARD payment, order PAYMENT_IN_PROGRESS.
+-- Without last digits (p_card_last4 NULL) it is an EASY_PAY payment whose
+-- provider is p_card_type: the same flow, the provider recorded instead.
 -- A zero-amount order has nothing to charge (payments.amount > 0, and PGs
 -- refuse amount 0): INVALID_REQUEST, nothing written (BALANCE, or no payment
 -- at all, makes such an order PAID).
@@ -116,8 +124,12 @@ BEGIN
     IF p_amount <= 0 THEN
         PERFORM cm__invalid(format('order %s has nothing to pay by card (amount 0)', p_order));
     END IF;
-    INSERT INTO payments (order_id, method, status, amount, gateway, card_type, card_last4)
-    VALUES (p_order, 'CARD', 'PENDING', p_amount, p_gateway, p_card_type, p_card_last4)
+    INSERT INTO payments (order_id, method, status, amount, gateway, card_type, card_last4,
+                          provider)
+    VALUES (p_order, CASE WHEN p_card_last4 IS NULL THEN 'EASY_PAY' ELSE 'CARD' END,
+            'PENDING', p_amount, p_gateway,
+            CASE WHEN p_card_last4 IS NULL THEN NULL ELSE p_card_type END, p_card_last4,
+            CASE WHEN p_card_last4 IS NULL THEN p_card_type END)
     RETURNING id INTO v_pay;
     UPDATE orders SET status = 'PAYMENT_IN_PROGRESS', updated_at = now() WHERE id = p_order;
     RETURN '{"paymentId":' || v_pay || ',"orderId":' || p_order
@@ -241,7 +253,7 @@ BEGIN
     END IF;
     SELECT x.order_id, x.gateway, x.transaction_key INTO p
       FROM payments x
-     WHERE x.id = p_payment AND x.method = 'CARD'
+     WHERE x.id = p_payment AND x.gateway IS NOT NULL
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
@@ -276,7 +288,7 @@ BEGIN
     END IF;
     SELECT x.status, x.gateway, x.transaction_key INTO p
       FROM payments x
-     WHERE x.id = p_payment AND x.method = 'CARD'
+     WHERE x.id = p_payment AND x.gateway IS NOT NULL
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
@@ -309,7 +321,7 @@ DECLARE
     v_ostatus text;
     p         record;
 BEGIN
-    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.method = 'CARD';
+    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.gateway IS NOT NULL;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
     END IF;
@@ -370,7 +382,7 @@ BEGIN
     IF p_status IS NULL OR p_status NOT IN ('SUCCESS', 'FAILED') THEN
         PERFORM cm__invalid('status must be SUCCESS or FAILED');
     END IF;
-    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.method = 'CARD';
+    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.gateway IS NOT NULL;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
     END IF;
@@ -459,7 +471,7 @@ BEGIN
     END IF;
     SELECT x.order_id, x.status, x.gateway, x.transaction_key, x.net_cancel INTO p
       FROM payments x
-     WHERE x.id = p_payment AND x.method = 'CARD'
+     WHERE x.id = p_payment AND x.gateway IS NOT NULL
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);

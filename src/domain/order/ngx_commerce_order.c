@@ -177,10 +177,11 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     coupon = req.coupon_id ? ngx_commerce_pg_int(&ctx->query, req.coupon_id)
                            : NULL;
 
-    if (req.method == CM_PAY_CARD) {
-        card.method = CM_PAY_CARD;
+    if (req.method == CM_PAY_CARD || req.method == CM_PAY_EASY_PAY) {
+        card.method = req.method;
         ngx_memcpy(card.card_type, req.card_type, sizeof(card.card_type));
         ngx_memcpy(card.card_no, req.card_no, sizeof(card.card_no));
+        ngx_memcpy(card.provider, req.provider, sizeof(card.provider));
 
         return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, vids, coupon,
                                            &card);
@@ -229,7 +230,7 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    if (req.method == CM_PAY_CARD) {
+    if (req.method == CM_PAY_CARD || req.method == CM_PAY_EASY_PAY) {
         return ngx_commerce_pay_card_start(r, ctx, ctx->id, NULL, NULL, NULL,
                                            NULL, &req);
     }

@@ -200,14 +200,26 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     pay->card = *card;
     pay->attempt = 0;
 
-    /* the card number itself stays in memory only; the database gets 4 */
-    last4 = ngx_pnalloc(pay->pool, 5);
-    if (last4 == NULL) {
-        goto failed;
-    }
+    if (pay->card.method == CM_PAY_EASY_PAY) {
+        /*
+         * an easy payment is a card payment whose "card type" is the
+         * provider and that has no card number: the statements record it
+         * as EASY_PAY with that provider
+         */
+        ngx_memcpy(pay->card.card_type, pay->card.provider,
+                   sizeof(pay->card.card_type));
+        last4 = NULL;
 
-    ngx_memcpy(last4, pay->card.card_no + 15, 4);
-    last4[4] = '\0';
+    } else {
+        /* the card number stays in memory only; the database gets 4 */
+        last4 = ngx_pnalloc(pay->pool, 5);
+        if (last4 == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(last4, pay->card.card_no + 15, 4);
+        last4[4] = '\0';
+    }
 
     if (order_id) {
         if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_BEGIN,
@@ -723,9 +735,10 @@ ngx_commerce_pay_post(ngx_commerce_pay_t *pay)
 
     mcf = ngx_commerce_conf_main();
 
-    len = sizeof("{\"orderId\":\"\",\"cardType\":\"\",\"cardNo\":\"\","
+    len = sizeof("{\"orderId\":\"\",\"method\":\"EASY_PAY\",\"provider\":\"\","
+                 "\"cardType\":\"\",\"cardNo\":\"\","
                  "\"amount\":,\"callbackUrl\":\"?gateway=\"}") - 1
-          + 3 * NGX_INT64_LEN + 32 + mcf->callback_url.len
+          + 3 * NGX_INT64_LEN + 48 + mcf->callback_url.len
           + pay->gw->name.len;
 
     p = ngx_pnalloc(pay->pool, len);
@@ -738,10 +751,18 @@ ngx_commerce_pay_post(ngx_commerce_pay_t *pay)
 
     pay->http.request_body.data = p;
     /* gateways want an orderId of 6 characters at least */
-    p = ngx_sprintf(p, "{\"orderId\":\"%06L\",\"cardType\":\"%s\","
-                       "\"cardNo\":\"%s\",\"amount\":%L,"
-                       "\"callbackUrl\":\"%V?gateway=%V\"}",
-                    pay->order_id, pay->card.card_type, pay->card.card_no,
+    p = ngx_sprintf(p, "{\"orderId\":\"%06L\",", pay->order_id);
+
+    if (pay->card.method == CM_PAY_EASY_PAY) {
+        p = ngx_sprintf(p, "\"method\":\"EASY_PAY\",\"provider\":\"%s\",",
+                        pay->card.provider);
+
+    } else {
+        p = ngx_sprintf(p, "\"cardType\":\"%s\",\"cardNo\":\"%s\",",
+                        pay->card.card_type, pay->card.card_no);
+    }
+
+    p = ngx_sprintf(p, "\"amount\":%L,\"callbackUrl\":\"%V?gateway=%V\"}",
                     pay->amount, &mcf->callback_url, &pay->gw->name);
     pay->http.request_body.len = p - pay->http.request_body.data;
 
