@@ -32,7 +32,8 @@ typedef enum {
     CM_PAY_NONE = 0,
     CM_PAY_BALANCE,
     CM_PAY_CARD,
-    CM_PAY_EASY_PAY         /* through the gateway like a card, a provider */
+    CM_PAY_EASY_PAY,        /* through the gateway like a card, a provider */
+    CM_PAY_TRANSFER         /* a virtual account the gateway issues */
 } cm_pay_method_e;
 
 

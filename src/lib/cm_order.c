@@ -660,8 +660,13 @@ cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             return CM_JSON_OK;
         }
 
-        return cm_json_fail(w, "%smethod must be BALANCE, CARD or EASY_PAY",
-                            prefix);
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "TRANSFER")) {
+            pp->method = CM_PAY_TRANSFER;
+            return CM_JSON_OK;
+        }
+
+        return cm_json_fail(w, "%smethod must be BALANCE, CARD, EASY_PAY or "
+                            "TRANSFER", prefix);
 
     case CM_PAY_F_PROVIDER:
         /* judged once the method is known, as the card fields are */
@@ -726,6 +731,11 @@ cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp, const char *prefix)
                                 prefix);
         }
 
+        if (pp->seen & (CM_PAY_F_CARD_TYPE | CM_PAY_F_CARD_NO)) {
+            return cm_json_fail(w, "%scard fields are only for CARD", prefix);
+        }
+
+    } else if (pp->method == CM_PAY_TRANSFER) {
         if (pp->seen & (CM_PAY_F_CARD_TYPE | CM_PAY_F_CARD_NO)) {
             return cm_json_fail(w, "%scard fields are only for CARD", prefix);
         }

@@ -502,25 +502,25 @@ test_order_payment(void)
               "payment without method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":\"balance\"}}"),
-              "payment.method must be BALANCE, CARD or "
-              "EASY_PAY", "lower-case method");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "lower-case method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":\"BALANCE'; DROP TABLE users;--\"}}"),
-              "payment.method must be BALANCE, CARD or "
-              "EASY_PAY",
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER",
               "SQL in method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":\"BALANCE\\u0000\"}}"),
-              "payment.method must be BALANCE, CARD or "
-              "EASY_PAY", "NUL after method");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "NUL after method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":null}}"),
-              "payment.method must be BALANCE, CARD or "
-              "EASY_PAY", "method null");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "method null");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":[\"BALANCE\"]}}"),
-              "payment.method must be BALANCE, CARD or "
-              "EASY_PAY", "method array");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "method array");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":\"BALANCE\"}"),
               "payment must be an object or null", "payment a string");
@@ -608,17 +608,26 @@ test_payment(void)
     payment_bad(S("{\"provider\":null,\"method\":\"BALANCE\"}"),
                 "provider is only for EASY_PAY", "BALANCE with provider");
 
+    ok(cm_parse_payment(S("{\"method\":\"TRANSFER\",\"x\":[1]}"),
+                        &p, err, sizeof(err)) == 0
+       && p.method == CM_PAY_TRANSFER && p.provider[0] == '\0'
+       && p.card_type[0] == '\0', "payment TRANSFER");
+    payment_bad(S("{\"method\":\"TRANSFER\",\"provider\":\"KAKAOPAY\"}"),
+                "provider is only for EASY_PAY", "TRANSFER with provider");
+    payment_bad(S("{\"method\":\"TRANSFER\",\"cardType\":\"KB\"}"),
+                "card fields are only for CARD", "TRANSFER with cardType");
+
     payment_bad(S("{}"), "method is required", "no method");
     payment_bad(S("{\"method\":\"CASH\"}"),
-                "method must be BALANCE, CARD or "
-              "EASY_PAY", "unknown method");
+                "method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "unknown method");
     payment_bad(S("{\"method\":\"BALANCE'; DROP TABLE users;--\"}"),
-                "method must be BALANCE, CARD or "
-              "EASY_PAY", "SQL in method");
+                "method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "SQL in method");
     payment_bad(S("{\"method\":\"BALANCE\",\"method\":\"BALANCE\"}"),
                 "duplicate field method", "duplicate method");
-    payment_bad(S("{\"method\":1}"), "method must be BALANCE, CARD or "
-              "EASY_PAY",
+    payment_bad(S("{\"method\":1}"), "method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER",
                 "method a number");
     payment_bad(S("{\"method\":\"CARD\"}"), "cardType is required",
                 "CARD without cardType");
