@@ -26,6 +26,13 @@
  *   and record that.  A callback is only a hint: nothing changes without
  *   the gateway's own GET.
  *
+ * EASY_PAY and TRANSFER are this flow with another create body: a
+ * provider (recorded as the payment's provider) instead of card fields, or
+ * a dueDate (commerce_transfer_deadline ahead); a transfer's accepted
+ * answer carries a virtual account, recorded by cm_transfer_issued (the
+ * order WAITING_FOR_DEPOSIT) instead of cm_card_accepted.  The deposit
+ * callback settles it as a card's approval.
+ *
  * Every exchange with a gateway is written to payment_interface_request_log
  * (card numbers masked), fire and forget.
  */

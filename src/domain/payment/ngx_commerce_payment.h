@@ -1,6 +1,7 @@
 
 /*
- * The payment domain: card payments through external payment gateways.
+ * The payment domain: card, easy-pay (EASY_PAY) and transfer (TRANSFER)
+ * payments through external payment gateways, one flow for the three.
  *
  *   ngx_commerce_pay.c        the request flow, its statements and route
  *   ngx_commerce_callback.c   gateways' callbacks (a hint, verified by GET)
