@@ -68,6 +68,7 @@ commerce_gateway_retry_cap 500ms;
 commerce_gateway_retry_budget 0;
 commerce_gateway_retry_budget_min 0;
 commerce_payment_timeout 600s;
+commerce_transfer_deadline 45m;
 commerce_reconcile_interval 500ms;
 commerce_reconcile_age 1s;
 commerce_reconcile_grace 3s;
@@ -193,6 +194,9 @@ my @bad_directives = (
     [ 'commerce_payment_timeout', '0', $between ],
     [ 'commerce_payment_timeout', 'forever', $invalid ],
     [ 'commerce_payment_timeout', '2y', $between ],
+    [ 'commerce_transfer_deadline', '0', $between ],
+    [ 'commerce_transfer_deadline', 'later', $invalid ],
+    [ 'commerce_transfer_deadline', '2y', $between ],
 );
 my %range = (
     commerce_gateway_retries => [ 1, 3 ],
@@ -205,6 +209,7 @@ my %range = (
     commerce_reconcile_age => [ 1, 31536000 ],
     commerce_reconcile_grace => [ 1, 31536000 ],
     commerce_payment_timeout => [ 1, 31536000 ],
+    commerce_transfer_deadline => [ 1, 31536000 ],
 );
 for my $case (@bad_directives) {
     my ($d, $v, $re) = @$case;
