@@ -518,6 +518,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       offsetof(ngx_commerce_main_conf_t, payment_timeout),
       &ngx_commerce_ttl_bounds },
 
+    { ngx_string("commerce_transfer_deadline"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_commerce_main_conf_t, transfer_deadline),
+      &ngx_commerce_ttl_bounds },
+
     { ngx_string("commerce_reconcile_interval"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -669,6 +676,7 @@ ngx_commerce_create_main_conf(ngx_conf_t *cf)
     mcf->retry_budget_ratio = NGX_CONF_UNSET_UINT;
     mcf->retry_budget_min = NGX_CONF_UNSET_UINT;
     mcf->payment_timeout = NGX_CONF_UNSET;
+    mcf->transfer_deadline = NGX_CONF_UNSET;
     mcf->reconcile_interval = NGX_CONF_UNSET_MSEC;
     mcf->reconcile_age = NGX_CONF_UNSET;
     mcf->reconcile_grace = NGX_CONF_UNSET;
@@ -721,6 +729,8 @@ ngx_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(mcf->retry_budget_ratio, 20);
     ngx_conf_init_uint_value(mcf->retry_budget_min, 10);
     ngx_conf_init_value(mcf->payment_timeout, 600);
+    /* a virtual account is open 30 minutes, as an unpaid order lives */
+    ngx_conf_init_value(mcf->transfer_deadline, 1800);
     ngx_conf_init_msec_value(mcf->reconcile_interval, 5000);
     ngx_conf_init_value(mcf->reconcile_age, 10);
     ngx_conf_init_value(mcf->reconcile_grace, 60);

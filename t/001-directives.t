@@ -69,6 +69,7 @@ commerce_gateway_retry_cap 500ms;
 commerce_gateway_retry_budget 0;
 commerce_gateway_retry_budget_min 0;
 commerce_payment_timeout 600s;
+commerce_transfer_deadline 45m;
 commerce_reconcile_interval 500ms;
 commerce_reconcile_age 1s;
 commerce_reconcile_grace 3s;
@@ -201,6 +202,9 @@ my @bad_directives = (
     [ 'commerce_waitlist_hold', '2y', $between ],
     [ 'commerce_waitlist_interval', '0', $between ],
     [ 'commerce_waitlist_interval', 'often', $invalid ],
+    [ 'commerce_transfer_deadline', '0', $between ],
+    [ 'commerce_transfer_deadline', 'later', $invalid ],
+    [ 'commerce_transfer_deadline', '2y', $between ],
 );
 my %range = (
     commerce_gateway_retries => [ 1, 3 ],
@@ -215,6 +219,7 @@ my %range = (
     commerce_payment_timeout => [ 1, 31536000 ],
     commerce_waitlist_hold => [ 1, 31536000 ],
     commerce_waitlist_interval => [ 1, 86400000 ],
+    commerce_transfer_deadline => [ 1, 31536000 ],
 );
 for my $case (@bad_directives) {
     my ($d, $v, $re) = @$case;

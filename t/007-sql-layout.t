@@ -336,17 +336,27 @@ EOF
     # paths that pay also set paid_at (best sellers); the outbox: signup
     # and withdrawal write their events (95_outbox.sql); variants: the
     # stock moves by variant, the documents show them
+    # EASY_PAY and TRANSFER (026): the card functions find any gateway
+    # payment, start and show the three kinds, the reconciler polls a
+    # transfer waiting for its deposit without timing it out
+    my @gateway_methods = ('cm__card_check_args(text,text,text)',
+        'cm__card_start(bigint,bigint,text,text,text)',
+        'cm__payment_json(bigint,text,text,bigint,text)',
+        'cm_card_abort(bigint,text)', 'cm_card_accepted(bigint,text,text)',
+        'cm_card_cancelled(bigint,boolean,text)', 'cm_card_gateway(bigint,text)',
+        'cm_card_due(integer,integer,integer)');
     my %outbox = map { $_ => 1 } 'cm_signup(bigint,text,text,text,text,text,text)',
         'cm_user_withdraw(bigint,text)';
     is_deeply(\@changed,
         [ sort('cm__order_release_stock(bigint)',
-               'cm_card_settle(bigint,text,text,text)',
+               'cm_card_settle(bigint,text,text,text)', @gateway_methods,
                'cm_order_json(bigint,bigint)', 'cm_order_pay(bigint,bigint,text)',
                'cm_orders_expire(integer,integer)', 'cm_product_get(bigint)',
                'cm_product_list(integer,integer)', keys %outbox) ],
         'upgrade: the functions changed are those that pay, expire or fail an'
-        . ' order, those that write user events, and those that move stock or'
-        . ' show products and items by variant') or diag(@changed);
+        . ' order, those that write user events, those that move stock or'
+        . ' show products and items by variant, and the gateway payments\''
+        . ' (EASY_PAY, TRANSFER)') or diag(@changed);
     for my $f (grep { /^cm_(?:card_settle|order_pay|orders_expire)\(/ }
                @changed) {
         like($after->{$f}, qr/cm__coupon_(?:use|release)\(/,

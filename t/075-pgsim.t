@@ -590,6 +590,120 @@ subtest 'callbacks' => sub {
         'the transaction is decided all the same');
 };
 
+subtest 'easy pay and transfer' => sub {
+    $rcv->pump(0.3);
+    $rcv->clear;
+    my $easy = sub {
+        my (%o) = @_;
+        return { orderId => sprintf('EASY-%06d', ++$n_order),
+            method => 'EASY_PAY', provider => $o{provider} // 'KAKAOPAY',
+            amount => 3000, callbackUrl => $rcv->url };
+    };
+    $sim->control(providers => { KAKAOPAY => 'SUCCESS' });
+    my $b = $easy->();
+    my $r = create($b);
+    is($r->{status}, 200, 'EASY_PAY create: 200');
+    my $k = $r->{json}{data}{transactionKey};
+    my $g = wait_status($k, 'SUCCESS')->{json}{data};
+    is_deeply($g, { transactionKey => $k, orderId => $b->{orderId},
+        method => 'EASY_PAY', provider => 'KAKAOPAY', amount => 3000,
+        status => 'SUCCESS', reason => $APPROVED },
+        'decided, shown with its method and provider, no card');
+    my @got = $rcv->wait_for(1, 3);
+    is($got[0]{json}{provider}, 'KAKAOPAY', 'the callback names the provider');
+
+    for my $case ([ { provider => 'TOSSPAY' }, 'unknown provider' ],
+                  [ { provider => undef }, 'no provider' ],
+                  [ { method => 'CASH' }, 'unknown method' ]) {
+        my $bad = { %{ $easy->() }, %{ $case->[0] } };
+        delete $bad->{provider} unless defined $bad->{provider};
+        fail_ok(create($bad), 400, 'Bad Request', undef, $case->[1]);
+    }
+    $sim->control(providers => { NAVERPAY => 'LIMIT' });
+    $k = create($easy->(provider => 'NAVERPAY'))->{json}{data}{transactionKey};
+    is(wait_status($k, 'FAILED')->{json}{data}{reason}, $LIMIT,
+        'providers: NAVERPAY mapped to LIMIT');
+    $sim->control(providers => { NAVERPAY => undef });
+    ok(!exists $sim->settings->{providers}{NAVERPAY}, 'removed with null');
+    is($sim->request('POST', '/__control', control => 1,
+        body => { providers => { TOSSPAY => 'SUCCESS' } })->{status}, 400,
+        'an unknown provider in providers: 400');
+    $sim->control(failNext => 1);
+    is(create($easy->())->{status}, 500, 'failNext applies to easy pay');
+
+    # transfers: a virtual account, decided by a deposit only
+    my @t = gmtime(time + 3600);
+    my $due = sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900,
+        $t[4] + 1, @t[3, 2, 1, 0];
+    my $tb = { orderId => sprintf('XFER-%06d', ++$n_order),
+        method => 'TRANSFER', amount => 7000, dueDate => $due,
+        callbackUrl => $rcv->url };
+    $r = create($tb);
+    is($r->{status}, 200, 'TRANSFER create: 200');
+    my $va = $r->{json}{data}{virtualAccount};
+    is($r->{json}{data}{status}, 'PENDING', 'PENDING');
+    like($va->{accountNumber}, qr/^\d{3}-\d{6}-\d{5}$/, 'an account number');
+    ok(length $va->{bank} && length $va->{holder}, 'a bank and a holder');
+    is($va->{dueDate}, $due, 'the dueDate asked for');
+    $k = $r->{json}{data}{transactionKey};
+    $rcv->pump(0.3);
+    $rcv->clear;
+    $rcv->pump(0.3);
+    is(get_txn($k)->{json}{data}{status}, 'PENDING',
+        'never decided by a draw');
+    is_deeply(get_txn($k)->{json}{data}{virtualAccount}, $va,
+        'GET shows the virtual account');
+    is(scalar $rcv->got, 0, 'no callback before the deposit');
+    fail_ok(create({ %$tb, dueDate => '2000-01-01T00:00:00Z' }), 400,
+        'Bad Request', undef, 'a dueDate past');
+    fail_ok(create({ %$tb, dueDate => 'tomorrow' }), 400, 'Bad Request', undef,
+        'a dueDate not a timestamp');
+    my %nodue = %$tb;
+    delete $nodue{dueDate};
+    fail_ok(create(\%nodue), 400, 'Bad Request', undef, 'no dueDate');
+
+    my $d = $sim->request('POST', '/__deposit', control => 1,
+        body => { transactionKey => $k });
+    is($d->{status}, 200, '/__deposit: 200');
+    is($d->{json}{status}, 'SUCCESS', 'the transfer is SUCCESS');
+    is_deeply($d->{json}{late}, JSON::PP::false, 'in time');
+    @got = $rcv->wait_for(1, 3);
+    is($got[0]{json}{status}, 'SUCCESS', 'the deposit callback');
+    is($got[0]{json}{method}, 'TRANSFER', 'names the method');
+    is($sim->request('POST', '/__deposit', control => 1,
+        body => { transactionKey => $k })->{status}, 409,
+        'a second deposit: 409');
+    is($sim->request('POST', '/__deposit', control => 1,
+        body => { transactionKey => 'nope' })->{status}, 404, 'unknown: 404');
+    my $cancel = $sim->request('POST', "/api/v1/payments/$k/cancel",
+        user => 'u1');
+    is($cancel->{json}{data}{status}, 'CANCELLED', 'a deposit is refunded by'
+        . ' cancel');
+
+    # a deposit after the dueDate is taken, marked late
+    @t = gmtime(time + 1);
+    $due = sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900,
+        $t[4] + 1, @t[3, 2, 1, 0];
+    $r = create({ %$tb, orderId => 'XFER-LATE-1', dueDate => $due });
+    $k = $r->{json}{data}{transactionKey};
+    my $end = time + 5;
+    sleep 0.05 while time < $end && !gm_passed($due);
+    $d = $sim->request('POST', '/__deposit', control => 1,
+        body => { transactionKey => $k });
+    is_deeply($d->{json}{late}, JSON::PP::true, 'a late deposit is marked late');
+    is($sim->counters->{deposits}, 2, 'counter deposits');
+    $sim->control(providers => { KAKAOPAY => undef });
+    $rcv->pump(0.3);
+};
+
+# has the UTC time $due (yyyy-mm-ddThh:mm:ssZ) passed?
+sub gm_passed {
+    require Time::Local;
+    my @p = $_[0] =~ /(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z/;
+    return time > Time::Local::timegm($p[5], $p[4], $p[3], $p[2], $p[1] - 1,
+        $p[0]);
+}
+
 subtest 'faults: hang' => sub {
     $sim->control(hang => JSON::PP::true);
     my $c0 = $sim->counters;

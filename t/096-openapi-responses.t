@@ -155,6 +155,19 @@ call(createOrder => 'paid from the balance', POST => '/api/v1/orders',
 $r = call(createOrder => 'by card', POST => '/api/v1/orders',
     body => { %$item, payment => card($OK_CARD) }, user => 12);
 my $by_card = $r->{json}{id};
+# easy pay (the provider in the payment) and a transfer (WAITING_FOR_DEPOSIT
+# with its virtual account), then the transfer deposited
+$r = call(createOrder => 'by KakaoPay', POST => '/api/v1/orders',
+    body => { %$item, payment => { method => 'EASY_PAY',
+        provider => 'KAKAOPAY' } }, user => 17);
+my $by_easy = $r->{json}{id};
+$r = call(createOrder => 'by transfer', POST => '/api/v1/orders',
+    body => { %$item, payment => { method => 'TRANSFER' } }, user => 18);
+my $by_transfer = $r->{json}{id};
+is($r->{json}{status}, 'WAITING_FOR_DEPOSIT', 'the transfer waits');
+call(createOrder => 'provider on a card', POST => '/api/v1/orders',
+    body => { %$item, payment => { %{ card($OK_CARD) },
+        provider => 'NAVERPAY' } }, user => 17);
 call(createOrder => 'no items', POST => '/api/v1/orders',
     body => { items => [] }, user => 10);
 call(createOrder => 'unknown product', POST => '/api/v1/orders',
@@ -214,6 +227,17 @@ ok(wait_until(sub {
     $o && $o->{status} eq 'PAID' }, timeout => 15),
     'the card order is PAID after the signed callback');
 call(getOrder => 'paid by card', GET => "/api/v1/orders/$by_card", user => 12);
+my $xfer = $sim->transactions(orderId => sprintf('%06d', $by_transfer))->[0];
+$sim->request('POST', '/__deposit', body => {
+    transactionKey => $xfer->{transactionKey} });
+ok(wait_until(sub {
+    my $o = $t->get("/api/v1/orders/$by_transfer", user => 18)->{json};
+    my $e = $t->get("/api/v1/orders/$by_easy", user => 17)->{json};
+    $o && $o->{status} eq 'PAID' && $e && $e->{status} ne 'PAYMENT_IN_PROGRESS'
+    }, timeout => 15), 'the deposit paid the transfer, the easy payment decided');
+call(getOrder => 'paid by transfer', GET => "/api/v1/orders/$by_transfer",
+    user => 18);
+call(getOrder => 'by easy pay', GET => "/api/v1/orders/$by_easy", user => 17);
 
 # --- payments ------------------------------------------------------------
 

@@ -38,7 +38,9 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 -- A payment inside the order document.  CARD payments carry "reason"
--- (decline reason or null); BALANCE payments are exactly
+-- (decline reason or null), EASY_PAY ones "provider" then "reason",
+-- TRANSFER ones "virtualAccount" (77_transfer.sql) then "reason";
+-- BALANCE payments are exactly
 -- {"id","method","status","amount"} (clients and tests compare it).
 -- method/status are CHECK-constrained identifiers: no escaping needed.
 -- Databases migrated before sql/functions/ existed also have a 4-argument
@@ -49,7 +51,18 @@ CREATE OR REPLACE FUNCTION cm__payment_json(p_id bigint, p_method text, p_status
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT '{"id":' || p_id || ',"method":"' || p_method || '","status":"' || p_status
         || '","amount":' || p_amount
-        || CASE WHEN p_method = 'CARD'
+        || CASE WHEN p_method = 'EASY_PAY'
+                THEN ',"provider":' || coalesce((SELECT to_json(x.provider)::text
+                                                   FROM payments x WHERE x.id = p_id), 'null')
+                ELSE '' END
+        || CASE WHEN p_method = 'TRANSFER'
+                THEN ',"virtualAccount":' || coalesce((SELECT '{"bank":' || to_json(x.va_bank)::text
+                                 || ',"accountNumber":' || to_json(x.va_account)::text
+                                 || ',"holder":' || to_json(x.va_holder)::text
+                                 || ',"dueDate":"' || cm__ts(x.va_due_at) || '"}'
+                                   FROM payments x WHERE x.id = p_id AND x.va_bank IS NOT NULL), 'null')
+                ELSE '' END
+        || CASE WHEN p_method IN ('CARD', 'EASY_PAY', 'TRANSFER')
                 THEN ',"reason":' || coalesce(to_json(p_reason)::text, 'null')
                 ELSE '' END
         || '}'
@@ -434,8 +447,12 @@ BEGIN
     SELECT array_agg(s.id) INTO v_ids
       FROM (SELECT o.id
               FROM orders o
-             WHERE o.status = 'PENDING_PAYMENT'
-               AND o.created_at < now() - make_interval(secs => p_ttl_seconds)
+             WHERE (o.status = 'PENDING_PAYMENT'
+                    AND o.created_at < now() - make_interval(secs => p_ttl_seconds))
+                -- a transfer's deadline is its virtual account's (77_transfer.sql)
+                OR (o.status = 'WAITING_FOR_DEPOSIT'
+                    AND o.id IN (SELECT x.order_id FROM payments x
+                                  WHERE x.status = 'PENDING' AND x.va_due_at < now()))
              ORDER BY o.created_at
              LIMIT p_batch
                FOR NO KEY UPDATE SKIP LOCKED) s;
@@ -449,6 +466,8 @@ BEGIN
        SET status = 'CANCELLED', updated_at = now()
      WHERE id = ANY (v_ids);
     PERFORM set_config('commerce.cancel_reason', '', true);
+    -- their transfers are given up (a deposit after this is refunded)
+    PERFORM cm__transfer_expire(v_ids);
 
     -- Lock their products in id order (as cm_order_create does), then give
     -- each item's units back to its variant, one ledger row per item.

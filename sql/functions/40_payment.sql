@@ -86,7 +86,10 @@ BEGIN
 END
 $$;
 
--- Card fields as the module passes them: gateway name, card type, last 4 digits.
+-- Card fields as the module passes them: gateway name, card type, last 4
+-- digits.  An easy payment (EASY_PAY) passes its provider as the card type
+-- and no last digits (NULL), a transfer 'TRANSFER' and NULL: see
+-- cm__card_start.
 CREATE OR REPLACE FUNCTION cm__card_check_args(p_gateway text, p_card_type text, p_card_last4 text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -96,7 +99,11 @@ BEGIN
     IF (p_card_type ~ '^[A-Z0-9_]{1,32}$') IS NOT TRUE THEN
         PERFORM cm__invalid('cardType must be 1 to 32 upper-case letters, digits or "_"');
     END IF;
-    IF (p_card_last4 ~ '^[0-9]{4}$') IS NOT TRUE THEN
+    IF p_card_last4 IS NULL THEN
+        IF p_card_type NOT IN ('KAKAOPAY', 'NAVERPAY', 'TRANSFER') THEN
+            PERFORM cm__invalid('provider must be KAKAOPAY or NAVERPAY');
+        END IF;
+    ELSIF (p_card_last4 ~ '^[0-9]{4}$') IS NOT TRUE THEN
         PERFORM cm__invalid('card_last4 must be exactly 4 digits');
     END IF;
 END
@@ -104,6 +111,10 @@ $$;
 
 -- Start a card payment on order p_order, which the caller has locked and
 -- found PENDING_PAYMENT: a PENDING CARD payment, order PAYMENT_IN_PROGRESS.
+-- Without last digits (p_card_last4 NULL) it is an EASY_PAY payment whose
+-- provider is p_card_type (the same flow, the provider recorded instead),
+-- or with p_card_type 'TRANSFER' a transfer to a virtual account
+-- (77_transfer.sql).
 -- A zero-amount order has nothing to charge (payments.amount > 0, and PGs
 -- refuse amount 0): INVALID_REQUEST, nothing written (BALANCE, or no payment
 -- at all, makes such an order PAID).
@@ -116,8 +127,13 @@ BEGIN
     IF p_amount <= 0 THEN
         PERFORM cm__invalid(format('order %s has nothing to pay by card (amount 0)', p_order));
     END IF;
-    INSERT INTO payments (order_id, method, status, amount, gateway, card_type, card_last4)
-    VALUES (p_order, 'CARD', 'PENDING', p_amount, p_gateway, p_card_type, p_card_last4)
+    INSERT INTO payments (order_id, method, status, amount, gateway, card_type, card_last4,
+                          provider)
+    VALUES (p_order, CASE WHEN p_card_last4 IS NOT NULL THEN 'CARD'
+                          WHEN p_card_type = 'TRANSFER' THEN 'TRANSFER' ELSE 'EASY_PAY' END,
+            'PENDING', p_amount, p_gateway,
+            CASE WHEN p_card_last4 IS NULL THEN NULL ELSE p_card_type END, p_card_last4,
+            CASE WHEN p_card_last4 IS NULL AND p_card_type <> 'TRANSFER' THEN p_card_type END)
     RETURNING id INTO v_pay;
     UPDATE orders SET status = 'PAYMENT_IN_PROGRESS', updated_at = now() WHERE id = p_order;
     RETURN '{"paymentId":' || v_pay || ',"orderId":' || p_order
@@ -241,7 +257,7 @@ BEGIN
     END IF;
     SELECT x.order_id, x.gateway, x.transaction_key INTO p
       FROM payments x
-     WHERE x.id = p_payment AND x.method = 'CARD'
+     WHERE x.id = p_payment AND x.gateway IS NOT NULL
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
@@ -276,7 +292,7 @@ BEGIN
     END IF;
     SELECT x.status, x.gateway, x.transaction_key INTO p
       FROM payments x
-     WHERE x.id = p_payment AND x.method = 'CARD'
+     WHERE x.id = p_payment AND x.gateway IS NOT NULL
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
@@ -309,7 +325,7 @@ DECLARE
     v_ostatus text;
     p         record;
 BEGIN
-    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.method = 'CARD';
+    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.gateway IS NOT NULL;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
     END IF;
@@ -370,7 +386,7 @@ BEGIN
     IF p_status IS NULL OR p_status NOT IN ('SUCCESS', 'FAILED') THEN
         PERFORM cm__invalid('status must be SUCCESS or FAILED');
     END IF;
-    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.method = 'CARD';
+    SELECT x.order_id INTO v_order FROM payments x WHERE x.id = p_payment AND x.gateway IS NOT NULL;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
     END IF;
@@ -390,7 +406,7 @@ BEGIN
         v_applied := true;
         IF p_status = 'SUCCESS' THEN
             v_status := 'SUCCESS';
-            IF v_ostatus IN ('PAYMENT_IN_PROGRESS', 'PENDING_PAYMENT') THEN
+            IF v_ostatus IN ('PAYMENT_IN_PROGRESS', 'PENDING_PAYMENT', 'WAITING_FOR_DEPOSIT') THEN
                 UPDATE payments
                    SET status = 'SUCCESS', transaction_key = coalesce(transaction_key, v_key),
                        decided_at = now(), next_check_at = NULL, updated_at = now()
@@ -418,7 +434,7 @@ BEGIN
                    reason = coalesce(left(p_reason, 500), 'payment failed'),
                    decided_at = now(), next_check_at = NULL, updated_at = now()
              WHERE id = p_payment;
-            IF v_ostatus = 'PAYMENT_IN_PROGRESS' THEN
+            IF v_ostatus IN ('PAYMENT_IN_PROGRESS', 'WAITING_FOR_DEPOSIT') THEN
                 UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = now() WHERE id = v_order;
                 PERFORM cm__order_release_stock(v_order);
                 PERFORM cm__coupon_release(ARRAY[v_order]);
@@ -459,7 +475,7 @@ BEGIN
     END IF;
     SELECT x.order_id, x.status, x.gateway, x.transaction_key, x.net_cancel INTO p
       FROM payments x
-     WHERE x.id = p_payment AND x.method = 'CARD'
+     WHERE x.id = p_payment AND x.gateway IS NOT NULL
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         PERFORM cm__payment_not_found(p_payment);
@@ -592,7 +608,10 @@ BEGIN
                '{"paymentId":' || u.id || ',"orderId":' || u.order_id || ',"userId":' || o.user_id
                || ',"gateway":' || to_json(u.gateway)::text
                || ',"transactionKey":' || coalesce(to_json(u.transaction_key)::text, 'null')
-               || ',"ageSeconds":' || floor(extract(epoch FROM now() - u.created_at))::bigint
+               -- a transfer waiting for its deposit is polled (a lost
+               -- callback), never timed out: its deadline expires it
+               || ',"ageSeconds":' || CASE WHEN o.status = 'WAITING_FOR_DEPOSIT' THEN 0
+                                           ELSE floor(extract(epoch FROM now() - u.created_at))::bigint END
                || ',"amount":' || u.amount
                || ',"cardType":' || coalesce(to_json(u.card_type)::text, 'null') || '}',
                ',' ORDER BY u.created_at, u.id) || ']', '[]')

@@ -120,6 +120,7 @@ typedef struct {
     ngx_uint_t                   retry_budget_ratio;
     ngx_uint_t                   retry_budget_min;
     time_t                       payment_timeout;
+    time_t                       transfer_deadline;
     ngx_msec_t                   reconcile_interval;
     time_t                       reconcile_age;
     time_t                       reconcile_grace;

@@ -31,7 +31,9 @@
 typedef enum {
     CM_PAY_NONE = 0,
     CM_PAY_BALANCE,
-    CM_PAY_CARD
+    CM_PAY_CARD,
+    CM_PAY_EASY_PAY,        /* through the gateway like a card, a provider */
+    CM_PAY_TRANSFER         /* a virtual account the gateway issues */
 } cm_pay_method_e;
 
 
@@ -51,6 +53,8 @@ typedef struct {
     /* set, NUL-terminated, only when method is CM_PAY_CARD, else empty */
     char             card_type[16];
     char             card_no[20];
+    /* KAKAOPAY or NAVERPAY when method is CM_PAY_EASY_PAY, else empty */
+    char             provider[16];
     /* "fromCart": true: the cart's lines, not items (then nitems is 0);
      * variant_ids the "variantIds" selection (nvariants 0: every line) */
     unsigned         from_cart;
@@ -65,6 +69,7 @@ typedef struct {
     cm_pay_method_e  method;
     char             card_type[16];
     char             card_no[20];
+    char             provider[16];
 } cm_payment_req_t;
 
 

@@ -29,6 +29,7 @@
 #define CM_PAY_F_METHOD       0x01
 #define CM_PAY_F_CARD_TYPE    0x02
 #define CM_PAY_F_CARD_NO      0x04
+#define CM_PAY_F_PROVIDER     0x08
 
 #define CM_CARD_NO_LEN        19        /* dddd-dddd-dddd-dddd */
 
@@ -44,6 +45,7 @@ typedef struct {
     size_t             card_no_len;
     char               card_type[16];
     char               card_no[20];
+    char               provider[16];
 } cm_pay_parse_t;
 
 
@@ -95,6 +97,7 @@ static int cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp,
 static int cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp,
     const char *prefix);
 static int cm_card_type_valid(const char *p, size_t len);
+static int cm_provider_valid(const char *p, size_t len);
 static int cm_card_no_valid(const char *p, size_t len);
 
 
@@ -150,6 +153,7 @@ cm_parse_order_shipping(const unsigned char *buf, size_t len,
         out->method = op.pay.method;
         memcpy(out->card_type, op.pay.card_type, sizeof(out->card_type));
         memcpy(out->card_no, op.pay.card_no, sizeof(out->card_no));
+        memcpy(out->provider, op.pay.provider, sizeof(out->provider));
     }
 
     /* the database locks products in id order */
@@ -194,6 +198,7 @@ cm_parse_payment(const unsigned char *buf, size_t len, cm_payment_req_t *out,
     out->method = pp.pay.method;
     memcpy(out->card_type, pp.pay.card_type, sizeof(out->card_type));
     memcpy(out->card_no, pp.pay.card_no, sizeof(out->card_no));
+    memcpy(out->provider, pp.pay.provider, sizeof(out->provider));
 
     return 0;
 }
@@ -660,6 +665,10 @@ cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             f = CM_PAY_F_CARD_NO;
             name = "cardNo";
 
+        } else if (cm_json_str_is(p, len, "provider")) {
+            f = CM_PAY_F_PROVIDER;
+            name = "provider";
+
         } else {
             return CM_JSON_SKIP;
         }
@@ -699,7 +708,31 @@ cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             return CM_JSON_OK;
         }
 
-        return cm_json_fail(w, "%smethod must be BALANCE or CARD", prefix);
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "EASY_PAY")) {
+            pp->method = CM_PAY_EASY_PAY;
+            return CM_JSON_OK;
+        }
+
+        if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "TRANSFER")) {
+            pp->method = CM_PAY_TRANSFER;
+            return CM_JSON_OK;
+        }
+
+        return cm_json_fail(w, "%smethod must be BALANCE, CARD, EASY_PAY or "
+                            "TRANSFER", prefix);
+
+    case CM_PAY_F_PROVIDER:
+        /* judged once the method is known, as the card fields are */
+        if (ev == CM_JSON_STRING && len < sizeof(pp->provider)
+            && cm_provider_valid((const char *) p, len))
+        {
+            memcpy(pp->provider, p, len);
+
+        } else {
+            pp->bad |= CM_PAY_F_PROVIDER;
+        }
+
+        return container ? CM_JSON_SKIP : CM_JSON_OK;
 
     case CM_PAY_F_CARD_TYPE:
         /*
@@ -737,7 +770,30 @@ cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp, const char *prefix)
         return cm_json_fail(w, "%smethod is required", prefix);
     }
 
-    if (pp->method == CM_PAY_CARD) {
+    if (pp->method != CM_PAY_EASY_PAY && (pp->seen & CM_PAY_F_PROVIDER)) {
+        return cm_json_fail(w, "%sprovider is only for EASY_PAY", prefix);
+    }
+
+    if (pp->method == CM_PAY_EASY_PAY) {
+        if (!(pp->seen & CM_PAY_F_PROVIDER)) {
+            return cm_json_fail(w, "%sprovider is required", prefix);
+        }
+
+        if (pp->bad & CM_PAY_F_PROVIDER) {
+            return cm_json_fail(w, "%sprovider must be KAKAOPAY or NAVERPAY",
+                                prefix);
+        }
+
+        if (pp->seen & (CM_PAY_F_CARD_TYPE | CM_PAY_F_CARD_NO)) {
+            return cm_json_fail(w, "%scard fields are only for CARD", prefix);
+        }
+
+    } else if (pp->method == CM_PAY_TRANSFER) {
+        if (pp->seen & (CM_PAY_F_CARD_TYPE | CM_PAY_F_CARD_NO)) {
+            return cm_json_fail(w, "%scard fields are only for CARD", prefix);
+        }
+
+    } else if (pp->method == CM_PAY_CARD) {
         if (!(pp->seen & CM_PAY_F_CARD_TYPE)) {
             return cm_json_fail(w, "%scardType is required", prefix);
         }
@@ -778,6 +834,14 @@ cm_card_type_valid(const char *p, size_t len)
     return cm_json_str_is(p, len, "SAMSUNG")
            || cm_json_str_is(p, len, "KB")
            || cm_json_str_is(p, len, "HYUNDAI");
+}
+
+
+static int
+cm_provider_valid(const char *p, size_t len)
+{
+    return cm_json_str_is(p, len, "KAKAOPAY")
+           || cm_json_str_is(p, len, "NAVERPAY");
 }
 
 

@@ -487,25 +487,40 @@ test_order_payment(void)
        && o.method == CM_PAY_CARD && strcmp(o.card_type, "SAMSUNG") == 0
        && strcmp(o.card_no, "1234-5678-9012-3456") == 0, "payment CARD");
 
+    ok(order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+               "\"payment\":{\"method\":\"EASY_PAY\","
+               "\"provider\":\"KAKAOPAY\"}}"), &o, err) == 0
+       && o.method == CM_PAY_EASY_PAY && strcmp(o.provider, "KAKAOPAY") == 0
+       && o.card_type[0] == '\0', "payment EASY_PAY");
+    order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                "\"payment\":{\"method\":\"CARD\",\"provider\":\"KAKAOPAY\","
+                "\"cardType\":\"KB\",\"cardNo\":\"1234-5678-9012-3456\"}}"),
+              "payment.provider is only for EASY_PAY", "order CARD provider");
+
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{}}"), "payment.method is required",
               "payment without method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":\"balance\"}}"),
-              "payment.method must be BALANCE or CARD", "lower-case method");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "lower-case method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":\"BALANCE'; DROP TABLE users;--\"}}"),
-              "payment.method must be BALANCE or CARD",
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER",
               "SQL in method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":\"BALANCE\\u0000\"}}"),
-              "payment.method must be BALANCE or CARD", "NUL after method");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "NUL after method");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":null}}"),
-              "payment.method must be BALANCE or CARD", "method null");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "method null");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":{\"method\":[\"BALANCE\"]}}"),
-              "payment.method must be BALANCE or CARD", "method array");
+              "payment.method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "method array");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":\"BALANCE\"}"),
               "payment must be an object or null", "payment a string");
@@ -555,14 +570,64 @@ test_payment(void)
        && p.method == CM_PAY_BALANCE && p.card_no[0] == '\0',
        "payment BALANCE ignores card fields");
 
+    ok(cm_parse_payment(S("{\"provider\":\"NAVERPAY\",\"x\":1,"
+                          "\"method\":\"EASY_PAY\"}"),
+                        &p, err, sizeof(err)) == 0
+       && p.method == CM_PAY_EASY_PAY && strcmp(p.provider, "NAVERPAY") == 0
+       && p.card_type[0] == '\0' && p.card_no[0] == '\0',
+       "payment EASY_PAY NAVERPAY, provider first");
+    ok(cm_parse_payment(S("{\"method\":\"EASY_PAY\","
+                          "\"provider\":\"KAKAOPAY\"}"),
+                        &p, err, sizeof(err)) == 0
+       && p.method == CM_PAY_EASY_PAY && strcmp(p.provider, "KAKAOPAY") == 0,
+       "payment EASY_PAY KAKAOPAY");
+    payment_bad(S("{\"method\":\"EASY_PAY\"}"), "provider is required",
+                "EASY_PAY without provider");
+    payment_bad(S("{\"method\":\"EASY_PAY\",\"provider\":\"TOSSPAY\"}"),
+                "provider must be KAKAOPAY or NAVERPAY", "provider TOSSPAY");
+    payment_bad(S("{\"method\":\"EASY_PAY\",\"provider\":\"kakaopay\"}"),
+                "provider must be KAKAOPAY or NAVERPAY", "provider lower case");
+    payment_bad(S("{\"method\":\"EASY_PAY\","
+                  "\"provider\":\"KAKAOPAY\\u0000\"}"),
+                "provider must be KAKAOPAY or NAVERPAY", "provider NUL");
+    payment_bad(S("{\"method\":\"EASY_PAY\",\"provider\":[\"KAKAOPAY\"]}"),
+                "provider must be KAKAOPAY or NAVERPAY", "provider an array");
+    payment_bad(S("{\"method\":\"EASY_PAY\",\"provider\":"
+                  "\"KAKAOPAYKAKAOPAYKAKAOPAY\"}"),
+                "provider must be KAKAOPAY or NAVERPAY", "provider too long");
+    payment_bad(S("{\"method\":\"EASY_PAY\",\"provider\":\"KAKAOPAY\","
+                  "\"provider\":\"KAKAOPAY\"}"),
+                "duplicate field provider", "duplicate provider");
+    payment_bad(S("{\"method\":\"EASY_PAY\",\"provider\":\"KAKAOPAY\","
+                  "\"cardNo\":\"1234-5678-9012-3456\"}"),
+                "card fields are only for CARD", "EASY_PAY with cardNo");
+    payment_bad(S("{\"method\":\"CARD\",\"cardType\":\"KB\","
+                  "\"cardNo\":\"1234-5678-9012-3456\","
+                  "\"provider\":\"KAKAOPAY\"}"),
+                "provider is only for EASY_PAY", "CARD with provider");
+    payment_bad(S("{\"provider\":null,\"method\":\"BALANCE\"}"),
+                "provider is only for EASY_PAY", "BALANCE with provider");
+
+    ok(cm_parse_payment(S("{\"method\":\"TRANSFER\",\"x\":[1]}"),
+                        &p, err, sizeof(err)) == 0
+       && p.method == CM_PAY_TRANSFER && p.provider[0] == '\0'
+       && p.card_type[0] == '\0', "payment TRANSFER");
+    payment_bad(S("{\"method\":\"TRANSFER\",\"provider\":\"KAKAOPAY\"}"),
+                "provider is only for EASY_PAY", "TRANSFER with provider");
+    payment_bad(S("{\"method\":\"TRANSFER\",\"cardType\":\"KB\"}"),
+                "card fields are only for CARD", "TRANSFER with cardType");
+
     payment_bad(S("{}"), "method is required", "no method");
     payment_bad(S("{\"method\":\"CASH\"}"),
-                "method must be BALANCE or CARD", "unknown method");
+                "method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "unknown method");
     payment_bad(S("{\"method\":\"BALANCE'; DROP TABLE users;--\"}"),
-                "method must be BALANCE or CARD", "SQL in method");
+                "method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "SQL in method");
     payment_bad(S("{\"method\":\"BALANCE\",\"method\":\"BALANCE\"}"),
                 "duplicate field method", "duplicate method");
-    payment_bad(S("{\"method\":1}"), "method must be BALANCE or CARD",
+    payment_bad(S("{\"method\":1}"), "method must be BALANCE, CARD, EASY_PAY or "
+              "TRANSFER",
                 "method a number");
     payment_bad(S("{\"method\":\"CARD\"}"), "cardType is required",
                 "CARD without cardType");

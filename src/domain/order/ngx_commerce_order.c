@@ -261,10 +261,13 @@ ngx_commerce_order_submit(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     coupon = req->coupon_id ? ngx_commerce_pg_int(&ctx->query, req->coupon_id)
                             : NULL;
 
-    if (req->method == CM_PAY_CARD) {
-        card.method = CM_PAY_CARD;
+    if (req->method == CM_PAY_CARD || req->method == CM_PAY_EASY_PAY
+        || req->method == CM_PAY_TRANSFER)
+    {
+        card.method = req->method;
         ngx_memcpy(card.card_type, req->card_type, sizeof(card.card_type));
         ngx_memcpy(card.card_no, req->card_no, sizeof(card.card_no));
+        ngx_memcpy(card.provider, req->provider, sizeof(card.provider));
 
         ctx->shipping = shipping;
 
@@ -316,7 +319,9 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         return ngx_commerce_reply_invalid(r, err);
     }
 
-    if (req.method == CM_PAY_CARD) {
+    if (req.method == CM_PAY_CARD || req.method == CM_PAY_EASY_PAY
+        || req.method == CM_PAY_TRANSFER)
+    {
         return ngx_commerce_pay_card_start(r, ctx, ctx->id, NULL, NULL, NULL,
                                            NULL, &req);
     }

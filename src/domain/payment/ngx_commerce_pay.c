@@ -26,6 +26,13 @@
  *   and record that.  A callback is only a hint: nothing changes without
  *   the gateway's own GET.
  *
+ * EASY_PAY and TRANSFER are this flow with another create body: a
+ * provider (recorded as the payment's provider) instead of card fields, or
+ * a dueDate (commerce_transfer_deadline ahead); a transfer's accepted
+ * answer carries a virtual account, recorded by cm_transfer_issued (the
+ * order WAITING_FOR_DEPOSIT) instead of cm_card_accepted.  The deposit
+ * callback settles it as a card's approval.
+ *
  * Every exchange with a gateway is written to payment_interface_request_log
  * (card numbers masked), fire and forget.
  */
@@ -40,6 +47,7 @@ static void ngx_commerce_pay_db_done(ngx_commerce_pg_query_t *q,
 static void ngx_commerce_pay_send(ngx_commerce_pay_t *pay);
 static void ngx_commerce_pay_post(ngx_commerce_pay_t *pay);
 static void ngx_commerce_pay_sent(ngx_commerce_client_t *h);
+static void ngx_commerce_pay_issued(ngx_commerce_pay_t *pay, yajl_val v);
 static void ngx_commerce_pay_retry(ngx_commerce_pay_t *pay);
 static void ngx_commerce_pay_retry_handler(ngx_event_t *ev);
 static void ngx_commerce_pay_respond(ngx_commerce_pay_t *pay,
@@ -123,6 +131,11 @@ ngx_commerce_stmt_t  ngx_commerce_payment_statements[] = {
       "$5::text, $6::text, $7::text, $8::text, $9::int, $10::int, "
       "$11::text, $12::text, $13::text)", 13, 0, NULL, 0 },
 
+    [NGX_COMMERCE_STMT_TRANSFER_ISSUED] =
+    { "cm_transfer_issued",
+      "SELECT cm_transfer_issued($1::bigint, $2::text, $3::text, $4::text, "
+      "$5::text, $6::text, $7::text)", 7, 0, NULL, 0 },
+
     [NGX_COMMERCE_PAYMENT_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
 };
 
@@ -201,14 +214,30 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     pay->card = *card;
     pay->attempt = 0;
 
-    /* the card number itself stays in memory only; the database gets 4 */
-    last4 = ngx_pnalloc(pay->pool, 5);
-    if (last4 == NULL) {
-        goto failed;
-    }
+    if (pay->card.method == CM_PAY_EASY_PAY) {
+        /*
+         * an easy payment is a card payment whose "card type" is the
+         * provider and that has no card number: the statements record it
+         * as EASY_PAY with that provider (a transfer: card type TRANSFER)
+         */
+        ngx_memcpy(pay->card.card_type, pay->card.provider,
+                   sizeof(pay->card.card_type));
+        last4 = NULL;
 
-    ngx_memcpy(last4, pay->card.card_no + 15, 4);
-    last4[4] = '\0';
+    } else if (pay->card.method == CM_PAY_TRANSFER) {
+        ngx_memcpy(pay->card.card_type, "TRANSFER", sizeof("TRANSFER"));
+        last4 = NULL;
+
+    } else {
+        /* the card number stays in memory only; the database gets 4 */
+        last4 = ngx_pnalloc(pay->pool, 5);
+        if (last4 == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(last4, pay->card.card_no + 15, 4);
+        last4[4] = '\0';
+    }
 
     if (order_id) {
         if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_BEGIN,
@@ -733,13 +762,17 @@ ngx_commerce_pay_post(ngx_commerce_pay_t *pay)
 {
     u_char                    *p;
     size_t                     len;
+    time_t                     tm;
+    ngx_tm_t                   gmt;
     ngx_commerce_main_conf_t  *mcf;
 
     mcf = ngx_commerce_conf_main();
 
-    len = sizeof("{\"orderId\":\"\",\"cardType\":\"\",\"cardNo\":\"\","
+    len = sizeof("{\"orderId\":\"\",\"method\":\"EASY_PAY\",\"provider\":\"\","
+                 "\"dueDate\":\"0000-00-00T00:00:00Z\","
+                 "\"cardType\":\"\",\"cardNo\":\"\","
                  "\"amount\":,\"callbackUrl\":\"?gateway=\"}") - 1
-          + 3 * NGX_INT64_LEN + 32 + mcf->callback_url.len
+          + 3 * NGX_INT64_LEN + 48 + mcf->callback_url.len
           + pay->gw->name.len;
 
     p = ngx_pnalloc(pay->pool, len);
@@ -752,10 +785,27 @@ ngx_commerce_pay_post(ngx_commerce_pay_t *pay)
 
     pay->http.request_body.data = p;
     /* gateways want an orderId of 6 characters at least */
-    p = ngx_sprintf(p, "{\"orderId\":\"%06L\",\"cardType\":\"%s\","
-                       "\"cardNo\":\"%s\",\"amount\":%L,"
-                       "\"callbackUrl\":\"%V?gateway=%V\"}",
-                    pay->order_id, pay->card.card_type, pay->card.card_no,
+    p = ngx_sprintf(p, "{\"orderId\":\"%06L\",", pay->order_id);
+
+    if (pay->card.method == CM_PAY_EASY_PAY) {
+        p = ngx_sprintf(p, "\"method\":\"EASY_PAY\",\"provider\":\"%s\",",
+                        pay->card.provider);
+
+    } else if (pay->card.method == CM_PAY_TRANSFER) {
+        /* the virtual account's deadline is the order's (README) */
+        tm = ngx_time() + mcf->transfer_deadline;
+        ngx_gmtime(tm, &gmt);
+        p = ngx_sprintf(p, "\"method\":\"TRANSFER\",\"dueDate\":"
+                           "\"%4d-%02d-%02dT%02d:%02d:%02dZ\",",
+                        gmt.ngx_tm_year, gmt.ngx_tm_mon, gmt.ngx_tm_mday,
+                        gmt.ngx_tm_hour, gmt.ngx_tm_min, gmt.ngx_tm_sec);
+
+    } else {
+        p = ngx_sprintf(p, "\"cardType\":\"%s\",\"cardNo\":\"%s\",",
+                        pay->card.card_type, pay->card.card_no);
+    }
+
+    p = ngx_sprintf(p, "\"amount\":%L,\"callbackUrl\":\"%V?gateway=%V\"}",
                     pay->amount, &mcf->callback_url, &pay->gw->name);
     pay->http.request_body.len = p - pay->http.request_body.data;
 
@@ -843,6 +893,11 @@ ngx_commerce_pay_sent(ngx_commerce_client_t *h)
             return;
         }
 
+        if (pay->card.method == CM_PAY_TRANSFER) {
+            ngx_commerce_pay_issued(pay, v);
+            return;
+        }
+
         if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_CARD_ACCEPTED,
                                    NGX_COMMERCE_STEP_ACCEPTED, 3,
                                    ngx_commerce_pg_int(&pay->query, pay->payment_id),
@@ -908,6 +963,61 @@ ngx_commerce_pay_sent(ngx_commerce_client_t *h)
     default: /* refused: nothing was sent */
         ngx_commerce_pay_retry(pay);
         return;
+    }
+}
+
+
+/*
+ * A transfer's create answer carries the virtual account
+ * (data.virtualAccount: bank, accountNumber, holder, dueDate): recorded by
+ * cm_transfer_issued, which makes the order WAITING_FOR_DEPOSIT; answered
+ * like an accepted card (202, the order).  An answer without one leaves the
+ * payment PENDING with its key, as a card's: the reconciler polls it.
+ */
+
+static void
+ngx_commerce_pay_issued(ngx_commerce_pay_t *pay, yajl_val v)
+{
+    char       *va[4];
+    ngx_str_t   bank, account, holder, due;
+
+    v = ngx_commerce_json_get(v, "data", "virtualAccount");
+
+    if (v == NULL
+        || ngx_commerce_json_str(pay->pool, v, "bank", NULL, &bank, 64)
+           != NGX_OK
+        || ngx_commerce_json_str(pay->pool, v, "accountNumber", NULL,
+                                 &account, 64) != NGX_OK
+        || ngx_commerce_json_str(pay->pool, v, "holder", NULL, &holder, 128)
+           != NGX_OK
+        || ngx_commerce_json_str(pay->pool, v, "dueDate", NULL, &due, 64)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, pay->log, 0,
+                      "commerce: gateway %V issued no virtual account for "
+                      "payment %L", &pay->gw->name, pay->payment_id);
+        /* NULLs: refused by the statement, the reconciler looks it up */
+        va[0] = va[1] = va[2] = va[3] = NULL;
+
+    } else {
+        va[0] = ngx_commerce_pay_cstr(pay, &bank);
+        va[1] = ngx_commerce_pay_cstr(pay, &account);
+        va[2] = ngx_commerce_pay_cstr(pay, &holder);
+        va[3] = ngx_commerce_pay_cstr(pay, &due);
+    }
+
+    if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done,
+                               NGX_COMMERCE_STMT_TRANSFER_ISSUED,
+                               NGX_COMMERCE_STEP_ACCEPTED, 7,
+                               ngx_commerce_pg_int(&pay->query,
+                                                   pay->payment_id),
+                               ngx_commerce_pay_cstr(pay, &pay->key),
+                               ngx_commerce_pay_cstr(pay, &pay->gw->name),
+                               va[0], va[1], va[2], va[3])
+        != NGX_OK)
+    {
+        ngx_commerce_pay_respond(pay, NGX_HTTP_ACCEPTED, &pay->order_json,
+                                 NULL, NULL);
     }
 }
 

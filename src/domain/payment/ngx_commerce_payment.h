@@ -1,6 +1,7 @@
 
 /*
- * The payment domain: card payments through external payment gateways.
+ * The payment domain: card, easy-pay (EASY_PAY) and transfer (TRANSFER)
+ * payments through external payment gateways, one flow for the three.
  *
  *   ngx_commerce_pay.c        the request flow, its statements and route
  *   ngx_commerce_callback.c   gateways' callbacks (a hint, verified by GET)
@@ -104,6 +105,7 @@ enum {
     NGX_COMMERCE_STMT_CARD_CALLBACK,
     NGX_COMMERCE_STMT_CARD_ORDER,
     NGX_COMMERCE_STMT_PG_LOG,
+    NGX_COMMERCE_STMT_TRANSFER_ISSUED,
     NGX_COMMERCE_PAYMENT_NSTMT
 };
 
