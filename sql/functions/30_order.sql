@@ -93,7 +93,8 @@ BEGIN
       FROM orders o
      WHERE o.id = p_order
        AND (p_user IS NULL OR o.user_id = p_user);
-    RETURN v_doc;
+    -- "payments": every part, oldest first (78_mixpay.sql)
+    RETURN left(v_doc, -1) || ',"payments":' || cm__order_payments_json(p_order) || '}';
 END
 $$;
 
@@ -463,6 +464,7 @@ BEGIN
     PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
 
     PERFORM cm__coupon_release(v_ids);
+    PERFORM cm__order_parts_refund(x) FROM unnest(v_ids) AS x;    -- 78_mixpay.sql
 
     RETURN cardinality(v_ids);
 END

@@ -20,6 +20,8 @@ enum {
     NGX_COMMERCE_STMT_ORDER_CREATE_IDEM,
     NGX_COMMERCE_STMT_ORDER_CREATE_CART,
     NGX_COMMERCE_STMT_ORDER_CREATE_CART_IDEM,
+    NGX_COMMERCE_STMT_ORDER_CREATE_POINTS,
+    NGX_COMMERCE_STMT_ORDER_CREATE_POINTS_IDEM,
     NGX_COMMERCE_STMT_ORDER_PAY,
     NGX_COMMERCE_STMT_ORDER_PAY_IDEM,
     NGX_COMMERCE_STMT_ORDER_GET,
@@ -79,6 +81,24 @@ ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
       "SELECT cm_idem_done(h.held, $5::bigint, $6::text, $7::int, "
       "cm_order_create_cart($1::bigint, $2::bigint[], $3::text, $4::bigint)) "
       "FROM cm_idem_hold($5::bigint, $6::text) AS h(held)", 7, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE_POINTS] =
+    { "cm_order_create_points",
+      "SELECT cm_order_create_points($1::bigint, $2::bigint[], $3::int[], "
+      "$4::text, $5::bigint, $6::bigint[], $7::bigint, $8::bigint, "
+      "$9::boolean)", 9, 0,
+      &ngx_commerce_order_statements[
+          NGX_COMMERCE_STMT_ORDER_CREATE_POINTS_IDEM],
+      0 },
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE_POINTS_IDEM] =
+    { "cm_order_create_points_idem",
+      "SELECT cm_idem_done(h.held, $10::bigint, $11::text, $12::int, "
+      "cm_order_create_points($1::bigint, $2::bigint[], $3::int[], "
+      "$4::text, $5::bigint, $6::bigint[], $7::bigint, $8::bigint, "
+      "$9::boolean)) "
+      "FROM cm_idem_hold($10::bigint, $11::text) AS h(held)", 12, 0, NULL,
+      0 },
 
     [NGX_COMMERCE_STMT_ORDER_PAY] =
     { "cm_order_pay", "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)",
@@ -181,12 +201,28 @@ ngx_commerce_order_create(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         card.method = CM_PAY_CARD;
         ngx_memcpy(card.card_type, req.card_type, sizeof(card.card_type));
         ngx_memcpy(card.card_no, req.card_no, sizeof(card.card_no));
+        card.points = req.points;
+        card.rest_amount = req.rest_amount;
 
         return ngx_commerce_pay_card_start(r, ctx, 0, ids, qty, vids, coupon,
                                            &card);
     }
 
     user = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
+
+    if (req.points || req.rest_amount) {
+        /* a list of parts: POINTS, the rest from the balance (or none) */
+        return ngx_commerce_handler_call(r, ctx,
+                   &ngx_commerce_order_statements[
+                       NGX_COMMERCE_STMT_ORDER_CREATE_POINTS],
+                   NGX_HTTP_CREATED, 9, user, ids, qty,
+                   ngx_commerce_order_method(req.method), coupon, vids,
+                   ngx_commerce_pg_int(&ctx->query, req.points),
+                   req.rest_amount
+                       ? ngx_commerce_pg_int(&ctx->query, req.rest_amount)
+                       : NULL,
+                   req.from_cart ? "t" : "f");
+    }
 
     if (req.from_cart) {
         return ngx_commerce_handler_call(r, ctx,
