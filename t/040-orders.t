@@ -51,7 +51,7 @@ is_response($r, 201, {
           amount => 2500 },
     ],
     totalAmount => 4500, discountAmount => 0, paymentAmount => 4500,
-    payment => undef, createdAt => $TS,
+    payment => undef, payments => [], createdAt => $TS,
 }, 'create: 201 PENDING_PAYMENT, exact shape');
 my $pending = $r->{json};
 my $oid = $pending->{id};
@@ -133,6 +133,8 @@ is_response($r, 201, {
     totalAmount => 900, discountAmount => 0, paymentAmount => 900,
     payment => { id => $ID, method => 'BALANCE', status => 'SUCCESS',
                  amount => 900 },
+    payments => [ { id => $ID, method => 'BALANCE', status => 'SUCCESS',
+                    amount => 900 } ],
     createdAt => $TS,
 }, 'create+pay: 201 PAID');
 is(balance(2), 99100, 'balance debited');
@@ -201,7 +203,7 @@ is_response($r, 201, {
     items => [ { productId => 3, name => 'Gamma', quantity => 5,
                  unitPrice => 300, amount => 1500 } ],
     totalAmount => 1500, discountAmount => 0, paymentAmount => 1500,
-    payment => undef, createdAt => $TS,
+    payment => undef, payments => [], createdAt => $TS,
 }, 'duplicate productIds merged, quantities summed');
 is(stock(3), 991, 'merged quantity reserved');
 
