@@ -109,7 +109,9 @@ $r = $t->post("/api/v1/orders/$oid/payment", { method => 'BALANCE' },
     user => 1);
 is_response($r, 200, { %$pending, status => 'PAID',
     payment => { id => $ID, method => 'BALANCE', status => 'SUCCESS',
-                 amount => 4500 } }, 'pay: 200 PAID with the payment');
+                 amount => 4500 },
+    payments => [ { id => $ID, method => 'BALANCE', status => 'SUCCESS',
+                    amount => 4500 } ] }, 'pay: 200 PAID with the payment');
 is(balance(1), 95500, 'balance debited');
 is($t->psql("SELECT kind, amount, balance_after, order_id FROM balance_ledger
     WHERE user_id = 1 ORDER BY id DESC LIMIT 1"), "PAYMENT|-4500|95500|$oid",

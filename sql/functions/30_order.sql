@@ -54,7 +54,19 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
         || '}'
 $$;
 
--- The order document.  p_items is a JSON array, p_payment a JSON object or NULL.
+-- The order document's "payments": every payment of order p_order, oldest
+-- first, each as its "payment" (cm__payment_json).
+CREATE OR REPLACE FUNCTION cm__order_payments_json(p_order bigint) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce('[' || string_agg(cm__payment_json(p.id, p.method, p.status, p.amount,
+                                                       p.reason), ',' ORDER BY p.id) || ']',
+                    '[]')
+      FROM payments p
+     WHERE p.order_id = p_order
+$$;
+
+-- The order document.  p_items is a JSON array, p_payment a JSON object or
+-- NULL (the latest payment); "payments" lists them all.
 CREATE OR REPLACE FUNCTION cm__order_doc(p_id bigint, p_user bigint, p_status text, p_items text,
                                          p_total bigint, p_discount bigint, p_payment_amount bigint,
                                          p_payment text, p_created timestamptz)
@@ -64,6 +76,7 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
         || ',"totalAmount":' || p_total || ',"discountAmount":' || p_discount
         || ',"paymentAmount":' || p_payment_amount
         || ',"payment":' || coalesce(p_payment, 'null')
+        || ',"payments":' || cm__order_payments_json(p_id)
         || ',"createdAt":"' || cm__ts(p_created) || '"}'
 $$;
 
@@ -93,8 +106,7 @@ BEGIN
       FROM orders o
      WHERE o.id = p_order
        AND (p_user IS NULL OR o.user_id = p_user);
-    -- "payments": every part, oldest first (78_mixpay.sql)
-    RETURN left(v_doc, -1) || ',"payments":' || cm__order_payments_json(p_order) || '}';
+    RETURN v_doc;
 END
 $$;
 

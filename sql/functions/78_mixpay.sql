@@ -117,17 +117,6 @@ BEGIN
 END
 $$;
 
--- The order document's "payments": every payment of order p_order, oldest
--- first, each as its "payment" (cm__payment_json).
-CREATE OR REPLACE FUNCTION cm__order_payments_json(p_order bigint) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce('[' || string_agg(cm__payment_json(p.id, p.method, p.status, p.amount,
-                                                       p.reason), ',' ORDER BY p.id) || ']',
-                    '[]')
-      FROM payments p
-     WHERE p.order_id = p_order
-$$;
-
 -- ---------------------------------------------------------------------------
 -- Orders paid in parts
 
