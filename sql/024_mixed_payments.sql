@@ -10,9 +10,10 @@ ALTER TABLE payments
     ADD CONSTRAINT payments_method_check CHECK (method IN ('BALANCE', 'CARD', 'POINTS'));
 
 -- "Paid at most once" is now per method: an order holds at most one
--- applied successful payment of each method (its parts), and the parts of
--- a PAID order add up to its paymentAmount (cm__order_parts_check, in the
--- transaction that pays it).  A part given back is CANCELLED.
+-- applied successful payment of each method (its parts).  That the parts
+-- add up to the order's paymentAmount is decided when they are taken
+-- (cm__order_points_part, in the transaction that creates the order).  A
+-- part given back is CANCELLED (SUCCESS -> CANCELLED, forward only).
 DROP INDEX payments_one_success_per_order_idx;
 CREATE UNIQUE INDEX payments_one_success_per_order_idx ON payments (order_id, method)
     WHERE status = 'SUCCESS' AND net_cancel IS NULL;
