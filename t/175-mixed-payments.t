@@ -17,7 +17,8 @@
 #   - 20 orders at once spending the same points: never overspent;
 #   - an aborted card part gives the points back at once and the expiry
 #     of the order gives nothing twice;
-#   - Idempotency-Key on a mixed card order: replayed, paid once;
+#   - Idempotency-Key on a mixed card order and on points + balance:
+#     replayed, paid once;
 #   - bad parts: 400, nothing changed.
 
 use strict;
@@ -28,6 +29,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
 use PgSim;
+use JSON::PP;
 
 binmode(Test::More->builder->$_, ':utf8')
     for qw(output failure_output todo_output);
@@ -235,6 +237,21 @@ $r = order($Y, [ bal(30000) ]);
 is($r->{status}, 201, 'a list of one balance part') or diag($r->{body});
 is_deeply(pay_rows($r->{json}{id}), [ 'BALANCE SUCCESS 30000' ], '... one row');
 
+# checkout from the cart: points + card for the cart's line, which leaves it
+my $Q = 30;
+grant($Q, 2000);
+$r = $t->req('PUT', '/api/v1/cart/items/4', user => $Q, body => { quantity => 3 });
+is($r->{status}, 200, 'a cart line of 3 x 1000') or diag($r->{body});
+$r = $t->post('/api/v1/orders', { fromCart => JSON::PP::true,
+    payment => [ pts(2000), card(1000) ] }, user => $Q);
+is($r->{status}, 202, 'checkout with points 2000 + card 1000: 202')
+    or diag($r->{body});
+is(decided($r->{json}{id}, $Q)->{status}, 'PAID', '... PAID');
+is(0 + pg_txns($r->{json}{id})->[0]{amount}, 1000, '... the PG charged 1000');
+is(points($Q), 0, '... the points spent');
+is(0 + $t->psql("SELECT count(*) FROM cart_items WHERE user_id = $Q"), 0,
+    '... the line left the cart');
+
 # ---------------------------------------------------------------------------
 # 6. sums that do not add up, not enough points: nothing changes
 
@@ -322,6 +339,22 @@ is(0 + $t->psql("SELECT count(*) FROM orders WHERE user_id = $K"), 1,
 is(scalar @{ pg_txns($o9) }, 1, 'one transaction at the PG');
 is(points($K), 0, 'points spent once');
 is_deeply(ledger($K), [ 'SPEND -10000 0' ], '... one SPEND row');
+
+# points + balance with a key: one order, the points and balance moved once
+grant($K, 10000);
+$r = $t->post('/api/v1/balance/charge', { amount => 20000 }, user => $K);
+my $kb0 = balance($K);
+%key = (headers => { 'Idempotency-Key' => 'mixpay-175-b' });
+$k1 = order($K, [ pts(10000), bal(20000) ], %key);
+is($k1->{status}, 201, 'points + balance with an Idempotency-Key: 201')
+    or diag($k1->{body});
+$k2 = order($K, [ pts(10000), bal(20000) ], %key);
+is($k2->{headers}{'idempotent-replayed'}, 'true', '... replayed');
+is($k2->{body}, $k1->{body}, '... the same answer');
+is(points($K), 0, '... points spent once');
+is(balance($K), $kb0 - 20000, '... balance taken once');
+is(0 + $t->psql("SELECT count(*) FROM orders WHERE user_id = $K"), 2,
+    '... one more order');
 
 # ---------------------------------------------------------------------------
 # 10. bad parts: 400 INVALID_REQUEST, nothing changed
