@@ -321,12 +321,15 @@ EOF
         . join(' ', @new) . ', and the order creations with a coupon');
     # besides: the trigger of the product cache, with the catalogue, and
     # the order item of variants, with the order document
-    my %in_old_domain = (cm__product_changed => 1, cm__order_item_json => 1);
+    # and the order document's "payments" (mixed payments, 024)
+    my %in_old_domain = (cm__product_changed => 1, cm__order_item_json => 1,
+                         cm__order_payments_json => 1);
     ok(!grep({ m{^sql/functions/(?:0|1[0-4]|[2-6])} } map { @{ $defined{$_} } }
             grep { !$in_old_domain{$_} } @new),
         '... all of them in function files of the domains that came later'
         . ' (15_catalogue.sql, after 60_account.sql) but the product cache'
-        . ' trigger (10_catalog.sql) and the order item (30_order.sql)');
+        . ' trigger (10_catalog.sql), the order item and the order\'s'
+        . ' payments (30_order.sql)');
     for my $f (keys %resigned) {
         my ($sig) = grep { /^\Q$f\E\(/ } @added;
         like($sig // '', qr/^\Q$f\E\(.*,bigint,bigint\[\]\)$/,
@@ -350,13 +353,16 @@ EOF
     is_deeply(\@changed,
         [ sort('cm__order_release_stock(bigint)',
                'cm_card_settle(bigint,text,text,text)', @gateway_methods,
+               # mixed payments: "payments" in the document
+               'cm__order_doc(bigint,bigint,text,text,bigint,bigint,bigint,'
+               . 'text,timestamp with time zone)',
                'cm_order_json(bigint,bigint)', 'cm_order_pay(bigint,bigint,text)',
                'cm_orders_expire(integer,integer)', 'cm_product_get(bigint)',
                'cm_product_list(integer,integer)', keys %outbox) ],
         'upgrade: the functions changed are those that pay, expire or fail an'
         . ' order, those that write user events, those that move stock or'
-        . ' show products and items by variant, and the gateway payments\''
-        . ' (EASY_PAY, TRANSFER)') or diag(@changed);
+        . ' show products and items by variant, the gateway payments\''
+        . ' (EASY_PAY, TRANSFER) and the order document') or diag(@changed);
     for my $f (grep { /^cm_(?:card_settle|order_pay|orders_expire)\(/ }
                @changed) {
         like($after->{$f}, qr/cm__coupon_(?:use|release)\(/,

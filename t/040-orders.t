@@ -51,7 +51,7 @@ is_response($r, 201, {
           amount => 2500 },
     ],
     totalAmount => 4500, discountAmount => 0, paymentAmount => 4500,
-    payment => undef, createdAt => $TS,
+    payment => undef, payments => [], createdAt => $TS,
 }, 'create: 201 PENDING_PAYMENT, exact shape');
 my $pending = $r->{json};
 my $oid = $pending->{id};
@@ -109,7 +109,9 @@ $r = $t->post("/api/v1/orders/$oid/payment", { method => 'BALANCE' },
     user => 1);
 is_response($r, 200, { %$pending, status => 'PAID',
     payment => { id => $ID, method => 'BALANCE', status => 'SUCCESS',
-                 amount => 4500 } }, 'pay: 200 PAID with the payment');
+                 amount => 4500 },
+    payments => [ { id => $ID, method => 'BALANCE', status => 'SUCCESS',
+                    amount => 4500 } ] }, 'pay: 200 PAID with the payment');
 is(balance(1), 95500, 'balance debited');
 is($t->psql("SELECT kind, amount, balance_after, order_id FROM balance_ledger
     WHERE user_id = 1 ORDER BY id DESC LIMIT 1"), "PAYMENT|-4500|95500|$oid",
@@ -133,6 +135,8 @@ is_response($r, 201, {
     totalAmount => 900, discountAmount => 0, paymentAmount => 900,
     payment => { id => $ID, method => 'BALANCE', status => 'SUCCESS',
                  amount => 900 },
+    payments => [ { id => $ID, method => 'BALANCE', status => 'SUCCESS',
+                    amount => 900 } ],
     createdAt => $TS,
 }, 'create+pay: 201 PAID');
 is(balance(2), 99100, 'balance debited');
@@ -201,7 +205,7 @@ is_response($r, 201, {
     items => [ { productId => 3, name => 'Gamma', quantity => 5,
                  unitPrice => 300, amount => 1500 } ],
     totalAmount => 1500, discountAmount => 0, paymentAmount => 1500,
-    payment => undef, createdAt => $TS,
+    payment => undef, payments => [], createdAt => $TS,
 }, 'duplicate productIds merged, quantities summed');
 is(stock(3), 991, 'merged quantity reserved');
 

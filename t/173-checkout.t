@@ -68,7 +68,7 @@ is_response($r, 201, {
     id => $ID, userId => 0 + $A, status => 'PENDING_PAYMENT',
     items => [ item(1, 'Alpha', 2, 1000), item(3, 'Gamma', 4, 300) ],
     totalAmount => 3200, discountAmount => 0, paymentAmount => 3200,
-    payment => undef, createdAt => $TS,
+    payment => undef, payments => [], createdAt => $TS,
 }, 'fromCart with variantIds [3,1]: 201, the two lines ordered');
 is(lines($A), '2:1', '... exactly those lines left the cart');
 is(stock(1) . ' ' . stock(3), '8 996', '... their stock reserved');
@@ -114,6 +114,7 @@ is_response(checkout($A, { fromCart => JSON::PP::true, variantIds => [ 3 ] }),
     201, { id => $ID, userId => 0 + $A, status => 'PENDING_PAYMENT',
            items => [ item(3, 'Gamma', 1, 300) ], totalAmount => 300,
            discountAmount => 0, paymentAmount => 300, payment => undef,
+           payments => [],
            createdAt => $TS },
     '... the other line alone can be ordered');
 is(lines($A), '2:2', '... and the SOLD_OUT line stays in the cart');

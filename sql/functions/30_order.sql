@@ -68,7 +68,19 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
         || '}'
 $$;
 
--- The order document.  p_items is a JSON array, p_payment a JSON object or NULL.
+-- The order document's "payments": every payment of order p_order, oldest
+-- first, each as its "payment" (cm__payment_json).
+CREATE OR REPLACE FUNCTION cm__order_payments_json(p_order bigint) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce('[' || string_agg(cm__payment_json(p.id, p.method, p.status, p.amount,
+                                                       p.reason), ',' ORDER BY p.id) || ']',
+                    '[]')
+      FROM payments p
+     WHERE p.order_id = p_order
+$$;
+
+-- The order document.  p_items is a JSON array, p_payment a JSON object or
+-- NULL (the latest payment); "payments" lists them all.
 CREATE OR REPLACE FUNCTION cm__order_doc(p_id bigint, p_user bigint, p_status text, p_items text,
                                          p_total bigint, p_discount bigint, p_payment_amount bigint,
                                          p_payment text, p_created timestamptz)
@@ -78,6 +90,7 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
         || ',"totalAmount":' || p_total || ',"discountAmount":' || p_discount
         || ',"paymentAmount":' || p_payment_amount
         || ',"payment":' || coalesce(p_payment, 'null')
+        || ',"payments":' || cm__order_payments_json(p_id)
         || ',"createdAt":"' || cm__ts(p_created) || '"}'
 $$;
 
@@ -488,6 +501,7 @@ BEGIN
     PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
 
     PERFORM cm__coupon_release(v_ids);
+    PERFORM cm__order_parts_refund(x) FROM unnest(v_ids) AS x;    -- 78_mixpay.sql
 
     RETURN cardinality(v_ids);
 END

@@ -344,6 +344,7 @@ BEGIN
          WHERE id = p_payment;
         IF v_ostatus = 'PAYMENT_IN_PROGRESS' THEN
             UPDATE orders SET status = 'PENDING_PAYMENT', updated_at = now() WHERE id = v_order;
+            PERFORM cm__order_parts_refund(v_order);    -- points back (78_mixpay.sql)
         END IF;
     END IF;
     RETURN cm_order_json(v_order);
@@ -438,6 +439,7 @@ BEGIN
                 UPDATE orders SET status = 'PAYMENT_FAILED', updated_at = now() WHERE id = v_order;
                 PERFORM cm__order_release_stock(v_order);
                 PERFORM cm__coupon_release(ARRAY[v_order]);
+                PERFORM cm__order_parts_refund(v_order);    -- points back (78_mixpay.sql)
             END IF;
         END IF;
     ELSIF p_status = 'SUCCESS' AND p.status = 'FAILED' AND p.net_cancel IS NULL THEN

@@ -26,6 +26,7 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "OUT_OF_STOCK",             NGX_HTTP_CONFLICT },
     { "INSUFFICIENT_BALANCE",     NGX_HTTP_CONFLICT },
     { "INSUFFICIENT_POINTS",      NGX_HTTP_CONFLICT },
+    { "PAYMENT_AMOUNT_MISMATCH",  NGX_HTTP_BAD_REQUEST },
     { "ORDER_NOT_PAYABLE",        NGX_HTTP_CONFLICT },
     { "PAYMENT_NOT_FOUND",        NGX_HTTP_NOT_FOUND },
     { "PAYMENT_STATE_CONFLICT",   NGX_HTTP_CONFLICT },

@@ -50,6 +50,10 @@ typedef struct {
     size_t           nitems;       /* after merging duplicates */
     cm_pay_method_e  method;       /* CM_PAY_NONE: "payment" absent or null */
     int64_t          coupon_id;    /* a user coupon; 0: absent or null */
+    /* mixed payments: the POINTS part (0: none); the amount the client
+     * gave the other part (0: not given, the rest) */
+    int64_t          points;
+    int64_t          rest_amount;
     /* set, NUL-terminated, only when method is CM_PAY_CARD, else empty */
     char             card_type[16];
     char             card_no[20];
@@ -70,6 +74,9 @@ typedef struct {
     char             card_type[16];
     char             card_no[20];
     char             provider[16];
+    /* an order's CARD part with POINTS (cm_order_req_t), else 0 */
+    int64_t          points;
+    int64_t          rest_amount;
 } cm_payment_req_t;
 
 

@@ -30,6 +30,9 @@
 #define CM_PAY_F_CARD_TYPE    0x02
 #define CM_PAY_F_CARD_NO      0x04
 #define CM_PAY_F_PROVIDER     0x08
+#define CM_PAY_F_AMOUNT       0x10
+
+#define CM_PAY_POINTS_MAX     1000000000000LL
 
 #define CM_CARD_NO_LEN        19        /* dddd-dddd-dddd-dddd */
 
@@ -40,7 +43,10 @@ typedef struct {
     unsigned           seen;
     unsigned           bad;        /* card fields not a short string */
     unsigned           done:1;
+    unsigned           parts:1;    /* an order's: POINTS and "amount" too */
+    unsigned           points:1;   /* method POINTS (method left NONE) */
     cm_pay_method_e    method;
+    int64_t            amount;     /* "amount", 0: not given */
     size_t             card_type_len;
     size_t             card_no_len;
     char               card_type[16];
@@ -51,7 +57,11 @@ typedef struct {
 
 typedef struct {
     cm_order_req_t    *out;
-    cm_pay_parse_t     pay;
+    cm_pay_parse_t     pay;        /* the object, or the part not POINTS */
+    cm_pay_parse_t     part;       /* the element of a list being read */
+    unsigned           list:1;     /* "payment" is a list of parts */
+    size_t             nparts;
+    int64_t            points;     /* the POINTS part, 0: none */
     cm_address_req_t  *address;    /* NULL: "shippingAddress" not read */
     cm_address_parse_t ship;
     unsigned           field;      /* CM_ORDER_F_* whose value is parsed */
@@ -86,6 +96,8 @@ static int cm_order_variants_event(cm_json_walk_t *w, cm_order_parse_t *op,
     cm_json_event_e ev, const unsigned char *p, size_t len);
 static int cm_order_source(cm_json_walk_t *w, cm_order_parse_t *op);
 static void cm_order_sort(cm_order_req_t *out);
+static int cm_order_parts_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len);
 static int cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
 static int cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp,
@@ -126,6 +138,8 @@ cm_parse_order_shipping(const unsigned char *buf, size_t len,
         memset(address, 0, sizeof(cm_address_req_t));
     }
 
+    op.part.parts = 1;
+
     memset(&w, 0, sizeof(cm_json_walk_t));
     w.handler = cm_order_event;
     w.data = &op;
@@ -151,9 +165,14 @@ cm_parse_order_shipping(const unsigned char *buf, size_t len,
     /* "payment": null leaves the method at CM_PAY_NONE */
     if (op.pay.done) {
         out->method = op.pay.method;
+        out->rest_amount = op.pay.amount;
         memcpy(out->card_type, op.pay.card_type, sizeof(out->card_type));
         memcpy(out->card_no, op.pay.card_no, sizeof(out->card_no));
         memcpy(out->provider, op.pay.provider, sizeof(out->provider));
+    }
+
+    if (op.points) {
+        out->points = op.points;
     }
 
     /* the database locks products in id order */
@@ -286,11 +305,78 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
         return cm_json_fail(w, "couponId must be an integer");
     }
 
-    if (w->depth == 2 && ev == CM_JSON_ARRAY_START) {
-        return cm_json_fail(w, "payment must be an object or null");
+    if (op->list || (w->depth == 2 && ev == CM_JSON_ARRAY_START)) {
+        return cm_order_parts_event(w, op, ev, p, len);
     }
 
     return cm_pay_event(w, &op->pay, ev, p, len, 2, "payment.");
+}
+
+
+/*
+ * "payment" as a list of parts (mixed payments): 1 or 2 objects, at most
+ * one POINTS part with its "amount" and at most one BALANCE or CARD part
+ * (with an optional "amount"), which lands in op->pay as a single object
+ * would.  The list at depth 2, its elements at depth 3.
+ */
+
+static int
+cm_order_parts_event(cm_json_walk_t *w, cm_order_parse_t *op,
+    cm_json_event_e ev, const unsigned char *p, size_t len)
+{
+    int  rc;
+
+    if (w->depth == 2) {
+        if (ev == CM_JSON_ARRAY_START) {
+            op->list = 1;
+            return CM_JSON_OK;
+        }
+
+        if (ev == CM_JSON_ARRAY_END) {
+            return op->nparts ? CM_JSON_OK
+                              : cm_json_fail(w, "payment must hold 1 or 2 "
+                                             "parts");
+        }
+
+        return cm_json_fail(w, "payment parts must be objects");
+    }
+
+    if (w->depth == 3 && ev == CM_JSON_ARRAY_START) {
+        return cm_json_fail(w, "payment parts must be objects");
+    }
+
+    rc = cm_pay_event(w, &op->part, ev, p, len, 3, "payment[].");
+
+    if (rc != CM_JSON_OK || w->depth != 3 || ev != CM_JSON_MAP_END) {
+        return rc;
+    }
+
+    /* a whole part */
+
+    if (++op->nparts > 2) {
+        return cm_json_fail(w, "payment must hold 1 or 2 parts");
+    }
+
+    if (op->part.points) {
+        if (op->points) {
+            return cm_json_fail(w, "payment holds one POINTS part at most");
+        }
+
+        op->points = op->part.amount;
+
+    } else {
+        if (op->pay.done) {
+            return cm_json_fail(w, "payment holds one BALANCE or CARD part "
+                                "at most");
+        }
+
+        op->pay = op->part;
+    }
+
+    memset(&op->part, 0, sizeof(cm_pay_parse_t));
+    op->part.parts = 1;
+
+    return CM_JSON_OK;
 }
 
 
@@ -665,9 +751,17 @@ cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             f = CM_PAY_F_CARD_NO;
             name = "cardNo";
 
-        } else if (cm_json_str_is(p, len, "provider")) {
+        } else if (!pp->parts && cm_json_str_is(p, len, "provider")) {
             f = CM_PAY_F_PROVIDER;
             name = "provider";
+
+        } else if (pp->parts && cm_json_str_is(p, len, "amount")) {
+            f = CM_PAY_F_AMOUNT;
+            name = "amount";
+
+        } else if (pp->parts) {
+            return cm_json_fail(w, "%s: method, amount, cardType and cardNo "
+                                "only", prefix);
 
         } else {
             return CM_JSON_SKIP;
@@ -708,6 +802,17 @@ cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             return CM_JSON_OK;
         }
 
+        if (pp->parts) {
+            /* a part of a list: EASY_PAY and TRANSFER pay alone */
+            if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "POINTS")) {
+                pp->points = 1;
+                return CM_JSON_OK;
+            }
+
+            return cm_json_fail(w, "%smethod must be POINTS, BALANCE or CARD",
+                                prefix);
+        }
+
         if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "EASY_PAY")) {
             pp->method = CM_PAY_EASY_PAY;
             return CM_JSON_OK;
@@ -733,6 +838,14 @@ cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
         }
 
         return container ? CM_JSON_SKIP : CM_JSON_OK;
+
+    case CM_PAY_F_AMOUNT:
+        if (container) {
+            return cm_json_fail(w, "%samount must be an integer", prefix);
+        }
+
+        return cm_json_int_value(w, ev, p, len, 1, CM_PAY_POINTS_MAX,
+                                 "payment amount", &pp->amount);
 
     case CM_PAY_F_CARD_TYPE:
         /*
@@ -768,6 +881,10 @@ cm_pay_done(cm_json_walk_t *w, cm_pay_parse_t *pp, const char *prefix)
 {
     if (!(pp->seen & CM_PAY_F_METHOD)) {
         return cm_json_fail(w, "%smethod is required", prefix);
+    }
+
+    if (pp->parts && !(pp->seen & CM_PAY_F_AMOUNT)) {
+        return cm_json_fail(w, "%samount is required", prefix);
     }
 
     if (pp->method != CM_PAY_EASY_PAY && (pp->seen & CM_PAY_F_PROVIDER)) {

@@ -510,8 +510,14 @@ fuzz_order(const uint8_t *data, size_t size)
     }
 
     check(json_valid(data, size));
+    /* checkout ("fromCart": true) names no items */
     check(o.from_cart ? o.nitems == 0
-                      : o.nitems >= 1 && o.nitems <= CM_ORDER_ITEMS_MAX);
+                      : (o.nitems >= 1 && o.nitems <= CM_ORDER_ITEMS_MAX));
+
+    /* a list of parts: amounts 1..10^12, the other part's with its method */
+    check(o.points >= 0 && o.points <= 1000000000000LL);
+    check(o.rest_amount >= 0 && o.rest_amount <= 1000000000000LL);
+    check(o.rest_amount == 0 || o.method != CM_PAY_NONE);
 
     for (i = 0; i < o.nitems; i++) {
         check(o.items[i].product_id >= 1 || o.items[i].variant_id >= 1);

@@ -474,18 +474,29 @@ SELECT 'order total mismatch: ' || o.id FROM orders o
  WHERE o.total_amount <> (SELECT sum(amount) FROM order_items i
                            WHERE i.order_id = o.id)
 UNION ALL
-SELECT 'paid order without successful payment: ' || o.id FROM orders o
+SELECT 'paid order without successful payments adding up: ' || o.id FROM orders o
  WHERE o.status = 'PAID' AND o.payment_amount > 0
-   AND NOT EXISTS (SELECT 1 FROM payments p
-       WHERE p.order_id = o.id AND p.status = 'SUCCESS'
-         AND p.amount = o.payment_amount)
+   AND o.payment_amount IS DISTINCT FROM (SELECT sum(p.amount) FROM payments p
+       WHERE p.order_id = o.id AND p.status = 'SUCCESS' AND p.net_cancel IS NULL)
 UNION ALL
 SELECT 'order paid twice: ' || p.order_id FROM payments p
- WHERE p.status = 'SUCCESS' GROUP BY p.order_id HAVING count(*) > 1
+ WHERE p.status = 'SUCCESS' GROUP BY p.order_id, p.method HAVING count(*) > 1
 UNION ALL
 SELECT 'unpaid order with successful payment: ' || o.id FROM orders o
  WHERE o.status <> 'PAID' AND EXISTS (SELECT 1 FROM payments p
-       WHERE p.order_id = o.id AND p.status = 'SUCCESS')
+       WHERE p.order_id = o.id AND p.status = 'SUCCESS'
+         AND NOT (p.method = 'POINTS' AND o.status = 'PAYMENT_IN_PROGRESS'))
+UNION ALL
+SELECT 'points payment without its ledger rows: ' || p.id FROM payments p
+ WHERE p.method = 'POINTS' AND p.status IN ('SUCCESS', 'CANCELLED')
+   AND (SELECT coalesce(sum(-l.amount), 0) FROM points_ledger l
+         WHERE l.order_id = p.order_id AND l.kind = 'SPEND')
+       <> p.amount
+UNION ALL
+SELECT 'points part given back without RESTORE: ' || p.id FROM payments p
+ WHERE p.method = 'POINTS' AND p.status = 'CANCELLED'
+   AND NOT EXISTS (SELECT 1 FROM points_ledger l
+       WHERE l.order_id = p.order_id AND l.kind = 'RESTORE' AND l.amount = p.amount)
 UNION ALL
 SELECT 'balance payment without ledger row: ' || p.id FROM payments p
  WHERE p.method = 'BALANCE' AND p.status = 'SUCCESS'

@@ -526,7 +526,7 @@ test_order_payment(void)
               "payment must be an object or null", "payment a string");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":[]}"),
-              "payment must be an object or null", "payment an array");
+              "payment must hold 1 or 2 parts", "payment an empty list");
     order_bad(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                 "\"payment\":false}"),
               "payment must be an object or null", "payment false");

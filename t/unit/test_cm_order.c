@@ -20,6 +20,8 @@ static void test_variants(void);
 static void test_bad(void);
 static void test_from_cart(void);
 static void test_shipping(void);
+static void test_parts(void);
+static void parts_bad(const char *body, const char *msg, const char *name);
 
 
 int
@@ -29,6 +31,7 @@ main(void)
     test_bad();
     test_from_cart();
     test_shipping();
+    test_parts();
 
     return tap_done();
 }
@@ -232,4 +235,110 @@ test_shipping(void)
         ok(!o.shipping && a.seen == 0 && a.len[CM_AF_RECIPIENT] == 0,
            "output cleared");
     }
+}
+
+
+/* "payment" as a list of parts (mixed payments) */
+
+static void
+test_parts(void)
+{
+    char            err[CM_JSON_ERR_LEN];
+    cm_order_req_t  o;
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"payment\":[{\"method\":\"POINTS\",\"amount\":"
+                        "10000},{\"method\":\"CARD\",\"amount\":20000,"
+                        "\"cardType\":\"KB\",\"cardNo\":"
+                        "\"1234-5678-9012-3456\"}]}"),
+                      &o, err, sizeof(err)) == 0, "points and card");
+    is_int(o.points, 10000, "points 10000");
+    is_int(o.rest_amount, 20000, "card 20000");
+    is_int(o.method, CM_PAY_CARD, "CARD");
+    is_str(o.card_type, "KB", "card type");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"payment\":[{\"method\":\"BALANCE\",\"amount\":5},"
+                        "{\"amount\":7,\"method\":\"POINTS\"}]}"),
+                      &o, err, sizeof(err)) == 0, "balance then points");
+    ok(o.points == 7 && o.rest_amount == 5 && o.method == CM_PAY_BALANCE,
+       "points 7, balance 5");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"payment\":[{\"method\":\"POINTS\",\"amount\":3}]}"),
+                      &o, err, sizeof(err)) == 0, "points alone");
+    ok(o.points == 3 && o.rest_amount == 0 && o.method == CM_PAY_NONE,
+       "points 3, no other part");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"payment\":[{\"method\":\"BALANCE\",\"amount\":9}]}"),
+                      &o, err, sizeof(err)) == 0, "a list of one balance part");
+    ok(o.points == 0 && o.rest_amount == 9 && o.method == CM_PAY_BALANCE,
+       "balance 9");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"payment\":{\"method\":\"BALANCE\",\"amount\":9,"
+                        "\"x\":1}}"), &o, err, sizeof(err)) == 0,
+       "the single object is unchanged: other fields ignored");
+    ok(o.points == 0 && o.rest_amount == 0, "no parts");
+
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":1},"
+              "{\"method\":\"POINTS\",\"amount\":2}]",
+              "payment holds one POINTS part at most", "two POINTS parts");
+    parts_bad("[{\"method\":\"CARD\",\"amount\":1,\"cardType\":\"KB\","
+              "\"cardNo\":\"1234-5678-9012-3456\"},{\"method\":\"CARD\","
+              "\"amount\":2,\"cardType\":\"KB\",\"cardNo\":"
+              "\"1234-5678-9012-3456\"}]",
+              "payment holds one BALANCE or CARD part at most",
+              "two CARD parts");
+    parts_bad("[{\"method\":\"BALANCE\",\"amount\":1},"
+              "{\"method\":\"CARD\",\"amount\":2,\"cardType\":\"KB\","
+              "\"cardNo\":\"1234-5678-9012-3456\"}]",
+              "payment holds one BALANCE or CARD part at most",
+              "balance and card");
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":1},"
+              "{\"method\":\"BALANCE\",\"amount\":1},"
+              "{\"method\":\"BALANCE\",\"amount\":1}]",
+              "payment must hold 1 or 2 parts", "three parts");
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":-5}]",
+              "payment amount must be between 1 and 1000000000000",
+              "a negative amount");
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":0}]",
+              "payment amount must be between 1 and 1000000000000",
+              "a zero amount");
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":\"5\"}]",
+              "payment amount must be an integer", "an amount string");
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":1.5}]",
+              "payment amount must be an integer", "a fractional amount");
+    parts_bad("[{\"method\":\"BITCOIN\",\"amount\":5}]",
+              "payment[].method must be POINTS, BALANCE or CARD",
+              "an unknown method");
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":5,\"x\":1}]",
+              "payment[].: method, amount, cardType and cardNo only",
+              "an unknown field");
+    parts_bad("[{\"method\":\"BALANCE\"}]", "payment[].amount is required",
+              "no amount");
+    parts_bad("[{\"method\":\"EASY_PAY\",\"amount\":5,\"provider\":"
+              "\"KAKAOPAY\"}]",
+              "payment[].method must be POINTS, BALANCE or CARD",
+              "easy pay pays alone");
+    parts_bad("[\"POINTS\"]", "payment parts must be objects",
+              "a part a string");
+    parts_bad("[[]]", "payment parts must be objects", "a part a list");
+}
+
+
+static void
+parts_bad(const char *payment, const char *msg, const char *name)
+{
+    char            body[512], err[CM_JSON_ERR_LEN];
+    int             n;
+    cm_order_req_t  o;
+
+    n = snprintf(body, sizeof(body), "{\"items\":[{\"productId\":1,"
+                 "\"quantity\":1}],\"payment\":%s}", payment);
+
+    ok(cm_parse_order((const unsigned char *) body, (size_t) n, &o, err,
+                      sizeof(err)) == -1, name);
+    is_str(err, msg, name);
 }

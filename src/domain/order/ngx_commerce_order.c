@@ -21,6 +21,8 @@ enum {
     NGX_COMMERCE_STMT_ORDER_CREATE_IDEM,
     NGX_COMMERCE_STMT_ORDER_CREATE_CART,
     NGX_COMMERCE_STMT_ORDER_CREATE_CART_IDEM,
+    NGX_COMMERCE_STMT_ORDER_CREATE_POINTS,
+    NGX_COMMERCE_STMT_ORDER_CREATE_POINTS_IDEM,
     NGX_COMMERCE_STMT_ORDER_PAY,
     NGX_COMMERCE_STMT_ORDER_PAY_IDEM,
     NGX_COMMERCE_STMT_ORDER_GET,
@@ -94,6 +96,24 @@ ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
       "cm_order_create_cart($1::bigint, $2::bigint[], $3::text, $4::bigint)) "
       "FROM cm_idem_hold($6::bigint, $7::text) AS h(held), "
       "cm_order_shipping($5::text) AS s", 8, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE_POINTS] =
+    { "cm_order_create_points",
+      "SELECT cm_order_create_points($1::bigint, $2::bigint[], $3::int[], "
+      "$4::text, $5::bigint, $6::bigint[], $7::bigint, $8::bigint, "
+      "$9::boolean) FROM cm_order_shipping($10::text) AS s", 10, 0,
+      &ngx_commerce_order_statements[
+          NGX_COMMERCE_STMT_ORDER_CREATE_POINTS_IDEM],
+      0 },
+
+    [NGX_COMMERCE_STMT_ORDER_CREATE_POINTS_IDEM] =
+    { "cm_order_create_points_idem",
+      "SELECT cm_idem_done(h.held, $11::bigint, $12::text, $13::int, "
+      "cm_order_create_points($1::bigint, $2::bigint[], $3::int[], "
+      "$4::text, $5::bigint, $6::bigint[], $7::bigint, $8::bigint, "
+      "$9::boolean)) "
+      "FROM cm_idem_hold($11::bigint, $12::text) AS h(held), "
+      "cm_order_shipping($10::text) AS s", 13, 0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_PAY] =
     { "cm_order_pay", "SELECT cm_order_pay($1::bigint, $2::bigint, $3::text)",
@@ -268,6 +288,8 @@ ngx_commerce_order_submit(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         ngx_memcpy(card.card_type, req->card_type, sizeof(card.card_type));
         ngx_memcpy(card.card_no, req->card_no, sizeof(card.card_no));
         ngx_memcpy(card.provider, req->provider, sizeof(card.provider));
+        card.points = req->points;
+        card.rest_amount = req->rest_amount;
 
         ctx->shipping = shipping;
 
@@ -276,6 +298,20 @@ ngx_commerce_order_submit(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     }
 
     user = ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id);
+
+    if (req->points || req->rest_amount) {
+        /* a list of parts: POINTS, the rest from the balance (or none) */
+        return ngx_commerce_handler_call(r, ctx,
+                   &ngx_commerce_order_statements[
+                       NGX_COMMERCE_STMT_ORDER_CREATE_POINTS],
+                   NGX_HTTP_CREATED, 10, user, ids, qty,
+                   ngx_commerce_order_method(req->method), coupon, vids,
+                   ngx_commerce_pg_int(&ctx->query, req->points),
+                   req->rest_amount
+                       ? ngx_commerce_pg_int(&ctx->query, req->rest_amount)
+                       : NULL,
+                   req->from_cart ? "t" : "f", shipping);
+    }
 
     if (req->from_cart) {
         return ngx_commerce_handler_call(r, ctx,

@@ -75,6 +75,13 @@ ngx_commerce_stmt_t  ngx_commerce_payment_statements[] = {
       "$3::text, $4::text, $5::text, $6::bigint) "
       "FROM cm_order_shipping($7::text) AS s", 7, 0, NULL, 0 },
 
+    [NGX_COMMERCE_STMT_ORDER_CREATE_CARD_POINTS] =
+    { "cm_order_create_card_points",
+      "SELECT cm_order_create_card_points($1::bigint, $2::bigint[], "
+      "$3::int[], $4::text, $5::text, $6::text, $7::bigint, $8::bigint[], "
+      "$9::bigint, $10::bigint, $11::boolean) "
+      "FROM cm_order_shipping($12::text) AS s", 12, 0, NULL, 0 },
+
     [NGX_COMMERCE_STMT_CARD_ACCEPTED] =
     { "cm_card_accepted",
       "SELECT cm_card_accepted($1::bigint, $2::text, $3::text)", 3, 0,
@@ -287,6 +294,46 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         }
     }
 
+    if (ids != NULL) {
+        v.data = (u_char *) ids;
+        v.len = ngx_strlen(ids);
+        ids = ngx_commerce_json_cstr(pay->pool, &v);
+
+        v.data = (u_char *) qty;
+        v.len = ngx_strlen(qty);
+        qty = ngx_commerce_json_cstr(pay->pool, &v);
+
+        if (ids == NULL || qty == NULL) {
+            goto failed;
+        }
+    }
+
+    if (pay->card.points || pay->card.rest_amount) {
+        /* a list of parts: POINTS first, the card for the rest */
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done,
+                                   NGX_COMMERCE_STMT_ORDER_CREATE_CARD_POINTS,
+                                   NGX_COMMERCE_STEP_BEGIN, 12,
+                                   ngx_commerce_pg_int(&pay->query,
+                                                       pay->user_id),
+                                   (char *) ids, (char *) qty,
+                                   ngx_commerce_pay_cstr(pay, &gw->name),
+                                   (char *) pay->card.card_type,
+                                   last4, coupon, vids,
+                                   ngx_commerce_pg_int(&pay->query,
+                                                       pay->card.points),
+                                   pay->card.rest_amount
+                                   ? ngx_commerce_pg_int(&pay->query,
+                                                   pay->card.rest_amount)
+                                   : NULL,
+                                   ids == NULL ? "t" : "f", shipping)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        return NGX_DONE;
+    }
+
     if (ids == NULL) {
         /* the cart's lines: vids is the selection, or NULL for all */
         if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done,
@@ -304,18 +351,6 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
         }
 
         return NGX_DONE;
-    }
-
-    v.data = (u_char *) ids;
-    v.len = ngx_strlen(ids);
-    ids = ngx_commerce_json_cstr(pay->pool, &v);
-
-    v.data = (u_char *) qty;
-    v.len = ngx_strlen(qty);
-    qty = ngx_commerce_json_cstr(pay->pool, &v);
-
-    if (ids == NULL || qty == NULL) {
-        goto failed;
     }
 
     if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done, NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
