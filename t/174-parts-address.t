@@ -113,7 +113,7 @@ is_deeply(state(), $before, '... nothing changed (stock, balance, cart, orders)'
 my $r = order($A, { items => items([14, 2]) });
 is_response($r, 201, { id => $ID, userId => $A, status => 'PENDING_PAYMENT',
     items => [ item(14, 'Platform', 2, 500) ], totalAmount => 1000, discountAmount => 0,
-    paymentAmount => 1000, payment => undef, createdAt => $TS },
+    paymentAmount => 1000, payment => undef, payments => [], createdAt => $TS },
     "the platform's products alone need none: the document as before (no parts)");
 is($t->psql("SELECT count(*) || ' ' || count(store_id) FROM order_parts"
     . " WHERE order_id = $r->{json}{id}"), '1 0', '... one part, the platform\'s');
@@ -126,7 +126,8 @@ $r = order($A, { fromCart => JSON::PP::true, payment => { method => 'BALANCE' } 
 is_response($r, 201, { id => $ID, userId => $A, status => 'PAID',
     items => [ item(11, 'X one', 1, 1000) ], totalAmount => 1000, discountAmount => 0,
     paymentAmount => 1000, payment => { id => $ID, method => 'BALANCE', status => 'SUCCESS',
-    amount => 1000 }, createdAt => $TS,
+    amount => 1000 }, payments => [ { id => $ID, method => 'BALANCE', status => 'SUCCESS',
+    amount => 1000 } ], createdAt => $TS,
     parts => [ part(901, 'Store X', 'PAID', 1000, 0, item(11, 'X one', 1, 1000)) ],
     shippingAddress => \%home }, 'omitted: the default address is used, shown opened');
 my $OA = 0 + $r->{json}{id};
@@ -140,7 +141,7 @@ is($t->req('PUT', '/api/v1/cart/items/13', user => $A, body => { quantity => 2 }
 $r = order($A, { fromCart => JSON::PP::true, shippingAddress => \%work });
 is_response($r, 201, { id => $ID, userId => $A, status => 'PENDING_PAYMENT',
     items => [ item(13, 'Y one', 2, 2000) ], totalAmount => 4000, discountAmount => 0,
-    paymentAmount => 4000, payment => undef, createdAt => $TS,
+    paymentAmount => 4000, payment => undef, payments => [], createdAt => $TS,
     parts => [ part(902, 'Store Y', 'PENDING_PAYMENT', 4000, 0, item(13, 'Y one', 2, 2000)) ],
     shippingAddress => \%shown_work },
     'checkout with an address given: it wins over the default, shown opened');
@@ -161,6 +162,7 @@ is_response($r, 201, { id => $ID, userId => $B, status => 'PAID',
                item(13, 'Y one', 1, 2000), item(14, 'Platform', 3, 500) ],
     totalAmount => 8500, discountAmount => 1000, paymentAmount => 7500,
     payment => { id => $ID, method => 'BALANCE', status => 'SUCCESS', amount => 7500 },
+    payments => [ { id => $ID, method => 'BALANCE', status => 'SUCCESS', amount => 7500 } ],
     createdAt => $TS,
     parts => [ part(901, 'Store X', 'PAID', 5000, 588, item(11, 'X one', 2, 1000),
                     item(12, 'X two', 1, 3000)),
