@@ -24,12 +24,12 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
 use PgSim;
+use MixPay;
 use JSON::PP;
 
 binmode(Test::More->builder->$_, ':utf8')
     for qw(output failure_output todo_output);
 
-my $OK_CARD = '1111-1111-1111-1111';
 my $SECRET = 'pg-secret-178';
 
 my $t = CommerceTest->new;
@@ -58,38 +58,13 @@ commerce_transfer_deadline 1h;
 commerce_order_expiry_interval 200ms;
 CONF
 $t->start_nginx;
+MixPay::init($t, $sim);
 
 # ---------------------------------------------------------------------------
 # helpers
 
-sub grant {
-    my ($user, $n) = @_;
-    $t->psql("SELECT cm_points_grant(2, $user, $n, 'test 178', NULL)");
-}
-sub points { 0 + $t->psql("SELECT points FROM users WHERE id = $_[0]") }
-sub balance { 0 + $t->psql("SELECT balance FROM users WHERE id = $_[0]") }
-sub stock { 0 + $t->psql("SELECT stock FROM products WHERE id = $_[0]") }
-sub ledger {
-    [ $t->psql("SELECT kind || ' ' || amount || ' ' || points_after"
-        . " FROM points_ledger WHERE user_id = $_[0] AND kind <> 'GRANT'"
-        . " ORDER BY id") ]
-}
-sub pay_rows {
-    [ $t->psql("SELECT method || ' ' || status || ' ' || amount"
-        . " FROM payments WHERE order_id = $_[0] ORDER BY id") ]
-}
-sub pg_txns { $sim->transactions(orderId => sprintf('%06d', $_[0])) }
-sub creates { $sim->counters->{create} // 0 }
-sub state { $t->db_state(skip => ['audit_log']) }
-
-sub pts { { method => 'POINTS', amount => $_[0] } }
-sub bal { { method => 'BALANCE', amount => $_[0] } }
 sub easy { { method => 'EASY_PAY', provider => $_[1], amount => $_[0] } }
 sub xfer { { method => 'TRANSFER', amount => $_[0] } }
-sub card {
-    { method => 'CARD', amount => $_[0], cardType => 'KB',
-      cardNo => $OK_CARD }
-}
 sub order {
     my ($user, $payment, %o) = @_;
     return $t->post('/api/v1/orders', { items => [ { productId => 3,
