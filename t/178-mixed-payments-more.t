@@ -14,7 +14,8 @@
 #   - on the pay route: sums not matching paymentAmount 400
 #     PAYMENT_AMOUNT_MISMATCH, short points 409 INSUFFICIENT_POINTS, bad
 #     parts 400: nothing changed, nothing sent to the PG;
-#   - Idempotency-Key on the pay route with parts: replayed, paid once.
+#   - Idempotency-Key on the pay route with parts (balance, card):
+#     replayed, one PG create, paid once.
 
 use strict;
 use warnings;
@@ -278,6 +279,26 @@ is($k2->{json}{id}, $o8, '... the same order');
 is(points($K), 1000, '... the points spent once');
 is(balance($K), $b0 - 2000, '... the balance spent once');
 is_deeply(pay_rows($o8), [ 'POINTS SUCCESS 1000', 'BALANCE SUCCESS 2000' ],
+    '... paid once');
+
+# points + card on the pay route: one PG create, points taken once
+my $L = 39;
+grant($L, 1000);
+my $o9 = unpaid($L);
+$c0 = creates();
+%key = (headers => { 'Idempotency-Key' => 'mixpay-178-b' });
+$k1 = pay($o9, $L, [ pts(1000), card(2000) ], %key);
+is($k1->{status}, 202, 'points + card with an Idempotency-Key: 202')
+    or diag($k1->{body});
+$k2 = pay($o9, $L, [ pts(1000), card(2000) ], %key);
+is($k2->{status}, 202, '... again: 202');
+is($k2->{headers}{'idempotent-replayed'}, 'true', '... replayed');
+is($k2->{json}{id}, $o9, '... the same order');
+is(creates() - $c0, 1, '... one PG create');
+$o = until_status($o9, $L, 'PAID');
+is($o->{status}, 'PAID', '... PAID');
+is_deeply(ledger($L), [ 'SPEND -1000 0' ], '... the points spent once');
+is_deeply(pay_rows($o9), [ 'POINTS SUCCESS 1000', 'CARD SUCCESS 2000' ],
     '... paid once');
 
 $t->check_consistency;
