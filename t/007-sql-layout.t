@@ -341,8 +341,11 @@ EOF
     # stock moves by variant, the documents show them
     # EASY_PAY and TRANSFER (026): the card functions find any gateway
     # payment, start and show the three kinds, the reconciler polls a
-    # transfer waiting for its deposit without timing it out
+    # transfer waiting for its deposit without timing it out; mixed
+    # payments (78_mixpay.sql): paying an existing order locks it through
+    # cm__order_payable, cm_card_begin too
     my @gateway_methods = ('cm__card_check_args(text,text,text)',
+        'cm_card_begin(bigint,bigint,text,text,text)',
         'cm__card_start(bigint,bigint,text,text,text)',
         'cm__payment_json(bigint,text,text,bigint,text)',
         'cm_card_abort(bigint,text)', 'cm_card_accepted(bigint,text,text)',

@@ -29,12 +29,12 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
 use PgSim;
+use MixPay;
 use JSON::PP;
 
 binmode(Test::More->builder->$_, ':utf8')
     for qw(output failure_output todo_output);
 
-my $OK_CARD = '1111-1111-1111-1111';        # SUCCESS
 my $LIMIT_CARD = '2222-2222-2222-2222';     # FAILED, limit exceeded
 my $PENDING_CARD = '6666-6666-6666-6666';   # never decided
 
@@ -63,38 +63,11 @@ commerce_reconcile_grace 3s;
 commerce_payment_timeout 3s;
 EOF
 $t->start_nginx;
+MixPay::init($t, $sim);
 
 # ---------------------------------------------------------------------------
 # helpers
 
-sub grant {
-    my ($user, $n) = @_;
-    $t->psql("SELECT cm_points_grant(2, $user, $n, 'test 175', NULL)");
-}
-sub points { 0 + $t->psql("SELECT points FROM users WHERE id = $_[0]") }
-sub balance { 0 + $t->psql("SELECT balance FROM users WHERE id = $_[0]") }
-sub stock { 0 + $t->psql("SELECT stock FROM products WHERE id = $_[0]") }
-# the user's points movements, oldest first: "KIND amount after"
-sub ledger {
-    [ $t->psql("SELECT kind || ' ' || amount || ' ' || points_after"
-        . " FROM points_ledger WHERE user_id = $_[0] AND kind <> 'GRANT'"
-        . " ORDER BY id") ]
-}
-# the order's payments: "METHOD STATUS amount", oldest first
-sub pay_rows {
-    [ $t->psql("SELECT method || ' ' || status || ' ' || amount"
-        . " FROM payments WHERE order_id = $_[0] ORDER BY id") ]
-}
-sub pg_txns { $sim->transactions(orderId => sprintf('%06d', $_[0])) }
-sub creates { $sim->counters->{create} // 0 }
-sub state { $t->db_state(skip => ['audit_log']) }
-
-sub pts { { method => 'POINTS', amount => $_[0] } }
-sub bal { { method => 'BALANCE', amount => $_[0] } }
-sub card {
-    { method => 'CARD', amount => $_[0], cardType => 'KB',
-      cardNo => $_[1] // $OK_CARD }
-}
 sub order {
     my ($user, $payment, %o) = @_;
     return $t->post('/api/v1/orders', { items => [ { productId =>

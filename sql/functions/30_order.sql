@@ -379,44 +379,17 @@ $$;
 CREATE OR REPLACE FUNCTION cm_order_pay(p_user bigint, p_order bigint, p_method text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    o         record;
-    v_balance bigint;
+    v_amount bigint;
 BEGIN
     IF p_method IS DISTINCT FROM 'BALANCE' THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = format('unsupported payment method %s', coalesce(p_method, 'null'));
     END IF;
 
-    SELECT x.id, x.status, x.payment_amount INTO o
-      FROM orders x
-     WHERE x.id = p_order AND x.user_id = p_user
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_FOUND',
-            DETAIL = format('order %s not found', p_order);
-    END IF;
-    IF o.status <> 'PENDING_PAYMENT' THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_PAYABLE',
-            DETAIL = format('order %s is %s', p_order, o.status);
-    END IF;
-
+    v_amount := cm__order_payable(p_user, p_order);    -- 78_mixpay.sql
     PERFORM cm__coupon_use(p_order);
-
-    IF o.payment_amount > 0 THEN
-        UPDATE users
-           SET balance = balance - o.payment_amount
-         WHERE id = p_user
-           AND balance >= o.payment_amount
-        RETURNING balance INTO v_balance;
-        IF NOT FOUND THEN
-            PERFORM cm__raise_insufficient(p_user, o.payment_amount);
-        END IF;
-        WITH pay AS (
-            INSERT INTO payments (order_id, method, status, amount)
-            VALUES (p_order, 'BALANCE', 'SUCCESS', o.payment_amount)
-        )
-        INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
-        VALUES (p_user, 'PAYMENT', -o.payment_amount, v_balance, p_order);
+    IF v_amount > 0 THEN
+        PERFORM cm__order_balance_spend(p_user, p_order, v_amount);
     END IF;
 
     UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = p_order;

@@ -182,24 +182,11 @@ CREATE OR REPLACE FUNCTION cm_card_begin(p_user bigint, p_order bigint, p_gatewa
                                          p_card_type text, p_card_last4 text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    o record;
+    v_amount bigint;
 BEGIN
     PERFORM cm__card_check_args(p_gateway, p_card_type, p_card_last4);
-
-    SELECT x.status, x.payment_amount INTO o
-      FROM orders x
-     WHERE x.id = p_order AND x.user_id = p_user
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_FOUND',
-            DETAIL = format('order %s not found', p_order);
-    END IF;
-    IF o.status <> 'PENDING_PAYMENT' THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_PAYABLE',
-            DETAIL = format('order %s is %s', p_order, o.status);
-    END IF;
-
-    RETURN cm__card_start(p_order, o.payment_amount, p_gateway, p_card_type, p_card_last4);
+    v_amount := cm__order_payable(p_user, p_order);    -- 78_mixpay.sql
+    RETURN cm__card_start(p_order, v_amount, p_gateway, p_card_type, p_card_last4);
 END
 $$;
 

@@ -16,6 +16,13 @@
 --     CANCELLED, ledger RESTORE / REFUND.  An aborted order is
 --     PENDING_PAYMENT again and holds no part, so paying it later (balance
 --     or card) pays its whole paymentAmount.
+--   - an existing PENDING_PAYMENT order (POST /orders/{id}/payment) is paid
+--     the same ways: cm_order_pay_points (POINTS and BALANCE, PAID in one
+--     transaction) or cm_card_begin_points (POINTS taken and the external
+--     part started in one transaction).
+-- The external part may be CARD, EASY_PAY or TRANSFER: the card flow with
+-- the provider or 'TRANSFER' as the card type (cm__card_start); a
+-- transfer's expiry (cm_orders_expire) gives the points back too.
 --
 -- Lock order: as cm_order_create (products by id -> coupon -> variants ->
 -- user), then the user row again for the points and the balance (one
@@ -50,6 +57,29 @@ BEGIN
     )
     INSERT INTO payments (order_id, method, status, amount)
     VALUES (p_order, 'POINTS', 'SUCCESS', p_amount);
+END
+$$;
+
+-- Take p_amount (>= 1) of p_user's balance for order p_order: one
+-- conditional UPDATE, the BALANCE payment and its ledger row (PAYMENT).
+-- Not enough: INSUFFICIENT_BALANCE (the caller's transaction rolls back).
+CREATE OR REPLACE FUNCTION cm__order_balance_spend(p_user bigint, p_order bigint, p_amount bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_balance bigint;
+BEGIN
+    UPDATE users SET balance = balance - p_amount
+     WHERE id = p_user AND balance >= p_amount
+    RETURNING balance INTO v_balance;
+    IF NOT FOUND THEN
+        PERFORM cm__raise_insufficient(p_user, p_amount);
+    END IF;
+    WITH pay AS (
+        INSERT INTO payments (order_id, method, status, amount)
+        VALUES (p_order, 'BALANCE', 'SUCCESS', p_amount)
+    )
+    INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
+    VALUES (p_user, 'PAYMENT', -p_amount, v_balance, p_order);
 END
 $$;
 
@@ -102,6 +132,9 @@ DECLARE
     v_amount bigint;
     v_left   bigint;
 BEGIN
+    IF p_points IS NULL OR p_points NOT BETWEEN 0 AND 1000000000000 THEN
+        PERFORM cm__invalid('the points part must be between 1 and 1000000000000');
+    END IF;
     SELECT o.payment_amount INTO v_amount FROM orders o WHERE o.id = p_order;
     v_left := v_amount - p_points;
     IF v_left < 0 OR (p_other AND v_left < 1) OR (NOT p_other AND v_left <> 0)
@@ -135,28 +168,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_order   bigint;
     v_left    bigint;
-    v_balance bigint;
 BEGIN
-    IF p_method IS NOT NULL AND p_method <> 'BALANCE' THEN
-        PERFORM cm__invalid(format('unsupported payment method %s with points', p_method));
-    END IF;
+    PERFORM cm__order_points_method(p_method);
     v_order := cm__order_points_create(p_user, p_products, p_quantities, p_coupon, p_variants,
                                        p_points, p_cart);
     v_left := cm__order_points_part(p_user, v_order, p_points, p_rest, p_method IS NOT NULL);
 
     IF v_left > 0 THEN
-        UPDATE users SET balance = balance - v_left
-         WHERE id = p_user AND balance >= v_left
-        RETURNING balance INTO v_balance;
-        IF NOT FOUND THEN
-            PERFORM cm__raise_insufficient(p_user, v_left);
-        END IF;
-        WITH pay AS (
-            INSERT INTO payments (order_id, method, status, amount)
-            VALUES (v_order, 'BALANCE', 'SUCCESS', v_left)
-        )
-        INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
-        VALUES (p_user, 'PAYMENT', -v_left, v_balance, v_order);
+        PERFORM cm__order_balance_spend(p_user, v_order, v_left);
     END IF;
 
     -- the coupon before the status (the sales rows are the last locks)
@@ -199,9 +218,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     c record;
 BEGIN
-    IF p_points IS NULL OR p_points NOT BETWEEN 0 AND 1000000000000 THEN
-        PERFORM cm__invalid('the points part must be between 1 and 1000000000000');
-    END IF;
     IF p_cart THEN
         c := cm__cart_take(p_user, p_variants);
         PERFORM cm_order_create(p_user, array_fill(NULL::bigint, ARRAY[cardinality(c.o_variants)]),
@@ -212,5 +228,85 @@ BEGIN
     END IF;
     -- the id cm_order_create just drew in this session
     RETURN currval('orders_id_seq');
+END
+$$;
+
+-- The method of the part beside POINTS that is paid in the database:
+-- BALANCE, or none (the points pay it all).
+CREATE OR REPLACE FUNCTION cm__order_points_method(p_method text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_method IS NOT NULL AND p_method <> 'BALANCE' THEN
+        PERFORM cm__invalid(format('unsupported payment method %s with points', p_method));
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Paying an existing order in parts (POST /orders/{id}/payment with a list)
+
+-- Order p_order of p_user, locked (the order row first, as every payment
+-- path), that may be paid now: PENDING_PAYMENT.  Else ORDER_NOT_FOUND
+-- (another user's too) or ORDER_NOT_PAYABLE.  -> its paymentAmount.
+CREATE OR REPLACE FUNCTION cm__order_payable(p_user bigint, p_order bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    o record;
+BEGIN
+    SELECT x.status, x.payment_amount INTO o
+      FROM orders x
+     WHERE x.id = p_order AND x.user_id = p_user
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_FOUND',
+            DETAIL = format('order %s not found', p_order);
+    END IF;
+    IF o.status <> 'PENDING_PAYMENT' THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_NOT_PAYABLE',
+            DETAIL = format('order %s is %s', p_order, o.status);
+    END IF;
+    RETURN o.payment_amount;
+END
+$$;
+
+-- Pay order p_order of p_user by p_points points and, for the rest, the
+-- balance (p_method 'BALANCE', p_rest its amount when given) or nothing
+-- (p_method NULL).  One transaction: PAID, or nothing changed
+-- (PAYMENT_AMOUNT_MISMATCH, INSUFFICIENT_POINTS, INSUFFICIENT_BALANCE).
+-- Lock order as cm_order_pay: order -> coupon -> user.  -> order document.
+CREATE OR REPLACE FUNCTION cm_order_pay_points(p_user bigint, p_order bigint, p_method text,
+                                               p_points bigint, p_rest bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_left bigint;
+BEGIN
+    PERFORM cm__order_points_method(p_method);
+    PERFORM cm__order_payable(p_user, p_order);
+    PERFORM cm__coupon_use(p_order);
+    v_left := cm__order_points_part(p_user, p_order, p_points, p_rest, p_method IS NOT NULL);
+    IF v_left > 0 THEN
+        PERFORM cm__order_balance_spend(p_user, p_order, v_left);
+    END IF;
+    UPDATE orders SET status = 'PAID', paid_at = now(), updated_at = now() WHERE id = p_order;
+    RETURN cm_order_json(p_order);
+END
+$$;
+
+-- Pay order p_order of p_user by p_points points and an external part
+-- (CARD, EASY_PAY or TRANSFER, as cm_card_begin) for the rest (p_rest its
+-- amount when given): the points taken and the external payment started
+-- for the rest only, in one transaction.  Its failure or abort gives the
+-- points back (cm__order_parts_refund).  -> as cm_card_begin.
+CREATE OR REPLACE FUNCTION cm_card_begin_points(p_user bigint, p_order bigint, p_gateway text,
+                                                p_card_type text, p_card_last4 text,
+                                                p_points bigint, p_rest bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_left bigint;
+BEGIN
+    PERFORM cm__card_check_args(p_gateway, p_card_type, p_card_last4);
+    PERFORM cm__order_payable(p_user, p_order);
+    v_left := cm__order_points_part(p_user, p_order, p_points, p_rest, true);
+    RETURN cm__card_start(p_order, v_left, p_gateway, p_card_type, p_card_last4);
 END
 $$;

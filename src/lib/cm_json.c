@@ -439,7 +439,10 @@ cm_json_open(cm_json_walk_t *w, cm_json_event_e ev)
     int  rc;
 
     if (w->depth == 0) {
-        if (ev != CM_JSON_MAP_START || w->started) {
+        if ((ev != CM_JSON_MAP_START
+             && !(w->array_ok && ev == CM_JSON_ARRAY_START))
+            || w->started)
+        {
             cm_json_fail(w, "request body must be a JSON object");
             return 0;
         }

@@ -183,13 +183,15 @@ struct cm_json_walk_s {
     unsigned             skipping:1;
     unsigned             started:1;
     unsigned             failed:1;
+    /* set by the caller: the top level may be an array too */
+    unsigned             array_ok:1;
 };
 
 
 /*
  * Walks a whole document; returns 0 or -1 with w->err set: by a handler,
  * or to a fixed message for malformed JSON, nesting, or a top level that
- * is not an object.
+ * is not an object (nor an array, with w->array_ok).
  */
 int cm_json_walk(cm_json_walk_t *w, const unsigned char *buf, size_t len);
 int cm_json_fail(cm_json_walk_t *w, const char *fmt, ...)

@@ -55,13 +55,19 @@ typedef struct {
 } cm_pay_parse_t;
 
 
+/* a payment object, or a list of parts (mixed payments) */
 typedef struct {
-    cm_order_req_t    *out;
     cm_pay_parse_t     pay;        /* the object, or the part not POINTS */
     cm_pay_parse_t     part;       /* the element of a list being read */
-    unsigned           list:1;     /* "payment" is a list of parts */
+    unsigned           list:1;     /* a list of parts */
     size_t             nparts;
     int64_t            points;     /* the POINTS part, 0: none */
+} cm_pay_parts_t;
+
+
+typedef struct {
+    cm_order_req_t    *out;
+    cm_pay_parts_t     parts;
     cm_address_req_t  *address;    /* NULL: "shippingAddress" not read */
     cm_address_parse_t ship;
     unsigned           field;      /* CM_ORDER_F_* whose value is parsed */
@@ -79,7 +85,7 @@ typedef struct {
 
 typedef struct {
     cm_payment_req_t  *out;
-    cm_pay_parse_t     pay;
+    cm_pay_parts_t     parts;
 } cm_payment_parse_t;
 
 
@@ -96,8 +102,10 @@ static int cm_order_variants_event(cm_json_walk_t *w, cm_order_parse_t *op,
     cm_json_event_e ev, const unsigned char *p, size_t len);
 static int cm_order_source(cm_json_walk_t *w, cm_order_parse_t *op);
 static void cm_order_sort(cm_order_req_t *out);
-static int cm_order_parts_event(cm_json_walk_t *w, cm_order_parse_t *op,
-    cm_json_event_e ev, const unsigned char *p, size_t len);
+static int cm_pay_parts_event(cm_json_walk_t *w, cm_pay_parts_t *pt,
+    cm_json_event_e ev, const unsigned char *p, size_t len, unsigned base,
+    const char *prefix);
+static void cm_pay_parts_out(cm_pay_parts_t *pt, cm_payment_req_t *out);
 static int cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
     const unsigned char *p, size_t len);
 static int cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp,
@@ -128,6 +136,7 @@ cm_parse_order_shipping(const unsigned char *buf, size_t len,
 {
     cm_json_walk_t    w;
     cm_order_parse_t  op;
+    cm_payment_req_t  pay;
 
     memset(out, 0, sizeof(cm_order_req_t));
     memset(&op, 0, sizeof(cm_order_parse_t));
@@ -138,7 +147,7 @@ cm_parse_order_shipping(const unsigned char *buf, size_t len,
         memset(address, 0, sizeof(cm_address_req_t));
     }
 
-    op.part.parts = 1;
+    op.parts.part.parts = 1;
 
     memset(&w, 0, sizeof(cm_json_walk_t));
     w.handler = cm_order_event;
@@ -163,16 +172,14 @@ cm_parse_order_shipping(const unsigned char *buf, size_t len,
     }
 
     /* "payment": null leaves the method at CM_PAY_NONE */
-    if (op.pay.done) {
-        out->method = op.pay.method;
-        out->rest_amount = op.pay.amount;
-        memcpy(out->card_type, op.pay.card_type, sizeof(out->card_type));
-        memcpy(out->card_no, op.pay.card_no, sizeof(out->card_no));
-        memcpy(out->provider, op.pay.provider, sizeof(out->provider));
-    }
-
-    if (op.points) {
-        out->points = op.points;
+    if (op.parts.pay.done || op.parts.points) {
+        cm_pay_parts_out(&op.parts, &pay);
+        out->method = pay.method;
+        out->rest_amount = pay.rest_amount;
+        out->points = pay.points;
+        memcpy(out->card_type, pay.card_type, sizeof(out->card_type));
+        memcpy(out->card_no, pay.card_no, sizeof(out->card_no));
+        memcpy(out->provider, pay.provider, sizeof(out->provider));
     }
 
     /* the database locks products in id order */
@@ -202,24 +209,49 @@ cm_parse_payment(const unsigned char *buf, size_t len, cm_payment_req_t *out,
     memset(out, 0, sizeof(cm_payment_req_t));
     memset(&pp, 0, sizeof(cm_payment_parse_t));
     pp.out = out;
+    pp.parts.part.parts = 1;
 
     memset(&w, 0, sizeof(cm_json_walk_t));
     w.handler = cm_payment_event;
     w.data = &pp;
     w.err = err;
     w.errlen = errlen;
+    /* a list of parts is a top-level array */
+    w.array_ok = 1;
 
     if (cm_json_walk(&w, buf, len) != 0) {
+        memset(out, 0, sizeof(cm_payment_req_t));
         return -1;
     }
 
-    /* the end of the top-level object ran cm_pay_done() */
-    out->method = pp.pay.method;
-    memcpy(out->card_type, pp.pay.card_type, sizeof(out->card_type));
-    memcpy(out->card_no, pp.pay.card_no, sizeof(out->card_no));
-    memcpy(out->provider, pp.pay.provider, sizeof(out->provider));
+    /* the end of the object (or of each part) ran cm_pay_done() */
+    cm_pay_parts_out(&pp.parts, out);
 
     return 0;
+}
+
+
+/*
+ * What a payment object or a list of parts asks for: the method of the
+ * object or of the part not POINTS (CM_PAY_NONE when POINTS pays it all),
+ * and for a list the POINTS part and the other part's "amount" (so a list
+ * is told from an object by points or rest_amount being set).
+ */
+
+static void
+cm_pay_parts_out(cm_pay_parts_t *pt, cm_payment_req_t *out)
+{
+    memset(out, 0, sizeof(cm_payment_req_t));
+
+    if (pt->pay.done) {
+        out->method = pt->pay.method;
+        out->rest_amount = pt->pay.amount;
+        memcpy(out->card_type, pt->pay.card_type, sizeof(out->card_type));
+        memcpy(out->card_no, pt->pay.card_no, sizeof(out->card_no));
+        memcpy(out->provider, pt->pay.provider, sizeof(out->provider));
+    }
+
+    out->points = pt->points;
 }
 
 static int
@@ -305,35 +337,37 @@ cm_order_event(cm_json_walk_t *w, cm_json_event_e ev, const unsigned char *p,
         return cm_json_fail(w, "couponId must be an integer");
     }
 
-    if (op->list || (w->depth == 2 && ev == CM_JSON_ARRAY_START)) {
-        return cm_order_parts_event(w, op, ev, p, len);
+    if (op->parts.list || (w->depth == 2 && ev == CM_JSON_ARRAY_START)) {
+        return cm_pay_parts_event(w, &op->parts, ev, p, len, 2,
+                                  "payment[].");
     }
 
-    return cm_pay_event(w, &op->pay, ev, p, len, 2, "payment.");
+    return cm_pay_event(w, &op->parts.pay, ev, p, len, 2, "payment.");
 }
 
 
 /*
- * "payment" as a list of parts (mixed payments): 1 or 2 objects, at most
- * one POINTS part with its "amount" and at most one BALANCE or CARD part
- * (with an optional "amount"), which lands in op->pay as a single object
- * would.  The list at depth 2, its elements at depth 3.
+ * A list of parts (mixed payments): 1 or 2 objects, at most one POINTS
+ * part with its "amount" and at most one BALANCE, CARD, EASY_PAY or
+ * TRANSFER part (with an optional "amount"), which lands in pt->pay as a
+ * single object would.  The list at depth base, its elements at base + 1:
+ * an order's "payment" (base 2), or the whole body of a payment (base 1).
  */
 
 static int
-cm_order_parts_event(cm_json_walk_t *w, cm_order_parse_t *op,
-    cm_json_event_e ev, const unsigned char *p, size_t len)
+cm_pay_parts_event(cm_json_walk_t *w, cm_pay_parts_t *pt, cm_json_event_e ev,
+    const unsigned char *p, size_t len, unsigned base, const char *prefix)
 {
     int  rc;
 
-    if (w->depth == 2) {
+    if (w->depth == base) {
         if (ev == CM_JSON_ARRAY_START) {
-            op->list = 1;
+            pt->list = 1;
             return CM_JSON_OK;
         }
 
         if (ev == CM_JSON_ARRAY_END) {
-            return op->nparts ? CM_JSON_OK
+            return pt->nparts ? CM_JSON_OK
                               : cm_json_fail(w, "payment must hold 1 or 2 "
                                              "parts");
         }
@@ -341,40 +375,40 @@ cm_order_parts_event(cm_json_walk_t *w, cm_order_parse_t *op,
         return cm_json_fail(w, "payment parts must be objects");
     }
 
-    if (w->depth == 3 && ev == CM_JSON_ARRAY_START) {
+    if (w->depth == base + 1 && ev == CM_JSON_ARRAY_START) {
         return cm_json_fail(w, "payment parts must be objects");
     }
 
-    rc = cm_pay_event(w, &op->part, ev, p, len, 3, "payment[].");
+    rc = cm_pay_event(w, &pt->part, ev, p, len, base + 1, prefix);
 
-    if (rc != CM_JSON_OK || w->depth != 3 || ev != CM_JSON_MAP_END) {
+    if (rc != CM_JSON_OK || w->depth != base + 1 || ev != CM_JSON_MAP_END) {
         return rc;
     }
 
     /* a whole part */
 
-    if (++op->nparts > 2) {
+    if (++pt->nparts > 2) {
         return cm_json_fail(w, "payment must hold 1 or 2 parts");
     }
 
-    if (op->part.points) {
-        if (op->points) {
+    if (pt->part.points) {
+        if (pt->points) {
             return cm_json_fail(w, "payment holds one POINTS part at most");
         }
 
-        op->points = op->part.amount;
+        pt->points = pt->part.amount;
 
     } else {
-        if (op->pay.done) {
-            return cm_json_fail(w, "payment holds one BALANCE or CARD part "
-                                "at most");
+        if (pt->pay.done) {
+            return cm_json_fail(w, "payment holds one BALANCE, CARD, "
+                                "EASY_PAY or TRANSFER part at most");
         }
 
-        op->pay = op->part;
+        pt->pay = pt->part;
     }
 
-    memset(&op->part, 0, sizeof(cm_pay_parse_t));
-    op->part.parts = 1;
+    memset(&pt->part, 0, sizeof(cm_pay_parse_t));
+    pt->part.parts = 1;
 
     return CM_JSON_OK;
 }
@@ -709,7 +743,15 @@ cm_payment_event(cm_json_walk_t *w, cm_json_event_e ev,
 
     pp = w->data;
 
-    return cm_pay_event(w, &pp->pay, ev, p, len, 1, "");
+    if (w->depth == 1 && ev == CM_JSON_ARRAY_START) {
+        pp->parts.list = 1;
+    }
+
+    if (pp->parts.list) {
+        return cm_pay_parts_event(w, &pp->parts, ev, p, len, 1, "[].");
+    }
+
+    return cm_pay_event(w, &pp->parts.pay, ev, p, len, 1, "");
 }
 
 
@@ -751,7 +793,7 @@ cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             f = CM_PAY_F_CARD_NO;
             name = "cardNo";
 
-        } else if (!pp->parts && cm_json_str_is(p, len, "provider")) {
+        } else if (cm_json_str_is(p, len, "provider")) {
             f = CM_PAY_F_PROVIDER;
             name = "provider";
 
@@ -760,8 +802,8 @@ cm_pay_event(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             name = "amount";
 
         } else if (pp->parts) {
-            return cm_json_fail(w, "%s: method, amount, cardType and cardNo "
-                                "only", prefix);
+            return cm_json_fail(w, "%s: method, amount, cardType, cardNo and "
+                                "provider only", prefix);
 
         } else {
             return CM_JSON_SKIP;
@@ -802,17 +844,6 @@ cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
             return CM_JSON_OK;
         }
 
-        if (pp->parts) {
-            /* a part of a list: EASY_PAY and TRANSFER pay alone */
-            if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "POINTS")) {
-                pp->points = 1;
-                return CM_JSON_OK;
-            }
-
-            return cm_json_fail(w, "%smethod must be POINTS, BALANCE or CARD",
-                                prefix);
-        }
-
         if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "EASY_PAY")) {
             pp->method = CM_PAY_EASY_PAY;
             return CM_JSON_OK;
@@ -821,6 +852,17 @@ cm_pay_value(cm_json_walk_t *w, cm_pay_parse_t *pp, cm_json_event_e ev,
         if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "TRANSFER")) {
             pp->method = CM_PAY_TRANSFER;
             return CM_JSON_OK;
+        }
+
+        if (pp->parts) {
+            /* a part of a list */
+            if (ev == CM_JSON_STRING && cm_json_str_is(p, len, "POINTS")) {
+                pp->points = 1;
+                return CM_JSON_OK;
+            }
+
+            return cm_json_fail(w, "%smethod must be POINTS, BALANCE, CARD, "
+                                "EASY_PAY or TRANSFER", prefix);
         }
 
         return cm_json_fail(w, "%smethod must be BALANCE, CARD, EASY_PAY or "

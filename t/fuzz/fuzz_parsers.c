@@ -553,11 +553,17 @@ fuzz_payment(const uint8_t *data, size_t size)
 
     if (cm_parse_payment(data, size, &p, err, sizeof(err)) != 0) {
         check_err(err);
+        check(p.method == CM_PAY_NONE && p.points == 0 && p.rest_amount == 0);
         return;
     }
 
     check(json_valid(data, size));
-    check(p.method == CM_PAY_BALANCE || p.method == CM_PAY_CARD);
+    /* an object names its method; a list may be POINTS alone */
+    check(p.method != CM_PAY_NONE || p.points > 0);
+    /* a list of parts: amounts 1..10^12, the other part's with its method */
+    check(p.points >= 0 && p.points <= 1000000000000LL);
+    check(p.rest_amount >= 0 && p.rest_amount <= 1000000000000LL);
+    check(p.rest_amount == 0 || p.method != CM_PAY_NONE);
     check_card(p.method, p.card_type, p.card_no);
 }
 

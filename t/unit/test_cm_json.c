@@ -670,8 +670,10 @@ test_payment(void)
                   "\"cardNo\":\"1234 5678 9012 3456\"}"),
                 "cardNo must look like 1234-5678-9012-3456",
                 "cardNo with spaces");
-    payment_bad(S("[\"BALANCE\"]"), "request body must be a JSON object",
-                "payment an array");
+    payment_bad(S("[\"BALANCE\"]"), "payment parts must be objects",
+                "payment a list of strings");
+    payment_bad(S("\"BALANCE\""), "request body must be a JSON object",
+                "payment a string");
     payment_bad(S("{\"method\":\"BALANCE\"}}"), "malformed JSON",
                 "payment with an extra brace");
 }

@@ -22,6 +22,8 @@ static void test_from_cart(void);
 static void test_shipping(void);
 static void test_parts(void);
 static void parts_bad(const char *body, const char *msg, const char *name);
+static void test_payment_parts(void);
+static void payment_parts_bad(const char *body, const char *msg);
 
 
 int
@@ -32,6 +34,7 @@ main(void)
     test_from_cart();
     test_shipping();
     test_parts();
+    test_payment_parts();
 
     return tap_done();
 }
@@ -277,6 +280,22 @@ test_parts(void)
        "balance 9");
 
     ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"payment\":[{\"method\":\"POINTS\",\"amount\":"
+                        "1000},{\"method\":\"EASY_PAY\",\"provider\":"
+                        "\"KAKAOPAY\",\"amount\":2000}]}"),
+                      &o, err, sizeof(err)) == 0, "points and easy pay");
+    ok(o.points == 1000 && o.rest_amount == 2000
+       && o.method == CM_PAY_EASY_PAY, "points 1000, easy pay 2000");
+    is_str(o.provider, "KAKAOPAY", "provider");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
+                        "\"payment\":[{\"method\":\"TRANSFER\",\"amount\":"
+                        "2000},{\"method\":\"POINTS\",\"amount\":1000}]}"),
+                      &o, err, sizeof(err)) == 0, "transfer and points");
+    ok(o.points == 1000 && o.rest_amount == 2000
+       && o.method == CM_PAY_TRANSFER, "points 1000, transfer 2000");
+
+    ok(cm_parse_order(S("{\"items\":[{\"productId\":1,\"quantity\":1}],"
                         "\"payment\":{\"method\":\"BALANCE\",\"amount\":9,"
                         "\"x\":1}}"), &o, err, sizeof(err)) == 0,
        "the single object is unchanged: other fields ignored");
@@ -289,12 +308,12 @@ test_parts(void)
               "\"cardNo\":\"1234-5678-9012-3456\"},{\"method\":\"CARD\","
               "\"amount\":2,\"cardType\":\"KB\",\"cardNo\":"
               "\"1234-5678-9012-3456\"}]",
-              "payment holds one BALANCE or CARD part at most",
+              "payment holds one BALANCE, CARD, EASY_PAY or TRANSFER part at most",
               "two CARD parts");
     parts_bad("[{\"method\":\"BALANCE\",\"amount\":1},"
               "{\"method\":\"CARD\",\"amount\":2,\"cardType\":\"KB\","
               "\"cardNo\":\"1234-5678-9012-3456\"}]",
-              "payment holds one BALANCE or CARD part at most",
+              "payment holds one BALANCE, CARD, EASY_PAY or TRANSFER part at most",
               "balance and card");
     parts_bad("[{\"method\":\"POINTS\",\"amount\":1},"
               "{\"method\":\"BALANCE\",\"amount\":1},"
@@ -311,17 +330,26 @@ test_parts(void)
     parts_bad("[{\"method\":\"POINTS\",\"amount\":1.5}]",
               "payment amount must be an integer", "a fractional amount");
     parts_bad("[{\"method\":\"BITCOIN\",\"amount\":5}]",
-              "payment[].method must be POINTS, BALANCE or CARD",
-              "an unknown method");
+              "payment[].method must be POINTS, BALANCE, CARD, EASY_PAY or "
+              "TRANSFER", "an unknown method");
     parts_bad("[{\"method\":\"POINTS\",\"amount\":5,\"x\":1}]",
-              "payment[].: method, amount, cardType and cardNo only",
+              "payment[].: method, amount, cardType, cardNo and provider only",
               "an unknown field");
     parts_bad("[{\"method\":\"BALANCE\"}]", "payment[].amount is required",
               "no amount");
+    parts_bad("[{\"method\":\"EASY_PAY\",\"amount\":5}]",
+              "payment[].provider is required", "easy pay without provider");
     parts_bad("[{\"method\":\"EASY_PAY\",\"amount\":5,\"provider\":"
+              "\"TOSS\"}]", "payment[].provider must be KAKAOPAY or NAVERPAY",
+              "an unknown provider");
+    parts_bad("[{\"method\":\"POINTS\",\"amount\":5,\"provider\":"
+              "\"KAKAOPAY\"}]", "payment[].provider is only for EASY_PAY",
+              "a provider on points");
+    parts_bad("[{\"method\":\"TRANSFER\",\"amount\":5},"
+              "{\"method\":\"EASY_PAY\",\"amount\":5,\"provider\":"
               "\"KAKAOPAY\"}]",
-              "payment[].method must be POINTS, BALANCE or CARD",
-              "easy pay pays alone");
+              "payment holds one BALANCE, CARD, EASY_PAY or TRANSFER part at "
+              "most", "transfer and easy pay");
     parts_bad("[\"POINTS\"]", "payment parts must be objects",
               "a part a string");
     parts_bad("[[]]", "payment parts must be objects", "a part a list");
@@ -341,4 +369,76 @@ parts_bad(const char *payment, const char *msg, const char *name)
     ok(cm_parse_order((const unsigned char *) body, (size_t) n, &o, err,
                       sizeof(err)) == -1, name);
     is_str(err, msg, name);
+}
+
+
+/* the body of POST /orders/{id}/payment as a list of parts */
+
+static void
+test_payment_parts(void)
+{
+    char              err[CM_JSON_ERR_LEN];
+    cm_payment_req_t  p;
+
+    ok(cm_parse_payment(S("[{\"method\":\"POINTS\",\"amount\":1000},"
+                          "{\"method\":\"BALANCE\",\"amount\":2000}]"),
+                        &p, err, sizeof(err)) == 0, "pay: points and balance");
+    ok(p.points == 1000 && p.rest_amount == 2000 && p.method == CM_PAY_BALANCE,
+       "points 1000, balance 2000");
+
+    ok(cm_parse_payment(S(" [{\"method\":\"CARD\",\"amount\":2,"
+                          "\"cardType\":\"KB\",\"cardNo\":"
+                          "\"1234-5678-9012-3456\"},{\"method\":\"POINTS\","
+                          "\"amount\":1}]"), &p, err, sizeof(err)) == 0,
+       "pay: card and points");
+    ok(p.points == 1 && p.rest_amount == 2 && p.method == CM_PAY_CARD
+       && strcmp(p.card_no, "1234-5678-9012-3456") == 0, "card 2, points 1");
+
+    ok(cm_parse_payment(S("[{\"method\":\"POINTS\",\"amount\":7},"
+                          "{\"method\":\"EASY_PAY\",\"amount\":3,"
+                          "\"provider\":\"NAVERPAY\"}]"), &p, err,
+                        sizeof(err)) == 0, "pay: points and easy pay");
+    ok(p.points == 7 && p.rest_amount == 3 && p.method == CM_PAY_EASY_PAY
+       && strcmp(p.provider, "NAVERPAY") == 0, "easy pay NAVERPAY 3");
+
+    ok(cm_parse_payment(S("[{\"method\":\"POINTS\",\"amount\":7}]"),
+                        &p, err, sizeof(err)) == 0, "pay: points alone");
+    ok(p.points == 7 && p.rest_amount == 0 && p.method == CM_PAY_NONE,
+       "points 7, nothing else");
+
+    ok(cm_parse_payment(S("{\"method\":\"BALANCE\",\"amount\":5}"), &p,
+                        err, sizeof(err)) == 0
+       && p.points == 0 && p.rest_amount == 0, "pay: an object is no list");
+
+    payment_parts_bad("[]", "payment must hold 1 or 2 parts");
+    payment_parts_bad("[{\"method\":\"POINTS\",\"amount\":1},"
+                      "{\"method\":\"POINTS\",\"amount\":1}]",
+                      "payment holds one POINTS part at most");
+    payment_parts_bad("[{\"method\":\"POINTS\",\"amount\":1},"
+                      "{\"method\":\"BALANCE\",\"amount\":1},"
+                      "{\"method\":\"CARD\",\"amount\":1}]",
+                      "[].cardType is required");
+    payment_parts_bad("[{\"method\":\"BALANCE\"}]", "[].amount is required");
+    payment_parts_bad("[{\"method\":\"POINTS\",\"amount\":0}]",
+                      "payment amount must be between 1 and 1000000000000");
+    payment_parts_bad("[{\"method\":\"POINTS\",\"amount\":1,\"x\":2}]",
+                      "[].: method, amount, cardType, cardNo and provider "
+                      "only");
+    payment_parts_bad("[1]", "payment parts must be objects");
+    payment_parts_bad("[{\"method\":\"POINTS\",\"amount\":1}]]",
+                      "malformed JSON");
+}
+
+
+static void
+payment_parts_bad(const char *body, const char *msg)
+{
+    char              err[CM_JSON_ERR_LEN];
+    cm_payment_req_t  p;
+
+    ok(cm_parse_payment((const unsigned char *) body, strlen(body), &p, err,
+                        sizeof(err)) == -1
+       && p.points == 0 && p.rest_amount == 0 && p.method == CM_PAY_NONE,
+       msg);
+    is_str(err, msg, msg);
 }

@@ -25,6 +25,8 @@ enum {
     NGX_COMMERCE_STMT_ORDER_CREATE_POINTS_IDEM,
     NGX_COMMERCE_STMT_ORDER_PAY,
     NGX_COMMERCE_STMT_ORDER_PAY_IDEM,
+    NGX_COMMERCE_STMT_ORDER_PAY_POINTS,
+    NGX_COMMERCE_STMT_ORDER_PAY_POINTS_IDEM,
     NGX_COMMERCE_STMT_ORDER_GET,
     NGX_COMMERCE_STMT_ORDERS_EXPIRE,
     NGX_COMMERCE_ORDER_NSTMT
@@ -125,6 +127,20 @@ ngx_commerce_stmt_t  ngx_commerce_order_statements[] = {
       "SELECT cm_idem_done(h.held, $4::bigint, $5::text, $6::int, "
       "cm_order_pay($1::bigint, $2::bigint, $3::text)) "
       "FROM cm_idem_hold($4::bigint, $5::text) AS h(held)", 6, 0, NULL, 0 },
+
+    [NGX_COMMERCE_STMT_ORDER_PAY_POINTS] =
+    { "cm_order_pay_points",
+      "SELECT cm_order_pay_points($1::bigint, $2::bigint, $3::text, "
+      "$4::bigint, $5::bigint)", 5, 0,
+      &ngx_commerce_order_statements[NGX_COMMERCE_STMT_ORDER_PAY_POINTS_IDEM],
+      0 },
+
+    [NGX_COMMERCE_STMT_ORDER_PAY_POINTS_IDEM] =
+    { "cm_order_pay_points_idem",
+      "SELECT cm_idem_done(h.held, $6::bigint, $7::text, $8::int, "
+      "cm_order_pay_points($1::bigint, $2::bigint, $3::text, $4::bigint, "
+      "$5::bigint)) FROM cm_idem_hold($6::bigint, $7::text) AS h(held)", 8,
+      0, NULL, 0 },
 
     [NGX_COMMERCE_STMT_ORDER_GET] =
     { "cm_order_get", "SELECT cm_order_get($1::bigint, $2::bigint)", 2,
@@ -360,6 +376,21 @@ ngx_commerce_order_pay(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     {
         return ngx_commerce_pay_card_start(r, ctx, ctx->id, NULL, NULL, NULL,
                                            NULL, &req);
+    }
+
+    if (req.points || req.rest_amount) {
+        /* a list of parts: POINTS, the rest from the balance (or none) */
+        return ngx_commerce_handler_call(r, ctx,
+                   &ngx_commerce_order_statements[
+                       NGX_COMMERCE_STMT_ORDER_PAY_POINTS],
+                   NGX_HTTP_OK, 5,
+                   ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id),
+                   ngx_commerce_pg_int(&ctx->query, ctx->id),
+                   ngx_commerce_order_method(req.method),
+                   ngx_commerce_pg_int(&ctx->query, req.points),
+                   req.rest_amount
+                       ? ngx_commerce_pg_int(&ctx->query, req.rest_amount)
+                       : NULL);
     }
 
     ctx->query.stmt =

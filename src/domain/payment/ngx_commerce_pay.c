@@ -6,7 +6,8 @@
  * client that started it goes away: what the gateway answered is recorded
  * either way.  Two kinds of flow:
  *
- * REQUEST (POST /orders with CARD, POST /orders/{id}/payment with CARD):
+ * REQUEST (POST /orders with CARD, POST /orders/{id}/payment with CARD;
+ *   with a POINTS part too, the points are taken in the begin statement):
  *   pick a gateway whose breaker admits calls (none: 503 PG_UNAVAILABLE,
  *   nothing written) -> cm_card_begin / cm_order_create_card (order
  *   PAYMENT_IN_PROGRESS, payment PENDING) -> breaker permit -> POST to the
@@ -54,97 +55,6 @@ static void ngx_commerce_pay_respond(ngx_commerce_pay_t *pay,
     ngx_uint_t status, ngx_str_t *body, const char *code, const char *msg);
 static void ngx_commerce_pay_unavailable(ngx_commerce_pay_t *pay);
 static ngx_commerce_gateway_t *ngx_commerce_pay_pick(ngx_msec_t *retry_after);
-
-
-ngx_commerce_stmt_t  ngx_commerce_payment_statements[] = {
-
-    [NGX_COMMERCE_STMT_CARD_BEGIN] =
-    { "cm_card_begin",
-      "SELECT cm_card_begin($1::bigint, $2::bigint, $3::text, $4::text, "
-      "$5::text)", 5, 0, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_ORDER_CREATE_CARD] =
-    { "cm_order_create_card",
-      "SELECT cm_order_create_card($1::bigint, $2::bigint[], $3::int[], "
-      "$4::text, $5::text, $6::text, $7::bigint, $8::bigint[]) "
-      "FROM cm_order_shipping($9::text) AS s", 9, 0, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_ORDER_CREATE_CARD_CART] =
-    { "cm_order_create_card_cart",
-      "SELECT cm_order_create_card_cart($1::bigint, $2::bigint[], "
-      "$3::text, $4::text, $5::text, $6::bigint) "
-      "FROM cm_order_shipping($7::text) AS s", 7, 0, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_ORDER_CREATE_CARD_POINTS] =
-    { "cm_order_create_card_points",
-      "SELECT cm_order_create_card_points($1::bigint, $2::bigint[], "
-      "$3::int[], $4::text, $5::text, $6::text, $7::bigint, $8::bigint[], "
-      "$9::bigint, $10::bigint, $11::boolean) "
-      "FROM cm_order_shipping($12::text) AS s", 12, 0, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_ACCEPTED] =
-    { "cm_card_accepted",
-      "SELECT cm_card_accepted($1::bigint, $2::text, $3::text)", 3, 0,
-      NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_GATEWAY] =
-    { "cm_card_gateway", "SELECT cm_card_gateway($1::bigint, $2::text)", 2,
-      0, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_CANCEL_DUE] =
-    { "cm_card_cancel_due",
-      "SELECT cm_card_cancel_due($1::int, $2::int, $3::int)", 3, 0, NULL,
-      0 },
-
-    [NGX_COMMERCE_STMT_CARD_STATS] =
-    { "cm_card_stats", "SELECT cm_card_stats()", 0, NGX_COMMERCE_STMT_READ,
-      NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_ABORT] =
-    { "cm_card_abort", "SELECT cm_card_abort($1::bigint, $2::text)", 2, 0,
-      NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_SETTLE] =
-    { "cm_card_settle",
-      "SELECT cm_card_settle($1::bigint, $2::text, $3::text, $4::text)", 4,
-      0, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_CANCELLED] =
-    { "cm_card_cancelled",
-      "SELECT cm_card_cancelled($1::bigint, $2::bool, $3::text)", 3, 0,
-      NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_DUE] =
-    { "cm_card_due", "SELECT cm_card_due($1::int, $2::int, $3::int)", 3, 0,
-      NULL, 0 },
-
-    [NGX_COMMERCE_STMT_CARD_TIMEOUT] =
-    { "cm_card_timeout", "SELECT cm_card_timeout($1::bigint)", 1, 0, NULL,
-      0 },
-
-    [NGX_COMMERCE_STMT_CARD_CALLBACK] =
-    { "cm_card_callback",
-      "SELECT cm_card_callback($1::text, $2::text, $3::text, $4::text)", 4,
-      0, NULL, 0 },
-
-    /* the order after a decline (cm_order_get, as the order domain reads) */
-    [NGX_COMMERCE_STMT_CARD_ORDER] =
-    { "cm_card_order", "SELECT cm_order_get($1::bigint, $2::bigint)", 2,
-      NGX_COMMERCE_STMT_READ, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_PG_LOG] =
-    { "cm_pg_log",
-      "SELECT cm_pg_log($1::bigint, $2::bigint, $3::text, $4::int, "
-      "$5::text, $6::text, $7::text, $8::text, $9::int, $10::int, "
-      "$11::text, $12::text, $13::text)", 13, 0, NULL, 0 },
-
-    [NGX_COMMERCE_STMT_TRANSFER_ISSUED] =
-    { "cm_transfer_issued",
-      "SELECT cm_transfer_issued($1::bigint, $2::text, $3::text, $4::text, "
-      "$5::text, $6::text, $7::text)", 7, 0, NULL, 0 },
-
-    [NGX_COMMERCE_PAYMENT_NSTMT] = { NULL, NULL, 0, 0, NULL, 0 }
-};
 
 
 /* gateways call back without a token: the callback proves itself */
@@ -244,6 +154,30 @@ ngx_commerce_pay_card_start(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
         ngx_memcpy(last4, pay->card.card_no + 15, 4);
         last4[4] = '\0';
+    }
+
+    if (order_id && (pay->card.points || pay->card.rest_amount)) {
+        /* a list of parts: POINTS taken, the external part for the rest */
+        if (ngx_commerce_pay_query(pay, ngx_commerce_pay_db_done,
+                                   NGX_COMMERCE_STMT_CARD_BEGIN_POINTS,
+                                   NGX_COMMERCE_STEP_BEGIN, 7,
+                                   ngx_commerce_pg_int(&pay->query,
+                                                       pay->user_id),
+                                   ngx_commerce_pg_int(&pay->query, order_id),
+                                   ngx_commerce_pay_cstr(pay, &gw->name),
+                                   (char *) pay->card.card_type, last4,
+                                   ngx_commerce_pg_int(&pay->query,
+                                                       pay->card.points),
+                                   pay->card.rest_amount
+                                   ? ngx_commerce_pg_int(&pay->query,
+                                                   pay->card.rest_amount)
+                                   : NULL)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        return NGX_DONE;
     }
 
     if (order_id) {

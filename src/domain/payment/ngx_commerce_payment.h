@@ -3,7 +3,8 @@
  * The payment domain: card, easy-pay (EASY_PAY) and transfer (TRANSFER)
  * payments through external payment gateways, one flow for the three.
  *
- *   ngx_commerce_pay.c        the request flow, its statements and route
+ *   ngx_commerce_pay.c        the request flow and its route
+ *   ngx_commerce_pay_stmt.c   the statements of the domain
  *   ngx_commerce_callback.c   gateways' callbacks (a hint, verified by GET)
  *   ngx_commerce_settle.c     settling forward-only, net-cancels
  *   ngx_commerce_paylog.c     the interface log of every exchange
@@ -91,6 +92,7 @@ typedef struct {
 
 enum {
     NGX_COMMERCE_STMT_CARD_BEGIN = 0,
+    NGX_COMMERCE_STMT_CARD_BEGIN_POINTS,
     NGX_COMMERCE_STMT_ORDER_CREATE_CARD,
     NGX_COMMERCE_STMT_ORDER_CREATE_CARD_CART,
     NGX_COMMERCE_STMT_ORDER_CREATE_CARD_POINTS,
