@@ -680,13 +680,16 @@ subtest 'easy pay and transfer' => sub {
     is($cancel->{json}{data}{status}, 'CANCELLED', 'a deposit is refunded by'
         . ' cancel');
 
-    # a deposit after the dueDate is taken, marked late
-    @t = gmtime(time + 1);
+    # a deposit after the dueDate is taken, marked late.  The dueDate has
+    # whole seconds: 3 s ahead, so that a slow create (a loaded machine)
+    # still reaches the simulator before it (1 s ahead was once "past")
+    @t = gmtime(time + 3);
     $due = sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900,
         $t[4] + 1, @t[3, 2, 1, 0];
     $r = create({ %$tb, orderId => 'XFER-LATE-1', dueDate => $due });
+    is($r->{status}, 200, 'a transfer due in 3 s: 200');
     $k = $r->{json}{data}{transactionKey};
-    my $end = time + 5;
+    my $end = time + 8;
     sleep 0.05 while time < $end && !gm_passed($due);
     $d = $sim->request('POST', '/__deposit', control => 1,
         body => { transactionKey => $k });
