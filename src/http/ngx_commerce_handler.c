@@ -550,3 +550,41 @@ ngx_commerce_handler_log(ngx_http_request_t *r)
 
     return NGX_OK;
 }
+
+
+/*
+ * The paging of a store's list: "storeId" (a positive integer, *store 0
+ * when absent), "page" (0..10000, default 0) and "size" (1..100, default
+ * 20) of the query.  -> NULL, or why the request is refused (400).
+ */
+
+const char *
+ngx_commerce_handler_page(ngx_http_request_t *r, int64_t *store,
+    int64_t *page, int64_t *size)
+{
+    ngx_str_t  v;
+
+    *store = 0;
+    *page = 0;
+    *size = 20;
+
+    if (ngx_http_arg(r, (u_char *) "storeId", 7, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 1, INT64_MAX, store) != 0)
+    {
+        return "storeId must be a positive integer";
+    }
+
+    if (ngx_http_arg(r, (u_char *) "page", 4, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 0, 10000, page) != 0)
+    {
+        return "page must be an integer between 0 and 10000";
+    }
+
+    if (ngx_http_arg(r, (u_char *) "size", 4, &v) == NGX_OK
+        && cm_parse_int64(v.data, v.len, 1, 100, size) != 0)
+    {
+        return "size must be an integer between 1 and 100";
+    }
+
+    return NULL;
+}

@@ -191,6 +191,8 @@ ngx_int_t ngx_commerce_handler_step(ngx_http_request_t *r,
 ngx_int_t ngx_commerce_handler_log(ngx_http_request_t *r);
 ngx_int_t ngx_commerce_handler_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
+const char *ngx_commerce_handler_page(ngx_http_request_t *r, int64_t *store,
+    int64_t *page, int64_t *size);
 
 /* the response cache's classes (each invalidated as a whole) */
 #define NGX_COMMERCE_CACHE_PRODUCT   0    /* one product */

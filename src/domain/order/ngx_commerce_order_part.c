@@ -101,37 +101,18 @@ ngx_commerce_order_part_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     int64_t      store, page, size;
     ngx_str_t    v;
     ngx_uint_t   i;
-    const char  *status;
+    const char  *status, *msg;
 
     static const char  *statuses[] = {
         "PENDING_PAYMENT", "PAYMENT_IN_PROGRESS", "PAID", "PAYMENT_FAILED",
         "CANCELLED", NULL
     };
 
-    store = 0;
-    page = 0;
-    size = 20;
     status = NULL;
 
-    if (ngx_http_arg(r, (u_char *) "storeId", 7, &v) == NGX_OK
-        && cm_parse_int64(v.data, v.len, 1, INT64_MAX, &store) != 0)
-    {
-        return ngx_commerce_reply_invalid(r, "storeId must be a positive"
-                                             " integer");
-    }
-
-    if (ngx_http_arg(r, (u_char *) "page", 4, &v) == NGX_OK
-        && cm_parse_int64(v.data, v.len, 0, 10000, &page) != 0)
-    {
-        return ngx_commerce_reply_invalid(r, "page must be an integer"
-                                             " between 0 and 10000");
-    }
-
-    if (ngx_http_arg(r, (u_char *) "size", 4, &v) == NGX_OK
-        && cm_parse_int64(v.data, v.len, 1, 100, &size) != 0)
-    {
-        return ngx_commerce_reply_invalid(r, "size must be an integer"
-                                             " between 1 and 100");
+    msg = ngx_commerce_handler_page(r, &store, &page, &size);
+    if (msg != NULL) {
+        return ngx_commerce_reply_invalid(r, msg);
     }
 
     if (ngx_http_arg(r, (u_char *) "status", 6, &v) == NGX_OK) {
