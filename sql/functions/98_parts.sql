@@ -159,11 +159,15 @@ BEGIN
 END
 $$;
 
--- Parts follow their order's status (issue 13 gives them their own).
+-- Parts follow their order's status from the order's old status only: a
+-- part that went its own way (PREPARING and on, or cancelled alone)
+-- stays where it is (027_fulfilment.sql).
 CREATE OR REPLACE FUNCTION cm__order_parts_status() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE order_parts SET status = NEW.status WHERE order_id = NEW.id AND status <> NEW.status;
+    UPDATE order_parts SET status = NEW.status,
+                           cancelled_at = CASE WHEN NEW.status = 'CANCELLED' THEN now() END
+     WHERE order_id = NEW.id AND status = OLD.status;
     RETURN NULL;
 END
 $$;
