@@ -969,6 +969,14 @@ ngx_commerce_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /*
+     * The cached time is the master's, taken when it began reading the
+     * configuration: a slow read (a large configuration, an ASan build)
+     * would have every connect timer below expire on the first turn of
+     * the event loop, before its connect could complete.
+     */
+    ngx_time_update();
+
     if (ngx_commerce_auth_init_worker(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
