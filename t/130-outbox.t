@@ -252,7 +252,10 @@ cmp_ok($t->metric(undef, 'commerce_events_backlog', sink => 'dp'), '>=', 1,
     'the backlog shows');
 sleep 6;
 is(0 + $t->psql(q{SELECT count(*) FROM outbox_delivery WHERE state = 'DEAD'}), 0,
-    'after 8 s down nothing is dead');
+    'after 8 s down nothing is dead')
+    or diag(scalar $t->psql(q{SELECT string_agg(concat_ws(' ', o.type, d.attempts,
+        d.last_error, d.dead_at), E'\n') FROM outbox_delivery d JOIN outbox o ON o.seq = d.seq
+        WHERE d.state = 'DEAD'}));
 cmp_ok(0 + $t->psql(q{SELECT coalesce(max(attempts), 0) FROM outbox_delivery
     WHERE state = 'PENDING'}),
     '<=', 1, 'no event spent more than one attempt (the breaker holds them)');
