@@ -204,8 +204,8 @@ ngx_commerce_shipping_callback(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                      "carrier %s pushed parcel %V: pulling its tracking info",
                      carrier, &number);
 
-    if (ngx_commerce_shipping_carrier_pull(carrier, number.data, number.len,
-                                           r->connection->log)
+    if (ngx_commerce_shipping_carrier_pull(scf, carrier, number.data,
+                                           number.len)
         != NGX_OK)
     {
         return ngx_commerce_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,

@@ -58,8 +58,9 @@ ngx_int_t ngx_commerce_shipping_conf_init(ngx_conf_t *cf,
 /* the carrier (ngx_commerce_shipping_carrier.c) */
 ngx_int_t ngx_commerce_shipping_carrier_jobs(ngx_conf_t *cf,
     ngx_commerce_shipping_conf_t *scf);
-ngx_int_t ngx_commerce_shipping_carrier_pull(const char *carrier,
-    u_char *number, size_t len, ngx_log_t *log);
+ngx_int_t ngx_commerce_shipping_carrier_pull(
+    ngx_commerce_shipping_conf_t *scf, const char *carrier, u_char *number,
+    size_t len);
 
 
 #endif /* _NGX_COMMERCE_SHIPPING_H_INCLUDED_ */

@@ -110,13 +110,9 @@ ngx_commerce_shipping_carrier_jobs(ngx_conf_t *cf,
 /* a callback's pull of a parcel's tracking info */
 
 ngx_int_t
-ngx_commerce_shipping_carrier_pull(const char *carrier, u_char *number,
-    size_t len, ngx_log_t *log)
+ngx_commerce_shipping_carrier_pull(ngx_commerce_shipping_conf_t *scf,
+    const char *carrier, u_char *number, size_t len)
 {
-    ngx_commerce_shipping_conf_t  *scf;
-
-    scf = ngx_commerce_shipping_conf_get();
-
     return ngx_commerce_shipping_carrier_start(scf, 0, carrier, number, len,
                                                0);
 }
