@@ -200,6 +200,15 @@ for my $bad (
 my ($rc, $out) = $t->nginx_t($t->default_config(http_extra =>
     "commerce_shipping confirm_after=8d points=0.5% interval=10s batch=50;"));
 is($rc, 0, 'nginx -t accepts good values') or diag $out;
+# conf/nginx.conf.in's shipping block (make run's), its ports filled in
+my ($block) = $t->read_file(CommerceTest->root . '/conf/nginx.conf.in')
+    =~ /(    # --- shipping:.*?)\n    # ---/s;
+$block =~ s/%%CARRIERSIM_PORT%%/9/g;
+$block =~ s/%%PORT%%/80/g;
+($rc, $out) = $t->nginx_t($t->default_config(http_extra => "commerce_zone 1m;\n"
+    . "commerce_gateway_callback_url http://127.0.0.1/cb;\n$block"));
+is($rc, 0, "conf/nginx.conf.in's shipping block: nginx -t takes it") or diag $out;
+like($block, qr/commerce_shipping gateway=carrier_sim/, '... it names the carrier gateway');
 ($rc, $out) = $t->nginx_t($t->default_config(http_extra =>
     "commerce_shipping points=1%; commerce_shipping points=2%;"));
 ok($rc != 0 && $out =~ /commerce_shipping.*duplicate/, 'a second commerce_shipping: refused');
