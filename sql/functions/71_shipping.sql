@@ -37,11 +37,12 @@ LANGUAGE sql STABLE AS $$
      WHERE s.part_id = p_part AND s.return_id IS NULL
 $$;
 
--- The part p_part locked for a seller p_actor (its store's owner, a
--- manager of it, an ADMIN); else ORDER_PART_NOT_FOUND.  Its status must be
--- p_from, else ORDER_PART_STATE.
-CREATE OR REPLACE FUNCTION cm__seller_part_lock(p_actor bigint, p_part bigint, p_from text)
-RETURNS order_parts
+-- The seller p_actor (its store's owner, a manager of it, an ADMIN; else
+-- ORDER_PART_NOT_FOUND) moves part p_part from p_from (else
+-- ORDER_PART_STATE) to p_to, stamping the step's time, under the part's
+-- row lock.
+CREATE OR REPLACE FUNCTION cm__seller_part_move(p_actor bigint, p_part bigint, p_from text,
+                                                p_to text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     x order_parts;
@@ -54,7 +55,11 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'ORDER_PART_STATE',
             DETAIL = format('order part %s is %s, not %s', p_part, x.status, p_from);
     END IF;
-    RETURN x;
+    UPDATE order_parts
+       SET status = p_to,
+           prepared_at = CASE WHEN p_to = 'PREPARING' THEN now() ELSE prepared_at END,
+           shipped_at = CASE WHEN p_to = 'SHIPPED' THEN now() ELSE shipped_at END
+     WHERE id = p_part;
 END
 $$;
 
@@ -85,8 +90,7 @@ $$;
 CREATE OR REPLACE FUNCTION cm_seller_order_prepare(p_actor bigint, p_part bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM cm__seller_part_lock(p_actor, p_part, 'PAID');
-    UPDATE order_parts SET status = 'PREPARING', prepared_at = now() WHERE id = p_part;
+    PERFORM cm__seller_part_move(p_actor, p_part, 'PAID', 'PREPARING');
     RETURN cm_seller_order_get(p_actor, p_part);
 END
 $$;
@@ -104,7 +108,7 @@ BEGIN
     IF p_number IS NULL OR p_number !~ '^[0-9]{9,14}$' THEN
         PERFORM cm__invalid('trackingNumber must be 9 to 14 digits');
     END IF;
-    PERFORM cm__seller_part_lock(p_actor, p_part, 'PREPARING');
+    PERFORM cm__seller_part_move(p_actor, p_part, 'PREPARING', 'SHIPPED');
     BEGIN
         INSERT INTO shipments (part_id, carrier, tracking_number)
         VALUES (p_part, p_carrier, p_number);
@@ -112,7 +116,6 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'TRACKING_NUMBER_TAKEN',
             DETAIL = format('%s tracking number %s is already used', p_carrier, p_number);
     END;
-    UPDATE order_parts SET status = 'SHIPPED', shipped_at = now() WHERE id = p_part;
     PERFORM cm__shipping_event(p_part, 'order.shipped', NULL);
     RETURN cm_seller_order_get(p_actor, p_part);
 END

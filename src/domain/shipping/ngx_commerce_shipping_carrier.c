@@ -53,6 +53,9 @@ static void ngx_commerce_shipping_carrier_recorded(ngx_commerce_pg_query_t *q,
 static void ngx_commerce_shipping_carrier_end(
     ngx_commerce_shipping_carrier_t *c);
 static ngx_int_t ngx_commerce_shipping_carrier_poll(ngx_commerce_job_t *job);
+static ngx_int_t ngx_commerce_shipping_carrier_submit(
+    ngx_commerce_shipping_carrier_job_t *j, ngx_uint_t stmt, int64_t a,
+    int64_t b, ngx_commerce_pg_handler_pt handler);
 static void ngx_commerce_shipping_carrier_due(ngx_commerce_pg_query_t *q,
     ngx_int_t rc, PGresult *res);
 static ngx_int_t ngx_commerce_shipping_carrier_confirm(
@@ -371,16 +374,28 @@ ngx_commerce_shipping_carrier_poll(ngx_commerce_job_t *job)
 {
     ngx_commerce_shipping_carrier_job_t  *j = job->data;
 
+    return ngx_commerce_shipping_carrier_submit(j,
+                                            NGX_COMMERCE_STMT_SHIP_DUE,
+                                            j->scf->poll_after, j->scf->lease,
+                                            ngx_commerce_shipping_carrier_due);
+}
+
+
+/* a job's statement: (a, b, batch) */
+
+static ngx_int_t
+ngx_commerce_shipping_carrier_submit(ngx_commerce_shipping_carrier_job_t *j,
+    ngx_uint_t stmt, int64_t a, int64_t b, ngx_commerce_pg_handler_pt handler)
+{
     ngx_commerce_pg_reset(&j->query);
-    j->query.stmt =
-        &ngx_commerce_shipping_statements[NGX_COMMERCE_STMT_SHIP_DUE];
+    j->query.stmt = &ngx_commerce_shipping_statements[stmt];
     j->query.nparams = 3;
-    j->query.params[0] = ngx_commerce_pg_int(&j->query, j->scf->poll_after);
-    j->query.params[1] = ngx_commerce_pg_int(&j->query, j->scf->lease);
+    j->query.params[0] = ngx_commerce_pg_int(&j->query, a);
+    j->query.params[1] = ngx_commerce_pg_int(&j->query, b);
     j->query.params[2] = ngx_commerce_pg_int(&j->query, j->scf->batch);
-    j->query.log = job->log;
+    j->query.log = j->job.log;
     j->query.data = j;
-    j->query.handler = ngx_commerce_shipping_carrier_due;
+    j->query.handler = handler;
 
     return ngx_commerce_pg_submit(ngx_commerce_conf_main()->pool, &j->query);
 }
@@ -457,19 +472,11 @@ ngx_commerce_shipping_carrier_confirm(ngx_commerce_job_t *job)
 {
     ngx_commerce_shipping_carrier_job_t  *j = job->data;
 
-    ngx_commerce_pg_reset(&j->query);
-    j->query.stmt =
-        &ngx_commerce_shipping_statements[NGX_COMMERCE_STMT_SHIP_AUTOCONFIRM];
-    j->query.nparams = 3;
-    j->query.params[0] = ngx_commerce_pg_int(&j->query,
-                                             j->scf->confirm_after);
-    j->query.params[1] = ngx_commerce_pg_int(&j->query, j->scf->points_bp);
-    j->query.params[2] = ngx_commerce_pg_int(&j->query, j->scf->batch);
-    j->query.log = job->log;
-    j->query.data = j;
-    j->query.handler = ngx_commerce_shipping_carrier_confirmed;
-
-    return ngx_commerce_pg_submit(ngx_commerce_conf_main()->pool, &j->query);
+    return ngx_commerce_shipping_carrier_submit(j,
+                                        NGX_COMMERCE_STMT_SHIP_AUTOCONFIRM,
+                                        j->scf->confirm_after,
+                                        j->scf->points_bp,
+                                        ngx_commerce_shipping_carrier_confirmed);
 }
 
 
