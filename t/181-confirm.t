@@ -19,6 +19,8 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
 use JSON::PP;
+use Encode qw(encode_utf8);
+use NotifySim;
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')
     for qw(output failure_output todo_output);
@@ -26,10 +28,23 @@ binmode(Test::More->builder->$_, ':encoding(UTF-8)')
 my $t = CommerceTest->new;
 $t->start_pg;
 $t->load_demo;
-$t->write_config($t->default_config(
+# the buyer is told of the shipment and the delivery (Alimtalk, t/notifysim)
+my $ns = NotifySim->start(log => $t->dir . '/notifysim.log');
+my $sfile = $t->write_file('kakao.secret', "kakao-secret-1\n");
+chmod 0600, $sfile;
+$ns->control(alimtalk => { secret => 'kakao-secret-1' });
+my $ka = $ns->port('alimtalk');
+my $tpl = $t->root . '/conf/notify-templates.json';
+$t->write_config(encode_utf8($t->default_config(
     main_extra => $t->account_main,
-    http_extra => $t->account_keys . <<"EOF"));
+    http_extra => $t->account_keys . <<"EOF")));
+commerce_zone 1m;
 commerce_shipping interval=200ms confirm_after=8d points=1%;
+upstream kakao { server 127.0.0.1:$ka; }
+commerce_notify_channel kakao alimtalk upstream=kakao app_key=AppKey1
+    secret_file=$sfile sender_key=sk-0123abcd timeout=1s;
+commerce_event_sink buyer notify channel=kakao templates=$tpl
+    events=order.shipped,order.delivered retry_base=100ms retry_cap=400ms interval=100ms;
 EOF
 $t->start_nginx;
 
@@ -167,6 +182,28 @@ is($t->psql("SELECT count(*) FROM outbox WHERE type = 'order.confirmed' AND aggr
     . join(',', map { $_->[0] } @race) . ") AND payload->>'automatic' = 'false'"), $won,
     '... the buyers\' confirmations are theirs');
 is(points($A) + points($B), $pts{$A} + $pts{$B} + 160, '... 160 points in all');
+
+# --- the buyer told of the shipment and the delivery -------------------------------
+
+my $su = $t->post('/api/v1/auth/signup', { email => 'kim@example.com',
+    password => 'correct horse battery', name => '김배송', phone => '010-5555-0001' });
+is($su->{status}, 201, 'a buyer signs up with a phone number');
+my $K = 0 + $su->{json}{id};
+$t->psql("UPDATE users SET balance = 100000 WHERE id = $K");
+my ($OK) = delivered($K, 1);
+ok(CommerceTest::wait_until(sub { $t->psql(q{SELECT count(*) FROM outbox_delivery d
+    JOIN outbox o ON o.seq = d.seq WHERE d.sink = 'buyer' AND d.state = 'DELIVERED'
+    AND o.aggregate_id = } . $OK) == 2 }, timeout => 20),
+    '... order.shipped and order.delivered delivered by the notify sink');
+my @got = map { my $m = $_; join ' ', $m->{templateCode},
+        map { "$_=$m->{templateParameter}{$_}" } sort keys %{ $m->{templateParameter} } }
+    grep { $_->{recipientNo} eq '01055550001' } @{ $ns->received('alimtalk') };
+is_deeply([ sort @got ], [
+    "COMMERCE_ORDER_DELIVERED_01 carrier=CJ name=김배송 orderId=$OK productName=X one"
+        . " trackingNumber=$num",
+    "COMMERCE_ORDER_SHIPPED_01 carrier=CJ name=김배송 orderId=$OK productName=X one"
+        . " trackingNumber=$num" ],
+    '... two Alimtalk messages: the carrier and the tracking number');
 
 # --- two confirmation jobs at once (two instances): one EARN row ----------------
 
