@@ -281,10 +281,12 @@ ngx_commerce_shipping_carrier_answered(ngx_commerce_client_t *h)
         c->query.params[0] = ngx_commerce_pg_int(&c->query, c->id);
 
     } else {
-        d = (v != NULL) ? ngx_commerce_json_get(v, "trackingDetails", NULL)
-                        : NULL;
-
-        if (d == NULL || !YAJL_IS_ARRAY(d)) {
+        /*
+         * Any answer of the service is recorded: one without events (a
+         * parcel it has not scanned yet, {"status":false,"code":"104"})
+         * records the poll's time, so the parcel waits poll_after again.
+         */
+        if (v == NULL || !YAJL_IS_OBJECT(v)) {
             goto refused;
         }
 
