@@ -292,6 +292,17 @@ is(regs('700000000001'), 1, '... registered once');
 ok(scalar($t->grep_log(qr/registration of parcel CJ 700000000001 failed/)) >= 1,
     '... the failure logged');
 
+# --- the carrier's gateway is no payment gateway --------------------------------
+
+is_error($t->post('/api/v1/payments/callback?gateway=carrier_sim', { transactionKey => 'tx-1' }),
+    400, 'INVALID_REQUEST', 'a payment callback naming the carrier gateway: 400');
+my $unpaid = $t->post('/api/v1/orders', { items => [ { productId => 13, quantity => 1 } ],
+    shippingAddress => \%addr }, user => $A)->{json}{id};
+is_error($t->post("/api/v1/orders/$unpaid/payment", { method => 'CARD', cardType => 'KB',
+    cardNo => '1111-1111-1111-1111' }, user => $A), 503, 'PG_UNAVAILABLE',
+    'a card payment never goes to the carrier: 503 PG_UNAVAILABLE');
+is($t->psql("SELECT count(*) FROM payments WHERE order_id = $unpaid"), 0, '... no payment written');
+
 # --- the seller's list by the part's status ----------------------------------------
 
 $r = sreq('X', 'GET', '/api/v1/seller/orders?status=DELIVERED');
