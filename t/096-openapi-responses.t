@@ -22,6 +22,7 @@ use Test::More;
 use CommerceTest;
 use PgSim;
 use DpSim;
+use CarrierSim;
 use Digest::SHA qw(hmac_sha256_hex);
 use Encode qw(decode);
 use JSON::PP;
@@ -48,6 +49,10 @@ my $dp_port = $dp->port;
 
 my $IMAGES = $t->nginx_prefix . '/images';
 mkdir $IMAGES or die "$IMAGES: $!";
+# a carrier's tracking service (the shipping block below)
+my $carrier = CarrierSim->start(key => 'key-096');
+my $carrier_port = $carrier->port;
+
 $t->write_config($t->default_config(
     main_extra => $t->account_main,
     server_extra => 'location ~ ^/api/v1/seller/products/[0-9]+/images$ {'
@@ -68,6 +73,10 @@ commerce_gateway_retry_cap 100ms;
 commerce_reconcile_interval 500ms;
 upstream dp { server 127.0.0.1:$dp_port; }
 commerce_event_sink dp http upstream=dp events=order.* interval=100ms;
+upstream carrier { server 127.0.0.1:$carrier_port; }
+commerce_gateway carrier upstream=carrier timeout=1s connect_timeout=500ms;
+commerce_shipping gateway=carrier key=key-096 interval=200ms
+    callback_url=http://127.0.0.1:%%PORT%%/api/v1/shipping/callback;
 EOF
 ));
 $t->start_nginx;
@@ -643,6 +652,49 @@ call(deleteProductImage => 'the first', DELETE => "$img/$img[0]",
     token => $seller);
 call(deleteProductImage => 'unknown', DELETE => "$img/999999",
     token => $seller);
+
+# --- shipping and purchase confirmation (issue 13 sections 1 and 2) ---------
+
+{
+    $t->psql(q{UPDATE users SET role = 'SELLER' WHERE id = 44;
+        INSERT INTO stores (id, owner_id, name, bank_code, account_number_ct,
+                            account_holder_ct, account_last4)
+        VALUES (944, 44, '배송 가게', '004', 'v1.1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA',
+                'v1.1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA', '1234');
+        UPDATE products SET store_id = 944, stock = 100 WHERE id = 60;});
+    my $ss = $t->token(44, role => 'SELLER');
+    my $o = $t->post('/api/v1/orders', { items => [ { productId => 60, quantity => 1 } ],
+        payment => { method => 'BALANCE' }, shippingAddress => \%addr }, user => 26);
+    my ($oid, $pid) = ($o->{json}{id} // 0, $o->{json}{parts}[0]{id} // 0);
+    my $so = "/api/v1/seller/orders/$pid";
+    call(shipSellerOrder => 'not prepared', POST => "$so/shipment",
+        body => { carrier => 'CJ', trackingNumber => '960000000001' }, token => $ss);
+    call(prepareSellerOrder => 'paid', POST => "$so/prepare", body => '{}', token => $ss);
+    call(prepareSellerOrder => "another store's", POST => "$so/prepare", body => '{}',
+        token => $seller);
+    call(prepareSellerOrder => 'again', POST => "$so/prepare", body => '{}', token => $ss);
+    call(shipSellerOrder => 'a bad number', POST => "$so/shipment",
+        body => { carrier => 'CJ', trackingNumber => '96-1' }, token => $ss);
+    call(shipSellerOrder => 'shipped', POST => "$so/shipment",
+        body => { carrier => 'CJ', trackingNumber => '960000000001' }, token => $ss);
+    call(listSellerOrders => 'shipped', GET => '/api/v1/seller/orders?status=SHIPPED',
+        token => $ss);
+    call(getSellerOrder => 'shipped', GET => $so, token => $ss);
+    CommerceTest::wait_until(sub { $t->psql("SELECT count(*) FROM shipments"
+        . " WHERE tracking_number = '960000000001' AND registered_at IS NOT NULL") == 1 });
+    $carrier->advance('CJ', '960000000001', 6);
+    call(shippingCallback => 'a push', POST => '/api/v1/shipping/callback?carrier=CJ',
+        body => { fid => '1', invoice_no => '960000000001', level => '6' });
+    call(shippingCallback => 'no invoice_no', POST => '/api/v1/shipping/callback?carrier=CJ',
+        body => { fid => '1' });
+    CommerceTest::wait_until(sub { $t->psql("SELECT status FROM order_parts WHERE id = $pid")
+        eq 'DELIVERED' });
+    call(getOrder => 'a delivered part', GET => "/api/v1/orders/$oid", user => 26);
+    my $cf = "/api/v1/orders/$oid/parts/$pid/confirm";
+    call(confirmOrderPart => "another's", POST => $cf, body => '{}', user => 27);
+    call(confirmOrderPart => 'delivered', POST => $cf, body => '{}', user => 26);
+    call(confirmOrderPart => 'again', POST => $cf, body => '{}', user => 26);
+}
 
 # --- the document itself -------------------------------------------------
 

@@ -243,7 +243,7 @@ is_response(seller(Z => '/api/v1/seller/orders'), 200,
     { storeId => 903, items => [], page => 0, size => 20, total => 0 }, "Z's list: empty");
 is_error(seller(X => '/api/v1/seller/orders?storeId=902'), 404, 'STORE_NOT_FOUND',
     "X on Y's store: 404");
-for my $q ('status=SHIPPED', 'status=', 'size=0', 'size=101', 'page=-1', 'page=x',
+for my $q ('status=SHIPPING', 'status=', 'size=0', 'size=101', 'page=-1', 'page=x',
            'storeId=0') {
     is_error(seller(X => "/api/v1/seller/orders?$q"), 400, 'INVALID_REQUEST', "list ?$q: 400");
 }

@@ -108,14 +108,16 @@ END
 $$;
 
 -- A part: {"id","orderId","storeId","storeName","status","totalAmount",
--- "discountAmount","paymentAmount","items":[..]} (status: the order's).
+-- "discountAmount","paymentAmount","items":[..]} and, once shipped,
+-- "shipment":{..} (cm__shipment_json, 71_shipping.sql).  status: the
+-- part's own (it follows the order's until it is paid, 027_fulfilment.sql).
 CREATE OR REPLACE FUNCTION cm__order_part_json(p_part bigint) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT '{"id":' || x.id || ',"orderId":' || x.order_id
         || ',"storeId":' || coalesce(x.store_id::text, 'null')
         || ',"storeName":' || coalesce((SELECT to_json(s.name)::text FROM stores s
                                          WHERE s.id = x.store_id), 'null')
-        || ',"status":"' || o.status
+        || ',"status":"' || x.status
         || '","totalAmount":' || x.total_amount || ',"discountAmount":' || x.discount_amount
         || ',"paymentAmount":' || x.payment_amount
         || ',"items":' || coalesce((SELECT '[' || string_agg(cm__order_item_json(i.product_id,
@@ -123,8 +125,9 @@ LANGUAGE sql STABLE AS $$
                                                i.unit_price, i.amount),
                                            ',' ORDER BY i.product_id, i.variant_id) || ']'
                                       FROM order_items i WHERE i.part_id = x.id), '[]')
+        || coalesce(',"shipment":' || cm__shipment_json(x.id), '')
         || '}'
-      FROM order_parts x JOIN orders o ON o.id = x.order_id
+      FROM order_parts x
      WHERE x.id = p_part
 $$;
 
@@ -179,7 +182,7 @@ CREATE OR REPLACE TRIGGER orders_parts_status
 
 -- The parts of a store its owner, a manager of it or an ADMIN lists,
 -- newest first; p_store NULL: the caller's only store (cm__seller_store);
--- p_status NULL: all (the order's status).
+-- p_status NULL: all (the part's own status, 027_fulfilment.sql).
 -- -> {"storeId","items":[part without items],"page","size","total"}
 CREATE OR REPLACE FUNCTION cm_seller_orders(p_actor bigint, p_store bigint, p_status text,
                                             p_page int, p_size int) RETURNS text
@@ -189,10 +192,13 @@ DECLARE
     v_total bigint;
     v_items text;
 BEGIN
-    IF p_status IS NOT NULL AND p_status NOT IN ('PENDING_PAYMENT', 'PAYMENT_IN_PROGRESS', 'PAID',
-                                                 'PAYMENT_FAILED', 'CANCELLED') THEN
-        PERFORM cm__invalid('status must be PENDING_PAYMENT, PAYMENT_IN_PROGRESS, PAID,'
-                            ' PAYMENT_FAILED or CANCELLED');
+    IF p_status IS NOT NULL AND p_status NOT IN ('PENDING_PAYMENT', 'PAYMENT_IN_PROGRESS',
+                                                 'WAITING_FOR_DEPOSIT', 'PAID', 'PAYMENT_FAILED',
+                                                 'CANCELLED', 'PREPARING', 'SHIPPED', 'DELIVERED',
+                                                 'PURCHASE_CONFIRMED') THEN
+        PERFORM cm__invalid('status must be PENDING_PAYMENT, PAYMENT_IN_PROGRESS,'
+                            ' WAITING_FOR_DEPOSIT, PAID, PAYMENT_FAILED, CANCELLED, PREPARING,'
+                            ' SHIPPED, DELIVERED or PURCHASE_CONFIRMED');
     END IF;
     IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
         PERFORM cm__invalid('page must be 0 or more and size 1 to 100');

@@ -151,6 +151,9 @@ typedef struct {
     /* domain events (src/domain/event): its configuration */
     void                        *events;
 
+    /* shipping (src/domain/shipping): commerce_shipping, NULL: none */
+    void                        *shipping;
+
     /*
      * Opens the sealed texts a success answer carries (an order's
      * shipping address: src/domain/order/ngx_commerce_order_part.c), set

@@ -70,6 +70,10 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "WAITLIST_FULL",            NGX_HTTP_CONFLICT },
     { "WAITLIST_ENTRY_NOT_FOUND", NGX_HTTP_NOT_FOUND },
     { "WAITLIST_ENTRY_CLOSED",    NGX_HTTP_CONFLICT },
+    { "ORDER_PART_STATE",         NGX_HTTP_CONFLICT },
+    { "TRACKING_NUMBER_TAKEN",    NGX_HTTP_CONFLICT },
+    { "RETURN_OPEN",              NGX_HTTP_CONFLICT },
+    { "CARRIER_UNAVAILABLE",      NGX_HTTP_SERVICE_UNAVAILABLE },
     { NULL, 0 }
 };
 

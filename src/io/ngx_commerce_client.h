@@ -56,6 +56,10 @@ typedef struct {
     ngx_flag_t                      ssl_on;
     ngx_flag_t                      ssl_verify;
 
+    /* one domain's own peer (commerce_shipping gateway=): payments never
+     * pick it, a payment callback cannot name it */
+    unsigned                        named_only:1;
+
     /* per worker */
     ngx_addr_t                     *addrs;
     ngx_uint_t                      naddrs;

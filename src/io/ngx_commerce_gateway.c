@@ -694,7 +694,8 @@ ngx_commerce_gateway_by_name(ngx_str_t *name)
         if (gw[i].name.len == name->len
             && ngx_strncmp(gw[i].name.data, name->data, name->len) == 0)
         {
-            return &gw[i];
+            /* another domain's own peer is no payment gateway */
+            return gw[i].named_only ? NULL : &gw[i];
         }
     }
 

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the pure C parsers: every input goes through
  * cm_parse_charge, cm_parse_order, cm_parse_payment, cm_parse_coupon
- * (and its timestamps), cm_parse_points_grant, the catalogue's bodies (cm_parse_product in both
+ * (and its timestamps), cm_parse_points_grant, cm_parse_shipment, the catalogue's bodies (cm_parse_product in both
  * modes, cm_parse_variant_patch, cm_parse_category, the store account and
  * SKU rules), the cart's and the address book's bodies (cm_parse_cart_item,
  * cm_parse_address in both modes), cm_parse_int64, cm_image_probe (JPEG, PNG and WebP headers),
@@ -38,6 +38,7 @@
 #include "cm_text.h"
 #include "cm_image.h"
 #include "cm_points.h"
+#include "cm_shipping.h"
 #include "fuzz_key.h"
 
 
@@ -71,6 +72,7 @@ static void fuzz_chunked(const uint8_t *data, size_t size);
 static void fuzz_text(const uint8_t *data, size_t size);
 static void fuzz_image(const uint8_t *data, size_t size);
 static void fuzz_points(const uint8_t *data, size_t size);
+static void fuzz_shipment(const uint8_t *data, size_t size);
 static void fuzz_image_order(const uint8_t *data, size_t size);
 static void check_err(const char *err);
 static void check_claims(const cm_jwt_claims_t *c);
@@ -110,6 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_text(data, size);
     fuzz_image(data, size);
     fuzz_points(data, size);
+    fuzz_shipment(data, size);
     fuzz_image_order(data, size);
 
     return 0;
@@ -322,6 +325,26 @@ fuzz_charge(const uint8_t *data, size_t size)
     /* a tiny buffer: truncated but terminated */
     check(cm_parse_charge(data, size, MAX_AMOUNT, &amount, err, 4) == -1);
     check(strlen(err) < 4);
+}
+
+
+static void
+fuzz_shipment(const uint8_t *data, size_t size)
+{
+    char               err[CM_JSON_ERR_LEN];
+    cm_shipment_req_t  s;
+
+    if (cm_parse_shipment(data, size, &s, err, sizeof(err)) == 0) {
+        check(s.carrier != NULL && cm_carrier_code(s.carrier) != NULL);
+        check(s.number_len == strlen(s.number)
+              && cm_tracking_number_ok((const unsigned char *) s.number,
+                                       s.number_len));
+        check(json_valid(data, size));
+        return;
+    }
+
+    check_err(err);
+    check(s.carrier == NULL && s.number[0] == '\0');
 }
 
 

@@ -66,6 +66,10 @@ static ngx_commerce_event_notify_message_t
       ngx_string("order_cancelled") },
     { ngx_string("waitlist.held"), ngx_string("userId"),
       ngx_string("waitlist_held") },
+    { ngx_string("order.shipped"), ngx_string("userId"),
+      ngx_string("order_shipped") },
+    { ngx_string("order.delivered"), ngx_string("userId"),
+      ngx_string("order_delivered") },
     { ngx_null_string, ngx_null_string, ngx_null_string }
 };
 
@@ -77,7 +81,8 @@ static ngx_commerce_event_notify_message_t
 
 static const char  *ngx_commerce_event_notify_vars[] = {
     "name", "orderId", "productName", "itemCount", "totalAmount",
-    "paymentAmount", "orderStatus", "reason", "quantity", NULL
+    "paymentAmount", "orderStatus", "reason", "quantity", "carrier",
+    "trackingNumber", NULL
 };
 
 
@@ -639,7 +644,8 @@ ngx_commerce_event_notify_conf_templates(ngx_conf_t *cf,
                                "\"commerce_event_sink\" \"%V\": events= of "
                                "a notify sink lists types that have a "
                                "message (order.paid, payment.failed, "
-                               "order.cancelled, waitlist.held), not "
+                               "order.cancelled, waitlist.held, "
+                               "order.shipped, order.delivered), not "
                                "\"%V\"",
                                &sink->name, &type);
             return NGX_ERROR;
@@ -779,7 +785,7 @@ ngx_commerce_event_notify_conf_text(ngx_conf_t *cf,
                                "\"#{%V}\" (known: name, orderId, "
                                "productName, itemCount, totalAmount, "
                                "paymentAmount, orderStatus, reason, "
-                               "quantity)",
+                               "quantity, carrier, trackingNumber)",
                                &sink->name, key, field, &var);
             return NGX_ERROR;
         }

@@ -104,8 +104,9 @@ ngx_commerce_order_part_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
     const char  *status, *msg;
 
     static const char  *statuses[] = {
-        "PENDING_PAYMENT", "PAYMENT_IN_PROGRESS", "PAID", "PAYMENT_FAILED",
-        "CANCELLED", NULL
+        "PENDING_PAYMENT", "PAYMENT_IN_PROGRESS", "WAITING_FOR_DEPOSIT",
+        "PAID", "PAYMENT_FAILED", "CANCELLED", "PREPARING", "SHIPPED",
+        "DELIVERED", "PURCHASE_CONFIRMED", NULL
     };
 
     status = NULL;
@@ -127,8 +128,10 @@ ngx_commerce_order_part_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
 
         if (status == NULL) {
             return ngx_commerce_reply_invalid(r, "status must be"
-                       " PENDING_PAYMENT, PAYMENT_IN_PROGRESS, PAID,"
-                       " PAYMENT_FAILED or CANCELLED");
+                       " PENDING_PAYMENT, PAYMENT_IN_PROGRESS,"
+                       " WAITING_FOR_DEPOSIT, PAID, PAYMENT_FAILED,"
+                       " CANCELLED, PREPARING, SHIPPED, DELIVERED or"
+                       " PURCHASE_CONFIRMED");
         }
     }
 

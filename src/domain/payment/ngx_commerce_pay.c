@@ -326,6 +326,10 @@ ngx_commerce_pay_pick(ngx_msec_t *retry_after)
     min = 60000;
 
     for (i = 0; i < mcf->gateways.nelts; i++) {
+        if (gw[i].named_only) {
+            continue;
+        }
+
         ra = 0;
 
         if (ngx_commerce_breaker_admits(&gw[i], &ra) == NGX_OK) {
@@ -672,9 +676,10 @@ ngx_commerce_pay_send(ngx_commerce_pay_t *pay)
     pay->attempt++;
 
     for (i = 0; i < mcf->gateways.nelts; i++) {
-        if (ngx_commerce_breaker_acquire(&gw[i], ngx_current_msec,
-                                         &pay->permit, &ra)
-            == NGX_OK)
+        if (!gw[i].named_only
+            && ngx_commerce_breaker_acquire(&gw[i], ngx_current_msec,
+                                            &pay->permit, &ra)
+               == NGX_OK)
         {
             break;
         }
