@@ -151,6 +151,9 @@ typedef struct {
     /* domain events (src/domain/event): its configuration */
     void                        *events;
 
+    /* settlement and payouts (src/domain/settlement): commerce_settlement */
+    void                        *settlement;
+
     /*
      * Opens the sealed texts a success answer carries (an order's
      * shipping address: src/domain/order/ngx_commerce_order_part.c), set

@@ -70,6 +70,9 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "WAITLIST_FULL",            NGX_HTTP_CONFLICT },
     { "WAITLIST_ENTRY_NOT_FOUND", NGX_HTTP_NOT_FOUND },
     { "WAITLIST_ENTRY_CLOSED",    NGX_HTTP_CONFLICT },
+    { "SETTLEMENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
+    { "PAYOUT_NOT_FOUND",         NGX_HTTP_NOT_FOUND },
+    { "PAYOUT_NOT_DEAD",          NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 
