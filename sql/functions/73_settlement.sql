@@ -49,7 +49,7 @@ BEGIN
         SELECT s.id, s.store_id AS "storeId",
                to_char(s.week_start AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD') AS "week",
                cm__ts(s.week_start) AS "weekStart",
-               s.gross, s.refunds, s.fee_bp / 100.0 AS "feeRate", s.fee,
+               s.gross, s.refunds, (s.fee_bp / 100.0)::float8 AS "feeRate", s.fee,
                s.carried_in AS "carriedIn", s.net, s.minimum,
                s.paid_amount AS "paidAmount", s.carried_out AS "carriedOut",
                CASE WHEN p.id IS NULL THEN 'CARRIED_OVER'

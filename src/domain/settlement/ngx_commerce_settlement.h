@@ -32,8 +32,8 @@ enum {
 
 /* commerce_settlement's parameters (ngx_commerce_settlement_conf.c) */
 typedef struct {
-    ngx_str_t                    gateway;       /* empty: no payouts */
-    ngx_commerce_gateway_t      *gw;
+    ngx_commerce_gateway_t       peer;          /* the payout API */
+    ngx_uint_t                   peer_ready;    /* per worker (worker 0) */
     ngx_str_t                    callback_url;
     time_t                       hold;          /* s after confirmation */
     ngx_uint_t                   fee_bp;        /* 1/10000 of the gross */

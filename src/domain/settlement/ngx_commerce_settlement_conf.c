@@ -4,12 +4,17 @@
  * parameters as key=value, each checked by nginx -t with the directive's
  * and the parameter's name:
  *
- *   commerce_settlement gateway=payout_sim
+ *   commerce_settlement upstream=payout timeout=3s connect_timeout=1s
  *                       callback_url=http://127.0.0.1:8080/api/v1/settlements/payouts/callback
  *                       hold=7d fee=5% minimum=10000 interval=1m
  *                       retries=3 check=5m weekly=on;
  *
- * gateway      the commerce_gateway of the payout API (required)
+ * upstream     the upstream {} of the payout API (required), with the
+ *              peer parameters of an http event sink: host, timeout,
+ *              connect_timeout, keepalive, ssl, ssl_verify, ssl_name,
+ *              ssl_trusted_certificate.  A peer of its own, not a
+ *              commerce_gateway: the card flow falls back from gateway to
+ *              gateway, and must never fall back to the payout API.
  * callback_url where the payout API posts a payout's outcome (optional:
  *              without it the job pulls every pending payout after check)
  * hold         how long after its confirmation a part becomes settleable
@@ -41,8 +46,13 @@ static ngx_int_t ngx_commerce_settlement_conf_fee(ngx_str_t *val,
 
 
 static ngx_commerce_settlement_conf_t  ngx_commerce_settlement_defaults = {
-    ngx_null_string, NULL, ngx_null_string,
-    7 * 24 * 60 * 60, 500, 10000, 60000, 3, 300, 1
+    .hold = 7 * 24 * 60 * 60,
+    .fee_bp = 500,
+    .minimum = 10000,
+    .interval = 60000,
+    .retries = 3,
+    .check = 300,
+    .weekly = 1
 };
 
 
@@ -76,6 +86,12 @@ ngx_commerce_settlement_conf_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     *scf = ngx_commerce_settlement_defaults;
 
+    {
+        ngx_str_t  name = ngx_string("payout");
+
+        ngx_commerce_gateway_peer_defaults(&scf->peer, &name);
+    }
+
     value = cf->args->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
@@ -101,11 +117,14 @@ ngx_commerce_settlement_conf_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
-    if (scf->gateway.len == 0) {
+    if (scf->peer.upstream.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"" NGX_COMMERCE_SETTLEMENT_DIRECTIVE "\" "
-                           "needs gateway=<the payout API's "
-                           "commerce_gateway>");
+                           "needs upstream=<the payout API's upstream>");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_commerce_gateway_peer_conf(cf, &scf->peer) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -129,14 +148,17 @@ ngx_commerce_settlement_conf_param(ngx_conf_t *cf,
     ngx_msec_t   ms;
     const char  *want;
 
-    if (ngx_commerce_settlement_is(key, "gateway")) {
-        if (val->len == 0) {
-            want = "a gateway's name";
-            goto invalid;
-        }
+    n = ngx_commerce_gateway_peer_param(&scf->peer, key, val);
 
-        scf->gateway = *val;
+    if (n == NGX_OK && val->len) {
         return NGX_OK;
+    }
+
+    if (n != NGX_DECLINED) {
+        want = "a valid value for the payout API's peer (upstream, host, "
+               "timeout, connect_timeout, keepalive, ssl, ssl_verify, "
+               "ssl_name, ssl_trusted_certificate)";
+        goto invalid;
     }
 
     if (ngx_commerce_settlement_is(key, "callback_url")) {
@@ -244,8 +266,9 @@ ngx_commerce_settlement_conf_param(ngx_conf_t *cf,
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "\"" NGX_COMMERCE_SETTLEMENT_DIRECTIVE "\" has no "
-                       "parameter \"%V\" (gateway, callback_url, hold, fee, "
-                       "minimum, interval, retries, check, weekly)", key);
+                       "parameter \"%V\" (upstream, host, timeout, "
+                       "connect_timeout, keepalive, ssl*, callback_url, hold, "
+                       "fee, minimum, interval, retries, check, weekly)", key);
     return NGX_ERROR;
 
 invalid:
@@ -315,14 +338,12 @@ ngx_commerce_settlement_conf_fee(ngx_str_t *val, ngx_uint_t *bp)
 }
 
 
-/* postconfiguration: the gateway named, the jobs */
+/* postconfiguration: the upstream named, the jobs */
 
 ngx_int_t
 ngx_commerce_settlement_conf_init(ngx_conf_t *cf,
     ngx_commerce_main_conf_t *mcf)
 {
-    ngx_uint_t                       i;
-    ngx_commerce_gateway_t          *gw;
     ngx_commerce_settlement_conf_t  *scf;
 
     scf = mcf->settlement;
@@ -331,23 +352,10 @@ ngx_commerce_settlement_conf_init(ngx_conf_t *cf,
         return NGX_OK;
     }
 
-    gw = mcf->gateways.elts;
-
-    for (i = 0; i < mcf->gateways.nelts; i++) {
-        if (gw[i].name.len == scf->gateway.len
-            && ngx_strncmp(gw[i].name.data, scf->gateway.data,
-                           scf->gateway.len) == 0)
-        {
-            scf->gw = &gw[i];
-            break;
-        }
-    }
-
-    if (scf->gw == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"" NGX_COMMERCE_SETTLEMENT_DIRECTIVE "\" "
-                           "parameter \"gateway\": no commerce_gateway "
-                           "\"%V\"", &scf->gateway);
+    if (ngx_commerce_gateway_peer_check(cf, &scf->peer,
+                                        NGX_COMMERCE_SETTLEMENT_DIRECTIVE)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

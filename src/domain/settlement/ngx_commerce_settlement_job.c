@@ -175,6 +175,18 @@ ngx_commerce_settlement_job_payouts(ngx_commerce_job_t *job)
 {
     ngx_commerce_settlement_job_payout_t  *po = job->data;
 
+    /* the peer's addresses, in the one worker that runs the job */
+    if (!po->scf->peer_ready) {
+        if (ngx_commerce_gateway_peer_init((ngx_cycle_t *) ngx_cycle,
+                                           &po->scf->peer)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        po->scf->peer_ready = 1;
+    }
+
     po->pool = ngx_create_pool(4096, job->log);
     if (po->pool == NULL) {
         return NGX_ERROR;
@@ -192,8 +204,8 @@ ngx_commerce_settlement_job_payouts(ngx_commerce_job_t *job)
     /* the lease outlives a run: every exchange is bounded by the gateway */
     po->query.params[1] = ngx_commerce_pg_int(&po->query,
                               NGX_COMMERCE_PAYOUT_BATCH
-                              * (po->scf->gw->timeout
-                                 + po->scf->gw->connect_timeout) / 1000
+                              * (po->scf->peer.timeout
+                                 + po->scf->peer.connect_timeout) / 1000
                               + 60);
     po->query.log = job->log;
     po->query.data = po;
@@ -305,7 +317,7 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
 
     po->http.pool = po->pool;
     po->http.log = po->job.log;
-    po->http.gw = scf->gw;
+    po->http.gw = &scf->peer;
     po->http.handler = ngx_commerce_settlement_job_answered;
     po->http.data = po;
 
