@@ -179,17 +179,17 @@ is_deeply([ @$sent{qw(amount bankCode accountNumber holder)} ],
     [ 28500, '004', $acct{X}, '판매자 X' ], "to X's account, opened from its seal");
 
 my $r = statement('X', $s1->{id});
-is_response($r, 200, { id => $s1->{id}, storeId => $store{X}, week => '2026-11-02',
+is_response($r, 200, { id => 0 + $s1->{id}, storeId => 0 + $store{X}, week => '2026-11-02',
     weekStart => '2026-11-01T15:00:00.000Z', gross => 30000, refunds => 0, feeRate => 5,
     fee => 1500, carriedIn => 0, net => 28500, minimum => 10000, paidAmount => 28500,
     carriedOut => 0, status => 'PAID',
-    payout => { id => $po1, amount => 28500, status => 'SUCCEEDED', attempt => 1,
+    payout => { id => 0 + $po1, amount => 28500, status => 'SUCCEEDED', attempt => 1,
                 idempotencyKey => "po-$po1-1", paidAt => $TS },
     lines => [ { partId => $o1->{X}, orderId => $ID, confirmedAt => '2026-10-25T15:00:00.000Z',
                  amount => 30000, refunded => 0 } ],
     refundLines => [],
     taxInvoice => { id => $ID, issuer => 'PLATFORM',
-                    recipient => { storeId => $store{X}, name => 'Store X' },
+                    recipient => { storeId => 0 + $store{X}, name => 'Store X' },
                     supplyAmount => 1364, vat => 136, total => 1500, issuedAt => $TS },
     createdAt => $TS }, "X's statement: its line, the fee, the payout, the tax invoice");
 
@@ -265,8 +265,8 @@ is($ps->sent_for($po5), 0, '... nothing sent');
 is($t->psql("SELECT count(*) FROM outbox WHERE type = 'settlement.payout_dead'"
     . " AND (payload->>'payoutId')::bigint = $po5"), 1, '... one settlement.payout_dead event');
 $r = req('GET', '/api/v1/admin/settlements/payouts/dead', 'admin');
-is_response($r, 200, { items => [ { id => $po5, settlementId => $s5z->{id},
-    storeId => $store{Z}, amount => 14250, attempt => 5, tries => 4, replays => 0,
+is_response($r, 200, { items => [ { id => 0 + $po5, settlementId => 0 + $s5z->{id},
+    storeId => 0 + $store{Z}, amount => 14250, attempt => 5, tries => 4, replays => 0,
     lastError => 'account closed', deadAt => $TS } ], page => 0, size => 20, total => 1 },
     'the dead payouts list');
 is(statement('Z', $s5z->{id})->{json}{status}, 'PAYOUT_FAILED',
@@ -279,9 +279,9 @@ is_error(req('POST', '/api/v1/admin/settlements/payouts/999999/replay', 'admin',
 is(req('POST', "/api/v1/admin/settlements/payouts/$po5/replay", 'X', {})->{status}, 403,
     'a seller may not replay');
 is_error(req('POST', "/api/v1/admin/settlements/payouts/$po5/replay", 'admin',
-    { x => 1 }), 400, 'INVALID_REQUEST', 'a replay takes an empty body');
+    [1]), 400, 'INVALID_REQUEST', 'a replay takes a JSON object');
 $r = req('POST', "/api/v1/admin/settlements/payouts/$po5/replay", 'admin', {});
-is_response($r, 200, { id => $po5, settlementId => $s5z->{id}, status => 'REQUESTED',
+is_response($r, 200, { id => 0 + $po5, settlementId => 0 + $s5z->{id}, status => 'REQUESTED',
     attempt => 5, replays => 1 }, 'replayed by the admin');
 ok(wait_paid($po5), '... then paid');
 is($ps->sent_for($po5), 14250, '... exactly once: 14,250');
