@@ -25,7 +25,9 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use CommerceTest;
 use PayoutSim;
+use NotifySim;
 use JSON::PP;
+use Encode qw(encode_utf8);
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')
     for qw(output failure_output todo_output);
@@ -35,14 +37,25 @@ $t->start_pg;
 $t->load_demo;
 my $ps = PayoutSim->start(log => $t->dir . '/payoutsim.log');
 my $pport = $ps->port;
+my $ns = NotifySim->start(log => $t->dir . '/notifysim.log');
+my $msecret = $t->write_file('mail.secret', "SG.mail-key-184\n");
+chmod 0600, $msecret;
+$ns->control(email => { secret => 'SG.mail-key-184' });
+my $mport = $ns->port('email');
+my $tpl = $t->root . '/conf/notify-templates.json';
 
 sub conf {
     my (%o) = @_;
     my $extra = $o{extra} // '';
-    return $t->default_config(
+    return encode_utf8($t->default_config(
         main_extra => $t->account_main,
-        http_extra => $t->account_keys . <<"EOF");
+        http_extra => $t->account_keys . <<"EOF"));
 commerce_zone 1m;
+upstream mail { server 127.0.0.1:$mport; }
+commerce_notify_channel mail email upstream=mail secret_file=$msecret
+    sender=settlement\@shop.example timeout=1s;
+commerce_event_sink sellers notify channel=mail templates=$tpl
+    events=settlement.statement retry_base=100ms retry_cap=400ms interval=100ms;
 upstream payout_sim { server 127.0.0.1:$pport; keepalive 4; }
 commerce_settlement upstream=payout_sim timeout=1s connect_timeout=500ms
     callback_url=http://127.0.0.1:%%PORT%%/api/v1/settlements/payouts/callback
@@ -55,12 +68,21 @@ $t->start_nginx;
 my $ID = sub { CommerceTest::_is_num($_[0]) && $_[0] > 0 };
 my $TS = qr/\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\z/;
 my ($A, $ADMIN) = (1, 1000);
-$t->psql("UPDATE users SET role = 'SELLER' WHERE id IN (901, 902, 903);
-          UPDATE users SET role = 'MANAGER' WHERE id = 904;
+# the sellers sign up (their e-mail sealed: the statements' e-mail)
+my (%uid, %tok);
+for my $s (qw(X Y Z)) {
+    my $r = $t->post('/api/v1/auth/signup', { email => lc("seller.$s\@example.com"),
+        password => 'correct horse battery', name => "판매자$s",
+        phone => '010-5555-000' . (ord($s) - 87) });
+    is($r->{status}, 201, "seller $s signs up") or diag $r->{raw};
+    $uid{$s} = $r->{json}{id};
+    $t->psql("UPDATE users SET role = 'SELLER' WHERE id = $uid{$s}");
+    $tok{$s} = $t->token($uid{$s}, role => 'SELLER');
+}
+$t->psql("UPDATE users SET role = 'MANAGER' WHERE id = 904;
           UPDATE users SET role = 'ADMIN' WHERE id = $ADMIN");
-my %tok = (X => $t->token(901, role => 'SELLER'), Y => $t->token(902, role => 'SELLER'),
-           Z => $t->token(903, role => 'SELLER'), M => $t->token(904, role => 'MANAGER'),
-           admin => $t->token($ADMIN, role => 'ADMIN'), buyer => $t->token($A));
+%tok = (%tok, M => $t->token(904, role => 'MANAGER'),
+        admin => $t->token($ADMIN, role => 'ADMIN'), buyer => $t->token($A));
 
 sub req {
     my ($method, $path, $who, $body) = @_;
@@ -192,6 +214,16 @@ is_response($r, 200, { id => 0 + $s1->{id}, storeId => 0 + $store{X}, week => '2
                     recipient => { storeId => 0 + $store{X}, name => 'Store X' },
                     supplyAmount => 1364, vat => 136, total => 1500, issuedAt => $TS },
     createdAt => $TS }, "X's statement: its line, the fee, the payout, the tax invoice");
+
+my $mails = sub { [ grep { ($_->{to} // '') eq $_[0] } @{ $ns->received('email') } ] };
+ok(wait_until(sub { @{ $mails->('seller.x@example.com') } >= 1 }, timeout => 20),
+    "the statement's e-mail reaches X's owner through the notify sink");
+my $m = $mails->('seller.x@example.com')->[0];
+is($m->{status}, 202, '... accepted (SendGrid 202)');
+is($m->{subject}, '[커머스] Store X 2026-11-02 주 정산 내역', '... its subject');
+is($m->{text}, "판매자X님, Store X의 2026-11-02 주 정산 내역입니다.\n\n"
+    . "판매금액: 30,000원\n환불: 0원\n수수료(부가세 포함): 1,500원\n지급액: 28,500원\n"
+    . "이월액: 0원\n\n자세한 내역과 세금계산서는 판매자 센터에서 확인하세요.", '... its text');
 
 # --- a net below 10,000 carries over --------------------------------------
 

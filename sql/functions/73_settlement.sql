@@ -174,12 +174,21 @@ BEGIN
         VALUES (v_id, p_store, (v_fee * 10 + 5) / 11, v_fee - (v_fee * 10 + 5) / 11, v_fee);
     END IF;
 
+    -- the statement's e-mail to the store's owner (the notify sink's
+    -- settlement_statement: sellerId and the amounts as text)
     PERFORM cm__outbox_emit('store', p_store, 'settlement.statement',
         jsonb_build_object('settlementId', v_id, 'storeId', p_store,
+                           'sellerId', (SELECT s.owner_id FROM stores s WHERE s.id = p_store),
+                           'storeName', (SELECT s.name FROM stores s WHERE s.id = p_store),
                            'week', to_char(p_week AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD'),
                            'gross', v_gross, 'refunds', v_refund + v_later, 'fee', v_fee,
                            'carriedIn', coalesce(v_prev.carried_out, 0),
-                           'paidAmount', v_paid, 'carriedOut', v_net - v_paid));
+                           'paid', v_paid, 'carriedOut', v_net - v_paid,
+                           'salesAmount', to_char(v_gross, 'FM999,999,999,999,990'),
+                           'refundAmount', to_char(v_refund + v_later, 'FM999,999,999,999,990'),
+                           'feeAmount', to_char(v_fee, 'FM999,999,999,999,990'),
+                           'paidAmount', to_char(v_paid, 'FM999,999,999,999,990'),
+                           'carriedAmount', to_char(v_net - v_paid, 'FM999,999,999,999,990')));
     RETURN v_id;
 END
 $$;

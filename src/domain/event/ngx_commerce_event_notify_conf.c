@@ -66,6 +66,8 @@ static ngx_commerce_event_notify_message_t
       ngx_string("order_cancelled") },
     { ngx_string("waitlist.held"), ngx_string("userId"),
       ngx_string("waitlist_held") },
+    { ngx_string("settlement.statement"), ngx_string("sellerId"),
+      ngx_string("settlement_statement") },
     { ngx_null_string, ngx_null_string, ngx_null_string }
 };
 
@@ -77,7 +79,10 @@ static ngx_commerce_event_notify_message_t
 
 static const char  *ngx_commerce_event_notify_vars[] = {
     "name", "orderId", "productName", "itemCount", "totalAmount",
-    "paymentAmount", "orderStatus", "reason", "quantity", NULL
+    "paymentAmount", "orderStatus", "reason", "quantity",
+    /* settlement.statement's */
+    "storeName", "week", "salesAmount", "refundAmount", "feeAmount",
+    "paidAmount", "carriedAmount", NULL
 };
 
 
@@ -639,7 +644,8 @@ ngx_commerce_event_notify_conf_templates(ngx_conf_t *cf,
                                "\"commerce_event_sink\" \"%V\": events= of "
                                "a notify sink lists types that have a "
                                "message (order.paid, payment.failed, "
-                               "order.cancelled, waitlist.held), not "
+                               "order.cancelled, waitlist.held, "
+                               "settlement.statement), not "
                                "\"%V\"",
                                &sink->name, &type);
             return NGX_ERROR;
