@@ -47,6 +47,10 @@ my $tpl = $t->root . '/conf/notify-templates.json';
 sub conf {
     my (%o) = @_;
     my $extra = $o{extra} // '';
+    my $line = $o{line} // "commerce_settlement upstream=payout_sim timeout=1s"
+        . " connect_timeout=500ms\n    callback_url=http://127.0.0.1:%%PORT%%"
+        . "/api/v1/settlements/payouts/callback\n    hold=7d fee=5% minimum=10000"
+        . " interval=200ms retries=3 check=2s weekly=off $extra";
     return encode_utf8($t->default_config(
         main_extra => $t->account_main,
         http_extra => $t->account_keys . <<"EOF"));
@@ -57,9 +61,7 @@ commerce_notify_channel mail email upstream=mail secret_file=$msecret
 commerce_event_sink sellers notify channel=mail templates=$tpl
     events=settlement.statement retry_base=100ms retry_cap=400ms interval=100ms;
 upstream payout_sim { server 127.0.0.1:$pport; keepalive 4; }
-commerce_settlement upstream=payout_sim timeout=1s connect_timeout=500ms
-    callback_url=http://127.0.0.1:%%PORT%%/api/v1/settlements/payouts/callback
-    hold=7d fee=5% minimum=10000 interval=200ms retries=3 check=2s weekly=off $extra;
+$line;
 EOF
 }
 $t->write_config(conf());
@@ -470,6 +472,31 @@ for my $bad ({}, { asOf => 5 }, { asOf => '2026-11-30' }, { asOf => 'yesterday' 
 is(req('POST', '/api/v1/admin/settlements/run', 'X',
     { asOf => '2026-11-30T00:00:00Z' })->{status}, 403, 'a seller may not run it');
 is_deeply($t->db_state(skip => ['audit_log']), $state, '... nothing changed');
+
+# --- the directive: every value checked by nginx -t ------------------------
+
+my ($rc, $out) = $t->nginx_t(conf(line => 'commerce_settlement upstream=payout_sim'
+    . ' fee=12.5% hold=0 minimum=1 interval=100ms retries=0 check=1s weekly=on'
+    . ' keepalive=0 host=payouts.example'));
+is($rc, 0, 'nginx -t: the least values and another host') or diag $out;
+for my $bad (
+    [ 'fee=5', 'fee' ], [ 'fee=100.01%', 'fee' ], [ 'fee=5.123%', 'fee' ],
+    [ 'fee=-1%', 'fee' ], [ 'hold=7x', 'hold' ], [ 'check=0', 'check' ],
+    [ 'minimum=0', 'minimum' ], [ 'minimum=ten', 'minimum' ],
+    [ 'interval=10ms', 'interval' ], [ 'retries=21', 'retries' ],
+    [ 'weekly=yes', 'weekly' ], [ 'callback_url=ftp://x/', 'callback_url' ],
+    [ 'timeout=0', 'timeout' ], [ 'colour=blue', 'colour' ], [ 'fee', 'fee' ])
+{
+    ($rc, $out) = $t->nginx_t(conf(line => "commerce_settlement upstream=payout_sim $bad->[0]"));
+    ok($rc != 0 && $out =~ /"commerce_settlement".*\b\Q$bad->[1]\E\b/,
+        "nginx -t refuses $bad->[0], naming the directive and the parameter")
+        or diag $out;
+}
+($rc, $out) = $t->nginx_t(conf(line => 'commerce_settlement fee=5%'));
+ok($rc != 0 && $out =~ /"commerce_settlement" needs upstream=/, 'nginx -t: upstream= is required');
+($rc, $out) = $t->nginx_t(conf(line => 'commerce_settlement upstream=nowhere'));
+ok($rc != 0 && $out =~ /"commerce_settlement".*upstream "nowhere" not found/,
+    'nginx -t: an unknown upstream') or diag $out;
 
 # --- the reconciliation ----------------------------------------------------
 
