@@ -44,6 +44,7 @@ $ns->control(email => { secret => 'SG.mail-key-184' });
 my $mport = $ns->port('email');
 my $tpl = $t->root . '/conf/notify-templates.json';
 
+my $keys = $t->account_keys;
 sub conf {
     my (%o) = @_;
     my $extra = $o{extra} // '';
@@ -53,7 +54,7 @@ sub conf {
         . " interval=200ms retries=3 check=2s weekly=off $extra";
     return encode_utf8($t->default_config(
         main_extra => $t->account_main,
-        http_extra => $t->account_keys . <<"EOF"));
+        http_extra => $keys . <<"EOF"));
 commerce_zone 1m;
 upstream mail { server 127.0.0.1:$mport; }
 commerce_notify_channel mail email upstream=mail secret_file=$msecret
@@ -66,6 +67,10 @@ EOF
 }
 $t->write_config(conf());
 $t->start_nginx;
+# a second instance on the same database: two payout jobs compete for the
+# payouts (leased SKIP LOCKED), every "paid once" below holds across both
+$t->write_config(conf(), name => 'b');
+$t->start_nginx(name => 'b');
 
 my $ID = sub { CommerceTest::_is_num($_[0]) && $_[0] > 0 };
 my $TS = qr/\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\z/;
@@ -472,6 +477,25 @@ for my $bad ({}, { asOf => 5 }, { asOf => '2026-11-30' }, { asOf => 'yesterday' 
 is(req('POST', '/api/v1/admin/settlements/run', 'X',
     { asOf => '2026-11-30T00:00:00Z' })->{status}, 403, 'a seller may not run it');
 is_deeply($t->db_state(skip => ['audit_log']), $state, '... nothing changed');
+
+# --- the weekly job: a third instance with weekly=on settles by itself ------
+
+new_store('U', 907, 19, 6000);
+my $o12 = buy([19, 5]);                  # U 30,000
+confirm_part($o12->{U}, '2026-11-20T00:00:00+09:00');
+$t->write_config(conf(line => 'commerce_settlement upstream=payout_sim timeout=1s'
+    . ' callback_url=http://127.0.0.1:%%PORT%%/api/v1/settlements/payouts/callback'
+    . ' interval=200ms check=2s weekly=on'), name => 'c');
+$t->start_nginx(name => 'c');
+ok(wait_until(sub { $t->psql("SELECT count(*) FROM settlements WHERE store_id = $store{U}")
+    eq '1' }, timeout => 20), 'the weekly job settled U without the admin route');
+is($t->psql("SELECT to_char(week_start AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD') || ' '"
+    . " || gross || ' ' || fee || ' ' || paid_amount FROM settlements WHERE store_id = $store{U}"),
+    $t->psql("SELECT to_char(cm__settlement_week(now()) AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD')")
+    . ' 30000 1500 28500', '... the week of the latest Monday (now), 5% (the default)');
+ok(wait_paid(payout_of($t->psql("SELECT id FROM settlements WHERE store_id = $store{U}"))),
+    '... and paid');
+$t->stop_nginx(name => 'c');
 
 # --- the directive: every value checked by nginx -t ------------------------
 

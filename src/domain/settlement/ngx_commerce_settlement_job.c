@@ -54,6 +54,9 @@ typedef struct {
 } ngx_commerce_settlement_job_payout_t;
 
 
+static ngx_commerce_job_t *ngx_commerce_settlement_job_new(ngx_conf_t *cf,
+    size_t size, const char *name, ngx_commerce_job_pt run,
+    ngx_commerce_settlement_conf_t *scf);
 static ngx_int_t ngx_commerce_settlement_job_week(ngx_commerce_job_t *job);
 static void ngx_commerce_settlement_job_weekly_done(
     ngx_commerce_pg_query_t *q, ngx_int_t rc, PGresult *res);
@@ -84,39 +87,64 @@ ngx_commerce_settlement_job_init(ngx_conf_t *cf,
     ngx_commerce_settlement_job_payout_t  *po;
 
     if (scf->weekly) {
-        wk = ngx_pcalloc(cf->pool,
-                         sizeof(ngx_commerce_settlement_job_weekly_t));
+        wk = (ngx_commerce_settlement_job_weekly_t *)
+                 ngx_commerce_settlement_job_new(cf,
+                     sizeof(ngx_commerce_settlement_job_weekly_t),
+                     "settlement weekly run",
+                     ngx_commerce_settlement_job_week, scf);
         if (wk == NULL) {
             return NGX_ERROR;
         }
 
         wk->mcf = mcf;
         wk->scf = scf;
-        wk->job.name = "settlement weekly run";
-        wk->job.interval = scf->interval;
-        wk->job.first = ngx_min(scf->interval, 1000);
-        wk->job.run = ngx_commerce_settlement_job_week;
-        wk->job.data = wk;
 
         if (ngx_commerce_job_add(cf, &wk->job) != NGX_OK) {
             return NGX_ERROR;
         }
     }
 
-    po = ngx_pcalloc(cf->pool, sizeof(ngx_commerce_settlement_job_payout_t));
+    po = (ngx_commerce_settlement_job_payout_t *)
+             ngx_commerce_settlement_job_new(cf,
+                 sizeof(ngx_commerce_settlement_job_payout_t),
+                 "settlement payouts", ngx_commerce_settlement_job_payouts,
+                 scf);
     if (po == NULL) {
         return NGX_ERROR;
     }
 
     po->mcf = mcf;
     po->scf = scf;
-    po->job.name = "settlement payouts";
-    po->job.interval = scf->interval;
-    po->job.first = ngx_min(scf->interval, 1000);
-    po->job.run = ngx_commerce_settlement_job_payouts;
-    po->job.data = po;
 
     return ngx_commerce_job_add(cf, &po->job);
+}
+
+
+/*
+ * A job's state, zeroed, its job first (so that the job's data is the
+ * state itself), run every interval.
+ */
+
+static ngx_commerce_job_t *
+ngx_commerce_settlement_job_new(ngx_conf_t *cf, size_t size,
+    const char *name, ngx_commerce_job_pt run,
+    ngx_commerce_settlement_conf_t *scf)
+{
+    ngx_commerce_job_t  *job;
+
+    job = ngx_pcalloc(cf->pool, size);
+    if (job == NULL) {
+        return NULL;
+    }
+
+    job->name = name;
+    job->interval = scf->interval;
+    /* give the pool a moment to connect before the first run */
+    job->first = ngx_min(scf->interval, 1000);
+    job->run = run;
+    job->data = job;
+
+    return job;
 }
 
 
