@@ -429,6 +429,23 @@ ok(wait_paid(payout_of($t->psql("SELECT id FROM settlements WHERE store_id = $st
 is_deeply(run_week('2026-11-30T06:00:00+09:00')->{settlements}, [],
     '... and a rerun later makes nothing');
 
+# --- refunds after settlement beyond the next week's sales: a negative carry
+
+new_store('T', 908, 20, 10000);
+my $o13 = buy([20, 2]);                  # T 20,000
+confirm_part($o13->{T}, '2026-11-10T00:00:00+09:00');
+my ($s13) = grep { $_->{storeId} == $store{T} }
+    @{ run_week('2026-11-23T10:00:00+09:00')->{settlements} };
+is_deeply([ @$s13{qw(gross fee paidAmount)} ], [ 20000, 1000, 19000 ], 'T: 19,000 paid');
+ok(wait_paid(payout_of($s13->{id})), '... paid');
+refund_part($o13->{T}, 15000, '2026-11-25T12:00:00+09:00');
+my ($s14) = grep { $_->{storeId} == $store{T} }
+    @{ run_week('2026-11-30T07:00:00+09:00')->{settlements} };
+is_deeply([ @$s14{qw(gross refunds fee carriedIn net paidAmount carriedOut status payout
+                     taxInvoice)} ],
+    [ 0, 15000, 0, 0, -15000, 0, -15000, 'CARRIED_OVER', undef, undef ],
+    'no sales, a 15,000 refund: -15,000 carried (owed by the store), nothing paid, no invoice');
+
 # --- who sees what --------------------------------------------------------
 
 $r = req('GET', '/api/v1/seller/settlements', 'X');
