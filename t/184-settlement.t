@@ -370,12 +370,12 @@ $ps->control(duplicateCallbacks => undef);
 
 # a store settled for the first time, its payout left pending at the API
 sub new_store {
-    my ($name, $user, $product, $price) = @_;
+    my ($name, $user, $product, $price, $holder) = @_;
     $t->psql("UPDATE users SET role = 'SELLER' WHERE id = $user");
     $tok{$name} = $t->token($user, role => 'SELLER');
     my $x = req('POST', '/api/v1/seller/store', $name, { name => "Store $name",
         bankCode => '088', accountNumber => '440-555-' . (600000 + $user),
-        accountHolder => "판매자 $name" });
+        accountHolder => $holder // "판매자 $name" });
     is($x->{status}, 201, "store $name opened");
     $store{$name} = $x->{json}{id};
     $t->psql("UPDATE products SET store_id = $store{$name}, price = $price, stock = 1000"
@@ -411,7 +411,7 @@ is($ps->sent_for($po10), 19000, '... 19,000 once');
 
 # --- one week from four requests at once: one settlement -------------------
 
-new_store('V', 906, 18, 5000);
+new_store('V', 906, 18, 5000, '가' x 100);    # a holder of 300 bytes
 my $o11 = buy([18, 4]);                  # V 20,000
 confirm_part($o11->{V}, '2026-11-22T00:00:00+09:00');
 my @jobs = map { $t->background(sub {
@@ -424,8 +424,9 @@ is_deeply([ map { $_->{status} } @res ], [ (200) x 4 ], 'four runs of one week a
 is_deeply([ sort map { $_->{n} } @res ], [ 0, 0, 0, 1 ], '... exactly one made it');
 is($t->psql("SELECT count(*) FROM settlements WHERE store_id = $store{V}"), 1,
     '... one settlement of V');
-ok(wait_paid(payout_of($t->psql("SELECT id FROM settlements WHERE store_id = $store{V}"))),
-    '... paid');
+my $poV = payout_of($t->psql("SELECT id FROM settlements WHERE store_id = $store{V}"));
+ok(wait_paid($poV), '... paid');
+is($ps->payout("po-$poV-1")->{holder}, '가' x 100, '... to its holder of 100 characters');
 is_deeply(run_week('2026-11-30T06:00:00+09:00')->{settlements}, [],
     '... and a rerun later makes nothing');
 

@@ -23,7 +23,6 @@
 
 
 #define NGX_COMMERCE_PAYOUT_BATCH   20
-#define NGX_COMMERCE_PAYOUT_TEXT    128     /* an opened account text */
 
 
 typedef struct {
@@ -69,7 +68,7 @@ static ngx_int_t ngx_commerce_settlement_job_send(
     ngx_commerce_settlement_job_payout_t *po, yajl_val item);
 static ngx_int_t ngx_commerce_settlement_job_open(
     ngx_commerce_settlement_job_payout_t *po, const char *field,
-    int64_t owner, yajl_val ct, u_char *out, size_t *len);
+    int64_t owner, yajl_val ct, ngx_str_t *out);
 static void ngx_commerce_settlement_job_answered(ngx_commerce_client_t *h);
 static void ngx_commerce_settlement_job_result(
     ngx_commerce_settlement_job_payout_t *po);
@@ -331,12 +330,10 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
     yajl_val item)
 {
     u_char                          *p, *last;
-    size_t                           len, nlen, hlen;
+    size_t                           len;
     int64_t                          amount, owner;
-    ngx_str_t                        s;
+    ngx_str_t                        s, number, holder;
     const char                      *bank;
-    u_char                           number[NGX_COMMERCE_PAYOUT_TEXT];
-    u_char                           holder[NGX_COMMERCE_PAYOUT_TEXT];
     ngx_commerce_settlement_conf_t  *scf;
 
     scf = po->scf;
@@ -365,6 +362,8 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
     }
 
     bank = ngx_commerce_json_string(item, "bankCode");
+    ngx_str_null(&number);
+    ngx_str_null(&holder);
 
     if (bank == NULL
         || ngx_commerce_json_int(item, "amount", NULL, &amount) != NGX_OK
@@ -373,15 +372,19 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
                                             owner,
                                             ngx_commerce_json_get(item,
                                                 "accountCt", NULL),
-                                            number, &nlen)
+                                            &number)
            != NGX_OK
         || ngx_commerce_settlement_job_open(po, "stores.account_holder",
                                             owner,
                                             ngx_commerce_json_get(item,
                                                 "holderCt", NULL),
-                                            holder, &hlen)
+                                            &holder)
            != NGX_OK)
     {
+        if (number.data != NULL) {
+            ngx_explicit_memzero(number.data, number.len);
+        }
+
         return NGX_ERROR;
     }
 
@@ -390,7 +393,7 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
                  "\"accountNumber\":\"\",\"holder\":\"\","
                  "\"callbackUrl\":\"\"}") - 1
           + ngx_strlen(po->key) + NGX_INT64_LEN + ngx_strlen(bank)
-          + 6 * (nlen + hlen) + scf->callback_url.len + 16;
+          + 6 * (number.len + holder.len) + scf->callback_url.len + 16;
 
     p = ngx_pnalloc(po->pool, len);
     if (p == NULL) {
@@ -407,13 +410,8 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
     s.len = ngx_strlen(bank);
     p = ngx_commerce_json_put(p, last, "bankCode", &s);
 
-    s.data = number;
-    s.len = nlen;
-    p = ngx_commerce_json_put(p, last, "accountNumber", &s);
-
-    s.data = holder;
-    s.len = hlen;
-    p = ngx_commerce_json_put(p, last, "holder", &s);
+    p = ngx_commerce_json_put(p, last, "accountNumber", &number);
+    p = ngx_commerce_json_put(p, last, "holder", &holder);
 
     if (scf->callback_url.len) {
         p = ngx_commerce_json_put(p, last, "callbackUrl", &scf->callback_url);
@@ -425,8 +423,8 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
 
     po->http.request_body.len = p - po->http.request_body.data;
 
-    ngx_explicit_memzero(number, sizeof(number));
-    ngx_explicit_memzero(holder, sizeof(holder));
+    ngx_explicit_memzero(number.data, number.len);
+    ngx_explicit_memzero(holder.data, holder.len);
 
     ngx_str_set(&po->http.method, "POST");
     ngx_str_set(&po->http.uri, "/v1/payouts");
@@ -435,14 +433,17 @@ ngx_commerce_settlement_job_send(ngx_commerce_settlement_job_payout_t *po,
 }
 
 
-/* a store's sealed account text, opened with the accounts' keyring */
+/*
+ * A store's sealed account text, opened with the accounts' keyring into
+ * the run's pool (the caller wipes it once the request is built).
+ */
 
 static ngx_int_t
 ngx_commerce_settlement_job_open(ngx_commerce_settlement_job_payout_t *po,
-    const char *field, int64_t owner, yajl_val ct, u_char *out, size_t *len)
+    const char *field, int64_t owner, yajl_val ct, ngx_str_t *out)
 {
     char         aad[64];
-    size_t       alen;
+    size_t       alen, len;
     const char  *text, *why;
 
     text = (ct != NULL) ? YAJL_GET_STRING(ct) : NULL;
@@ -455,11 +456,15 @@ ngx_commerce_settlement_job_open(ngx_commerce_settlement_job_payout_t *po,
     }
 
     alen = cm_pii_aad(aad, sizeof(aad), field, owner);
+    len = ngx_strlen(text);
 
-    if (alen == 0 || ngx_strlen(text) > NGX_COMMERCE_PAYOUT_TEXT
-        || cm_pii_decrypt(out, NGX_COMMERCE_PAYOUT_TEXT, len,
-                          po->mcf->pii_keys, (const unsigned char *) aad,
-                          alen, text, ngx_strlen(text), NULL, &why)
+    /* the ciphertext's length always suffices (cm_pii.h) */
+    out->data = ngx_pnalloc(po->pool, len + 1);
+
+    if (alen == 0 || out->data == NULL
+        || cm_pii_decrypt(out->data, len + 1, &out->len, po->mcf->pii_keys,
+                          (const unsigned char *) aad, alen, text, len, NULL,
+                          &why)
            != 0)
     {
         ngx_log_error(NGX_LOG_ERR, po->job.log, 0,
