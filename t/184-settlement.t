@@ -536,6 +536,11 @@ for my $bad (
 }
 ($rc, $out) = $t->nginx_t(conf(line => 'commerce_settlement fee=5%'));
 ok($rc != 0 && $out =~ /"commerce_settlement" needs upstream=/, 'nginx -t: upstream= is required');
+($rc, $out) = $t->nginx_t(encode_utf8($t->default_config(http_extra => 'commerce_zone 1m;'
+    . " upstream payout_sim { server 127.0.0.1:$pport; }\n"
+    . 'commerce_settlement upstream=payout_sim;')));
+ok($rc != 0 && $out =~ /"commerce_settlement" needs commerce_pii_keys_file/,
+    'nginx -t: the PII keys are required (the accounts are sealed)') or diag $out;
 ($rc, $out) = $t->nginx_t(conf(line => 'commerce_settlement upstream=nowhere'));
 ok($rc != 0 && $out =~ /"commerce_settlement".*upstream "nowhere" not found/,
     'nginx -t: an unknown upstream') or diag $out;

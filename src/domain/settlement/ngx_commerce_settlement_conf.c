@@ -359,5 +359,14 @@ ngx_commerce_settlement_conf_init(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
+    /* the stores' accounts are sealed with the accounts' PII keyring */
+    if (mcf->pii_keys_file.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"" NGX_COMMERCE_SETTLEMENT_DIRECTIVE "\" "
+                           "needs commerce_pii_keys_file (the stores' "
+                           "accounts are sealed with it)");
+        return NGX_ERROR;
+    }
+
     return ngx_commerce_settlement_job_init(cf, mcf, scf);
 }
