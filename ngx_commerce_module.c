@@ -29,6 +29,7 @@
 #include "ngx_commerce_points.h"
 #include "ngx_commerce_waitlist.h"
 #include "ngx_commerce_shipping.h"
+#include "ngx_commerce_settlement.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -61,6 +62,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_points_routes,
     ngx_commerce_waitlist_routes,
     ngx_commerce_shipping_routes,
+    ngx_commerce_settlement_routes,
     ngx_commerce_cart_routes,
     ngx_commerce_cart_address_routes,
     ngx_commerce_seller_image_routes,
@@ -82,6 +84,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_points_statements,
     ngx_commerce_waitlist_statements,
     ngx_commerce_shipping_statements,
+    ngx_commerce_settlement_statements,
     ngx_commerce_cart_statements,
     ngx_commerce_cart_address_statements,
     ngx_commerce_seller_image_statements,
@@ -454,6 +457,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
     { ngx_string("commerce_shipping"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_ANY,
       ngx_commerce_shipping_conf_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_settlement"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_commerce_settlement_conf_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -919,6 +929,7 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         || ngx_commerce_order_init(cf, mcf) != NGX_OK
         || ngx_commerce_waitlist_init(cf, mcf) != NGX_OK
         || ngx_commerce_shipping_conf_init(cf, mcf) != NGX_OK
+        || ngx_commerce_settlement_conf_init(cf, mcf) != NGX_OK
         || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
         || ngx_commerce_cached_init(cf, mcf) != NGX_OK
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK

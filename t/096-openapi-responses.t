@@ -763,6 +763,67 @@ call(replayDeadEvents => 'a bad type', POST => '/api/v1/admin/events/dead/replay
 call(replayDeadEvents => 'by a consumer', POST => '/api/v1/admin/events/dead/replay',
     body => {}, token => $consumer);
 
+# --- settlements (issue 13 section 4), self-contained ----------------------
+# store S of user 26 sells product 41; a part of a buyer's order confirmed
+# 30 days ago is settled by the admin's run for now; no commerce_settlement
+# here, so its payout stays REQUESTED (made DEAD by SQL for the replay)
+{
+    my $ct = 'v1.1.AAAAAAAAAAAAAAAA.' . ('A' x 22);
+    $t->psql("UPDATE users SET role = 'SELLER' WHERE id = 26;
+              INSERT INTO stores (owner_id, name, bank_code, account_number_ct,
+                                  account_holder_ct, account_last4)
+              VALUES (26, 'Store S', '004', '$ct', '$ct', '1234');
+              UPDATE products SET store_id = (SELECT id FROM stores WHERE owner_id = 26),
+                                  price = 20000, stock = 100 WHERE id = 41");
+    my $ss = $t->token(26, role => 'SELLER');
+    my $o = $t->post('/api/v1/orders', { items => [ { productId => 41, quantity => 1 } ],
+        payment => { method => 'BALANCE' }, shippingAddress => \%addr }, user => 27)->{json};
+    my $part = $o->{parts}[0]{id} // 0;
+    $t->psql("UPDATE order_parts SET status = 'PURCHASE_CONFIRMED',
+                     prepared_at = now() - interval '33 days', shipped_at = now() - interval '32 days',
+                     delivered_at = now() - interval '31 days', confirmed_at = now() - interval '30 days'
+               WHERE id = $part");
+    my @g = gmtime(time - 5);
+    my $now = sprintf('%04d-%02d-%02dT%02d:%02d:%02dZ', $g[5] + 1900, $g[4] + 1, @g[3, 2, 1, 0]);
+    $r = call(runSettlement => 'the week of now', POST => '/api/v1/admin/settlements/run',
+        body => { asOf => $now }, token => $admin);
+    my $sid = $r->{json}{settlements}[0]{id} // 0;
+    call(runSettlement => 'a date without a time', POST => '/api/v1/admin/settlements/run',
+        body => { asOf => '2026-11-30' }, token => $admin);
+    call(runSettlement => 'by a seller', POST => '/api/v1/admin/settlements/run',
+        body => { asOf => $now }, token => $ss);
+    call(listSettlements => 'one', GET => '/api/v1/seller/settlements', token => $ss);
+    call(listSettlements => 'size 0', GET => '/api/v1/seller/settlements?size=0', token => $ss);
+    call(listSettlements => 'a buyer', GET => '/api/v1/seller/settlements', token => $consumer);
+    call(listSettlements => 'no store', GET => '/api/v1/seller/settlements',
+        token => $t->token(28, role => 'SELLER'));
+    call(getSettlement => 'the statement', GET => "/api/v1/seller/settlements/$sid", token => $ss);
+    call(getSettlement => "another store's", GET => "/api/v1/seller/settlements/$sid",
+        token => $seller);
+    call(getSettlement => 'bad id', GET => '/api/v1/seller/settlements/abc', token => $ss);
+    $t->psql("UPDATE payouts SET status = 'DEAD', dead_at = now(), tries = 4,
+                     last_error = 'account closed' WHERE settlement_id = $sid");
+    my $po = $t->psql("SELECT id FROM payouts WHERE settlement_id = $sid") || 0;
+    call(listDeadPayouts => 'one', GET => '/api/v1/admin/settlements/payouts/dead',
+        token => $admin);
+    call(listDeadPayouts => 'size 101', GET => '/api/v1/admin/settlements/payouts/dead?size=101',
+        token => $admin);
+    call(listDeadPayouts => 'by a seller', GET => '/api/v1/admin/settlements/payouts/dead',
+        token => $ss);
+    call(replayPayout => 'the dead one', POST => "/api/v1/admin/settlements/payouts/$po/replay",
+        body => {}, token => $admin);
+    call(replayPayout => 'not dead', POST => "/api/v1/admin/settlements/payouts/$po/replay",
+        body => {}, token => $admin);
+    call(replayPayout => 'unknown', POST => '/api/v1/admin/settlements/payouts/999999/replay',
+        body => {}, token => $admin);
+    call(replayPayout => 'by a seller', POST => "/api/v1/admin/settlements/payouts/$po/replay",
+        body => {}, token => $ss);
+    call(payoutCallback => 'a hint', POST => '/api/v1/settlements/payouts/callback',
+        body => { payoutId => "po-$po-1", status => 'SUCCEEDED' });
+    call(payoutCallback => 'not a key', POST => '/api/v1/settlements/payouts/callback',
+        body => { payoutId => 'x' });
+}
+
 # --- all the answers against the document, in one run ----------------------
 
 my $json = JSON::PP->new->utf8->canonical->pretty;

@@ -153,6 +153,8 @@ typedef struct {
 
     /* shipping (src/domain/shipping): commerce_shipping, NULL: none */
     void                        *shipping;
+    /* settlement and payouts (src/domain/settlement): commerce_settlement */
+    void                        *settlement;
 
     /*
      * Opens the sealed texts a success answer carries (an order's

@@ -74,6 +74,9 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "TRACKING_NUMBER_TAKEN",    NGX_HTTP_CONFLICT },
     { "RETURN_OPEN",              NGX_HTTP_CONFLICT },
     { "CARRIER_UNAVAILABLE",      NGX_HTTP_SERVICE_UNAVAILABLE },
+    { "SETTLEMENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
+    { "PAYOUT_NOT_FOUND",         NGX_HTTP_NOT_FOUND },
+    { "PAYOUT_NOT_DEAD",          NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 

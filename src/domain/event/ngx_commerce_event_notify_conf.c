@@ -70,6 +70,8 @@ static ngx_commerce_event_notify_message_t
       ngx_string("order_shipped") },
     { ngx_string("order.delivered"), ngx_string("userId"),
       ngx_string("order_delivered") },
+    { ngx_string("settlement.statement"), ngx_string("sellerId"),
+      ngx_string("settlement_statement") },
     { ngx_null_string, ngx_null_string, ngx_null_string }
 };
 
@@ -82,7 +84,10 @@ static ngx_commerce_event_notify_message_t
 static const char  *ngx_commerce_event_notify_vars[] = {
     "name", "orderId", "productName", "itemCount", "totalAmount",
     "paymentAmount", "orderStatus", "reason", "quantity", "carrier",
-    "trackingNumber", NULL
+    "trackingNumber",
+    /* settlement.statement's */
+    "storeName", "week", "salesAmount", "refundAmount", "feeAmount",
+    "paidAmount", "carriedAmount", NULL
 };
 
 
@@ -645,7 +650,8 @@ ngx_commerce_event_notify_conf_templates(ngx_conf_t *cf,
                                "a notify sink lists types that have a "
                                "message (order.paid, payment.failed, "
                                "order.cancelled, waitlist.held, "
-                               "order.shipped, order.delivered), not "
+                               "order.shipped, order.delivered, "
+                               "settlement.statement), not "
                                "\"%V\"",
                                &sink->name, &type);
             return NGX_ERROR;
