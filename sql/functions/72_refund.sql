@@ -291,6 +291,10 @@ BEGIN
         PERFORM set_config('commerce.cancel_reason', '', true);
         UPDATE user_coupons SET status = 'AVAILABLE', used_at = NULL, reserved_by = NULL
          WHERE reserved_by = p_order;
+        -- every part refunded: so is every payment (a gateway refund that
+        -- fails later is a FAILED refunds row and a refund.failed event)
+        UPDATE payments SET status = 'CANCELLED', updated_at = now()
+         WHERE order_id = p_order AND status = 'SUCCESS' AND net_cancel IS NULL;
     ELSE
         PERFORM cm__outbox_emit('order', p_order, 'order.parts_cancelled',
             jsonb_build_object('orderId', p_order, 'userId', p_user, 'partIds', to_jsonb(v_parts),

@@ -126,15 +126,15 @@ ngx_commerce_route_t  ngx_commerce_refund_routes[] = {
                        ngx_commerce_refund_get, "getSellerReturn"),
 
     NGX_COMMERCE_ROUTE("POST", "/api/v1/seller/returns/{id}/approve",
-                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_return_approve",
+                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_return",
                        ngx_commerce_refund_approve, "approveReturn"),
 
     NGX_COMMERCE_ROUTE("POST", "/api/v1/seller/returns/{id}/reject",
-                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_return_reject",
+                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_return",
                        ngx_commerce_refund_reject, "rejectReturn"),
 
     NGX_COMMERCE_ROUTE("POST", "/api/v1/seller/returns/{id}/restock",
-                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_return_restock",
+                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_return",
                        ngx_commerce_refund_restock, "restockReturn"),
 
     ngx_commerce_route_end

@@ -1,0 +1,358 @@
+#!/usr/bin/perl
+# Cancel before shipping (issue 13 section 3): POST /orders/{id}/cancel,
+# whole or {"partIds":[..]}, with the PG simulator's partial cancel.
+#
+#   1. coupon + points + card: stock, coupon, points (RESTORE) and the card
+#      (a gateway cancel of exactly the card part) given back once; the
+#      first gateway cancel is applied at the simulator but never answered
+#      (hangAfterCancel): the job retries with the same cancelKey and the
+#      simulator answers the first result, cancelling nothing twice; the
+#      route replayed under its Idempotency-Key, a second cancel 409;
+#   2. a part of a two-seller card order: the other part untouched, the
+#      card refunded partially at the simulator, the order still PAID;
+#      then the other part: the order CANCELLED, the card all refunded;
+#   3. a balance-paid order: the balance back (ledger REFUND);
+#   4. an unpaid order cancelled whole (stock and coupon back);
+#   5. SHIPPED: 409 ORDER_NOT_CANCELLABLE changing nothing; another
+#      buyer's order 404, unknown parts 404, bad bodies 400, nothing changed;
+#   6. two cancels racing: exactly one wins, refunded once; the database
+#      refuses to refund a part more than it was paid.
+
+use strict;
+use warnings;
+use utf8;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use CommerceTest;
+use PgSim;
+use MixPay;
+use JSON::PP;
+
+binmode(Test::More->builder->$_, ':encoding(UTF-8)')
+    for qw(output failure_output todo_output);
+
+my $t = CommerceTest->new;
+$t->start_pg;
+$t->load_demo;
+my $CT = 'v1.1.AAAAAAAAAAAAAAAA.' . ('A' x 22);
+$t->psql(<<"SQL");
+UPDATE users SET role = 'ADMIN' WHERE id = 2;
+UPDATE users SET role = 'SELLER' WHERE id IN (901, 902);
+INSERT INTO stores (id, owner_id, name, bank_code, account_number_ct, account_holder_ct,
+                    account_last4)
+VALUES (901, 901, 'Store X', '004', '$CT', '$CT', '1234'),
+       (902, 902, 'Store Y', '004', '$CT', '$CT', '5678');
+UPDATE products p SET price = v.price, stock = 100, store_id = v.store
+  FROM (VALUES (3, 30000, NULL), (4, 1000, NULL), (11, 1000, 901), (13, 2000, 902))
+       AS v(id, price, store)
+ WHERE p.id = v.id;
+SQL
+
+my $sim = PgSim->start(seed => 182, failRate => 0, latencyMs => [0, 5],
+    decisionMs => [50, 100], log => $t->dir . '/pgsim.log');
+my $port = $sim->port;
+$t->write_config($t->default_config(
+    main_extra => $t->account_main,
+    http_extra => $t->account_keys . <<"EOF"));
+commerce_zone 1m;
+upstream pg_a { server 127.0.0.1:$port; keepalive 8; }
+commerce_gateway pg_a upstream=pg_a timeout=1s connect_timeout=500ms;
+commerce_gateway_callback_url http://127.0.0.1:%%PORT%%/api/v1/payments/callback;
+commerce_reconcile_interval 300ms;
+commerce_reconcile_age 1s;
+commerce_refund interval=200ms attempts=5 backoff=1s lease=10s;
+EOF
+$t->start_nginx;
+MixPay::init($t, $sim);
+# the gateway's cancels that time out are the test's business
+$t->allow_log(qr/refund \d+ \(payment \d+\) at pg_a: (timed out|timeout|broken)/);
+
+my %addr = (recipient => '홍길동', phone => '010-1234-5678', zipCode => '06236',
+    address1 => '서울 강남구 테헤란로 152');
+
+sub cancel {
+    my ($user, $order, $body, %o) = @_;
+    # no body: Content-Type application/json and Content-Length 0
+    return $t->post("/api/v1/orders/$order/cancel", $body // '', user => $user, %o);
+}
+sub refunds {
+    [ $t->psql("SELECT kind || ' ' || method || ' ' || amount || ' ' || status"
+        . " FROM refunds WHERE order_id = $_[0] ORDER BY id") ]
+}
+sub part_states {
+    [ $t->psql("SELECT coalesce(store_id::text, '-') || ' ' || status || ' '"
+        . " || refunded_amount FROM order_parts WHERE order_id = $_[0]"
+        . " ORDER BY store_id NULLS LAST") ]
+}
+sub moves {
+    [ $t->psql("SELECT reason || ' ' || delta FROM stock_movements"
+        . " WHERE order_id = $_[0] ORDER BY id") ]
+}
+sub events {
+    [ $t->psql("SELECT type FROM outbox WHERE aggregate_type = 'order'"
+        . " AND aggregate_id = $_[0] ORDER BY seq") ]
+}
+sub paid {
+    my ($id, $user) = @_;
+    my $o = $t->wait_order($id, user => $user, timeout => 20,
+        until => sub { $_[0]{status} ne 'PAYMENT_IN_PROGRESS' });
+    return $o->{status};
+}
+sub refunds_settled {
+    my ($order) = @_;
+    return wait_until(sub {
+        $t->psql("SELECT count(*) FROM refunds WHERE order_id = $order"
+            . " AND status = 'PENDING'") eq '0' }, timeout => 30);
+}
+
+# ---------------------------------------------------------------------------
+# 1. coupon + points + card, the first gateway cancel times out
+
+my $U = 21;
+grant($U, 10000);
+my $camp = $t->create_coupon(discountType => 'FIXED', discountValue => 5000);
+my $r = $t->issue_coupon($camp, $U);
+is($r->{status}, 201, 'a 5000 coupon issued') or diag($r->{body});
+my $uc = $r->{json}{id};
+my $s3 = stock(3);
+$r = $t->post('/api/v1/orders', { items => [ { productId => 3, quantity => 1 } ],
+    couponId => $uc, payment => [ pts(10000), card(15000) ] }, user => $U);
+is($r->{status}, 202, 'coupon 5000 + points 10000 + card 15000: 202') or diag($r->{body});
+my $o1 = $r->{json}{id};
+is(paid($o1, $U), 'PAID', '... PAID');
+is(0 + pg_txns($o1)->[0]{amount}, 15000, '... the card charged 15000');
+is(stock(3), $s3 - 1, '... one unit taken');
+
+$sim->control(hangAfterCancel => JSON::PP::true);
+my %key = (headers => { 'Idempotency-Key' => 'cancel-182-a' });
+$r = cancel($U, $o1, undef, %key);
+is($r->{status}, 200, 'cancel (Idempotency-Key): 200') or diag($r->{body});
+is($r->{json}{status}, 'CANCELLED', '... the order CANCELLED');
+cmp_json($r->{json}{refunds}, [
+    { id => qr/^\d+$/, partId => qr/^\d+$/, returnId => undef, paymentId => qr/^\d+$/,
+      kind => 'CANCEL', method => 'CARD', amount => 15000, status => 'PENDING',
+      createdAt => qr/Z$/, doneAt => undef },
+    { id => qr/^\d+$/, partId => qr/^\d+$/, returnId => undef, paymentId => qr/^\d+$/,
+      kind => 'CANCEL', method => 'POINTS', amount => 10000, status => 'DONE',
+      createdAt => qr/Z$/, doneAt => qr/Z$/ } ],
+    '... refunds: the card first (PENDING at the gateway), then the points (DONE)');
+is(points($U), 10000, '... the points back at once');
+is_deeply(ledger($U), [ 'SPEND -10000 0', 'RESTORE 10000 10000' ], '... ledger RESTORE');
+is(stock(3), $s3, '... the unit back');
+is_deeply(moves($o1), [ 'ORDER -1', 'ORDER_CANCELLED 1' ], '... stock ledger ORDER_CANCELLED');
+is($t->psql("SELECT status || ' ' || coalesce(reserved_by::text, '-') || ' '"
+    . " || coalesce(used_at::text, '-') FROM user_coupons WHERE id = $uc"),
+    'AVAILABLE - -', '... the coupon free again');
+
+# the simulator applied the cancel but never answered: the job times out,
+# then asks again with the same key
+ok(wait_until(sub { $t->psql("SELECT attempts FROM refunds WHERE order_id = $o1"
+    . " AND method = 'CARD'") >= 1
+    && $t->psql("SELECT count(*) FROM payment_interface_request_log WHERE order_id = $o1"
+        . " AND operation = 'CANCEL'") >= 1 }, timeout => 20),
+    'the first gateway cancel went out and timed out');
+$sim->control(hangAfterCancel => JSON::PP::false);
+ok(refunds_settled($o1), 'the job retried: the card refund DONE');
+my $tx = pg_txns($o1)->[0];
+is($tx->{status}, 'CANCELLED', '... the simulator: CANCELLED');
+is(0 + $tx->{cancelledAmount}, 15000, '... cancelled amount 15000');
+is(scalar @{ $tx->{partialCancels} }, 1, '... cancelled once, not twice');
+is($t->psql("SELECT attempts FROM refunds WHERE order_id = $o1 AND method = 'CARD'"),
+    2, '... on the second attempt');
+is_deeply([ $t->psql("SELECT coalesce(http_status::text, error) FROM"
+    . " payment_interface_request_log WHERE order_id = $o1 AND operation = 'CANCEL'"
+    . " ORDER BY id") ], [ 'timeout', 200 ],
+    '... the interface log: the timed-out cancel, then the answered one');
+is_deeply(part_states($o1), [ '- CANCELLED 25000' ], '... the part refunded 25000');
+is_deeply(refunds($o1), [ 'CANCEL CARD 15000 DONE', 'CANCEL POINTS 10000 DONE' ],
+    '... the refunds rows');
+is_deeply(events($o1), [ 'order.created', 'order.paid', 'order.refunded', 'order.cancelled' ],
+    '... events: order.refunded, order.cancelled');
+
+my $before = state();
+my $r2 = cancel($U, $o1, undef, %key);
+is($r2->{status}, 200, 'the same Idempotency-Key again: 200');
+is($r2->{headers}{'idempotent-replayed'}, 'true', '... replayed');
+is_deeply($r2->{json}, $r->{json}, '... the same answer');
+is_error(cancel($U, $o1), 409, 'ORDER_ALREADY_CANCELLED', 'a cancel without the key: 409');
+is_deeply(state(), $before, '... nothing changed');
+is(scalar @{ pg_txns($o1)->[0]{partialCancels} }, 1, '... nothing more cancelled at the PG');
+
+# ---------------------------------------------------------------------------
+# 2. a part of a two-seller order: partial cancel at the gateway
+
+my $B = 22;
+my ($s11, $s13) = (stock(11), stock(13));
+$r = $t->post('/api/v1/orders', { items => [ { productId => 11, quantity => 2 },
+    { productId => 13, quantity => 1 } ], shippingAddress => \%addr,
+    payment => { method => 'CARD', cardType => 'KB', cardNo => $MixPay::OK_CARD } },
+    user => $B);
+is($r->{status}, 202, 'X 2x1000 + Y 1x2000 by card: 202') or diag($r->{body});
+my $o2 = $r->{json}{id};
+is(paid($o2, $B), 'PAID', '... PAID');
+my $py = $t->psql("SELECT id FROM order_parts WHERE order_id = $o2 AND store_id = 902");
+my $px = $t->psql("SELECT id FROM order_parts WHERE order_id = $o2 AND store_id = 901");
+$r = cancel($B, $o2, { partIds => [ 0 + $py ] });
+is($r->{status}, 200, "cancel Y's part: 200") or diag($r->{body});
+is($r->{json}{status}, 'PAID', '... the order stays PAID');
+is($r->{json}{shippingAddress}{recipient}, '홍길동', '... the address still opened');
+cmp_json($r->{json}{partStates}, [
+    { partId => 0 + $px, status => 'PAID', refundedAmount => 0, cancelledAt => undef },
+    { partId => 0 + $py, status => 'CANCELLED', refundedAmount => 2000,
+      cancelledAt => qr/Z$/ } ], '... partStates: X PAID, Y CANCELLED refunded 2000');
+is_deeply(part_states($o2), [ '901 PAID 0', '902 CANCELLED 2000' ], '... in the table');
+is(stock(11), $s11 - 2, "... X's units still taken");
+is(stock(13), $s13, "... Y's unit back");
+ok(refunds_settled($o2), '... the card refund carried out');
+$tx = pg_txns($o2)->[0];
+is($tx->{status}, 'SUCCESS', '... the simulator: the transaction still SUCCESS');
+is(0 + $tx->{cancelledAmount}, 2000, '... 2000 cancelled');
+is($sim->request('GET', "/api/v1/payments/$tx->{transactionKey}",
+    user => $B)->{json}{data}{remainingAmount}, 2000,
+    '... GET at the simulator: 2000 remaining');
+is_error(cancel($B, $o2, { partIds => [ 0 + $py ] }), 409, 'ORDER_ALREADY_CANCELLED',
+    "Y's part again: 409");
+is_deeply(events($o2), [ 'order.created', 'order.paid', 'order.refunded',
+    'order.parts_cancelled' ], '... events: order.refunded, order.parts_cancelled');
+
+$r = cancel($B, $o2, { partIds => [ 0 + $px ] });
+is($r->{status}, 200, "then X's part: 200") or diag($r->{body});
+is($r->{json}{status}, 'CANCELLED', '... no part left: the order CANCELLED');
+ok(refunds_settled($o2), '... refunded at the gateway');
+$tx = pg_txns($o2)->[0];
+is($tx->{status}, 'CANCELLED', '... the simulator: CANCELLED');
+is(0 + $tx->{cancelledAmount}, 4000, '... all 4000 cancelled, in two cancels');
+is_deeply(refunds($o2), [ 'CANCEL CARD 2000 DONE', 'CANCEL CARD 2000 DONE' ],
+    '... two card refunds');
+is(stock(11), $s11, "... X's units back");
+
+# ---------------------------------------------------------------------------
+# 3. a balance-paid order
+
+my $C = 23;
+$t->psql("SELECT cm_balance_charge($C, 5000, 100000000)");
+my $bal = balance($C);
+$r = $t->post('/api/v1/orders', { items => [ { productId => 4, quantity => 2 } ],
+    payment => { method => 'BALANCE' } }, user => $C);
+is($r->{status}, 201, 'a balance order of 2000: 201') or diag($r->{body});
+my $o3 = $r->{json}{id};
+is(balance($C), $bal - 2000, '... paid');
+$r = cancel($C, $o3, {});
+is($r->{status}, 200, 'cancel with {}: 200') or diag($r->{body});
+is($r->{json}{status}, 'CANCELLED', '... CANCELLED');
+is(balance($C), $bal, '... the balance back');
+is($t->psql("SELECT kind || ' ' || amount FROM balance_ledger WHERE order_id = $o3"
+    . " ORDER BY id DESC LIMIT 1"), 'REFUND 2000', '... ledger REFUND 2000');
+is_deeply(refunds($o3), [ 'CANCEL BALANCE 2000 DONE' ], '... one refunds row, DONE');
+
+# ---------------------------------------------------------------------------
+# 4. an unpaid order: cancelled whole, as the expiry does
+
+my $s4 = stock(4);
+$r = $t->post('/api/v1/orders', { items => [ { productId => 4, quantity => 3 } ] },
+    user => $C);
+is($r->{status}, 201, 'an unpaid order') or diag($r->{body});
+my $o4 = $r->{json}{id};
+is(stock(4), $s4 - 3, '... its units held');
+my $p4 = $t->psql("SELECT id FROM order_parts WHERE order_id = $o4");
+is_error(cancel($C, $o4, { partIds => [ 0 + $p4, 999999 ] }), 404, 'ORDER_PART_NOT_FOUND',
+    '... a part of no such order: 404');
+$r = cancel($C, $o4);
+is($r->{status}, 200, 'cancel the unpaid order: 200') or diag($r->{body});
+is($r->{json}{status}, 'CANCELLED', '... CANCELLED');
+is(stock(4), $s4, '... its units back');
+is_deeply(moves($o4), [ 'ORDER -3', 'ORDER_CANCELLED 3' ], '... ledger ORDER_CANCELLED');
+is_deeply(refunds($o4), [], '... nothing to refund');
+is_deeply(events($o4), [ 'order.created', 'order.cancelled' ], '... order.cancelled');
+
+# ---------------------------------------------------------------------------
+# 5. shipped, another buyer's, unknown, bad bodies: nothing changed
+
+$r = $t->post('/api/v1/orders', { items => [ { productId => 11, quantity => 1 },
+    { productId => 13, quantity => 1 } ], shippingAddress => \%addr,
+    payment => { method => 'BALANCE' } }, user => $C);
+is($r->{status}, 201, 'a two-seller balance order') or diag($r->{body});
+my $o5 = $r->{json}{id};
+my $p5x = $t->psql("SELECT id FROM order_parts WHERE order_id = $o5 AND store_id = 901");
+my $p5y = $t->psql("SELECT id FROM order_parts WHERE order_id = $o5 AND store_id = 902");
+ship_part($p5x);
+$before = state();
+is_error(cancel($C, $o5), 409, 'ORDER_NOT_CANCELLABLE', 'X shipped: the whole order 409');
+is_error(cancel($C, $o5, { partIds => [ 0 + $p5x ] }), 409, 'ORDER_NOT_CANCELLABLE',
+    '... its part 409');
+is_error(cancel($C, $o5, { partIds => [ 0 + $p5y, 0 + $p5x ] }), 409,
+    'ORDER_NOT_CANCELLABLE', '... both parts 409');
+is_error(cancel($U, $o5), 404, 'ORDER_NOT_FOUND', "another buyer: 404");
+is_error(cancel($U, $o5, { partIds => [ 0 + $p5y ] }), 404, 'ORDER_NOT_FOUND',
+    "... with a part: 404");
+is_error(cancel($C, 99999999), 404, 'ORDER_NOT_FOUND', 'unknown order: 404');
+is_error(cancel($C, $o5, { partIds => [ 0 + $p4 ] }), 404, 'ORDER_PART_NOT_FOUND',
+    "another order's part: 404");
+for my $bad ('{', '[]', '"x"', '{"partIds":[]}', '{"partIds":1}', '{"partIds":["1"]}',
+             '{"partIds":[1.5]}', '{"partIds":[0]}', '{"partIds":[-3]}',
+             '{"partIds":[1,1]}', '{"partIds":null}', '{"partIds":[1],"partIds":[2]}',
+             '{"other":1}', '{"partIds":[[1]]}',
+             '{"partIds":[' . join(',', 1 .. 51) . ']}',
+             '{"partIds":[99999999999999999999]}') {
+    is_error(cancel($C, $o5, $bad), 400, 'INVALID_REQUEST', "bad body $bad: 400");
+}
+is_error($t->post("/api/v1/orders/abc/cancel", undef, user => $C), 400, 'INVALID_REQUEST',
+    'a bad id: 400');
+is_deeply(state(), $before, '... none changed anything');
+$r = cancel($C, $o5, { partIds => [ 0 + $p5y ] });
+is($r->{status}, 200, 'the part not shipped is cancelled: 200') or diag($r->{body});
+is_deeply(part_states($o5), [ '901 SHIPPED 0', '902 CANCELLED 2000' ],
+    '... X SHIPPED, Y CANCELLED and refunded');
+
+# ---------------------------------------------------------------------------
+# 6. races and the ceiling
+
+$t->psql("SELECT cm_balance_charge($C, 10000, 100000000)");
+$bal = balance($C);
+$r = $t->post('/api/v1/orders', { items => [ { productId => 11, quantity => 1 },
+    { productId => 13, quantity => 1 } ], shippingAddress => \%addr,
+    payment => { method => 'BALANCE' } }, user => $C);
+is($r->{status}, 201, 'a 3000 balance order') or diag($r->{body});
+my $o6 = $r->{json}{id};
+my $p6 = $t->psql("SELECT id FROM order_parts WHERE order_id = $o6 AND store_id = 902");
+my @res = $t->concurrent([
+    map { { method => 'POST', path => "/api/v1/orders/$o6/cancel", user => $C,
+            body => { partIds => [ 0 + $p6 ] } } } 1 .. 6 ]);
+is_deeply(tally(@res), { 200 => 1, '409 ORDER_ALREADY_CANCELLED' => 5 },
+    "6 cancels of Y's part at once: exactly one 200, five 409");
+is(balance($C), $bal - 1000, "... Y's 2000 refunded once");
+@res = $t->concurrent([
+    map { { method => 'POST', path => "/api/v1/orders/$o6/cancel", user => $C,
+            body => {} } } 1 .. 6 ]);
+is_deeply(tally(@res), { 200 => 1, '409 ORDER_ALREADY_CANCELLED' => 5 },
+    '6 cancels of the rest at once: exactly one 200, five 409');
+is(balance($C), $bal, '... the balance all back, once');
+is_deeply(refunds($o6), [ 'CANCEL BALANCE 2000 DONE', 'CANCEL BALANCE 1000 DONE' ],
+    '... one refund per part');
+
+my $err = eval { $t->psql("SELECT cm__refund_part($p6, 1, 'CANCEL', NULL)"); '' } // $@;
+like($err, qr/REFUND_EXCEEDS_PAID|order_parts_refunded_check/,
+    'the database refuses one won more than was paid');
+is($t->psql("SELECT count(*) FROM order_parts WHERE refunded_amount > payment_amount"),
+    0, 'no part refunded more than it was paid');
+is($t->psql(q{SELECT count(*) FROM order_parts x
+     WHERE x.refunded_amount <> (SELECT coalesce(sum(f.amount), 0) FROM refunds f
+                                  WHERE f.part_id = x.id AND f.status <> 'FAILED')}),
+    0, 'every refunded_amount is the sum of its refunds');
+is($t->psql(q{SELECT count(*) FROM payments p
+     WHERE p.amount < (SELECT coalesce(sum(f.amount), 0) FROM refunds f
+                        WHERE f.payment_id = p.id AND f.status <> 'FAILED')}),
+    0, 'no payment refunded more than it took');
+ok($t->check_consistency, 'consistency');
+
+$t->stop;
+done_testing;
+
+# A part shipped (the carrier flow of section 1 after the merge): status and
+# steps' times consistent with 027's CHECK.
+sub ship_part {
+    my ($part) = @_;
+    $t->psql("UPDATE order_parts SET status = 'SHIPPED', prepared_at = now(),"
+        . " shipped_at = now() WHERE id = $part");
+}
