@@ -336,6 +336,13 @@ LANGUAGE sql STABLE AS $$
       FROM order_returns x WHERE x.id = p_return
 $$;
 
+-- A reason: 1 to 500 characters, not only spaces, no control character.
+CREATE OR REPLACE FUNCTION cm__return_text_ok(p_text text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(char_length(p_text) BETWEEN 1 AND 500 AND btrim(p_text) <> ''
+                    AND p_text !~ '[[:cntrl:]]', false)
+$$;
+
 -- Items of a request or a restock, checked: 1..50 distinct positive
 -- variants, each with a quantity p_min..999.
 CREATE OR REPLACE FUNCTION cm__return_items_check(p_variants bigint[], p_quantities int[],
@@ -375,7 +382,7 @@ DECLARE
     v_units bigint;
     v_back  bigint;
 BEGIN
-    IF (p_reason ~ '^[^[:cntrl:]]{1,500}$') IS NOT TRUE OR btrim(p_reason) = '' THEN
+    IF NOT cm__return_text_ok(p_reason) THEN
         PERFORM cm__invalid('reason must be 1 to 500 characters');
     END IF;
     PERFORM cm__return_items_check(p_variants, p_quantities, 1);
@@ -517,7 +524,7 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     x record;
 BEGIN
-    IF (p_reason ~ '^[^[:cntrl:]]{1,500}$') IS NOT TRUE OR btrim(p_reason) = '' THEN
+    IF NOT cm__return_text_ok(p_reason) THEN
         PERFORM cm__invalid('reason must be 1 to 500 characters');
     END IF;
     x := cm__return_lock(p_actor, p_return);
@@ -585,7 +592,7 @@ CREATE OR REPLACE FUNCTION cm_seller_return_restock(p_actor bigint, p_return big
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     x record;
-    r record;
+    v record;
 BEGIN
     PERFORM cm__return_items_check(p_variants, p_quantities, 0);
     x := cm__return_lock(p_actor, p_return);
@@ -614,11 +621,11 @@ BEGIN
                      WHERE i.return_id = p_return AND i.restocked > 0)
      ORDER BY p.id FOR NO KEY UPDATE;
     PERFORM cm__stock_context('RETURN_RESTOCK', p_actor, x.o_order, 'return ' || p_return);
-    FOR r IN SELECT i.variant_id, i.restocked FROM order_return_items i
+    FOR v IN SELECT i.variant_id, i.restocked FROM order_return_items i
               WHERE i.return_id = p_return AND i.restocked > 0
               ORDER BY i.product_id, i.variant_id LOOP
-        UPDATE product_variants SET stock = stock + r.restocked, updated_at = now()
-         WHERE id = r.variant_id;
+        UPDATE product_variants SET stock = stock + v.restocked, updated_at = now()
+         WHERE id = v.variant_id;
     END LOOP;
     PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
     RETURN cm__return_json(p_return);
