@@ -708,7 +708,7 @@ SQL
     $t->psql("SELECT cm__return_received($ret)");
     call(restockReturn => 'one of two', POST => "/api/v1/seller/returns/$ret/restock",
         body => { items => [ { variantId => 0 + $v150, quantity => 1 } ] }, token => $rs);
-    call(restockReturn => 'more than returned', POST =>
+    call(restockReturn => 'restocked already', POST =>
         "/api/v1/seller/returns/$ret/restock", body => { items => [
         { variantId => 0 + $v150, quantity => 3 } ] }, token => $rs);
     my $o3 = $buy->(151);
