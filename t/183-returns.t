@@ -26,43 +26,13 @@ use Test::More;
 use CommerceTest;
 use PgSim;
 use MixPay;
+use RefundTest;
 use JSON::PP;
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')
     for qw(output failure_output todo_output);
 
-my $t = CommerceTest->new;
-$t->start_pg;
-$t->load_demo;
-my $CT = 'v1.1.AAAAAAAAAAAAAAAA.' . ('A' x 22);
-$t->psql(<<"SQL");
-UPDATE users SET role = 'ADMIN' WHERE id = 2;
-UPDATE users SET role = 'SELLER' WHERE id IN (901, 902);
-INSERT INTO stores (id, owner_id, name, bank_code, account_number_ct, account_holder_ct,
-                    account_last4)
-VALUES (901, 901, 'Store X', '004', '$CT', '$CT', '1234'),
-       (902, 902, 'Store Y', '004', '$CT', '$CT', '5678');
-UPDATE products p SET price = v.price, stock = 100, store_id = v.store
-  FROM (VALUES (11, 1000, 901), (13, 2000, 902)) AS v(id, price, store)
- WHERE p.id = v.id;
-SQL
-
-my $sim = PgSim->start(seed => 183, failRate => 0, latencyMs => [0, 5],
-    decisionMs => [50, 100], log => $t->dir . '/pgsim.log');
-my $port = $sim->port;
-$t->write_config($t->default_config(
-    main_extra => $t->account_main,
-    http_extra => $t->account_keys . <<"EOF"));
-commerce_zone 1m;
-upstream pg_a { server 127.0.0.1:$port; keepalive 8; }
-commerce_gateway pg_a upstream=pg_a timeout=2s connect_timeout=500ms;
-commerce_gateway_callback_url http://127.0.0.1:%%PORT%%/api/v1/payments/callback;
-commerce_reconcile_interval 300ms;
-commerce_reconcile_age 1s;
-commerce_refund interval=200ms attempts=5 backoff=1s;
-EOF
-$t->start_nginx;
-MixPay::init($t, $sim);
+my ($t, $sim) = RefundTest::start(183, [11, 1000, 901], [13, 2000, 902]);
 
 my %addr = (recipient => '홍길동', phone => '010-1234-5678', zipCode => '06236',
     address1 => '서울 강남구 테헤란로 152');

@@ -482,6 +482,21 @@ BEGIN
 END
 $$;
 
+-- A REQUESTED return for its seller's decision (cm__return_lock), else
+-- RETURN_ALREADY_DECIDED.
+CREATE OR REPLACE FUNCTION cm__return_decide(p_actor bigint, p_return bigint,
+                                             OUT o_order bigint, OUT o_part bigint,
+                                             OUT o_status text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT * INTO o_order, o_part, o_status FROM cm__return_lock(p_actor, p_return);
+    IF o_status <> 'REQUESTED' THEN
+        PERFORM cm__conflict('RETURN_ALREADY_DECIDED',
+            format('return %s is %s', p_return, o_status));
+    END IF;
+END
+$$;
+
 -- The seller approves a REQUESTED return: the parcel's pickup is
 -- p_carrier's p_tracking (a shipments row with return_id; the carrier
 -- job registers and tracks it, and its arrival calls
@@ -497,11 +512,7 @@ BEGIN
        OR (p_tracking ~ '^[0-9]{9,14}$') IS NOT TRUE THEN
         PERFORM cm__invalid('carrier must be CJ, LOTTE or HANJIN and trackingNumber 9 to 14 digits');
     END IF;
-    x := cm__return_lock(p_actor, p_return);
-    IF x.o_status <> 'REQUESTED' THEN
-        PERFORM cm__conflict('RETURN_ALREADY_DECIDED',
-            format('return %s is %s', p_return, x.o_status));
-    END IF;
+    x := cm__return_decide(p_actor, p_return);
     UPDATE order_returns SET status = 'APPROVED', decided_at = now() WHERE id = p_return;
     BEGIN
         INSERT INTO shipments (part_id, return_id, carrier, tracking_number)
@@ -527,11 +538,7 @@ BEGIN
     IF NOT cm__return_text_ok(p_reason) THEN
         PERFORM cm__invalid('reason must be 1 to 500 characters');
     END IF;
-    x := cm__return_lock(p_actor, p_return);
-    IF x.o_status <> 'REQUESTED' THEN
-        PERFORM cm__conflict('RETURN_ALREADY_DECIDED',
-            format('return %s is %s', p_return, x.o_status));
-    END IF;
+    x := cm__return_decide(p_actor, p_return);
     UPDATE order_returns SET status = 'REJECTED', decided_at = now(), decision_note = p_reason
      WHERE id = p_return;
     PERFORM cm__outbox_emit('order', x.o_order, 'return.rejected',

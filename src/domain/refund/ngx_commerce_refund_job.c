@@ -261,7 +261,7 @@ ngx_commerce_refund_job_start(ngx_commerce_refund_job_t *rj, yajl_val item)
 {
     u_char                      *p;
     int64_t                      amount, attempt;
-    ngx_str_t                    name;
+    ngx_str_t                    name, body;
     ngx_commerce_pay_t          *pay;
     ngx_commerce_refund_item_t  *ri;
 
@@ -311,16 +311,6 @@ ngx_commerce_refund_job_start(ngx_commerce_refund_job_t *rj, yajl_val item)
 
     pay->attempt = (ngx_uint_t) attempt;
 
-    p = ngx_pnalloc(pay->pool, sizeof("/api/v1/payments//cancel") - 1
-                               + pay->key.len);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    pay->http.uri.data = p;
-    pay->http.uri.len = ngx_sprintf(p, "/api/v1/payments/%V/cancel",
-                                    &pay->key) - p;
-
     p = ngx_pnalloc(pay->pool, sizeof("{\"amount\":,\"cancelKey\":"
                                       "\"refund-\"}") - 1
                                + 2 * NGX_INT64_LEN);
@@ -328,21 +318,14 @@ ngx_commerce_refund_job_start(ngx_commerce_refund_job_t *rj, yajl_val item)
         goto failed;
     }
 
-    pay->http.request_body.data = p;
-    pay->http.request_body.len =
-        ngx_sprintf(p, "{\"amount\":%L,\"cancelKey\":\"refund-%L\"}", amount,
-                    ri->refund_id) - p;
+    body.data = p;
+    body.len = ngx_sprintf(p, "{\"amount\":%L,\"cancelKey\":\"refund-%L\"}",
+                           amount, ri->refund_id) - p;
 
-    ngx_str_set(&pay->http.method, "POST");
-    pay->http.user_id = pay->user_id;
-    pay->http.pool = pay->pool;
-    pay->http.log = pay->log;
-    pay->http.gw = pay->gw;
-    pay->http.handler = ngx_commerce_refund_job_answer;
-    pay->http.data = ri;
-    pay->step = NGX_COMMERCE_STEP_CANCEL;
-
-    if (ngx_commerce_client_start(&pay->http) == NGX_OK) {
+    if (ngx_commerce_settle_cancel_send(pay, &body,
+                                        ngx_commerce_refund_job_answer, ri)
+        == NGX_OK)
+    {
         return;
     }
 
