@@ -15,8 +15,10 @@
 #   4. an unpaid order cancelled whole (stock and coupon back);
 #   5. SHIPPED: 409 ORDER_NOT_CANCELLABLE changing nothing; another
 #      buyer's order 404, unknown parts 404, bad bodies 400, nothing changed;
-#   6. two cancels racing: exactly one wins, refunded once; the database
-#      refuses to refund a part more than it was paid.
+#   6. cancels racing: exactly one wins, refunded once;
+#   7. a KakaoPay order: refunded by the same gateway cancel;
+#   then the database refuses to refund a part more than it was paid, and
+#   every part's refunded amount is the sum of its refunds.
 
 use strict;
 use warnings;
@@ -299,6 +301,23 @@ is_deeply(tally(@res), { 200 => 1, '409 ORDER_ALREADY_CANCELLED' => 5 },
 is(balance($C), $bal, '... the balance all back, once');
 is_deeply(refunds($o6), [ 'CANCEL BALANCE 2000 DONE', 'CANCEL BALANCE 1000 DONE' ],
     '... one refund per part');
+
+# ---------------------------------------------------------------------------
+# 7. easy pay: the same gateway refund
+
+my $E = 24;
+$r = $t->post('/api/v1/orders', { items => [ { productId => 4, quantity => 1 } ],
+    payment => { method => 'EASY_PAY', provider => 'KAKAOPAY' } }, user => $E);
+is($r->{status}, 202, 'a KakaoPay order: 202') or diag($r->{body});
+my $o7 = $r->{json}{id};
+is(paid($o7, $E), 'PAID', '... PAID');
+$r = cancel($E, $o7);
+is($r->{status}, 200, '... cancelled: 200') or diag($r->{body});
+ok(refunds_settled($o7), '... refunded at the gateway');
+is_deeply(refunds($o7), [ 'CANCEL EASY_PAY 1000 DONE' ], '... one EASY_PAY refund, DONE');
+$tx = pg_txns($o7)->[0];
+is($tx->{status} . ' ' . $tx->{cancelledAmount} . ' ' . $tx->{provider},
+    'CANCELLED 1000 KAKAOPAY', '... the simulator: the KakaoPay transaction cancelled');
 
 my $err = eval { $t->psql("SELECT cm__refund_part($p6, 1, 'CANCEL', NULL)"); '' } // $@;
 like($err, qr/REFUND_EXCEEDS_PAID|order_parts_refunded_check/,
