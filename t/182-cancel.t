@@ -17,6 +17,7 @@
 #      buyer's order 404, unknown parts 404, bad bodies 400, nothing changed;
 #   6. cancels racing: exactly one wins, refunded once;
 #   7. a KakaoPay order: refunded by the same gateway cancel;
+#   8. the gateway refuses a refund: FAILED, refund.failed;
 #   then the database refuses to refund a part more than it was paid, and
 #   every part's refunded amount is the sum of its refunds.
 
@@ -318,6 +319,27 @@ is_deeply(refunds($o7), [ 'CANCEL EASY_PAY 1000 DONE' ], '... one EASY_PAY refun
 $tx = pg_txns($o7)->[0];
 is($tx->{status} . ' ' . $tx->{cancelledAmount} . ' ' . $tx->{provider},
     'CANCELLED 1000 KAKAOPAY', '... the simulator: the KakaoPay transaction cancelled');
+
+# ---------------------------------------------------------------------------
+# 8. the gateway refuses (the transaction was cancelled there already):
+#    FAILED at once, the part's refunded amount given back, refund.failed
+
+$r = $t->post('/api/v1/orders', { items => [ { productId => 4, quantity => 1 } ],
+    payment => { method => 'CARD', cardType => 'KB', cardNo => $MixPay::OK_CARD } },
+    user => $E);
+is($r->{status}, 202, 'a card order') or diag($r->{body});
+my $o8 = $r->{json}{id};
+is(paid($o8, $E), 'PAID', '... PAID');
+my $k8 = pg_txns($o8)->[0]{transactionKey};
+is($sim->request('POST', "/api/v1/payments/$k8/cancel", user => $E)->{status}, 200,
+    '... cancelled at the simulator behind our back');
+is(cancel($E, $o8)->{status}, 200, 'the buyer cancels: 200');
+ok(refunds_settled($o8), '... the job asked the gateway');
+is_deeply(refunds($o8), [ 'CANCEL CARD 1000 FAILED' ], '... refused (409): FAILED');
+is($t->psql("SELECT refunded_amount FROM order_parts WHERE order_id = $o8"), 0,
+    "... the part's refunded amount given back to what may be refunded");
+is_deeply([ grep { /^refund\./ } @{ events($o8) } ], [ 'refund.failed' ],
+    '... refund.failed for an operator');
 
 my $err = eval { $t->psql("SELECT cm__refund_part($p6, 1, 'CANCEL', NULL)"); '' } // $@;
 like($err, qr/REFUND_EXCEEDS_PAID|order_parts_refunded_check/,
