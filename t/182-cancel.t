@@ -12,7 +12,8 @@
 #      card refunded partially at the simulator, the order still PAID;
 #      then the other part: the order CANCELLED, the card all refunded;
 #   3. a balance-paid order: the balance back (ledger REFUND);
-#   4. an unpaid order cancelled whole (stock and coupon back);
+#   4. an unpaid order, and a transfer waiting for its deposit, cancelled
+#      whole (stock back, the transfer given up as the expiry does);
 #   5. SHIPPED: 409 ORDER_NOT_CANCELLABLE changing nothing; another
 #      buyer's order 404, unknown parts 404, bad bodies 400, nothing changed;
 #   6. cancels racing: exactly one wins, refunded once;
@@ -237,6 +238,22 @@ is(stock(4), $s4, '... its units back');
 is_deeply(moves($o4), [ 'ORDER -3', 'ORDER_CANCELLED 3' ], '... ledger ORDER_CANCELLED');
 is_deeply(refunds($o4), [], '... nothing to refund');
 is_deeply(events($o4), [ 'order.created', 'order.cancelled' ], '... order.cancelled');
+
+# a transfer waiting for its deposit: cancelled whole, as the expiry does
+my $s4b = stock(4);
+$r = $t->post('/api/v1/orders', { items => [ { productId => 4, quantity => 2 } ],
+    payment => { method => 'TRANSFER' } }, user => $C);
+is($r->{status}, 202, 'a transfer order') or diag($r->{body});
+my $o4t = $r->{json}{id};
+ok(wait_until(sub { $t->psql("SELECT status FROM orders WHERE id = $o4t")
+    eq 'WAITING_FOR_DEPOSIT' }, timeout => 20), '... WAITING_FOR_DEPOSIT');
+$r = cancel($C, $o4t);
+is($r->{status}, 200, 'cancel it: 200') or diag($r->{body});
+is($r->{json}{status}, 'CANCELLED', '... CANCELLED');
+is(stock(4), $s4b, '... its units back');
+is_deeply(pay_rows($o4t), [ 'TRANSFER FAILED 2000' ],
+    '... the transfer given up (a deposit after this is refunded by the net-cancel)');
+is_deeply(refunds($o4t), [], '... nothing to refund');
 
 # ---------------------------------------------------------------------------
 # 5. shipped, another buyer's, unknown, bad bodies: nothing changed
