@@ -20,7 +20,7 @@
 #define NGX_COMMERCE_GW_MAX          8
 #define NGX_COMMERCE_WORKERS_MAX     64
 #define NGX_COMMERCE_BUCKETS         12
-#define NGX_COMMERCE_ROUTE_SLOTS     48     /* route names, 0: other */
+#define NGX_COMMERCE_ROUTE_SLOTS     64     /* route names, 0: other */
 #define NGX_COMMERCE_STATUS_SLOTS    16
 #define NGX_COMMERCE_CLASS_SLOTS     5      /* 1xx..5xx: latency by class */
 #define NGX_COMMERCE_REDIS_BUCKETS   12     /* Redis latency, microseconds */
