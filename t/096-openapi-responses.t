@@ -693,6 +693,12 @@ SQL
     call(requestReturn => "another's order", POST =>
         "/api/v1/orders/$o2/parts/$p2/returns", body => $rb, user => 151);
     call(getSellerReturn => 'its store', GET => "/api/v1/seller/returns/$ret", token => $rs);
+    call(listSellerReturns => 'the requested ones', GET =>
+        '/api/v1/seller/returns?status=REQUESTED', token => $rs);
+    call(listSellerReturns => 'a bad status', GET => '/api/v1/seller/returns?status=LOST',
+        token => $rs);
+    call(listSellerReturns => 'another store', GET => '/api/v1/seller/returns?storeId=901',
+        token => $rs);
     call(getSellerReturn => 'unknown', GET => '/api/v1/seller/returns/99999999',
         token => $rs);
     call(getSellerReturn => 'a CONSUMER', GET => "/api/v1/seller/returns/$ret", user => 150);

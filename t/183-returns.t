@@ -157,6 +157,21 @@ is_error($t->get("/api/v1/seller/returns/99999999", %X), 404, 'RETURN_NOT_FOUND'
 $r = $t->get("/api/v1/seller/returns/$ret", %X);
 is($r->{status}, 200, "the store's seller sees it") or diag($r->{body});
 is($r->{json}{status}, 'REQUESTED', '... REQUESTED');
+$r = $t->get('/api/v1/seller/returns?status=REQUESTED', %X);
+is($r->{status}, 200, "... in its store's list of REQUESTED returns") or diag($r->{body});
+is_deeply([ map { $_->{id} } @{ $r->{json}{items} } ], [ $ret ], '... the one');
+is($r->{json}{total}, 1, '... total 1');
+is_deeply($t->get('/api/v1/seller/returns', %Y)->{json}{items}, [],
+    "... another store's list is empty");
+is($t->get('/api/v1/seller/returns?status=APPROVED', %X)->{json}{total}, 0,
+    '... none APPROVED');
+for my $q ('status=LOST', 'status=', 'status=requested', 'status=REQUESTED&status=APPROVED',
+           'page=-1', 'size=0', 'storeId=abc') {
+    is_error($t->get("/api/v1/seller/returns?$q", %X), 400, 'INVALID_REQUEST',
+        "list ?$q: 400");
+}
+is_error($t->get('/api/v1/seller/returns?storeId=902', %X), 404, 'STORE_NOT_FOUND',
+    "list another store's: 404");
 for my $bad ('{}', '{"carrier":"DHL","trackingNumber":"123456789012"}',
              '{"carrier":"CJ","trackingNumber":"12ab"}', '{"carrier":"CJ"}',
              '{"carrier":"CJ","trackingNumber":123456789012}',

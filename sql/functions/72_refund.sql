@@ -652,6 +652,38 @@ BEGIN
 END
 $$;
 
+-- The returns of a store its owner, a manager of it or an ADMIN lists,
+-- newest first; p_store NULL: the caller's only store (cm__seller_store);
+-- p_status NULL: all.  -> {"storeId","items":[return],"page","size","total"}
+CREATE OR REPLACE FUNCTION cm_seller_returns(p_actor bigint, p_store bigint, p_status text,
+                                             p_page int, p_size int) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_store bigint;
+    v_total bigint;
+    v_items text;
+BEGIN
+    IF p_status IS NOT NULL
+       AND p_status NOT IN ('REQUESTED', 'APPROVED', 'REJECTED', 'RECEIVED', 'REFUNDED') THEN
+        PERFORM cm__invalid('status must be REQUESTED, APPROVED, REJECTED, RECEIVED or REFUNDED');
+    END IF;
+    IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
+        PERFORM cm__invalid('page must be 0 or more and size 1 to 100');
+    END IF;
+    v_store := cm__seller_store(p_actor, p_store);
+    SELECT count(*) INTO v_total
+      FROM order_returns r JOIN order_parts x ON x.id = r.part_id
+     WHERE x.store_id = v_store AND (p_status IS NULL OR r.status = p_status);
+    SELECT string_agg(cm__return_json(y.id), ',' ORDER BY y.id DESC) INTO v_items
+      FROM (SELECT r.id FROM order_returns r JOIN order_parts x ON x.id = r.part_id
+             WHERE x.store_id = v_store AND (p_status IS NULL OR r.status = p_status)
+             ORDER BY r.id DESC
+             LIMIT p_size OFFSET p_page::bigint * p_size) y;
+    RETURN '{"storeId":' || v_store || ',"items":[' || coalesce(v_items, '')
+        || '],"page":' || p_page || ',"size":' || p_size || ',"total":' || v_total || '}';
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- The refund job (src/domain/refund/ngx_commerce_refund_job.c)
 

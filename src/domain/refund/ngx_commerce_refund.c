@@ -33,6 +33,8 @@ static ngx_int_t ngx_commerce_refund_request(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_refund_get(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
+static ngx_int_t ngx_commerce_refund_list(ngx_http_request_t *r,
+    ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_refund_approve(ngx_http_request_t *r,
     ngx_commerce_ctx_t *ctx, u_char *body, size_t len);
 static ngx_int_t ngx_commerce_refund_reject(ngx_http_request_t *r,
@@ -83,6 +85,11 @@ ngx_commerce_stmt_t  ngx_commerce_refund_statements[] = {
       "SELECT cm_seller_return_get($1::bigint, $2::bigint)", 2,
       NGX_COMMERCE_STMT_READ, NULL, 0 },
 
+    [NGX_COMMERCE_STMT_RETURN_LIST] =
+    { "cm_seller_returns",
+      "SELECT cm_seller_returns($1::bigint, $2::bigint, $3::text, $4::int, "
+      "$5::int)", 5, NGX_COMMERCE_STMT_READ, NULL, 0 },
+
     [NGX_COMMERCE_STMT_RETURN_APPROVE] =
     { "cm_seller_return_approve",
       "SELECT cm_seller_return_approve($1::bigint, $2::bigint, $3::text, "
@@ -120,6 +127,10 @@ ngx_commerce_route_t  ngx_commerce_refund_routes[] = {
     NGX_COMMERCE_ROUTE("POST", "/api/v1/orders/{id}/parts/{partId}/returns",
                        CM_ROLE_ALL, NGX_COMMERCE_ROUTE_IDEM, "order_return",
                        ngx_commerce_refund_request, "requestReturn"),
+
+    NGX_COMMERCE_ROUTE("GET", "/api/v1/seller/returns",
+                       NGX_COMMERCE_SELLER_ROLES, 0, "seller_return",
+                       ngx_commerce_refund_list, "listSellerReturns"),
 
     NGX_COMMERCE_ROUTE("GET", "/api/v1/seller/returns/{id}",
                        NGX_COMMERCE_SELLER_ROLES, 0, "seller_return",
@@ -222,6 +233,60 @@ ngx_commerce_refund_get(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
                NGX_HTTP_OK, 2,
                ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id),
                ngx_commerce_pg_int(&ctx->query, ctx->id));
+}
+
+
+/*
+ * GET /seller/returns?storeId=&status=&page=&size=: the status, once, is
+ * the database's to check
+ */
+
+static ngx_int_t
+ngx_commerce_refund_list(ngx_http_request_t *r, ngx_commerce_ctx_t *ctx,
+    u_char *body, size_t len)
+{
+    char        *status;
+    size_t       i;
+    int64_t      store, page, size;
+    ngx_str_t    v;
+    ngx_int_t    rc;
+    const char  *msg;
+
+    status = NULL;
+    v.len = 0;
+
+    msg = ngx_commerce_handler_page(r, &store, &page, &size);
+    if (msg != NULL) {
+        return ngx_commerce_reply_invalid(r, msg);
+    }
+
+    rc = ngx_commerce_handler_arg(r, "status", &v);
+
+    for (i = 0; rc == NGX_OK && i < v.len; i++) {
+        if (v.data[i] < 'A' || v.data[i] > 'Z') {
+            rc = NGX_ERROR;
+        }
+    }
+
+    if (rc == NGX_ERROR || (rc == NGX_OK && (v.len == 0 || v.len > 16))) {
+        return ngx_commerce_reply_invalid(r, "status must be REQUESTED, "
+                   "APPROVED, REJECTED, RECEIVED or REFUNDED, once");
+    }
+
+    if (rc == NGX_OK) {
+        status = ngx_commerce_json_cstr(r->pool, &v);
+        if (status == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_commerce_handler_call(r, ctx,
+               &ngx_commerce_refund_statements[NGX_COMMERCE_STMT_RETURN_LIST],
+               NGX_HTTP_OK, 5,
+               ngx_commerce_pg_int(&ctx->query, ctx->claims.user_id),
+               store ? ngx_commerce_pg_int(&ctx->query, store) : NULL,
+               status, ngx_commerce_pg_int(&ctx->query, page),
+               ngx_commerce_pg_int(&ctx->query, size));
 }
 
 
