@@ -19,6 +19,7 @@
 #   6. cancels racing: exactly one wins, refunded once;
 #   7. a KakaoPay order: refunded by the same gateway cancel;
 #   8. the gateway refuses a refund: FAILED, refund.failed;
+#   9. the gateway fails every cancel: retried, FAILED after 5 attempts;
 #   then the database refuses to refund a part more than it was paid, and
 #   every part's refunded amount is the sum of its refunds.
 
@@ -357,6 +358,37 @@ is($t->psql("SELECT refunded_amount FROM order_parts WHERE order_id = $o8"), 0,
     "... the part's refunded amount given back to what may be refunded");
 is_deeply([ grep { /^refund\./ } @{ events($o8) } ], [ 'refund.failed' ],
     '... refund.failed for an operator');
+
+# ---------------------------------------------------------------------------
+# 9. the gateway fails every cancel (500): retried with a backoff, FAILED
+#    after commerce_refund's attempts=5 (the test moves each wait's end to
+#    now instead of waiting it out)
+
+$r = $t->post('/api/v1/orders', { items => [ { productId => 4, quantity => 1 } ],
+    payment => { method => 'CARD', cardType => 'KB', cardNo => $MixPay::OK_CARD } },
+    user => $E);
+my $o9 = $r->{json}{id};
+is(paid($o9, $E), 'PAID', 'a card order PAID');
+$sim->control(opFailRate => { cancel => 1 });
+is(cancel($E, $o9)->{status}, 200, 'cancelled while the gateway fails every cancel');
+my $attempts = 0;
+for my $n (1 .. 5) {
+    ok(wait_until(sub { $t->psql("SELECT attempts || ' ' || status || ' '"
+        . " || (next_attempt_at > now() OR status <> 'PENDING') FROM refunds"
+        . " WHERE order_id = $o9") =~ /^$n (PENDING true|FAILED t)/ }, timeout => 20),
+        "attempt $n answered 500") or last;
+    $attempts = $n;
+    $t->psql("UPDATE refunds SET next_attempt_at = now() WHERE order_id = $o9"
+        . " AND status = 'PENDING'");
+}
+is($attempts, 5, '... five attempts');
+ok(refunds_settled($o9), '... then no more');
+is_deeply(refunds($o9), [ 'CANCEL CARD 1000 FAILED' ], '... FAILED after 5 attempts');
+is($t->psql("SELECT count(*) || ' ' || min(http_status) || ' ' || max(attempt)"
+    . " FROM payment_interface_request_log WHERE order_id = $o9 AND operation = 'CANCEL'"),
+    '5 500 5', '... the interface log: 5 cancels answered 500, attempts 1..5');
+is(pg_txns($o9)->[0]{status}, 'SUCCESS', '... nothing cancelled at the gateway');
+$sim->control(opFailRate => { cancel => 0 });
 
 my $err = eval { $t->psql("SELECT cm__refund_part($p6, 1, 'CANCEL', NULL)"); '' } // $@;
 like($err, qr/REFUND_EXCEEDS_PAID|order_parts_refunded_check/,
