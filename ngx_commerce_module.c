@@ -30,6 +30,7 @@
 #include "ngx_commerce_waitlist.h"
 #include "ngx_commerce_shipping.h"
 #include "ngx_commerce_settlement.h"
+#include "ngx_commerce_refund.h"
 
 
 static void *ngx_commerce_create_main_conf(ngx_conf_t *cf);
@@ -63,6 +64,7 @@ static ngx_commerce_route_t  *ngx_commerce_routes[] = {
     ngx_commerce_waitlist_routes,
     ngx_commerce_shipping_routes,
     ngx_commerce_settlement_routes,
+    ngx_commerce_refund_routes,
     ngx_commerce_cart_routes,
     ngx_commerce_cart_address_routes,
     ngx_commerce_seller_image_routes,
@@ -85,6 +87,7 @@ static ngx_commerce_stmt_t  *ngx_commerce_statements[] = {
     ngx_commerce_waitlist_statements,
     ngx_commerce_shipping_statements,
     ngx_commerce_settlement_statements,
+    ngx_commerce_refund_statements,
     ngx_commerce_cart_statements,
     ngx_commerce_cart_address_statements,
     ngx_commerce_seller_image_statements,
@@ -411,6 +414,13 @@ static ngx_command_t  ngx_commerce_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_commerce_main_conf_t, waitlist_interval),
       &ngx_commerce_timeout_bounds },
+
+    { ngx_string("commerce_refund"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_commerce_refund_job_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("commerce_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -930,6 +940,7 @@ ngx_commerce_postconfiguration(ngx_conf_t *cf)
         || ngx_commerce_waitlist_init(cf, mcf) != NGX_OK
         || ngx_commerce_shipping_conf_init(cf, mcf) != NGX_OK
         || ngx_commerce_settlement_conf_init(cf, mcf) != NGX_OK
+        || ngx_commerce_refund_job_init(cf, mcf) != NGX_OK
         || ngx_commerce_coupon_init(cf, mcf) != NGX_OK
         || ngx_commerce_cached_init(cf, mcf) != NGX_OK
         || ngx_commerce_catalog_init(cf, mcf) != NGX_OK

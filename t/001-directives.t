@@ -235,6 +235,19 @@ rejects(gw_http(extra => 'commerce_gateway_retries 2 3;'),
     qr/\[emerg\] invalid number of arguments in "commerce_gateway_retries"/,
     'commerce_gateway_retries with two values');
 
+# --- commerce_refund (issue 13 section 3) ------------------------------------
+
+($rc, $out) = check(gw_http(extra => 'commerce_refund interval=500ms attempts=3'
+    . ' backoff=5s lease=2m batch=10;'));
+is($rc, 0, 'nginx -t accepts commerce_refund with every parameter') or diag($out);
+for my $p ('interval=0', 'interval=soon', 'attempts=0', 'attempts=101', 'backoff=0',
+           'lease=2d', 'batch=x', 'colour=red') {
+    rejects(gw_http(extra => "commerce_refund $p;"),
+        qr/\[emerg\] commerce_refund: invalid parameter "\Q$p\E"/, "commerce_refund $p");
+}
+rejects(gw_http(extra => 'commerce_refund batch=1; commerce_refund batch=2;'),
+    qr/\[emerg\] "commerce_refund" directive is duplicate/, 'commerce_refund twice');
+
 # --- commerce_zone ------------------------------------------------------------
 
 rejects(gw_http(no_zone => 1, extra => 'commerce_zone 1k;'),

@@ -834,6 +834,53 @@ subtest 'counters, transactions, reset, log' => sub {
         'callback log');
 };
 
+subtest 'partial and keyed cancels (refunds)' => sub {
+    my $r = create(payment(cardNo => '1111-1111-1111-1111', amount => 10000),
+        user => 'pc');
+    my $key = $r->{json}{data}{transactionKey};
+    is(wait_status($key, 'SUCCESS', user => 'pc')->{json}{data}{status}, 'SUCCESS',
+        'a 10000 SUCCESS');
+    (my $k = $key) =~ s/:/%3A/g;
+    my $cancel = sub { $sim->request('POST', "/api/v1/payments/$k/cancel",
+        user => 'pc', body => $_[0]) };
+    for my $bad ('[]', '{"amount":0}', '{"amount":"5"}', '{"amount":1.5}',
+                 '{"amount":1,"x":1}', '{"cancelKey":""}', '{"cancelKey":5}',
+                 '{"cancelKey":"' . ('k' x 65) . '"}', '{') {
+        fail_ok($cancel->($bad), 400, 'Bad Request', undef, "cancel body $bad");
+    }
+    $r = $cancel->({ amount => 3000, cancelKey => 'r-1' });
+    is($r->{status}, 200, 'cancel 3000 of 10000: 200');
+    is_deeply([ @{ $r->{json}{data} }{qw(status cancelledAmount remainingAmount)} ],
+        [ 'SUCCESS', 3000, 7000 ], '... still SUCCESS, 3000 cancelled, 7000 left');
+    my $c0 = $sim->counters;
+    my $again = $cancel->({ amount => 3000, cancelKey => 'r-1' });
+    is_deeply($again->{json}, $r->{json}, 'the same cancelKey: the same answer');
+    is($sim->counters->{cancel_repeat} - $c0->{cancel_repeat}, 1, '... counted a repeat');
+    is(get_txn($key, user => 'pc')->{json}{data}{cancelledAmount}, 3000,
+        '... nothing cancelled twice (GET)');
+    fail_ok($cancel->({ amount => 7001, cancelKey => 'r-2' }), 409, 'Conflict', undef,
+        'more than remains');
+    fail_ok($cancel->({ amount => 1, cancelKey => 'r-2' }), 409, 'Conflict', undef,
+        '... its key answers its 409 again');
+    $sim->control(hangAfterCancel => JSON::PP::true);
+    $r = $sim->request('POST', "/api/v1/payments/$k/cancel", user => 'pc',
+        body => { amount => 2000, cancelKey => 'r-3' }, timeout => 1);
+    ok($r->{error}, 'hangAfterCancel: no answer');
+    $sim->control(hangAfterCancel => JSON::PP::false);
+    $r = $cancel->({ amount => 2000, cancelKey => 'r-3' });
+    is($r->{json}{data}{cancelledAmount}, 5000, '... yet cancelled (5000), once');
+    $r = $cancel->(undef);
+    is_deeply([ @{ $r->{json}{data} }{qw(status cancelledAmount remainingAmount)} ],
+        [ 'CANCELLED', 10000, 0 ], 'a body-less cancel takes the rest: CANCELLED');
+    fail_ok($cancel->({ amount => 1 }), 409, 'Conflict', undef,
+        'a partial cancel of a CANCELLED one');
+    my $plain = create(payment(cardNo => '1111-1111-1111-1111'), user => 'pc');
+    my $pk = $plain->{json}{data}{transactionKey};
+    wait_status($pk, 'SUCCESS', user => 'pc');
+    ok(!exists get_txn($pk, user => 'pc')->{json}{data}{cancelledAmount},
+        'a transaction never cancelled by body reads as before');
+};
+
 subtest 'command-line flags' => sub {
     my $p = PgSim->start(quiet => 1, args => [ '--fail-rate', '1',
         '--latency', '0-0', '--card', '9999-9999-9999-9999=LIMIT',

@@ -696,6 +696,94 @@ call(deleteProductImage => 'unknown', DELETE => "$img/999999",
     call(confirmOrderPart => 'again', POST => $cf, body => '{}', user => 26);
 }
 
+# --- cancellations, returns and refunds (issue 13 section 3) ----------------
+{
+    my $ct = 'v1.1.AAAAAAAAAAAAAAAA.' . ('A' x 22);
+    $t->psql(<<"SQL");
+UPDATE users SET role = 'SELLER' WHERE id = 961;
+INSERT INTO stores (id, owner_id, name, bank_code, account_number_ct, account_holder_ct,
+                    account_last4)
+VALUES (961, 961, 'Refund store', '004', '$ct', '$ct', '1234');
+UPDATE products SET price = 1000, stock = 50, store_id = 961 WHERE id IN (150, 151);
+SELECT cm_balance_charge(150, 100000, 100000000);
+SQL
+    my $rs = $t->token(961, role => 'SELLER');
+    my %ship = (recipient => '홍길동', phone => '010-1234-5678', zipCode => '06236',
+        address1 => '테헤란로 152');
+    my $buy = sub {
+        $t->post('/api/v1/orders', { items => [ map { { productId => $_, quantity => 2 } }
+            @_ ], shippingAddress => \%ship, payment => { method => 'BALANCE' } },
+            user => 150)->{json}{id} // 0;
+    };
+    my $part = sub { 0 + ($t->psql("SELECT min(id) FROM order_parts WHERE order_id = $_[0]")
+        || 0) };
+    my $deliver = sub {
+        $t->psql("UPDATE order_parts SET status = 'DELIVERED', prepared_at = now(),"
+            . " shipped_at = now(), delivered_at = now() WHERE id = $_[0]");
+    };
+    my $v150 = $t->psql('SELECT id FROM product_variants WHERE product_id = 150');
+    my $o1 = $buy->(150, 151);
+    call(cancelOrder => 'the whole order', POST => "/api/v1/orders/$o1/cancel",
+        body => {}, user => 150);
+    call(cancelOrder => 'cancelled already', POST => "/api/v1/orders/$o1/cancel",
+        body => {}, user => 150);
+    call(cancelOrder => "another's", POST => "/api/v1/orders/$o1/cancel", body => {},
+        user => 151);
+    call(cancelOrder => 'an empty list', POST => "/api/v1/orders/$o1/cancel",
+        body => { partIds => [] }, user => 150);
+    my $o2 = $buy->(150);
+    my $p2 = $part->($o2);
+    $deliver->($p2);
+    my $rb = { reason => 'size', items => [ { variantId => 0 + $v150, quantity => 2 } ] };
+    my $r = call(requestReturn => 'two units', POST =>
+        "/api/v1/orders/$o2/parts/$p2/returns", body => $rb, user => 150);
+    my $ret = $r->{json}{id} // 0;
+    call(requestReturn => 'open already', POST => "/api/v1/orders/$o2/parts/$p2/returns",
+        body => $rb, user => 150);
+    call(requestReturn => 'no items', POST => "/api/v1/orders/$o2/parts/$p2/returns",
+        body => { reason => 'x' }, user => 150);
+    call(requestReturn => "another's order", POST =>
+        "/api/v1/orders/$o2/parts/$p2/returns", body => $rb, user => 151);
+    call(getSellerReturn => 'its store', GET => "/api/v1/seller/returns/$ret", token => $rs);
+    call(listSellerReturns => 'the requested ones', GET =>
+        '/api/v1/seller/returns?status=REQUESTED', token => $rs);
+    call(listSellerReturns => 'a bad status', GET => '/api/v1/seller/returns?status=LOST',
+        token => $rs);
+    call(listSellerReturns => 'another store', GET => '/api/v1/seller/returns?storeId=901',
+        token => $rs);
+    call(getSellerReturn => 'unknown', GET => '/api/v1/seller/returns/99999999',
+        token => $rs);
+    call(getSellerReturn => 'a CONSUMER', GET => "/api/v1/seller/returns/$ret", user => 150);
+    call(approveReturn => 'a bad carrier', POST => "/api/v1/seller/returns/$ret/approve",
+        body => { carrier => 'DHL', trackingNumber => '123456789' }, token => $rs);
+    call(approveReturn => 'the pickup', POST => "/api/v1/seller/returns/$ret/approve",
+        body => { carrier => 'LOTTE', trackingNumber => '555666777' }, token => $rs);
+    call(rejectReturn => 'approved already', POST => "/api/v1/seller/returns/$ret/reject",
+        body => { reason => 'no' }, token => $rs);
+    call(restockReturn => 'the parcel not back', POST =>
+        "/api/v1/seller/returns/$ret/restock", body => { items => [
+        { variantId => 0 + $v150, quantity => 1 } ] }, token => $rs);
+    $t->psql("SELECT cm__return_received($ret)");
+    call(restockReturn => 'one of two', POST => "/api/v1/seller/returns/$ret/restock",
+        body => { items => [ { variantId => 0 + $v150, quantity => 1 } ] }, token => $rs);
+    call(restockReturn => 'restocked already', POST =>
+        "/api/v1/seller/returns/$ret/restock", body => { items => [
+        { variantId => 0 + $v150, quantity => 3 } ] }, token => $rs);
+    my $o3 = $buy->(151);
+    my $p3 = $part->($o3);
+    $deliver->($p3);
+    my $v151 = $t->psql('SELECT id FROM product_variants WHERE product_id = 151');
+    $r = $t->post("/api/v1/orders/$o3/parts/$p3/returns", { reason => 'x', items => [
+        { variantId => 0 + $v151, quantity => 1 } ] }, user => 150);
+    my $ret3 = $r->{json}{id} // 0;
+    call(rejectReturn => 'used', POST => "/api/v1/seller/returns/$ret3/reject",
+        body => { reason => '사용 흔적' }, token => $rs);
+    call(rejectReturn => 'no reason', POST => "/api/v1/seller/returns/$ret3/reject",
+        body => {}, token => $rs);
+    call(getOrder => 'with its refunds and returns', GET => "/api/v1/orders/$o2",
+        user => 150);
+}
+
 # --- the document itself -------------------------------------------------
 
 $r = $t->get('/api/v1/openapi.json');

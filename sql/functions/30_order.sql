@@ -423,7 +423,6 @@ CREATE OR REPLACE FUNCTION cm_orders_expire(p_ttl_seconds int, p_batch int) RETU
 LANGUAGE plpgsql AS $$
 DECLARE
     v_ids  bigint[];
-    r      record;
 BEGIN
     IF p_ttl_seconds IS NULL OR p_ttl_seconds < 0 OR p_batch IS NULL OR p_batch < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
@@ -446,33 +445,10 @@ BEGIN
         RETURN 0;
     END IF;
 
-    -- Their events are order.expired (95_outbox.sql), not order.cancelled.
-    PERFORM set_config('commerce.cancel_reason', 'expired', true);
-    UPDATE orders
-       SET status = 'CANCELLED', updated_at = now()
-     WHERE id = ANY (v_ids);
-    PERFORM set_config('commerce.cancel_reason', '', true);
-    -- their transfers are given up (a deposit after this is refunded)
-    PERFORM cm__transfer_expire(v_ids);
-
-    -- Lock their products in id order (as cm_order_create does), then give
-    -- each item's units back to its variant, one ledger row per item.
-    PERFORM FROM products p
-     WHERE p.id IN (SELECT i.product_id FROM order_items i WHERE i.order_id = ANY (v_ids))
-     ORDER BY p.id
-       FOR NO KEY UPDATE;
-    FOR r IN
-        SELECT i.order_id, i.variant_id, i.quantity
-          FROM order_items i
-         WHERE i.order_id = ANY (v_ids)
-         ORDER BY i.product_id, i.variant_id, i.order_id
-    LOOP
-        PERFORM cm__stock_context('ORDER_EXPIRED', NULL, r.order_id, NULL);
-        UPDATE product_variants SET stock = stock + r.quantity, updated_at = now()
-         WHERE id = r.variant_id;
-    END LOOP;
-    PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
-
+    -- Their events are order.expired (95_outbox.sql), not order.cancelled;
+    -- their transfers are given up (a deposit after this is refunded) and
+    -- their stock back, ledger ORDER_EXPIRED (72_refund.sql).
+    PERFORM cm__orders_unpaid_end(v_ids, true);
     PERFORM cm__coupon_release(v_ids);
     PERFORM cm__order_parts_refund(x) FROM unnest(v_ids) AS x;    -- 78_mixpay.sql
 
@@ -486,21 +462,7 @@ $$;
 -- reason PAYMENT_FAILED.
 CREATE OR REPLACE FUNCTION cm__order_release_stock(p_order bigint) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
 BEGIN
-    PERFORM FROM products p
-     WHERE p.id IN (SELECT i.product_id FROM order_items i WHERE i.order_id = p_order)
-     ORDER BY p.id
-       FOR NO KEY UPDATE;
-    PERFORM cm__stock_context('PAYMENT_FAILED', NULL, p_order, NULL);
-    FOR r IN
-        SELECT i.variant_id, i.quantity FROM order_items i
-         WHERE i.order_id = p_order ORDER BY i.product_id, i.variant_id
-    LOOP
-        UPDATE product_variants SET stock = stock + r.quantity, updated_at = now()
-         WHERE id = r.variant_id;
-    END LOOP;
-    PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
+    PERFORM cm__stock_back(ARRAY[p_order], NULL, 'PAYMENT_FAILED');    -- 72_refund.sql
 END
 $$;

@@ -152,9 +152,11 @@ LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF p_doc IS NULL OR NOT EXISTS (SELECT 1 FROM order_parts x
                                      WHERE x.order_id = p_order AND x.store_id IS NOT NULL) THEN
-        RETURN p_doc;
+        RETURN cm__refund_doc(p_doc, p_order);                      -- 72_refund.sql
     END IF;
-    RETURN left(p_doc, -1)
+    -- refunds and returns before the address, which stays last (the reply
+    -- opens the last object)
+    RETURN left(cm__refund_doc(p_doc, p_order), -1)
         || ',"parts":[' || (SELECT string_agg(cm__order_part_json(x.id), ','
                                               ORDER BY x.store_id NULLS LAST)
                               FROM order_parts x WHERE x.order_id = p_order)

@@ -107,6 +107,9 @@ typedef struct {
     time_t                       waitlist_hold;
     ngx_msec_t                   waitlist_interval;
 
+    /* commerce_refund (src/domain/refund: ngx_commerce_refund_conf_t) */
+    void                        *refund;
+
     /* payment gateways, their zone and the card flow */
     ngx_commerce_shm_t          *shm;
     ngx_array_t                  gateways;     /* ngx_commerce_gateway_t */

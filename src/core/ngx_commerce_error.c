@@ -77,6 +77,18 @@ static ngx_commerce_error_map_t  ngx_commerce_errors[] = {
     { "SETTLEMENT_NOT_FOUND",     NGX_HTTP_NOT_FOUND },
     { "PAYOUT_NOT_FOUND",         NGX_HTTP_NOT_FOUND },
     { "PAYOUT_NOT_DEAD",          NGX_HTTP_CONFLICT },
+    /* cancellations, returns, refunds (sql/functions/72_refund.sql) */
+    { "ORDER_ALREADY_CANCELLED",  NGX_HTTP_CONFLICT },
+    { "ORDER_NOT_CANCELLABLE",    NGX_HTTP_CONFLICT },
+    { "REFUND_EXCEEDS_PAID",      NGX_HTTP_CONFLICT },
+    { "RETURN_NOT_FOUND",         NGX_HTTP_NOT_FOUND },
+    { "RETURN_NOT_ALLOWED",       NGX_HTTP_CONFLICT },
+    { "RETURN_ALREADY_OPEN",      NGX_HTTP_CONFLICT },
+    { "RETURN_QUANTITY_EXCEEDED", NGX_HTTP_CONFLICT },
+    { "RETURN_ALREADY_DECIDED",   NGX_HTTP_CONFLICT },
+    { "RETURN_NOT_APPROVED",      NGX_HTTP_CONFLICT },
+    { "RETURN_NOT_RECEIVED",      NGX_HTTP_CONFLICT },
+    { "RETURN_ALREADY_RESTOCKED", NGX_HTTP_CONFLICT },
     { NULL, 0 }
 };
 

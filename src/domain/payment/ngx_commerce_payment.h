@@ -143,6 +143,8 @@ void ngx_commerce_settle_start(ngx_commerce_pay_t *pay);
 void ngx_commerce_settle_ask(ngx_commerce_pay_t *pay);
 void ngx_commerce_settle_decided(ngx_commerce_pay_t *pay, PGresult *res);
 void ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay);
+ngx_int_t ngx_commerce_settle_cancel_send(ngx_commerce_pay_t *pay,
+    ngx_str_t *body, ngx_commerce_client_handler_pt handler, void *data);
 void ngx_commerce_settle_db_done(ngx_commerce_pg_query_t *q, ngx_int_t rc,
     PGresult *res);
 

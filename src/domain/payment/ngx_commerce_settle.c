@@ -301,6 +301,26 @@ ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay)
                       pay->payment_id, pay->order_id, &pay->gw->name);
     }
 
+    if (ngx_commerce_settle_cancel_send(pay, NULL,
+                                        ngx_commerce_settle_cancelled, pay)
+        != NGX_OK)
+    {
+        ngx_commerce_pay_destroy(pay);
+    }
+}
+
+
+/*
+ * POST /api/v1/payments/{key}/cancel at pay's gateway, with body (NULL:
+ * none, the whole transaction) and the answer to handler with h->data =
+ * data: the net-cancel above and the refund job's partial cancels
+ * (src/domain/refund/ngx_commerce_refund_job.c).
+ */
+
+ngx_int_t
+ngx_commerce_settle_cancel_send(ngx_commerce_pay_t *pay, ngx_str_t *body,
+    ngx_commerce_client_handler_pt handler, void *data)
+{
     ngx_memzero(&pay->http, sizeof(ngx_commerce_client_t));
 
     ngx_str_set(&pay->http.method, "POST");
@@ -309,25 +329,26 @@ ngx_commerce_settle_cancel(ngx_commerce_pay_t *pay)
                                                        "/cancel")
                                                 + pay->key.len);
     if (pay->http.uri.data == NULL) {
-        ngx_commerce_pay_destroy(pay);
-        return;
+        return NGX_ERROR;
     }
 
     pay->http.uri.len = ngx_sprintf(pay->http.uri.data,
                                     "/api/v1/payments/%V/cancel", &pay->key)
                         - pay->http.uri.data;
 
+    if (body != NULL) {
+        pay->http.request_body = *body;
+    }
+
     pay->http.user_id = pay->user_id;
     pay->http.pool = pay->pool;
     pay->http.log = pay->log;
     pay->http.gw = pay->gw;
-    pay->http.handler = ngx_commerce_settle_cancelled;
-    pay->http.data = pay;
+    pay->http.handler = handler;
+    pay->http.data = data;
     pay->step = NGX_COMMERCE_STEP_CANCEL;
 
-    if (ngx_commerce_client_start(&pay->http) != NGX_OK) {
-        ngx_commerce_pay_destroy(pay);
-    }
+    return ngx_commerce_client_start(&pay->http);
 }
 
 
