@@ -363,13 +363,15 @@ END
 $$;
 
 -- The buyer p_user asks to return units of part p_part of order p_order
--- (DELIVERED: after the purchase confirmation the sale is final), for
+-- (DELIVERED, or PURCHASE_CONFIRMED: a return the seller accepts after the
+-- confirmation, a defect say; a settled part's refund is deducted from
+-- the store's next settlement, 73_settlement.sql), for
 -- p_reason: p_quantities[i] units of variant p_variants[i].  The amount is
 -- each item's share of the part's payment amount (price x units over the
 -- part's total, rounded down); the return that takes the part's last
 -- units takes what is left of the payment amount.  One open return per
 -- part (027's index).  Errors: ORDER_NOT_FOUND, ORDER_PART_NOT_FOUND,
--- RETURN_NOT_ALLOWED (not DELIVERED), RETURN_ALREADY_OPEN,
+-- RETURN_NOT_ALLOWED (not delivered), RETURN_ALREADY_OPEN,
 -- RETURN_QUANTITY_EXCEEDED (more units than ordered and not yet
 -- returned), INVALID_REQUEST (a variant not in the part).  -> the return.
 CREATE OR REPLACE FUNCTION cm_return_request(p_user bigint, p_order bigint, p_part bigint,
@@ -395,7 +397,7 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM cm__not_found('ORDER_PART_NOT_FOUND', 'order part', p_part);
     END IF;
-    IF x.status <> 'DELIVERED' THEN
+    IF x.status NOT IN ('DELIVERED', 'PURCHASE_CONFIRMED') THEN
         PERFORM cm__conflict('RETURN_NOT_ALLOWED',
             format('order part %s is %s: only a delivered part is returned', p_part, x.status));
     END IF;
