@@ -669,10 +669,7 @@ BEGIN
        AND p_status NOT IN ('REQUESTED', 'APPROVED', 'REJECTED', 'RECEIVED', 'REFUNDED') THEN
         PERFORM cm__invalid('status must be REQUESTED, APPROVED, REJECTED, RECEIVED or REFUNDED');
     END IF;
-    IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
-        PERFORM cm__invalid('page must be 0 or more and size 1 to 100');
-    END IF;
-    v_store := cm__seller_store(p_actor, p_store);
+    v_store := cm__seller_list_store(p_actor, p_store, p_page, p_size);
     SELECT count(*) INTO v_total
       FROM order_returns r JOIN order_parts x ON x.id = r.part_id
      WHERE x.store_id = v_store AND (p_status IS NULL OR r.status = p_status);
@@ -681,8 +678,7 @@ BEGIN
              WHERE x.store_id = v_store AND (p_status IS NULL OR r.status = p_status)
              ORDER BY r.id DESC
              LIMIT p_size OFFSET p_page::bigint * p_size) y;
-    RETURN '{"storeId":' || v_store || ',"items":[' || coalesce(v_items, '')
-        || '],"page":' || p_page || ',"size":' || p_size || ',"total":' || v_total || '}';
+    RETURN cm__seller_list_doc(v_store, v_items, p_page, p_size, v_total);
 END
 $$;
 

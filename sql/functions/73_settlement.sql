@@ -275,17 +275,13 @@ DECLARE
     v_total bigint;
     v_items text;
 BEGIN
-    IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
-        PERFORM cm__invalid('page must be 0 or more and size 1 to 100');
-    END IF;
-    v_store := cm__seller_store(p_actor, p_store);
+    v_store := cm__seller_list_store(p_actor, p_store, p_page, p_size);
     SELECT count(*) INTO v_total FROM settlements s WHERE s.store_id = v_store;
     SELECT string_agg(cm__settlement_doc(x.id, false), ',' ORDER BY x.week_start DESC)
       INTO v_items
       FROM (SELECT s.id, s.week_start FROM settlements s WHERE s.store_id = v_store
              ORDER BY s.week_start DESC LIMIT p_size OFFSET p_page::bigint * p_size) x;
-    RETURN '{"storeId":' || v_store || ',"items":[' || coalesce(v_items, '')
-        || '],"page":' || p_page || ',"size":' || p_size || ',"total":' || v_total || '}';
+    RETURN cm__seller_list_doc(v_store, v_items, p_page, p_size, v_total);
 END
 $$;
 

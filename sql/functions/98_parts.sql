@@ -182,6 +182,28 @@ CREATE OR REPLACE TRIGGER orders_parts_status
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION cm__order_parts_status();
 
+-- The store a seller's list is of (cm__seller_store: the caller's only
+-- store when p_store is NULL), its page (0..) and size (1..100) checked
+-- first.  Used by the sellers' lists of parts, returns and settlements.
+CREATE OR REPLACE FUNCTION cm__seller_list_store(p_actor bigint, p_store bigint, p_page int,
+                                                 p_size int) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
+        PERFORM cm__invalid('page must be 0 or more and size 1 to 100');
+    END IF;
+    RETURN cm__seller_store(p_actor, p_store);
+END
+$$;
+
+-- A page of a seller's list: {"storeId","items":[p_items],"page","size","total"}.
+CREATE OR REPLACE FUNCTION cm__seller_list_doc(p_store bigint, p_items text, p_page int,
+                                               p_size int, p_total bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{"storeId":' || p_store || ',"items":[' || coalesce(p_items, '')
+        || '],"page":' || p_page || ',"size":' || p_size || ',"total":' || p_total || '}'
+$$;
+
 -- The parts of a store its owner, a manager of it or an ADMIN lists,
 -- newest first; p_store NULL: the caller's only store (cm__seller_store);
 -- p_status NULL: all (the part's own status, 027_fulfilment.sql).
@@ -202,10 +224,7 @@ BEGIN
                             ' WAITING_FOR_DEPOSIT, PAID, PAYMENT_FAILED, CANCELLED, PREPARING,'
                             ' SHIPPED, DELIVERED or PURCHASE_CONFIRMED');
     END IF;
-    IF p_page < 0 OR p_size NOT BETWEEN 1 AND 100 THEN
-        PERFORM cm__invalid('page must be 0 or more and size 1 to 100');
-    END IF;
-    v_store := cm__seller_store(p_actor, p_store);
+    v_store := cm__seller_list_store(p_actor, p_store, p_page, p_size);
     SELECT count(*) INTO v_total FROM order_parts x
      WHERE x.store_id = v_store AND (p_status IS NULL OR x.status = p_status);
     SELECT string_agg('{"id":' || x.id || ',"orderId":' || x.order_id || ',"storeId":' || x.store_id
@@ -218,8 +237,7 @@ BEGIN
              WHERE y.store_id = v_store AND (p_status IS NULL OR y.status = p_status)
              ORDER BY y.id DESC
              LIMIT p_size OFFSET p_page::bigint * p_size) x;
-    RETURN '{"storeId":' || v_store || ',"items":[' || coalesce(v_items, '')
-        || '],"page":' || p_page || ',"size":' || p_size || ',"total":' || v_total || '}';
+    RETURN cm__seller_list_doc(v_store, v_items, p_page, p_size, v_total);
 END
 $$;
 

@@ -253,6 +253,7 @@ ngx_int_t ngx_commerce_conf_keyring(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, cm_keyring_t **out);
 ngx_int_t ngx_commerce_conf_counter(ngx_conf_t *cf, const char *family,
     const char *type, const char *help, const char *labels);
+ngx_int_t ngx_commerce_conf_percent(ngx_str_t *v, ngx_uint_t *bp);
 
 /* JSON documents from the database or a peer (ngx_commerce_json.c) */
 yajl_val ngx_commerce_json_parse(ngx_pool_t *pool, u_char *data, size_t len);

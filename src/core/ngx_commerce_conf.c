@@ -230,3 +230,64 @@ ngx_commerce_conf_counter(ngx_conf_t *cf, const char *family,
 
     return mcf->counters.nelts - 1;
 }
+
+
+/*
+ * A directive's percentage: "1%", "0.5%", "12.25%" (0 to 100 percent, at
+ * most two decimals) in basis points (1/10000).  NGX_ERROR: not one.
+ */
+
+ngx_int_t
+ngx_commerce_conf_percent(ngx_str_t *v, ngx_uint_t *bp)
+{
+    u_char      *p, *last;
+    ngx_uint_t   whole, frac, digits;
+
+    p = v->data;
+    last = v->data + v->len;
+
+    if (v->len < 2 || last[-1] != '%') {
+        return NGX_ERROR;
+    }
+
+    last--;
+    whole = 0;
+    digits = 0;
+
+    while (p < last && *p >= '0' && *p <= '9' && digits < 3) {
+        whole = whole * 10 + (*p++ - '0');
+        digits++;
+    }
+
+    if (digits == 0) {
+        return NGX_ERROR;
+    }
+
+    frac = 0;
+
+    if (p < last && *p == '.') {
+        p++;
+        digits = 0;
+
+        while (p < last && *p >= '0' && *p <= '9' && digits < 2) {
+            frac = frac * 10 + (*p++ - '0');
+            digits++;
+        }
+
+        if (digits == 0) {
+            return NGX_ERROR;
+        }
+
+        if (digits == 1) {
+            frac *= 10;
+        }
+    }
+
+    if (p != last || whole * 100 + frac > 10000) {
+        return NGX_ERROR;
+    }
+
+    *bp = whole * 100 + frac;
+
+    return NGX_OK;
+}

@@ -41,8 +41,6 @@
 
 static ngx_int_t ngx_commerce_settlement_conf_param(ngx_conf_t *cf,
     ngx_commerce_settlement_conf_t *scf, ngx_str_t *key, ngx_str_t *val);
-static ngx_int_t ngx_commerce_settlement_conf_fee(ngx_str_t *val,
-    ngx_uint_t *bp);
 
 
 static ngx_commerce_settlement_conf_t  ngx_commerce_settlement_defaults = {
@@ -203,7 +201,7 @@ ngx_commerce_settlement_conf_param(ngx_conf_t *cf,
     }
 
     if (ngx_commerce_settlement_is(key, "fee")) {
-        if (ngx_commerce_settlement_conf_fee(val, &scf->fee_bp) != NGX_OK) {
+        if (ngx_commerce_conf_percent(val, &scf->fee_bp) != NGX_OK) {
             want = "a percentage from 0% to 100% with at most 2 decimals";
             goto invalid;
         }
@@ -279,63 +277,6 @@ invalid:
     return NGX_ERROR;
 }
 
-
-/* "5%", "5.5%", "12.25%" -> 1/10000 */
-
-static ngx_int_t
-ngx_commerce_settlement_conf_fee(ngx_str_t *val, ngx_uint_t *bp)
-{
-    u_char      *p, *last;
-    ngx_uint_t   whole, frac, digits;
-
-    p = val->data;
-    last = val->data + val->len;
-
-    if (val->len < 2 || last[-1] != '%') {
-        return NGX_ERROR;
-    }
-
-    last--;
-    whole = 0;
-    digits = 0;
-
-    while (p < last && *p >= '0' && *p <= '9' && digits < 3) {
-        whole = whole * 10 + (*p++ - '0');
-        digits++;
-    }
-
-    if (digits == 0) {
-        return NGX_ERROR;
-    }
-
-    frac = 0;
-
-    if (p < last && *p == '.') {
-        p++;
-        digits = 0;
-
-        while (p < last && *p >= '0' && *p <= '9' && digits < 2) {
-            frac = frac * 10 + (*p++ - '0');
-            digits++;
-        }
-
-        if (digits == 0) {
-            return NGX_ERROR;
-        }
-
-        if (digits == 1) {
-            frac *= 10;
-        }
-    }
-
-    if (p != last || whole * 100 + frac > 10000) {
-        return NGX_ERROR;
-    }
-
-    *bp = whole * 100 + frac;
-
-    return NGX_OK;
-}
 
 
 /* postconfiguration: the upstream named, the jobs */

@@ -25,8 +25,6 @@
 
 static ngx_int_t ngx_commerce_shipping_conf_param(ngx_conf_t *cf,
     ngx_commerce_shipping_conf_t *scf, ngx_str_t *name, ngx_str_t *v);
-static ngx_int_t ngx_commerce_shipping_conf_points(ngx_str_t *v,
-    ngx_uint_t *bp);
 static void ngx_commerce_shipping_conf_defaults(
     ngx_commerce_shipping_conf_t *scf);
 
@@ -227,7 +225,7 @@ ngx_commerce_shipping_conf_param(ngx_conf_t *cf,
     }
 
     if (is("points")) {
-        if (ngx_commerce_shipping_conf_points(v, &scf->points_bp) != NGX_OK) {
+        if (ngx_commerce_conf_percent(v, &scf->points_bp) != NGX_OK) {
             goto invalid;
         }
 
@@ -259,63 +257,6 @@ invalid:
     return NGX_ERROR;
 }
 
-
-/* "1%", "0.5%", "2.25%": 0 to 100 percent, in basis points */
-
-static ngx_int_t
-ngx_commerce_shipping_conf_points(ngx_str_t *v, ngx_uint_t *bp)
-{
-    u_char      *p, *last;
-    ngx_uint_t   whole, frac, digits;
-
-    p = v->data;
-    last = v->data + v->len;
-
-    if (v->len < 2 || last[-1] != '%') {
-        return NGX_ERROR;
-    }
-
-    last--;
-    whole = 0;
-    digits = 0;
-
-    while (p < last && *p >= '0' && *p <= '9' && digits < 3) {
-        whole = whole * 10 + (*p++ - '0');
-        digits++;
-    }
-
-    if (digits == 0) {
-        return NGX_ERROR;
-    }
-
-    frac = 0;
-
-    if (p < last && *p == '.') {
-        p++;
-        digits = 0;
-
-        while (p < last && *p >= '0' && *p <= '9' && digits < 2) {
-            frac = frac * 10 + (*p++ - '0');
-            digits++;
-        }
-
-        if (digits == 0) {
-            return NGX_ERROR;
-        }
-
-        if (digits == 1) {
-            frac *= 10;
-        }
-    }
-
-    if (p != last || whole * 100 + frac > 10000) {
-        return NGX_ERROR;
-    }
-
-    *bp = whole * 100 + frac;
-
-    return NGX_OK;
-}
 
 
 /*
