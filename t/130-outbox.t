@@ -17,7 +17,8 @@
 #   - a poison 400 for a type: dead after 1 attempt; replay-all by type;
 #   - the platform refusing connections for 8 s while 40 orders are paid:
 #     nothing is attempted while its breaker is open (only probes, which
-#     are not the events' attempts), the backlog drains after it, nothing
+#     are not the events' attempts, nor are refused connections before it
+#     opens), the backlog drains after it, nothing
 #     is lost.  8 s and not 30: while the breaker is open no event's
 #     attempt is spent, so a longer outage only adds probes (one per open=
 #     period); the test checks that no event used more than one attempt;

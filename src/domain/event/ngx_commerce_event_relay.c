@@ -32,6 +32,8 @@ typedef struct {
     u_char                       state;        /* D, R, X, P; 0: sending */
     unsigned                     sink_up:1;    /* an R that is not the
                                                   sink's failure (notify) */
+    unsigned                     unsent:1;     /* an R that never left: no
+                                                  connection to the sink */
     int                          permit;       /* of the breaker, or -1 */
     ngx_msec_t                   started;
     ngx_msec_t                   delay;
@@ -464,6 +466,8 @@ ngx_commerce_event_relay_http_done(ngx_commerce_client_t *h)
     item = h->data;
 
     if (h->rc != NGX_COMMERCE_HTTP_OK) {
+        item->unsent = (h->rc == NGX_COMMERCE_HTTP_REFUSED
+                        || h->rc == NGX_COMMERCE_HTTP_CONNECT_TIMEOUT);
         ngx_commerce_event_relay_outcome(item, 'R', "%s",
                                      ngx_commerce_client_rc_name(h->rc));
         return;
@@ -592,8 +596,13 @@ ngx_commerce_event_relay_outcome(ngx_commerce_event_item_t *item,
         ngx_commerce_event_relay_breaker_log(sink);
     }
 
-    /* the probe of a sink that is down is the sink's attempt, not the event's */
-    if (state == 'R' && sink->probing) {
+    /*
+     * The probe of a sink that is down, and a send that never left (no
+     * connection: the breaker heard it above), are the sink's attempts,
+     * not the event's: a sink that is down does not use up the retries of
+     * the events that wait for it, even before its breaker opens.
+     */
+    if (state == 'R' && (sink->probing || item->unsent)) {
         state = 'P';
     }
 
