@@ -168,6 +168,14 @@ is_error(order(4, [ { productId => 3, quantity => 1 },
 is_error(order(4, [ { productId => 1, quantity => 1 },
                     { productId => 2, quantity => 5 } ], pay => 'BALANCE'),
     409, 'OUT_OF_STOCK', 'second item lacks stock, with payment');
+# the first item takes exactly all its stock and the second lacks some: the
+# stock is taken by one UPDATE before the cause is looked for (issue 14),
+# and the error still names the second item, with its stock before the order
+$r = order(4, [ { productId => 1, quantity => 7 },
+                { productId => 2, quantity => 5 } ], pay => 'BALANCE');
+is_error($r, 409, 'OUT_OF_STOCK', 'first item takes all its stock, second lacks');
+like($r->{json}{message} // '', qr/^product 2 has [0-4] in stock, 5 requested$/,
+    '... the message names the second item, not the first');
 is_error(order(424242, [ { productId => 1, quantity => 1 } ]), 404,
     'USER_NOT_FOUND', 'user unknown to the database');
 

@@ -79,19 +79,30 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
      WHERE p.order_id = p_order
 $$;
 
--- The order document.  p_items is a JSON array, p_payment a JSON object or
--- NULL (the latest payment); "payments" lists them all.
-CREATE OR REPLACE FUNCTION cm__order_doc(p_id bigint, p_user bigint, p_status text, p_items text,
-                                         p_total bigint, p_discount bigint, p_payment_amount bigint,
-                                         p_payment text, p_created timestamptz)
+-- The order document, its "payments" (a JSON array) given: a new order's
+-- are known without reading them.
+CREATE OR REPLACE FUNCTION cm__order_doc_of(p_id bigint, p_user bigint, p_status text,
+                                            p_items text, p_total bigint, p_discount bigint,
+                                            p_payment_amount bigint, p_payment text,
+                                            p_payments text, p_created timestamptz)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT '{"id":' || p_id || ',"userId":' || p_user || ',"status":"' || p_status
         || '","items":' || p_items
         || ',"totalAmount":' || p_total || ',"discountAmount":' || p_discount
         || ',"paymentAmount":' || p_payment_amount
         || ',"payment":' || coalesce(p_payment, 'null')
-        || ',"payments":' || cm__order_payments_json(p_id)
+        || ',"payments":' || p_payments
         || ',"createdAt":"' || cm__ts(p_created) || '"}'
+$$;
+
+-- The order document.  p_items is a JSON array, p_payment a JSON object or
+-- NULL (the latest payment); "payments" lists them all (read here).
+CREATE OR REPLACE FUNCTION cm__order_doc(p_id bigint, p_user bigint, p_status text, p_items text,
+                                         p_total bigint, p_discount bigint, p_payment_amount bigint,
+                                         p_payment text, p_created timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT cm__order_doc_of(p_id, p_user, p_status, p_items, p_total, p_discount,
+                            p_payment_amount, p_payment, cm__order_payments_json(p_id), p_created)
 $$;
 
 -- cm_order_json(order_id [, user_id]): the order document, or NULL when there
@@ -127,65 +138,61 @@ $$;
 -- ---------------------------------------------------------------------------
 -- Orders
 
--- Create an order for p_user: item i is p_quantities[i] units of product
--- p_products[i] or of variant p_variants[i] (parallel arrays, 1..50
--- distinct variants, quantity 1..999; a product named without its variant
--- must have exactly one, its default variant; a variant named with its
--- product must belong to it), with the user coupon p_coupon (NULL: none;
--- 70_coupon.sql, "Coupons on orders").
---   p_method NULL      -> PENDING_PAYMENT, stock reserved (decremented) now;
---   p_method 'BALANCE' -> paid from the balance in the same transaction: PAID.
--- Products are locked in id order (FOR NO KEY UPDATE), so concurrent orders
--- over overlapping products queue instead of deadlocking; their variants'
--- stock and status are checked under those locks.  Then the coupon row is
--- locked and priced: the order's discountAmount, and paymentAmount =
--- totalAmount - discountAmount.  The stock is taken by one conditional
--- UPDATE of the variants (stock >= quantity): the variant that reaches 0
--- is SOLD_OUT in this transaction (a generated column), its ledger row
--- names the order (15_catalogue.sql).
+-- The order of cm_order_create, written; -> its document when p_doc, else
+-- NULL (the card, points and cart paths read the order they need
+-- themselves: currval('orders_id_seq') is its id).
+--
+-- The path is cut to the statements an order must run (issue 14, the
+-- profile in README "The order transaction"): one query resolves every
+-- item's variant; the products are locked in id order (FOR NO KEY UPDATE),
+-- so concurrent orders over overlapping products queue instead of
+-- deadlocking; one conditional UPDATE of the variants (stock >= quantity,
+-- on sale) takes the stock and returns what the order needs (prices,
+-- names, stores, the items' document); the order, its seller parts and its
+-- items are one INSERT statement; the balance and the payment as before.
+-- Only a failure runs the slower queries that name its exact cause.  The
+-- variant that reaches 0 is SOLD_OUT in this transaction (a generated
+-- column), its ledger row names the order (15_catalogue.sql).  The coupon
+-- row is locked and priced after the stock is taken: the order's
+-- discountAmount, and paymentAmount = totalAmount - discountAmount.
 -- Error precedence: INVALID_REQUEST, USER_NOT_FOUND, PRODUCT_NOT_FOUND
--- (lowest missing id), VARIANT_NOT_FOUND, VARIANT_REQUIRED,
--- PRODUCT_NOT_ON_SALE (product or variant STOPPED), OUT_OF_STOCK (lowest
--- such product, then variant), COUPON_NOT_FOUND, COUPON_NOT_AVAILABLE,
--- COUPON_NOT_APPLICABLE, INSUFFICIENT_BALANCE.
+-- (lowest missing id), VARIANT_NOT_FOUND, VARIANT_REQUIRED (the first such
+-- item), PRODUCT_NOT_ON_SALE (product or variant STOPPED), OUT_OF_STOCK
+-- (lowest such product, then variant), COUPON_NOT_FOUND,
+-- COUPON_NOT_AVAILABLE, COUPON_NOT_APPLICABLE, INSUFFICIENT_BALANCE,
+-- ADDRESS_REQUIRED.
 --
 -- An order with nothing to pay (paymentAmount 0: every product priced 0, or
 -- a coupon covering it all) is PAID at once, whatever p_method, without a
 -- payments row and without a ledger row: no money moves, and payments.amount
 -- is CHECK (amount > 0) because a payment of nothing is not a payment.  Its
 -- document has "payment": null, and its coupon is USED.
--- Databases before coupons on orders have the 4-argument version, before
--- variants the 5-argument one: dropped (shorter calls find this one, the
--- missing arguments NULL).
-DROP FUNCTION IF EXISTS cm_order_create(bigint, bigint[], int[], text);
-DROP FUNCTION IF EXISTS cm_order_create(bigint, bigint[], int[], text, bigint);
-CREATE OR REPLACE FUNCTION cm_order_create(p_user bigint, p_products bigint[], p_quantities int[],
-                                           p_method text, p_coupon bigint DEFAULT NULL,
-                                           p_variants bigint[] DEFAULT NULL) RETURNS text
+CREATE OR REPLACE FUNCTION cm__order_place(p_user bigint, p_products bigint[],
+                                           p_quantities int[], p_method text, p_coupon bigint,
+                                           p_variants bigint[], p_doc boolean) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     n          int := cardinality(p_quantities);
     r          record;
+    x          record;           -- the stock taken: count, total, items
     i          int;
-    k          int;
     v_cnt      int;
     v_pid      bigint;
     v_vid      bigint;
     v_pids     bigint[];
     v_vids     bigint[];
-    v_qtys     int[];
-    v_items    text := '';
     v_short    text;             -- first item without enough stock
     v_stopped  text;             -- first item not on sale
-    v_total    bigint := 0;
     v_discount bigint := 0;
     v_pay_amount bigint;
     v_status   text;
     v_balance  bigint;
     v_order    bigint;
     v_created  timestamptz;
+    v_seller   boolean;
     v_pay_id   bigint;
     v_payment  text;
+    v_doc      text;
 BEGIN
     -- Input shape (the module validates too; this keeps the database safe).
     IF n IS NULL OR n < 1 OR n > 50 OR cardinality(p_products) IS DISTINCT FROM n
@@ -194,11 +201,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = 'items must hold 1 to 50 products with quantities between 1 and 999';
     END IF;
-    FOR i IN 1 .. n LOOP
-        IF p_products[i] IS NULL AND p_variants[i] IS NULL THEN
-            PERFORM cm__invalid('each item names a productId or a variantId');
-        END IF;
-    END LOOP;
+    IF array_position(p_products, NULL) IS NOT NULL
+       AND (p_variants IS NULL
+            OR EXISTS (SELECT FROM unnest(p_products, p_variants) AS u(pid, vid)
+                        WHERE u.pid IS NULL AND u.vid IS NULL)) THEN
+        PERFORM cm__invalid('each item names a productId or a variantId');
+    END IF;
     IF p_method IS NOT NULL AND p_method <> 'BALANCE' THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = format('unsupported payment method %s', p_method);
@@ -210,37 +218,52 @@ BEGIN
             DETAIL = format('user %s not found', p_user);
     END IF;
 
-    -- Products never disappear: the lowest unknown id, without a lock.
-    SELECT min(x) INTO v_pid FROM unnest(p_products) AS x
-     WHERE x IS NOT NULL AND NOT EXISTS (SELECT 1 FROM products p WHERE p.id = x);
-    IF v_pid IS NOT NULL THEN
+    -- Each item's product and variant in one query (products never
+    -- disappear and a variant's product never changes: unlocked): a
+    -- product named alone must have exactly one variant, a variant named
+    -- with its product must belong to it.
+    SELECT array_agg(coalesce(u.pid, v.product_id) ORDER BY u.ord) AS pids,
+           array_agg(coalesce(u.vid, d.vmin) ORDER BY u.ord) AS vids,
+           min(u.pid) FILTER (WHERE u.pid IS NOT NULL
+                                AND NOT EXISTS (SELECT 1 FROM products p WHERE p.id = u.pid))
+               AS missing,
+           coalesce(bool_or(CASE WHEN u.vid IS NOT NULL
+                                 THEN v.id IS NULL OR v.product_id <> coalesce(u.pid, v.product_id)
+                                 ELSE d.vcnt <> 1 END), false) AS bad
+      INTO r
+      FROM unnest(p_products, p_variants) WITH ORDINALITY AS u(pid, vid, ord)
+      LEFT JOIN product_variants v ON v.id = u.vid
+      LEFT JOIN LATERAL (SELECT min(w.id) AS vmin, count(*) AS vcnt
+                           FROM product_variants w
+                          WHERE u.vid IS NULL AND w.product_id = u.pid) d ON true;
+    IF r.missing IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_FOUND',
-            DETAIL = format('product %s not found', v_pid);
+            DETAIL = format('product %s not found', r.missing);
     END IF;
-
-    -- Each item's variant (a variant's product never changes: unlocked).
-    FOR i IN 1 .. n LOOP
-        IF p_variants[i] IS NOT NULL THEN
-            SELECT v.product_id INTO v_pid FROM product_variants v WHERE v.id = p_variants[i];
-            IF NOT FOUND OR v_pid <> coalesce(p_products[i], v_pid) THEN
-                RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'VARIANT_NOT_FOUND',
-                    DETAIL = format('variant %s not found%s', p_variants[i],
-                                    coalesce(' in product ' || p_products[i], ''));
+    IF r.bad THEN
+        -- the first item at fault, named
+        FOR i IN 1 .. n LOOP
+            IF p_variants[i] IS NOT NULL THEN
+                SELECT v.product_id INTO v_pid FROM product_variants v WHERE v.id = p_variants[i];
+                IF NOT FOUND OR v_pid <> coalesce(p_products[i], v_pid) THEN
+                    RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'VARIANT_NOT_FOUND',
+                        DETAIL = format('variant %s not found%s', p_variants[i],
+                                        coalesce(' in product ' || p_products[i], ''));
+                END IF;
+            ELSE
+                SELECT count(*) INTO v_cnt FROM product_variants v
+                 WHERE v.product_id = p_products[i];
+                IF v_cnt <> 1 THEN
+                    RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'VARIANT_REQUIRED',
+                        DETAIL = format('product %s has %s variants: name a variantId',
+                                        p_products[i], v_cnt);
+                END IF;
             END IF;
-            v_vid := p_variants[i];
-        ELSE
-            v_pid := p_products[i];
-            SELECT min(v.id), count(*) INTO v_vid, v_cnt
-              FROM product_variants v WHERE v.product_id = v_pid;
-            IF v_cnt <> 1 THEN
-                RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'VARIANT_REQUIRED',
-                    DETAIL = format('product %s has %s variants: name a variantId', v_pid, v_cnt);
-            END IF;
-        END IF;
-        v_pids[i] := v_pid;
-        v_vids[i] := v_vid;
-    END LOOP;
-    IF n > 1 AND (SELECT count(DISTINCT x) FROM unnest(v_vids) AS x) <> n THEN
+        END LOOP;
+    END IF;
+    v_pids := r.pids;
+    v_vids := r.vids;
+    IF n > 1 AND (SELECT count(DISTINCT y) FROM unnest(v_vids) AS y) <> n THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'INVALID_REQUEST',
             DETAIL = 'duplicate productId or variantId in items';
     END IF;
@@ -251,64 +274,68 @@ BEGIN
     PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
     PERFORM cm__waitlist_take(p_user, v_vids, p_quantities);   -- a held restock (76_waitlist.sql)
 
-    k := 0;
-    FOR r IN
-        SELECT v.id, v.product_id, v.option_values, v.stock, v.status AS vstatus,
-               p.status AS pstatus, p.name, p.price + v.price_delta AS price,
-               u.qty
-          FROM unnest(v_vids, p_quantities) AS u(vid, qty)
-          JOIN product_variants v ON v.id = u.vid
-          JOIN products p ON p.id = v.product_id
-         ORDER BY v.product_id, v.id
-    LOOP
-        IF (r.pstatus = 'STOPPED' OR r.vstatus = 'STOPPED') AND v_stopped IS NULL THEN
-            v_stopped := format('product %s%s is not on sale', r.product_id,
-                                CASE WHEN cardinality(r.option_values) > 0
-                                     THEN ' (variant ' || r.id || ')' ELSE '' END);
-        END IF;
-        IF r.stock < r.qty AND v_short IS NULL THEN
-            v_short := format('product %s%s has %s in stock, %s requested', r.product_id,
-                              CASE WHEN cardinality(r.option_values) > 0
-                                   THEN ' (variant ' || r.id || ')' ELSE '' END,
-                              r.stock, r.qty);
-        END IF;
-        k := k + 1;
-        v_qtys[k] := r.qty;
-        v_total := v_total + r.price * r.qty;
-        IF k > 1 THEN v_items := v_items || ','; END IF;
-        v_items := v_items || cm__order_item_json(r.product_id, r.id, r.option_values, r.name, r.qty,
-                                                  r.price, r.price * r.qty);
-    END LOOP;
-
-    IF v_stopped IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_ON_SALE', DETAIL = v_stopped;
-    END IF;
-    IF v_short IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK', DETAIL = v_short;
-    END IF;
-
-    IF p_coupon IS NOT NULL THEN
-        v_discount := cm__coupon_discount(p_user, p_coupon, v_total);
-    END IF;
-
     -- The order's id now: the stock ledger names it.
     v_order := nextval('orders_id_seq');
 
-    -- Reserve the stock: one conditional UPDATE (rows under our product
-    -- locks; the condition holds the invariant whoever else writes).
+    -- Take the stock: one conditional UPDATE (rows under our product
+    -- locks; the condition holds the invariant whoever else writes), which
+    -- returns what the order needs of each item.
     PERFORM cm__stock_context('ORDER', p_user, v_order, NULL);
-    UPDATE product_variants v
-       SET stock = v.stock - u.qty, updated_at = now()
-      FROM unnest(v_vids, p_quantities) AS u(vid, qty)
-     WHERE v.id = u.vid AND v.stock >= u.qty AND NOT v.stopped;
-    GET DIAGNOSTICS k = ROW_COUNT;
-    IF k < n THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK',
-            DETAIL = 'an item lacks stock';
-    END IF;
+    WITH t AS (
+        UPDATE product_variants v
+           SET stock = v.stock - u.qty, updated_at = now()
+          FROM unnest(v_vids, p_quantities) AS u(vid, qty), products p
+         WHERE v.id = u.vid AND v.stock >= u.qty AND NOT v.stopped
+           AND p.id = v.product_id AND NOT p.stopped
+        RETURNING v.id, v.product_id, v.option_values, p.name, p.store_id,
+                  p.price + v.price_delta AS price, u.qty
+    )
+    SELECT count(*)::int AS k, coalesce(sum(t.price * t.qty), 0)::bigint AS total,
+           array_agg(t.id) AS taken, array_agg(t.store_id) AS stores,
+           array_agg(t.price * t.qty) AS amounts,
+           '[' || string_agg(cm__order_item_json(t.product_id, t.id, t.option_values, t.name,
+                                                 t.qty, t.price, t.price * t.qty),
+                             ',' ORDER BY t.product_id, t.id) || ']' AS items
+      INTO x FROM t;
     PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
 
-    v_pay_amount := v_total - v_discount;
+    IF x.k < n THEN
+        -- Which item, and why: each variant's status and its stock before
+        -- this statement (the items taken get their units back here).
+        FOR r IN
+            SELECT v.id, v.product_id, v.option_values, v.stopped AS vstopped,
+                   p.stopped AS pstopped, u.qty,
+                   v.stock + CASE WHEN v.id = ANY (x.taken) THEN u.qty ELSE 0 END AS stock
+              FROM unnest(v_vids, p_quantities) AS u(vid, qty)
+              JOIN product_variants v ON v.id = u.vid
+              JOIN products p ON p.id = v.product_id
+             ORDER BY v.product_id, v.id
+        LOOP
+            IF (r.pstopped OR r.vstopped) AND v_stopped IS NULL THEN
+                v_stopped := format('product %s%s is not on sale', r.product_id,
+                                    CASE WHEN cardinality(r.option_values) > 0
+                                         THEN ' (variant ' || r.id || ')' ELSE '' END);
+            END IF;
+            IF r.stock < r.qty AND v_short IS NULL THEN
+                v_short := format('product %s%s has %s in stock, %s requested', r.product_id,
+                                  CASE WHEN cardinality(r.option_values) > 0
+                                       THEN ' (variant ' || r.id || ')' ELSE '' END,
+                                  r.stock, r.qty);
+            END IF;
+        END LOOP;
+        IF v_stopped IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_ON_SALE',
+                DETAIL = v_stopped;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK',
+            DETAIL = coalesce(v_short, 'an item lacks stock');
+    END IF;
+
+    IF p_coupon IS NOT NULL THEN
+        v_discount := cm__coupon_discount(p_user, p_coupon, x.total);
+    END IF;
+
+    v_pay_amount := x.total - v_discount;
     IF p_method IS NULL AND v_pay_amount > 0 THEN
         v_status := 'PENDING_PAYMENT';
     ELSE
@@ -325,26 +352,35 @@ BEGIN
         END IF;
     END IF;
 
-    -- The order and its items in one statement: the sales trigger of an
-    -- order inserted PAID (80_sales.sql) runs at the end of the statement,
-    -- when the items are there.  Name, unit price and option values are
-    -- snapshots.
+    -- The order, its parts (one per store, the coupon's discount split:
+    -- cm__order_parts_split, 98_parts.sql) and its items in one statement:
+    -- the triggers of an order inserted PAID (sales, 80_sales.sql; the
+    -- outbox, 95_outbox.sql) run at the end of the statement, when the
+    -- items are there.  Name, unit price and option values are snapshots.
     WITH o AS (
         INSERT INTO orders (id, user_id, status, total_amount, discount_amount, payment_amount,
                             paid_at)
-        VALUES (v_order, p_user, v_status, v_total, v_discount, v_pay_amount,
+        VALUES (v_order, p_user, v_status, x.total, v_discount, v_pay_amount,
                 CASE WHEN v_status = 'PAID' THEN now() END)
         RETURNING id, created_at
+    ), parts AS (
+        INSERT INTO order_parts (order_id, store_id, status, total_amount, discount_amount,
+                                 payment_amount)
+        SELECT o.id, s.store_id, v_status, s.total, s.discount, s.total - s.discount
+          FROM o, cm__order_parts_split(x.total, v_discount, x.stores, x.amounts) AS s
+        RETURNING id, store_id
     ), items AS (
-        INSERT INTO order_items (order_id, product_id, variant_id, option_values, name, quantity,
-                                 unit_price, amount)
-        SELECT o.id, v.product_id, v.id, v.option_values, p.name, u.qty, p.price + v.price_delta,
-               (p.price + v.price_delta) * u.qty
+        INSERT INTO order_items (order_id, part_id, product_id, variant_id, option_values, name,
+                                 quantity, unit_price, amount)
+        SELECT o.id, parts.id, v.product_id, v.id, v.option_values, p.name, u.qty,
+               p.price + v.price_delta, (p.price + v.price_delta) * u.qty
           FROM o, unnest(v_vids, p_quantities) AS u(vid, qty)
           JOIN product_variants v ON v.id = u.vid
           JOIN products p ON p.id = v.product_id
+          JOIN parts ON parts.store_id IS NOT DISTINCT FROM p.store_id
     )
-    SELECT o.id, o.created_at INTO v_order, v_created FROM o;
+    SELECT o.created_at, (SELECT bool_or(parts.store_id IS NOT NULL) FROM parts)
+      INTO v_created, v_seller FROM o;
 
     IF p_coupon IS NOT NULL THEN
         PERFORM cm__coupon_hold(p_coupon, v_order, v_status = 'PAID');
@@ -363,13 +399,44 @@ BEGIN
         v_payment := cm__payment_json(v_pay_id, 'BALANCE', 'SUCCESS', v_pay_amount, NULL);
     END IF;
 
-    -- its seller parts and shipping address (98_parts.sql)
-    PERFORM cm__order_parts_make(v_order, p_user);
+    -- its shipping address (98_parts.sql): given, or needed by a seller's part
+    IF v_seller OR coalesce(current_setting('commerce.shipping', true), '') <> '' THEN
+        PERFORM cm__order_address_make(v_order, p_user, v_seller);
+    END IF;
 
-    RETURN cm__order_parts_doc(cm__order_doc(v_order, p_user, v_status, '[' || v_items || ']',
-                                             v_total, v_discount, v_pay_amount, v_payment,
-                                             v_created), v_order);
+    IF NOT p_doc THEN
+        RETURN NULL;
+    END IF;
+    -- a new order has no refunds, returns or other payments
+    v_doc := cm__order_doc_of(v_order, p_user, v_status, x.items, x.total, v_discount,
+                              v_pay_amount, v_payment, coalesce('[' || v_payment || ']', '[]'),
+                              v_created);
+    IF v_seller THEN
+        RETURN cm__order_parts_doc(v_doc, v_order);
+    END IF;
+    RETURN v_doc;
 END
+$$;
+
+-- Create an order for p_user: item i is p_quantities[i] units of product
+-- p_products[i] or of variant p_variants[i] (parallel arrays, 1..50
+-- distinct variants, quantity 1..999; a product named without its variant
+-- must have exactly one, its default variant; a variant named with its
+-- product must belong to it), with the user coupon p_coupon (NULL: none;
+-- 70_coupon.sql, "Coupons on orders").
+--   p_method NULL      -> PENDING_PAYMENT, stock reserved (decremented) now;
+--   p_method 'BALANCE' -> paid from the balance in the same transaction: PAID.
+-- -> the order document (cm__order_place).
+-- Databases before coupons on orders have the 4-argument version, before
+-- variants the 5-argument one: dropped (shorter calls find this one, the
+-- missing arguments NULL).
+DROP FUNCTION IF EXISTS cm_order_create(bigint, bigint[], int[], text);
+DROP FUNCTION IF EXISTS cm_order_create(bigint, bigint[], int[], text, bigint);
+CREATE OR REPLACE FUNCTION cm_order_create(p_user bigint, p_products bigint[], p_quantities int[],
+                                           p_method text, p_coupon bigint DEFAULT NULL,
+                                           p_variants bigint[] DEFAULT NULL) RETURNS text
+LANGUAGE sql AS $$
+    SELECT cm__order_place(p_user, p_products, p_quantities, p_method, p_coupon, p_variants, true)
 $$;
 
 -- Pay a PENDING_PAYMENT order of p_user.  The order row is locked first, so

@@ -210,8 +210,8 @@ DECLARE
     o        record;
 BEGIN
     PERFORM cm__card_check_args(p_gateway, p_card_type, p_card_last4);
-    PERFORM cm_order_create(p_user, p_products, p_quantities, NULL, p_coupon, p_variants);
-    -- The id cm_order_create just drew in this session (no other nextval since).
+    PERFORM cm__order_place(p_user, p_products, p_quantities, NULL, p_coupon, p_variants, false);
+    -- The id cm__order_place just drew in this session (no other nextval since).
     v_order := currval('orders_id_seq');
     SELECT x.status, x.payment_amount INTO o FROM orders x WHERE x.id = v_order;
     IF o.status = 'PAID' THEN

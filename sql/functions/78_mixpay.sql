@@ -220,13 +220,14 @@ DECLARE
 BEGIN
     IF p_cart THEN
         c := cm__cart_take(p_user, p_variants);
-        PERFORM cm_order_create(p_user, array_fill(NULL::bigint, ARRAY[cardinality(c.o_variants)]),
-                                c.o_quantities, NULL, p_coupon, c.o_variants);
+        PERFORM cm__order_place(p_user, array_fill(NULL::bigint, ARRAY[cardinality(c.o_variants)]),
+                                c.o_quantities, NULL, p_coupon, c.o_variants, false);
         PERFORM cm__cart_taken(p_user, c.o_variants);
     ELSE
-        PERFORM cm_order_create(p_user, p_products, p_quantities, NULL, p_coupon, p_variants);
+        PERFORM cm__order_place(p_user, p_products, p_quantities, NULL, p_coupon, p_variants,
+                                false);
     END IF;
-    -- the id cm_order_create just drew in this session
+    -- the id cm__order_place just drew in this session
     RETURN currval('orders_id_seq');
 END
 $$;

@@ -1,17 +1,17 @@
 -- parts: an order's seller parts (sub-orders) and its shipping address
 -- (tables 023_order_parts.sql).  Repeatable file: see 00_common.sql.
 --
--- cm__order_parts_make is called by cm_order_create (30_order.sql) in the
--- order's transaction, after the order and its items are written, so
--- every way of creating an order (balance, unpaid, card, checkout from
--- the cart) makes its parts.  cm__order_parts_doc adds them to the order
+-- cm__order_parts_split and cm__order_address_make are used by
+-- cm__order_place (30_order.sql) in the order's transaction, so every way
+-- of creating an order (balance, unpaid, card, checkout from the cart)
+-- makes its parts.  cm__order_parts_doc adds them to the order
 -- document.  The sellers read their parts with cm_seller_orders and
 -- cm_seller_order_get.
 --
--- The shipping address given with an order reaches cm__order_parts_make
+-- The shipping address given with an order reaches cm__order_address_make
 -- through the transaction-local setting commerce.shipping (the module's
 -- statement sets it in the same statement, set_config(.., true): it ends
--- with the transaction, and cm__order_parts_make clears it once read):
+-- with the transaction, and cm__order_address_make clears it once read):
 -- {"id","recipientCt","phoneCt","zipCode","address1Ct","address2Ct",
 --  "memoCt"}, the texts sealed by the module to order_addresses' columns
 -- and the row id it reserved (cm_order_address_next_id).  The order
@@ -26,64 +26,58 @@ LANGUAGE sql AS $$
     SELECT nextval('order_addresses_id_seq')::text
 $$;
 
--- The parts of order p_order of p_user, one per store of its items
--- (products.store_id; the platform's products, no store, one part with
--- store NULL), and its address.  The coupon's discount is split in
--- proportion to the parts' totals, whole won, by the largest remainder:
--- each part gets floor(discount * total / orderTotal), and the won left
--- go one each to the parts with the largest remainders (ties: the larger
--- total, then the lower store id, the platform's part last).  So the
--- parts sum exactly to the order's amounts and no part's discount passes
--- its total.  An order with a seller's product needs an address: the one
--- given (commerce.shipping), else the buyer's default address book
--- entry, else ADDRESS_REQUIRED (the whole order rolls back).
-CREATE OR REPLACE FUNCTION cm__order_parts_make(p_order bigint, p_user bigint) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    o        record;
-    v_ship   text := nullif(current_setting('commerce.shipping', true), '');
-    a        jsonb;
-    v_seller boolean;
-BEGIN
-    PERFORM set_config('commerce.shipping', '', true);
-    SELECT x.status, x.total_amount, x.discount_amount INTO o FROM orders x WHERE x.id = p_order;
-
+-- The parts of an order, one per store of its items (products.store_id;
+-- the platform's products, no store, one part with store NULL): item i
+-- of the order is p_amounts[i] won of store p_stores[i]; -> each store's
+-- total and its share of the order's discount p_discount (the order's
+-- total p_total).  The discount is split in proportion to the parts'
+-- totals, whole won, by the largest remainder: each part gets
+-- floor(discount * total / orderTotal), and the won left go one each to
+-- the parts with the largest remainders (ties: the larger total, then the
+-- lower store id, the platform's part last).  So the parts sum exactly to
+-- the order's amounts and no part's discount passes its total.
+-- cm__order_place (30_order.sql) inserts them with the order and its
+-- items, in one statement.
+DROP FUNCTION IF EXISTS cm__order_parts_make(bigint, bigint);
+CREATE OR REPLACE FUNCTION cm__order_parts_split(p_total bigint, p_discount bigint,
+                                                 p_stores bigint[], p_amounts bigint[])
+RETURNS TABLE (store_id bigint, total bigint, discount bigint)
+LANGUAGE sql IMMUTABLE AS $$
     WITH t AS (
-        SELECT p.store_id, sum(i.amount)::bigint AS total
-          FROM order_items i JOIN products p ON p.id = i.product_id
-         WHERE i.order_id = p_order
-         GROUP BY p.store_id
+        SELECT u.store_id, sum(u.amount)::bigint AS total
+          FROM unnest(p_stores, p_amounts) AS u(store_id, amount)
+         GROUP BY u.store_id
     ), s AS (
         SELECT t.*,
-               CASE WHEN o.total_amount = 0 THEN 0
-                    ELSE floor(o.discount_amount::numeric * t.total / o.total_amount)::bigint END
-                   AS share,
-               CASE WHEN o.total_amount = 0 THEN 0
-                    ELSE o.discount_amount::numeric * t.total % o.total_amount END AS rest
+               CASE WHEN p_total = 0 THEN 0
+                    ELSE floor(p_discount::numeric * t.total / p_total)::bigint END AS share,
+               CASE WHEN p_total = 0 THEN 0
+                    ELSE p_discount::numeric * t.total % p_total END AS rest
           FROM t
     ), r AS (
         SELECT s.*, row_number() OVER (ORDER BY s.rest DESC, s.total DESC,
                                                 s.store_id NULLS LAST) AS rank,
-               o.discount_amount - sum(s.share) OVER () AS left_over
+               p_discount - sum(s.share) OVER () AS left_over
           FROM s
-    ), parts AS (
-        INSERT INTO order_parts (order_id, store_id, status, total_amount, discount_amount,
-                                 payment_amount)
-        SELECT p_order, r.store_id, o.status, r.total,
-               r.share + CASE WHEN r.rank <= r.left_over THEN 1 ELSE 0 END,
-               r.total - r.share - CASE WHEN r.rank <= r.left_over THEN 1 ELSE 0 END
-          FROM r
-        RETURNING id, store_id
     )
-    UPDATE order_items i
-       SET part_id = parts.id
-      FROM products p, parts
-     WHERE i.order_id = p_order AND p.id = i.product_id
-       AND p.store_id IS NOT DISTINCT FROM parts.store_id;
+    SELECT r.store_id, r.total,
+           r.share + CASE WHEN r.rank <= r.left_over THEN 1 ELSE 0 END
+      FROM r
+$$;
 
-    v_seller := EXISTS (SELECT 1 FROM order_parts x WHERE x.order_id = p_order
-                                                      AND x.store_id IS NOT NULL);
-
+-- The address of order p_order of p_user: the one given (the setting
+-- commerce.shipping, cleared once read), else, when the order has a
+-- seller's part (p_seller), the buyer's default address book entry, else
+-- ADDRESS_REQUIRED (the whole order rolls back).  cm__order_place calls it
+-- when either is there.
+CREATE OR REPLACE FUNCTION cm__order_address_make(p_order bigint, p_user bigint,
+                                                  p_seller boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ship   text := nullif(current_setting('commerce.shipping', true), '');
+    a        jsonb;
+BEGIN
+    PERFORM set_config('commerce.shipping', '', true);
     IF v_ship IS NOT NULL THEN
         a := v_ship::jsonb;
         INSERT INTO order_addresses (id, order_id, user_id, sealed_in, sealed_id, recipient_ct,
@@ -91,7 +85,7 @@ BEGIN
         VALUES ((a->>'id')::bigint, p_order, p_user, 'order_addresses', (a->>'id')::bigint,
                 a->>'recipientCt', a->>'phoneCt', a->>'zipCode', a->>'address1Ct',
                 a->>'address2Ct', a->>'memoCt');
-    ELSIF v_seller THEN
+    ELSIF p_seller THEN
         INSERT INTO order_addresses (order_id, user_id, sealed_in, sealed_id, recipient_ct,
                                      phone_ct, zip_code, address1_ct, address2_ct, memo_ct)
         SELECT p_order, p_user, 'user_addresses', u.id, u.recipient_ct, u.phone_ct, u.zip_code,
@@ -257,7 +251,7 @@ BEGIN
 END
 $$;
 
--- The address given with an order, for cm__order_parts_make in the same
+-- The address given with an order, for cm__order_address_make in the same
 -- statement: SELECT cm_order_create(..) FROM cm_order_shipping($n) AS s.
 -- p_sealed NULL: none given.
 CREATE OR REPLACE FUNCTION cm_order_shipping(p_sealed text) RETURNS void
