@@ -326,13 +326,14 @@ EOF
     # the document with its payments given, cm__order_doc_of)
     my %in_old_domain = (cm__product_changed => 1, cm__order_item_json => 1,
                          cm__order_payments_json => 1, cm__order_place => 1,
-                         cm__order_doc_of => 1);
+                         cm__order_doc_of => 1, cm__card_payment_new => 1);
     ok(!grep({ m{^sql/functions/(?:0|1[0-4]|[2-6])} } map { @{ $defined{$_} } }
             grep { !$in_old_domain{$_} } @new),
         '... all of them in function files of the domains that came later'
         . ' (15_catalogue.sql, after 60_account.sql) but the product cache'
         . ' trigger (10_catalog.sql), the order item, the order\'s'
-        . ' payments and the order\'s placing (30_order.sql)');
+        . ' payments and the order\'s placing (30_order.sql), a card'
+        . ' payment\'s row (40_payment.sql)');
     for my $f (keys %resigned) {
         my ($sig) = grep { /^\Q$f\E\(/ } @added;
         like($sig // '', qr/^\Q$f\E\(.*,bigint,bigint\[\]\)$/,

@@ -339,10 +339,12 @@ is(0 + $t->psql("SELECT count(*) FROM idempotency_keys"
 # ---------------------------------------------------------------------------
 # 6. in flight: 409 while the first request runs
 
-# hold user 51's row: the first charge waits on it with its key IN_FLIGHT
+# hold user 51's row: the first charge waits on it with its key IN_FLIGHT;
+# held until the checks below are done, not for a fixed time (a loaded
+# machine once took over 2 s to reach the second request)
 my $lock = $t->psql_bg(q{BEGIN;
     SELECT id FROM users WHERE id = 51 FOR UPDATE;
-    SELECT pg_sleep(2) AS idem_lock_51;
+    SELECT pg_sleep(60) AS idem_lock_51;
     COMMIT;});
 ok(wait_active('%idem_lock_51%'), 'user 51 locked');
 my $slow = $t->background(sub {
@@ -359,6 +361,9 @@ is_error(charge(51, { amount => 251 }, 'slow-51'), 422,
     'IDEMPOTENCY_KEY_REUSED', 'another body while the first runs');
 is_deeply($t->db_state(skip => [ 'idempotency_keys' ]), $before,
     'nothing done meanwhile');
+is($t->psql(q{SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+    WHERE query LIKE '%idem_lock_51%' AND pid <> pg_backend_pid()}), 1,
+    "user 51's row is let go");
 my $first = $t->collect($slow);
 is($first->{status}, 200, 'the first charge completes after the lock');
 ok(!defined $first->{replayed}, '... not a replay');

@@ -139,8 +139,11 @@ $$;
 -- Orders
 
 -- The order of cm_order_create, written; -> its document when p_doc, else
--- NULL (the card, points and cart paths read the order they need
--- themselves: currval('orders_id_seq') is its id).
+-- NULL (the points and cart paths read the order they need themselves:
+-- currval('orders_id_seq') is its id).  p_card {gateway, cardType, last4}
+-- (cm_order_create_card, 40_payment.sql; p_method NULL): an order with
+-- something to pay is written PAYMENT_IN_PROGRESS with its PENDING payment
+-- (cm__card_payment_new) and shows it.
 --
 -- The path is cut to the statements an order must run (issue 14, the
 -- profile in README "The order transaction"): one query resolves every
@@ -169,7 +172,8 @@ $$;
 -- document has "payment": null, and its coupon is USED.
 CREATE OR REPLACE FUNCTION cm__order_place(p_user bigint, p_products bigint[],
                                            p_quantities int[], p_method text, p_coupon bigint,
-                                           p_variants bigint[], p_doc boolean) RETURNS text
+                                           p_variants bigint[], p_doc boolean,
+                                           p_card text[] DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     n          int := cardinality(p_quantities);
@@ -191,6 +195,7 @@ DECLARE
     v_created  timestamptz;
     v_seller   boolean;
     v_pay_id   bigint;
+    v_card     payments;
     v_payment  text;
     v_doc      text;
 BEGIN
@@ -336,7 +341,9 @@ BEGIN
     END IF;
 
     v_pay_amount := x.total - v_discount;
-    IF p_method IS NULL AND v_pay_amount > 0 THEN
+    IF p_card IS NOT NULL AND v_pay_amount > 0 THEN
+        v_status := 'PAYMENT_IN_PROGRESS';
+    ELSIF p_method IS NULL AND v_pay_amount > 0 THEN
         v_status := 'PENDING_PAYMENT';
     ELSE
         v_status := 'PAID';
@@ -397,6 +404,10 @@ BEGIN
         )
         SELECT pay.id INTO v_pay_id FROM pay;
         v_payment := cm__payment_json(v_pay_id, 'BALANCE', 'SUCCESS', v_pay_amount, NULL);
+    ELSIF v_status = 'PAYMENT_IN_PROGRESS' THEN
+        v_card := cm__card_payment_new(v_order, v_pay_amount, p_card[1], p_card[2], p_card[3]);
+        v_payment := cm__payment_json(v_card.id, v_card.method, v_card.status, v_card.amount,
+                                      NULL);
     END IF;
 
     -- its shipping address (98_parts.sql): given, or needed by a seller's part

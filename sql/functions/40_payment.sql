@@ -122,7 +122,23 @@ CREATE OR REPLACE FUNCTION cm__card_start(p_order bigint, p_amount bigint, p_gat
                                           p_card_type text, p_card_last4 text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_pay bigint;
+    v_pay payments;
+BEGIN
+    v_pay := cm__card_payment_new(p_order, p_amount, p_gateway, p_card_type, p_card_last4);
+    UPDATE orders SET status = 'PAYMENT_IN_PROGRESS', updated_at = now() WHERE id = p_order;
+    RETURN '{"paymentId":' || v_pay.id || ',"orderId":' || p_order
+        || ',"amount":' || p_amount || ',"order":' || cm_order_json(p_order) || '}';
+END
+$$;
+
+-- The PENDING payment of cm__card_start (CARD, EASY_PAY or TRANSFER, as
+-- it says), written; -> its row.  Also for an order placed waiting for its
+-- card payment (cm__order_place, 30_order.sql).
+CREATE OR REPLACE FUNCTION cm__card_payment_new(p_order bigint, p_amount bigint, p_gateway text,
+                                                p_card_type text, p_card_last4 text)
+RETURNS payments LANGUAGE plpgsql AS $$
+DECLARE
+    v_pay payments;
 BEGIN
     IF p_amount <= 0 THEN
         PERFORM cm__invalid(format('order %s has nothing to pay by card (amount 0)', p_order));
@@ -134,10 +150,8 @@ BEGIN
             'PENDING', p_amount, p_gateway,
             CASE WHEN p_card_last4 IS NULL THEN NULL ELSE p_card_type END, p_card_last4,
             CASE WHEN p_card_last4 IS NULL AND p_card_type <> 'TRANSFER' THEN p_card_type END)
-    RETURNING id INTO v_pay;
-    UPDATE orders SET status = 'PAYMENT_IN_PROGRESS', updated_at = now() WHERE id = p_order;
-    RETURN '{"paymentId":' || v_pay || ',"orderId":' || p_order
-        || ',"amount":' || p_amount || ',"order":' || cm_order_json(p_order) || '}';
+    RETURNING * INTO v_pay;
+    RETURN v_pay;
 END
 $$;
 
@@ -192,7 +206,10 @@ $$;
 
 -- Create an order (exactly as cm_order_create with p_method NULL: same
 -- validation, errors, locks, stock reservation, coupon p_coupon) and start
--- its card payment of the order's paymentAmount, in one transaction.
+-- its card payment of the order's paymentAmount, in one transaction: the
+-- order is written PAYMENT_IN_PROGRESS with its PENDING payment
+-- (cm__order_place with the card; issue 14: no second row version of the
+-- order and its parts, the document built once).
 -- -> same document as cm_card_begin; for an order with nothing to pay
 -- (PAID at once by cm_order_create) "paymentId" is null, "amount" 0 and no
 -- card payment starts.
@@ -208,17 +225,20 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_order  bigint;
     o        record;
+    v_doc    text;
 BEGIN
     PERFORM cm__card_check_args(p_gateway, p_card_type, p_card_last4);
-    PERFORM cm__order_place(p_user, p_products, p_quantities, NULL, p_coupon, p_variants, false);
-    -- The id cm__order_place just drew in this session (no other nextval since).
+    -- placed PAYMENT_IN_PROGRESS with its payment, or PAID (nothing to pay)
+    v_doc := cm__order_place(p_user, p_products, p_quantities, NULL, p_coupon, p_variants, true,
+                             ARRAY[p_gateway, p_card_type, p_card_last4]);
+    -- The ids cm__order_place just drew in this session (no other nextval since).
     v_order := currval('orders_id_seq');
     SELECT x.status, x.payment_amount INTO o FROM orders x WHERE x.id = v_order;
     IF o.status = 'PAID' THEN
-        RETURN '{"paymentId":null,"orderId":' || v_order || ',"amount":0,"order":'
-            || cm_order_json(v_order) || '}';
+        RETURN '{"paymentId":null,"orderId":' || v_order || ',"amount":0,"order":' || v_doc || '}';
     END IF;
-    RETURN cm__card_start(v_order, o.payment_amount, p_gateway, p_card_type, p_card_last4);
+    RETURN '{"paymentId":' || currval('payments_id_seq') || ',"orderId":' || v_order
+        || ',"amount":' || o.payment_amount || ',"order":' || v_doc || '}';
 END
 $$;
 
