@@ -89,7 +89,7 @@ sub charge_waits {
           AND wait_event_type = 'Lock'}) == 1;
 }
 
-# --- reads queued behind a write that waits for a lock -------------------------
+# --- reads queued behind a write that waits for a lock -----------------------
 
 $t->write_config(config('10s'));
 $t->start_nginx;
@@ -161,7 +161,7 @@ cmp_ok($p1->{max}, '>=', $NREADS, "queued_max $p1->{max}: the $NREADS reads "
     . 'were in the queue at once');
 check_buckets($p1, 'after the wait');
 
-# --- a query that times out in the queue is observed too -----------------------
+# --- a query that times out in the queue is observed too ---------------------
 
 $t->stop_nginx;
 $t->write_config(config('300ms'));

@@ -283,8 +283,9 @@ ngx_commerce_shm_db_error(void)
 
 /*
  * A query the pool placed: sent or pipelined at once (queued 0), or put
- * into this worker's queue, then queued long.  The worker's slot keeps the
- * longest queue it has seen; only this worker writes it.
+ * into this worker's queue, then queued long (a read sent again after a
+ * lost connection is placed again, and counted again).  The worker's slot
+ * keeps the longest queue it has seen; only this worker writes it.
  */
 
 void
