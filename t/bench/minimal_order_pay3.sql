@@ -6,6 +6,8 @@
 \set p2 random(67, 133)
 \set p3 random(134, 200)
 BEGIN;
+-- the rows locked in one order: two orders of the same products never deadlock
+SELECT 1 FROM product_variants WHERE product_id IN (:p1, :p2, :p3) ORDER BY id FOR UPDATE;
 UPDATE product_variants SET stock = stock - 1 WHERE product_id IN (:p1, :p2, :p3);
 UPDATE users SET balance = balance - (SELECT sum(price) FROM products WHERE id IN (:p1, :p2, :p3)) WHERE id = :uid;
 INSERT INTO orders (user_id, status, total_amount, payment_amount, paid_at)
