@@ -33,6 +33,10 @@ my %FAMILY = map { $_ => 1 } qw(
     commerce_http_request_duration_seconds
     commerce_db_pool_connections
     commerce_db_pool_queued
+    commerce_db_pool_queued_max
+    commerce_db_pool_queries_total
+    commerce_db_pool_waited_total
+    commerce_db_pool_wait_seconds
     commerce_db_errors_total
     commerce_gateway_requests_total
     commerce_gateway_request_duration_seconds
@@ -57,7 +61,7 @@ my %FAMILY = map { $_ => 1 } qw(
     commerce_retention_failures_total
 );
 my %HISTOGRAM = map { $_ => 1 } qw(commerce_http_request_duration_seconds
-    commerce_gateway_request_duration_seconds);
+    commerce_gateway_request_duration_seconds commerce_db_pool_wait_seconds);
 
 # series name -> family
 sub family_of {

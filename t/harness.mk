@@ -7,6 +7,7 @@
 #   make apidocs [APIDOCS_DIR=build/apidocs]
 #   make stop [PORT=...] [RUN_DIR=...]
 #   make bench [BENCH_SECONDS=10]
+#   make bench-order [BENCH_SECONDS=10] [BENCH_ORDER_ARGS=--sweep]
 
 JOBS          ?= 2
 TESTS         ?= t/
@@ -25,7 +26,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # thousands of sockets) as far as the hard limit allows.
 RAISE_NOFILE := ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null || true
 
-.PHONY: deps test asan run stop bench bench-search apidocs
+.PHONY: deps test asan run stop bench bench-search bench-order apidocs
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -82,3 +83,10 @@ bench-search:
 	$(if $(NO_DEPS),,$(MAKE) deps)
 	$(MAKE) build
 	t/bench/search
+
+# the order transaction's rows alone (t/bench/order-results.md), or with
+# BENCH_ORDER_ARGS=--sweep its pool size x pipeline depth sweep
+bench-order:
+	$(if $(NO_DEPS),,$(MAKE) deps)
+	$(MAKE) build
+	$(RAISE_NOFILE); BENCH_SECONDS=$(BENCH_SECONDS) t/bench/order $(BENCH_ORDER_ARGS)

@@ -12,6 +12,8 @@
 
 static ngx_int_t ngx_commerce_metrics_grow(ngx_http_request_t *r,
     ngx_buf_t **b, ngx_chain_t **last);
+static ngx_int_t ngx_commerce_metrics_db(ngx_http_request_t *r,
+    ngx_commerce_shctx_t *sh, ngx_buf_t **bp, ngx_chain_t **lastp);
 static ngx_int_t ngx_commerce_metrics_redis(ngx_http_request_t *r,
     ngx_commerce_shctx_t *sh, ngx_buf_t **bp, ngx_chain_t **lastp);
 static ngx_int_t ngx_commerce_metrics_cache(ngx_http_request_t *r,
@@ -68,7 +70,7 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
     ngx_uint_t                  i, j, k, s, c, route;
     ngx_buf_t                  *b;
     ngx_chain_t                 head, *last, *cl;
-    ngx_atomic_uint_t           v, cum, busy, idle, down, queued;
+    ngx_atomic_uint_t           v, cum;
     ngx_atomic_t               *lat;
     ngx_commerce_shm_t         *shm;
     ngx_commerce_shctx_t       *sh;
@@ -175,40 +177,11 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
         }
     }
 
-    /* Postgres pool, summed over live workers */
+    /* the Postgres pool */
 
-    busy = idle = down = queued = 0;
-
-    for (i = 0; i < NGX_COMMERCE_WORKERS_MAX; i++) {
-        if (sh->m.db[i].pid == 0) {
-            continue;
-        }
-
-        if (kill((ngx_pid_t) sh->m.db[i].pid, 0) == -1) {
-            continue;
-        }
-
-        busy += sh->m.db[i].busy;
-        idle += sh->m.db[i].idle;
-        down += sh->m.db[i].down;
-        queued += sh->m.db[i].queued;
+    if (ngx_commerce_metrics_db(r, sh, &b, &last) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_commerce_out("# HELP commerce_db_pool_connections Postgres "
-                     "connections of all workers by state.\n"
-                     "# TYPE commerce_db_pool_connections gauge\n"
-                     "commerce_db_pool_connections{state=\"busy\"} %uA\n"
-                     "commerce_db_pool_connections{state=\"idle\"} %uA\n"
-                     "commerce_db_pool_connections{state=\"down\"} %uA\n"
-                     "# HELP commerce_db_pool_queued Requests waiting for a "
-                     "Postgres connection.\n"
-                     "# TYPE commerce_db_pool_queued gauge\n"
-                     "commerce_db_pool_queued %uA\n"
-                     "# HELP commerce_db_errors_total Postgres connection "
-                     "failures and query errors.\n"
-                     "# TYPE commerce_db_errors_total counter\n"
-                     "commerce_db_errors_total %uA\n",
-                     busy, idle, down, queued, sh->m.db_errors);
 
     /* Redis, by worker */
 
@@ -440,6 +413,106 @@ ngx_commerce_metrics_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_output_filter(r, &head);
+}
+
+
+/*
+ * The Postgres pool: connections and queue lengths summed over live
+ * workers; the longest queue any worker saw since the zone began (the
+ * largest of the workers' slots, dead workers' included); the queries
+ * placed, those that waited in a queue, and how long those waited.
+ */
+
+static ngx_int_t
+ngx_commerce_metrics_db(ngx_http_request_t *r, ngx_commerce_shctx_t *sh,
+    ngx_buf_t **bp, ngx_chain_t **lastp)
+{
+    ngx_uint_t                i;
+    ngx_buf_t                *b;
+    ngx_chain_t              *last;
+    ngx_atomic_uint_t         busy, idle, down, queued, qmax, cum;
+    ngx_commerce_db_queue_t  *dq;
+
+    b = *bp;
+    last = *lastp;
+
+    busy = idle = down = queued = qmax = 0;
+
+    for (i = 0; i < NGX_COMMERCE_WORKERS_MAX; i++) {
+        if (sh->m.db[i].queued_max > qmax) {
+            qmax = sh->m.db[i].queued_max;
+        }
+
+        if (sh->m.db[i].pid == 0) {
+            continue;
+        }
+
+        if (kill((ngx_pid_t) sh->m.db[i].pid, 0) == -1) {
+            continue;
+        }
+
+        busy += sh->m.db[i].busy;
+        idle += sh->m.db[i].idle;
+        down += sh->m.db[i].down;
+        queued += sh->m.db[i].queued;
+    }
+
+    dq = &sh->m.dbq;
+
+    ngx_commerce_out("# HELP commerce_db_pool_connections Postgres "
+                     "connections of all workers by state.\n"
+                     "# TYPE commerce_db_pool_connections gauge\n"
+                     "commerce_db_pool_connections{state=\"busy\"} %uA\n"
+                     "commerce_db_pool_connections{state=\"idle\"} %uA\n"
+                     "commerce_db_pool_connections{state=\"down\"} %uA\n"
+                     "# HELP commerce_db_pool_queued Requests waiting for a "
+                     "Postgres connection.\n"
+                     "# TYPE commerce_db_pool_queued gauge\n"
+                     "commerce_db_pool_queued %uA\n"
+                     "# HELP commerce_db_pool_queued_max The longest queue "
+                     "of one worker since start (the largest of the "
+                     "workers').\n"
+                     "# TYPE commerce_db_pool_queued_max gauge\n"
+                     "commerce_db_pool_queued_max %uA\n"
+                     "# HELP commerce_db_errors_total Postgres connection "
+                     "failures and query errors.\n"
+                     "# TYPE commerce_db_errors_total counter\n"
+                     "commerce_db_errors_total %uA\n",
+                     busy, idle, down, queued, qmax, sh->m.db_errors);
+
+    ngx_commerce_out("# HELP commerce_db_pool_queries_total Queries the pool "
+                     "placed: sent at once, pipelined or queued.\n"
+                     "# TYPE commerce_db_pool_queries_total counter\n"
+                     "commerce_db_pool_queries_total %uA\n"
+                     "# HELP commerce_db_pool_waited_total Queries that "
+                     "waited in the queue for a connection.\n"
+                     "# TYPE commerce_db_pool_waited_total counter\n"
+                     "commerce_db_pool_waited_total %uA\n"
+                     "# HELP commerce_db_pool_wait_seconds Time a queued "
+                     "query waited, until sent, timed out or failed.\n"
+                     "# TYPE commerce_db_pool_wait_seconds histogram\n",
+                     dq->queries, dq->waited);
+
+    cum = 0;
+
+    for (i = 0; i < NGX_COMMERCE_BUCKETS; i++) {
+        cum += dq->wait[i];
+        ngx_commerce_out("commerce_db_pool_wait_seconds_bucket{le=\"%s\"} "
+                         "%uA\n", ngx_commerce_bounds_s[i], cum);
+    }
+
+    cum += dq->wait[NGX_COMMERCE_BUCKETS];
+
+    ngx_commerce_out("commerce_db_pool_wait_seconds_bucket{le=\"+Inf\"} "
+                     "%uA\n"
+                     "commerce_db_pool_wait_seconds_sum %uA.%03uA\n"
+                     "commerce_db_pool_wait_seconds_count %uA\n",
+                     cum, dq->wait_sum_ms / 1000, dq->wait_sum_ms % 1000, cum);
+
+    *bp = b;
+    *lastp = last;
+
+    return NGX_OK;
 }
 
 

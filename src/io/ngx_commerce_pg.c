@@ -59,6 +59,8 @@ static void ngx_commerce_pg_broken(ngx_commerce_pg_conn_t *conn,
 static void ngx_commerce_pg_close(ngx_commerce_pg_conn_t *conn);
 static void ngx_commerce_pg_fail_waiting(ngx_commerce_pg_pool_t *pool,
     ngx_int_t rc);
+static void ngx_commerce_pg_unqueue(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q);
 
 
 ngx_int_t
@@ -235,6 +237,9 @@ again:
     ngx_queue_insert_tail(&pool->waiting, &q->queue);
     pool->nwaiting++;
     q->queued = 1;
+    q->queued_at = ngx_current_msec;
+
+    ngx_commerce_shm_db_placed(pool->nwaiting);
 
     ngx_memzero(&q->wait, sizeof(ngx_event_t));
     q->wait.handler = ngx_commerce_pg_wait_handler;
@@ -247,6 +252,7 @@ again:
 send:
 
     if (ngx_commerce_pg_send(conn, q) == NGX_OK) {
+        ngx_commerce_shm_db_placed(0);
         return NGX_OK;
     }
 
@@ -337,16 +343,7 @@ ngx_commerce_pg_cancel(ngx_commerce_pg_query_t *q)
     pool = ngx_commerce_conf_main()->pool;
 
     if (q->queued) {
-        ngx_queue_remove(&q->queue);
-        q->queued = 0;
-
-        if (pool != NULL) {
-            pool->nwaiting--;
-        }
-
-        if (q->wait.timer_set) {
-            ngx_del_timer(&q->wait);
-        }
+        ngx_commerce_pg_unqueue(pool, q);
     }
 
     if (q->conn != NULL) {
@@ -375,6 +372,21 @@ ngx_commerce_pg_wait_handler(ngx_event_t *ev)
     q = ev->data;
     pool = ngx_commerce_conf_main()->pool;
 
+    ngx_commerce_pg_unqueue(pool, q);
+
+    q->handler(q, NGX_BUSY, NULL);
+}
+
+
+/*
+ * Take q out of the pool's queue, however it leaves (sent, timed out,
+ * failed, cancelled): the time it waited goes into the histogram.
+ */
+
+static void
+ngx_commerce_pg_unqueue(ngx_commerce_pg_pool_t *pool,
+    ngx_commerce_pg_query_t *q)
+{
     ngx_queue_remove(&q->queue);
     q->queued = 0;
 
@@ -382,7 +394,11 @@ ngx_commerce_pg_wait_handler(ngx_event_t *ev)
         pool->nwaiting--;
     }
 
-    q->handler(q, NGX_BUSY, NULL);
+    if (q->wait.timer_set) {
+        ngx_del_timer(&q->wait);
+    }
+
+    ngx_commerce_shm_db_waited(ngx_current_msec - q->queued_at);
 }
 
 
@@ -929,13 +945,7 @@ ngx_commerce_pg_release(ngx_commerce_pg_conn_t *conn)
             break;
         }
 
-        ngx_queue_remove(qu);
-        pool->nwaiting--;
-        q->queued = 0;
-
-        if (q->wait.timer_set) {
-            ngx_del_timer(&q->wait);
-        }
+        ngx_commerce_pg_unqueue(pool, q);
 
         if (ngx_commerce_pg_send(conn, q) != NGX_OK) {
             /* the connection broke: fail this waiter, leave the rest */
@@ -1082,13 +1092,7 @@ ngx_commerce_pg_fail_waiting(ngx_commerce_pg_pool_t *pool, ngx_int_t rc)
         qu = ngx_queue_head(&pool->waiting);
         q = ngx_queue_data(qu, ngx_commerce_pg_query_t, queue);
 
-        ngx_queue_remove(qu);
-        pool->nwaiting--;
-        q->queued = 0;
-
-        if (q->wait.timer_set) {
-            ngx_del_timer(&q->wait);
-        }
+        ngx_commerce_pg_unqueue(pool, q);
 
         q->handler(q, rc, NULL);
     }

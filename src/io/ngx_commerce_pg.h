@@ -89,6 +89,7 @@ struct ngx_commerce_pg_query_s {
 
     ngx_uint_t                   retries;      /* after 40001/40P01 */
     ngx_msec_t                   lost;         /* first lost connection */
+    ngx_msec_t                   queued_at;    /* into the pool's queue */
     int                          backend_pid;  /* of the last send */
     ngx_commerce_pg_conn_t      *conn;
     ngx_queue_t                  queue;

@@ -281,6 +281,60 @@ ngx_commerce_shm_db_error(void)
 }
 
 
+/*
+ * A query the pool placed: sent or pipelined at once (queued 0), or put
+ * into this worker's queue, then queued long (a read sent again after a
+ * lost connection is placed again, and counted again).  The worker's slot
+ * keeps the longest queue it has seen; only this worker writes it.
+ */
+
+void
+ngx_commerce_shm_db_placed(ngx_uint_t queued)
+{
+    ngx_commerce_shctx_t      *sh;
+    ngx_commerce_db_gauges_t  *g;
+
+    sh = ngx_commerce_shm_state();
+    if (sh == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->m.dbq.queries, 1);
+
+    if (queued == 0) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->m.dbq.waited, 1);
+
+    if (ngx_worker < NGX_COMMERCE_WORKERS_MAX) {
+        g = &sh->m.db[ngx_worker];
+
+        if (g->queued_max < queued) {
+            g->queued_max = queued;
+        }
+    }
+}
+
+
+/* a queued query left the queue (sent, timed out, failed) after ms */
+
+void
+ngx_commerce_shm_db_waited(ngx_msec_t ms)
+{
+    ngx_commerce_shctx_t  *sh;
+
+    sh = ngx_commerce_shm_state();
+    if (sh == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->m.dbq.wait[ngx_commerce_shm_bucket(ms)],
+                                1);
+    (void) ngx_atomic_fetch_add(&sh->m.dbq.wait_sum_ms, ms);
+}
+
+
 static ngx_uint_t
 ngx_commerce_status_slot(ngx_uint_t status)
 {

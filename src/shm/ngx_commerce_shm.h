@@ -65,8 +65,18 @@ typedef struct {
     ngx_atomic_t                    idle;
     ngx_atomic_t                    down;
     ngx_atomic_t                    queued;
+    ngx_atomic_t                    queued_max;   /* since the zone began */
     ngx_atomic_t                    pid;
 } ngx_commerce_db_gauges_t;
+
+
+/* the Postgres pool's queries and the time the queued ones waited */
+typedef struct {
+    ngx_atomic_t                    queries;      /* placed */
+    ngx_atomic_t                    waited;       /* of them, queued */
+    ngx_atomic_t                    wait[NGX_COMMERCE_BUCKETS + 1];
+    ngx_atomic_t                    wait_sum_ms;
+} ngx_commerce_db_queue_t;
 
 
 /* what went wrong with Redis, for metrics */
@@ -108,6 +118,7 @@ typedef struct {
                                                   [NGX_COMMERCE_CLASS_SLOTS];
     ngx_atomic_t                    db_errors;
     ngx_commerce_db_gauges_t        db[NGX_COMMERCE_WORKERS_MAX];
+    ngx_commerce_db_queue_t         dbq;
     ngx_atomic_t                    reconciler_runs;
     ngx_atomic_t                    settled_success;
     ngx_atomic_t                    settled_failed;
@@ -123,7 +134,7 @@ typedef struct {
 
 
 /* the zone's layout; another version or size starts afresh */
-#define NGX_COMMERCE_SH_VERSION      5
+#define NGX_COMMERCE_SH_VERSION      6
 
 typedef struct {
     ngx_uint_t                      version;
@@ -174,6 +185,8 @@ void ngx_commerce_shm_gw(ngx_uint_t gw, ngx_commerce_op_e op,
 void ngx_commerce_shm_db(ngx_uint_t busy, ngx_uint_t idle,
     ngx_uint_t down, ngx_uint_t queued);
 void ngx_commerce_shm_db_error(void);
+void ngx_commerce_shm_db_placed(ngx_uint_t queued);
+void ngx_commerce_shm_db_waited(ngx_msec_t ms);
 ngx_uint_t ngx_commerce_shm_bucket(ngx_msec_t ms);
 void ngx_commerce_shm_redis_state(ngx_uint_t up, ngx_uint_t connecting,
     ngx_uint_t down, ngx_uint_t queued);

@@ -1,7 +1,8 @@
 -- pgbench: the floor under order_create_pay3.sql, written as
 -- minimal_order_pay.sql (one statement on the module's schema, every
 -- trigger firing) for 3 items: three distinct random products (1..66,
--- 67..133, 134..200), 1 unit each; one part per store of the items.
+-- 67..133, 134..200), 1 unit each; one part per store of the items; the
+-- products locked in id order first.
 \set uid random(1, 1000)
 \set p1 random(1, 66)
 \set p2 random(67, 133)
@@ -10,11 +11,15 @@ WITH ctx AS (
     SELECT set_config('commerce.stock_reason', 'ORDER', true),
            set_config('commerce.stock_order', currval('orders_id_seq')::text, true)
       FROM (SELECT nextval('orders_id_seq')) n
+), lk AS (
+    -- the products locked in id order first, as every writer of their
+    -- variants does (two orders of the same products never deadlock)
+    SELECT p.id FROM products p WHERE p.id IN (:p1, :p2, :p3) ORDER BY p.id FOR NO KEY UPDATE
 ), v AS (
     UPDATE product_variants v
        SET stock = v.stock - 1, updated_at = now()
-      FROM products p, ctx
-     WHERE p.id IN (:p1, :p2, :p3) AND v.product_id = p.id AND v.stock >= 1
+      FROM lk JOIN products p ON p.id = lk.id, ctx
+     WHERE v.product_id = p.id AND v.stock >= 1
     RETURNING v.id, v.option_values, p.id AS product_id, p.name, p.store_id,
               p.price + v.price_delta AS price
 ), t AS (
