@@ -48,24 +48,30 @@ $$;
 DROP FUNCTION IF EXISTS cm__payment_json(bigint, text, text, bigint);
 CREATE OR REPLACE FUNCTION cm__payment_json(p_id bigint, p_method text, p_status text, p_amount bigint,
                                             p_reason text)
-RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT '{"id":' || p_id || ',"method":"' || p_method || '","status":"' || p_status
-        || '","amount":' || p_amount
-        || CASE WHEN p_method = 'EASY_PAY'
-                THEN ',"provider":' || coalesce((SELECT to_json(x.provider)::text
-                                                   FROM payments x WHERE x.id = p_id), 'null')
-                ELSE '' END
-        || CASE WHEN p_method = 'TRANSFER'
-                THEN ',"virtualAccount":' || coalesce((SELECT '{"bank":' || to_json(x.va_bank)::text
-                                 || ',"accountNumber":' || to_json(x.va_account)::text
-                                 || ',"holder":' || to_json(x.va_holder)::text
-                                 || ',"dueDate":"' || cm__ts(x.va_due_at) || '"}'
-                                   FROM payments x WHERE x.id = p_id AND x.va_bank IS NOT NULL), 'null')
-                ELSE '' END
-        || CASE WHEN p_method IN ('CARD', 'EASY_PAY', 'TRANSFER')
-                THEN ',"reason":' || coalesce(to_json(p_reason)::text, 'null')
-                ELSE '' END
-        || '}'
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+-- plpgsql, not sql: a sql function with sub-selects is not inlined, and
+-- is parsed and planned again at every call (issue 14's profile)
+DECLARE
+    v_doc text := '{"id":' || p_id || ',"method":"' || p_method || '","status":"' || p_status
+                  || '","amount":' || p_amount;
+    v_more text;
+BEGIN
+    IF p_method = 'EASY_PAY' THEN
+        SELECT to_json(x.provider)::text INTO v_more FROM payments x WHERE x.id = p_id;
+        v_doc := v_doc || ',"provider":' || coalesce(v_more, 'null');
+    ELSIF p_method = 'TRANSFER' THEN
+        SELECT '{"bank":' || to_json(x.va_bank)::text
+                   || ',"accountNumber":' || to_json(x.va_account)::text
+                   || ',"holder":' || to_json(x.va_holder)::text
+                   || ',"dueDate":"' || cm__ts(x.va_due_at) || '"}'
+          INTO v_more FROM payments x WHERE x.id = p_id AND x.va_bank IS NOT NULL;
+        v_doc := v_doc || ',"virtualAccount":' || coalesce(v_more, 'null');
+    END IF;
+    IF p_method IN ('CARD', 'EASY_PAY', 'TRANSFER') THEN
+        v_doc := v_doc || ',"reason":' || coalesce(to_json(p_reason)::text, 'null');
+    END IF;
+    RETURN v_doc || '}';
+END
 $$;
 
 -- The order document's "payments": every payment of order p_order, oldest
