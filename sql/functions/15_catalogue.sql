@@ -56,10 +56,11 @@ CREATE OR REPLACE FUNCTION cm__stock_context(p_reason text, p_actor bigint, p_or
                                              p_note text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('commerce.stock_reason', coalesce(p_reason, ''), true);
-    PERFORM set_config('commerce.stock_actor', coalesce(p_actor::text, ''), true);
-    PERFORM set_config('commerce.stock_order', coalesce(p_order::text, ''), true);
-    PERFORM set_config('commerce.stock_note', coalesce(p_note, ''), true);
+    -- one statement, not four (every order runs this twice)
+    PERFORM set_config('commerce.stock_reason', coalesce(p_reason, ''), true),
+            set_config('commerce.stock_actor', coalesce(p_actor::text, ''), true),
+            set_config('commerce.stock_order', coalesce(p_order::text, ''), true),
+            set_config('commerce.stock_note', coalesce(p_note, ''), true);
 END
 $$;
 

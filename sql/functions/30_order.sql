@@ -155,11 +155,13 @@ $$;
 -- profile in README "The order transaction"): one query resolves every
 -- item's variant; the products are locked in id order (FOR NO KEY UPDATE),
 -- so concurrent orders over overlapping products queue instead of
--- deadlocking; one conditional UPDATE of the variants (stock >= quantity,
--- on sale) takes the stock and returns what the order needs (prices,
--- names, stores, the items' document); the order, its seller parts and its
--- items are one INSERT statement; the balance and the payment as before.
--- Only a failure runs the slower queries that name its exact cause.  The
+-- deadlocking; then one statement takes the stock with a conditional
+-- UPDATE of the variants (stock >= quantity, on sale) that returns what the
+-- order needs (prices, names, stores), prices the coupon, takes the
+-- balance and writes the order, its seller parts, its items, its payment
+-- and ledger row, as a hand-written order would (t/bench/
+-- minimal_order_pay.sql).  Only a failure runs the slower queries that
+-- name its exact cause.  The
 -- variant that reaches 0 is SOLD_OUT in this transaction (a generated
 -- column), its ledger row names the order (15_catalogue.sql).  The coupon
 -- row is locked and priced after the stock is taken: the order's
@@ -184,7 +186,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n          int := cardinality(p_quantities);
     r          record;
-    x          record;           -- the stock taken: count, total, items
+    x          record;           -- what the placing statement did
     i          int;
     v_cnt      int;
     v_pid      bigint;
@@ -196,11 +198,9 @@ DECLARE
     v_discount bigint := 0;
     v_pay_amount bigint;
     v_status   text;
-    v_balance  bigint;
     v_order    bigint;
     v_created  timestamptz;
     v_seller   boolean;
-    v_pay_id   bigint;
     v_card     payments;
     v_payment  text;
     v_doc      text;
@@ -288,27 +288,89 @@ BEGIN
     -- The order's id now: the stock ledger names it.
     v_order := nextval('orders_id_seq');
 
-    -- Take the stock: one conditional UPDATE (rows under our product
-    -- locks; the condition holds the invariant whoever else writes), which
-    -- returns what the order needs of each item.
-    PERFORM cm__stock_context('ORDER', p_user, v_order, NULL);
-    WITH t AS (
+    -- One statement takes the stock (a conditional UPDATE under our
+    -- product locks: the condition holds the invariant whoever else
+    -- writes), prices the coupon (70_coupon.sql) once every item is taken,
+    -- takes the balance, and writes the order, its parts (one per store,
+    -- the discount split: cm__order_parts_split, 98_parts.sql), its items
+    -- and its BALANCE payment with the ledger row; or none of them when an
+    -- item lacks stock or the balance is short (the error is raised below,
+    -- and everything rolls back).  Lock order: the products (above) ->
+    -- their variants -> the coupon -> the user -> the sales rows (the
+    -- triggers, at the end of the statement, when the items and the
+    -- payment are there: 80_sales.sql, 95_outbox.sql).  The stock ledger's
+    -- context is set in the statement, before its trigger runs.  Name,
+    -- unit price and option values are snapshots.
+    WITH ctx AS (
+        SELECT set_config('commerce.stock_reason', 'ORDER', true),
+               set_config('commerce.stock_actor', p_user::text, true),
+               set_config('commerce.stock_order', v_order::text, true),
+               set_config('commerce.stock_note', '', true)
+    ), t AS (
         UPDATE product_variants v
            SET stock = v.stock - u.qty, updated_at = now()
-          FROM unnest(v_vids, p_quantities) AS u(vid, qty), products p
+          FROM unnest(v_vids, p_quantities) AS u(vid, qty), products p, ctx
          WHERE v.id = u.vid AND v.stock >= u.qty AND NOT v.stopped
            AND p.id = v.product_id AND NOT p.stopped
         RETURNING v.id, v.product_id, v.option_values, p.name, p.store_id,
                   p.price + v.price_delta AS price, u.qty
+    ), s AS (
+        SELECT count(*)::int AS k, coalesce(sum(t.price * t.qty), 0)::bigint AS total FROM t
+    ), m AS (
+        SELECT d.total, d.discount, d.total - d.discount AS pay,
+               CASE WHEN d.total = d.discount THEN 'PAID'
+                    WHEN p_card IS NOT NULL THEN 'PAYMENT_IN_PROGRESS'
+                    WHEN p_method IS NULL THEN 'PENDING_PAYMENT'
+                    ELSE 'PAID' END AS status
+          FROM (SELECT s.total,
+                       CASE WHEN p_coupon IS NULL THEN 0
+                            ELSE cm__coupon_discount(p_user, p_coupon, s.total) END AS discount
+                  FROM s WHERE s.k = n) AS d
+    ), b AS (
+        UPDATE users u
+           SET balance = u.balance - m.pay
+          FROM m
+         WHERE u.id = p_user AND m.status = 'PAID' AND m.pay > 0 AND u.balance >= m.pay
+        RETURNING u.balance
+    ), o AS (
+        INSERT INTO orders (id, user_id, status, total_amount, discount_amount, payment_amount,
+                            paid_at)
+        SELECT v_order, p_user, m.status, m.total, m.discount, m.pay,
+               CASE WHEN m.status = 'PAID' THEN now() END
+          FROM m
+         WHERE m.status <> 'PAID' OR m.pay = 0 OR EXISTS (SELECT FROM b)
+        RETURNING id, created_at, status, total_amount, discount_amount, payment_amount
+    ), parts AS (
+        INSERT INTO order_parts (order_id, store_id, status, total_amount, discount_amount,
+                                 payment_amount)
+        SELECT o.id, y.store_id, o.status, y.total, y.discount, y.total - y.discount
+          FROM o, cm__order_parts_split(o.total_amount, o.discount_amount,
+                                        ARRAY(SELECT t.store_id FROM t),
+                                        ARRAY(SELECT t.price * t.qty FROM t)) AS y
+        RETURNING id, store_id
+    ), items AS (
+        INSERT INTO order_items (order_id, part_id, product_id, variant_id, option_values, name,
+                                 quantity, unit_price, amount)
+        SELECT o.id, parts.id, t.product_id, t.id, t.option_values, t.name, t.qty, t.price,
+               t.price * t.qty
+          FROM o, t JOIN parts ON parts.store_id IS NOT DISTINCT FROM t.store_id
+    ), pay AS (
+        INSERT INTO payments (order_id, method, status, amount)
+        SELECT o.id, 'BALANCE', 'SUCCESS', o.payment_amount FROM o, b
+        RETURNING id
+    ), led AS (
+        INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
+        SELECT p_user, 'PAYMENT', -o.payment_amount, b.balance, o.id FROM o, b
     )
-    SELECT count(*)::int AS k, coalesce(sum(t.price * t.qty), 0)::bigint AS total,
-           array_agg(t.id) AS taken, array_agg(t.store_id) AS stores,
-           array_agg(t.price * t.qty) AS amounts,
-           '[' || string_agg(cm__order_item_json(t.product_id, t.id, t.option_values, t.name,
-                                                 t.qty, t.price, t.price * t.qty),
-                             ',' ORDER BY t.product_id, t.id) || ']' AS items
-      INTO x FROM t;
-    PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
+    SELECT s.k, ARRAY(SELECT t.id FROM t) AS taken,
+           (SELECT '[' || string_agg(cm__order_item_json(t.product_id, t.id, t.option_values,
+                                                         t.name, t.qty, t.price, t.price * t.qty),
+                                     ',' ORDER BY t.product_id, t.id) || ']' FROM t) AS items,
+           m.total, m.discount, m.pay, m.status, o.id AS placed, o.created_at,
+           (SELECT pay.id FROM pay) AS pay_id,
+           (SELECT bool_or(parts.store_id IS NOT NULL) FROM parts) AS seller
+      INTO x
+      FROM s LEFT JOIN m ON true LEFT JOIN o ON true;
 
     IF x.k < n THEN
         -- Which item, and why: each variant's status and its stock before
@@ -341,75 +403,22 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'OUT_OF_STOCK',
             DETAIL = coalesce(v_short, 'an item lacks stock');
     END IF;
-
-    IF p_coupon IS NOT NULL THEN
-        v_discount := cm__coupon_discount(p_user, p_coupon, x.total);
+    IF x.placed IS NULL THEN
+        PERFORM cm__raise_insufficient(p_user, x.pay);
     END IF;
-
-    v_pay_amount := x.total - v_discount;
-    IF p_card IS NOT NULL AND v_pay_amount > 0 THEN
-        v_status := 'PAYMENT_IN_PROGRESS';
-    ELSIF p_method IS NULL AND v_pay_amount > 0 THEN
-        v_status := 'PENDING_PAYMENT';
-    ELSE
-        v_status := 'PAID';
-        IF v_pay_amount > 0 THEN
-            UPDATE users
-               SET balance = balance - v_pay_amount
-             WHERE id = p_user
-               AND balance >= v_pay_amount
-            RETURNING balance INTO v_balance;
-            IF NOT FOUND THEN
-                PERFORM cm__raise_insufficient(p_user, v_pay_amount);
-            END IF;
-        END IF;
-    END IF;
-
-    -- The order, its parts (one per store, the coupon's discount split:
-    -- cm__order_parts_split, 98_parts.sql) and its items in one statement:
-    -- the triggers of an order inserted PAID (sales, 80_sales.sql; the
-    -- outbox, 95_outbox.sql) run at the end of the statement, when the
-    -- items are there.  Name, unit price and option values are snapshots.
-    WITH o AS (
-        INSERT INTO orders (id, user_id, status, total_amount, discount_amount, payment_amount,
-                            paid_at)
-        VALUES (v_order, p_user, v_status, x.total, v_discount, v_pay_amount,
-                CASE WHEN v_status = 'PAID' THEN now() END)
-        RETURNING id, created_at
-    ), parts AS (
-        INSERT INTO order_parts (order_id, store_id, status, total_amount, discount_amount,
-                                 payment_amount)
-        SELECT o.id, s.store_id, v_status, s.total, s.discount, s.total - s.discount
-          FROM o, cm__order_parts_split(x.total, v_discount, x.stores, x.amounts) AS s
-        RETURNING id, store_id
-    ), items AS (
-        INSERT INTO order_items (order_id, part_id, product_id, variant_id, option_values, name,
-                                 quantity, unit_price, amount)
-        SELECT o.id, parts.id, v.product_id, v.id, v.option_values, p.name, u.qty,
-               p.price + v.price_delta, (p.price + v.price_delta) * u.qty
-          FROM o, unnest(v_vids, p_quantities) AS u(vid, qty)
-          JOIN product_variants v ON v.id = u.vid
-          JOIN products p ON p.id = v.product_id
-          JOIN parts ON parts.store_id IS NOT DISTINCT FROM p.store_id
-    )
-    SELECT o.created_at, (SELECT bool_or(parts.store_id IS NOT NULL) FROM parts)
-      INTO v_created, v_seller FROM o;
+    PERFORM cm__stock_context(NULL, NULL, NULL, NULL);
+    v_status := x.status;
+    v_discount := x.discount;
+    v_pay_amount := x.pay;
+    v_created := x.created_at;
+    v_seller := x.seller;
 
     IF p_coupon IS NOT NULL THEN
         PERFORM cm__coupon_hold(p_coupon, v_order, v_status = 'PAID');
     END IF;
 
-    IF v_status = 'PAID' AND v_pay_amount > 0 THEN
-        WITH pay AS (
-            INSERT INTO payments (order_id, method, status, amount)
-            VALUES (v_order, 'BALANCE', 'SUCCESS', v_pay_amount)
-            RETURNING id
-        ), led AS (
-            INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
-            VALUES (p_user, 'PAYMENT', -v_pay_amount, v_balance, v_order)
-        )
-        SELECT pay.id INTO v_pay_id FROM pay;
-        v_payment := cm__payment_json(v_pay_id, 'BALANCE', 'SUCCESS', v_pay_amount, NULL);
+    IF x.pay_id IS NOT NULL THEN
+        v_payment := cm__payment_json(x.pay_id, 'BALANCE', 'SUCCESS', v_pay_amount, NULL);
     ELSIF v_status = 'PAYMENT_IN_PROGRESS' THEN
         v_card := cm__card_payment_new(v_order, v_pay_amount, p_card[1], p_card[2], p_card[3]);
         v_payment := cm__payment_json(v_card.id, v_card.method, v_card.status, v_card.amount,
