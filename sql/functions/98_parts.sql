@@ -42,7 +42,12 @@ DROP FUNCTION IF EXISTS cm__order_parts_make(bigint, bigint);
 CREATE OR REPLACE FUNCTION cm__order_parts_split(p_total bigint, p_discount bigint,
                                                  p_stores bigint[], p_amounts bigint[])
 RETURNS TABLE (store_id bigint, total bigint, discount bigint)
-LANGUAGE sql IMMUTABLE AS $$
+-- plpgsql: its query planned once per session (a sql function called with
+-- sub-selects as arguments is not inlined, and was parsed and planned
+-- again at every order: issue 14's perf profile)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN QUERY
     WITH t AS (
         SELECT u.store_id, sum(u.amount)::bigint AS total
           FROM unnest(p_stores, p_amounts) AS u(store_id, amount)
@@ -62,7 +67,8 @@ LANGUAGE sql IMMUTABLE AS $$
     )
     SELECT r.store_id, r.total,
            r.share + CASE WHEN r.rank <= r.left_over THEN 1 ELSE 0 END
-      FROM r
+      FROM r;
+END
 $$;
 
 -- The address of order p_order of p_user: the one given (the setting
