@@ -152,11 +152,11 @@ $$;
 -- (cm__card_payment_new) and shows it.
 --
 -- The path is cut to the statements an order must run (issue 14, the
--- profile in README "The order transaction"): one query resolves every
--- item's variant; the products are locked in id order (FOR NO KEY UPDATE),
--- so concurrent orders over overlapping products queue instead of
--- deadlocking; then one statement takes the stock with a conditional
--- UPDATE of the variants (stock >= quantity, on sale) that returns what the
+-- profile in README "The order transaction"): one query checks the user
+-- and resolves every item's variant; then one statement locks the
+-- products in id order (FOR NO KEY UPDATE), so concurrent orders over
+-- overlapping products queue instead of deadlocking, takes the stock with
+-- a conditional UPDATE of the variants (stock >= quantity, on sale) that returns what the
 -- order needs (prices, names, stores), prices the coupon, takes the
 -- balance and writes the order, its seller parts, its items, its payment
 -- and ledger row, as a hand-written order would (t/bench/
@@ -223,17 +223,15 @@ BEGIN
             DETAIL = format('unsupported payment method %s', p_method);
     END IF;
 
-    PERFORM FROM users u WHERE u.id = p_user;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'USER_NOT_FOUND',
-            DETAIL = format('user %s not found', p_user);
-    END IF;
-
-    -- Each item's product and variant in one query (products never
-    -- disappear and a variant's product never changes: unlocked): a
-    -- product named alone must have exactly one variant, a variant named
-    -- with its product must belong to it.
-    SELECT array_agg(coalesce(u.pid, v.product_id) ORDER BY u.ord) AS pids,
+    -- The user, and each item's product and variant, in one query
+    -- (products never disappear and a variant's product never changes:
+    -- unlocked): a product named alone must have exactly one variant, a
+    -- variant named with its product must belong to it.  And whether the
+    -- buyer holds a restock (76_waitlist.sql) the order must take.
+    SELECT EXISTS (SELECT 1 FROM users us WHERE us.id = p_user) AS user_found,
+           EXISTS (SELECT 1 FROM waitlist_entries wl
+                    WHERE wl.user_id = p_user AND wl.status = 'HELD') AS held,
+           array_agg(coalesce(u.pid, v.product_id) ORDER BY u.ord) AS pids,
            array_agg(coalesce(u.vid, d.vmin) ORDER BY u.ord) AS vids,
            min(u.pid) FILTER (WHERE u.pid IS NOT NULL
                                 AND NOT EXISTS (SELECT 1 FROM products p WHERE p.id = u.pid))
@@ -247,6 +245,10 @@ BEGIN
       LEFT JOIN LATERAL (SELECT min(w.id) AS vmin, count(*) AS vcnt
                            FROM product_variants w
                           WHERE u.vid IS NULL AND w.product_id = u.pid) d ON true;
+    IF NOT r.user_found THEN
+        RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'USER_NOT_FOUND',
+            DETAIL = format('user %s not found', p_user);
+    END IF;
     IF r.missing IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'CM001', MESSAGE = 'PRODUCT_NOT_FOUND',
             DETAIL = format('product %s not found', r.missing);
@@ -279,23 +281,30 @@ BEGIN
             DETAIL = 'duplicate productId or variantId in items';
     END IF;
 
-    -- Lock the products in id order; under those locks their variants'
-    -- stock and status are the latest committed (every writer of a
-    -- variant locks its product first).
-    PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
-    PERFORM cm__waitlist_take(p_user, v_vids, p_quantities);   -- a held restock (76_waitlist.sql)
+    -- A buyer who holds a restock: the products locked in id order first
+    -- (every writer of a variant locks its product first), then the held
+    -- units go back to the variants for the order to take.  Otherwise the
+    -- placing statement below takes the same locks, in the same order.
+    -- (A hold made between the query above and those locks stays held
+    -- for the buyer until it runs out, then passes on: the order took
+    -- other units.)
+    IF r.held THEN
+        PERFORM FROM products p WHERE p.id = ANY (v_pids) ORDER BY p.id FOR NO KEY UPDATE;
+        PERFORM cm__waitlist_take(p_user, v_vids, p_quantities);
+    END IF;
 
     -- The order's id now: the stock ledger names it.
     v_order := nextval('orders_id_seq');
 
-    -- One statement takes the stock (a conditional UPDATE under our
-    -- product locks: the condition holds the invariant whoever else
+    -- One statement locks the products in id order (lk: already ours when
+    -- the buyer held a restock), takes the stock (a conditional UPDATE
+    -- under those locks: the condition holds the invariant whoever else
     -- writes), prices the coupon (70_coupon.sql) once every item is taken,
     -- takes the balance, and writes the order, its parts (one per store,
     -- the discount split: cm__order_parts_split, 98_parts.sql), its items
     -- and its BALANCE payment with the ledger row; or none of them when an
     -- item lacks stock or the balance is short (the error is raised below,
-    -- and everything rolls back).  Lock order: the products (above) ->
+    -- and everything rolls back).  Lock order: the products ->
     -- their variants -> the coupon -> the user -> the sales rows (the
     -- triggers, at the end of the statement, when the items and the
     -- payment are there: 80_sales.sql, 95_outbox.sql).  The stock ledger's
@@ -306,10 +315,17 @@ BEGIN
                set_config('commerce.stock_actor', p_user::text, true),
                set_config('commerce.stock_order', v_order::text, true),
                set_config('commerce.stock_note', '', true)
+    ), lk AS (
+        -- the products locked in id order, their latest rows
+        SELECT p.id, p.name, p.store_id, p.price, p.stopped
+          FROM products p
+         WHERE p.id = ANY (v_pids)
+         ORDER BY p.id
+           FOR NO KEY UPDATE
     ), t AS (
         UPDATE product_variants v
            SET stock = v.stock - u.qty, updated_at = now()
-          FROM unnest(v_vids, p_quantities) AS u(vid, qty), products p, ctx
+          FROM unnest(v_vids, p_quantities) AS u(vid, qty), lk p, ctx
          WHERE v.id = u.vid AND v.stock >= u.qty AND NOT v.stopped
            AND p.id = v.product_id AND NOT p.stopped
         RETURNING v.id, v.product_id, v.option_values, p.name, p.store_id,
