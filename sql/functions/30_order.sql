@@ -190,7 +190,6 @@ DECLARE
     i          int;
     v_cnt      int;
     v_pid      bigint;
-    v_vid      bigint;
     v_pids     bigint[];
     v_vids     bigint[];
     v_short    text;             -- first item without enough stock
