@@ -27,7 +27,7 @@
 -- The callers hold the orders' rows and have just moved them (or the
 -- parts) out of a stock-holding state, so this runs once per unit.
 CREATE OR REPLACE FUNCTION cm__stock_back(p_orders bigint[], p_parts bigint[], p_reason text)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     r record;
 BEGIN
@@ -210,7 +210,7 @@ $$;
 -- (shipped or later, a card payment in flight, failed, parts of an unpaid
 -- order).  -> the order document (with partStates, refunds, returns).
 CREATE OR REPLACE FUNCTION cm_order_cancel(p_user bigint, p_order bigint, p_parts bigint[])
-RETURNS text LANGUAGE plpgsql AS $$
+RETURNS text LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_status text;
     v_parts  bigint[];

@@ -392,6 +392,28 @@ sub load_demo {
         '-f', "$ROOT/sql/demo.sql", $self->pg_conninfo ], timeout => 120);
 }
 
+# bench_shop($orders): the demo as a bench wants it: balances and stock
+# that last the whole bench, then $orders orders (1 unit of a random
+# product, paid by balance: t/bench/minimal_order_pay.sql through pgbench)
+# and VACUUM ANALYZE.  A shop has orders: on empty order tables, the
+# plans a session keeps (prepared statements, plpgsql, foreign keys)
+# scan them sequentially, and those scans grow with every order a bench
+# row makes until autovacuum analyzes the tables (issue 14).
+sub bench_shop {
+    my ($self, $orders) = @_;
+    $self->psql('UPDATE users SET balance = 100000000000;
+                 UPDATE products SET stock = 1000000000;
+                 UPDATE product_variants SET stock = 1000000000;
+                 VACUUM ANALYZE;');
+    if ($orders) {
+        $self->_run_ok([ 'pgbench', '-n', '-M', 'prepared', '-c', 4, '-j', 2,
+            '-t', int(($orders + 3) / 4), '-f', "$ROOT/t/bench/minimal_order_pay.sql",
+            '-h', '127.0.0.1', '-p', $self->pg_port, '-U', 'postgres', 'commerce' ],
+            timeout => 300);
+        $self->psql('VACUUM ANALYZE');
+    }
+}
+
 # psql($sql): runs the statements; returns the rows (psql -XAt, fields
 # separated by '|') as a list, or in scalar context the output chomped.
 # Dies with psql's message on error.
@@ -680,6 +702,7 @@ sub error_log { $_[0]->_nginx($_[1])->{prefix} . '/error.log' }
 #   secret_file => 1 (commerce_jwt_secret_file instead of the secret),
 #   no_secret => 1, no_conninfo => 1, conninfo => '...',
 #   access_log => 'off', log_level => 'warn', worker_connections => 4096,
+#   listen_extra => 'reuseport' (more parameters of the listen directive),
 #   nofile => worker_rlimit_nofile (default: 16384 or the hard limit).
 sub default_config {
     my ($self, %o) = @_;
@@ -695,6 +718,7 @@ sub default_config {
     my $http = $o{http_extra} // '';
     my $server = $o{server_extra} // '';
     my $loc = $o{location_extra} // '';
+    my $listen = $o{listen_extra} // '';
     my $redis = defined $o{redis}
         ? "commerce_redis %%REDIS%% $o{redis};" : '';
     my $access = $o{access_log} // '%%TESTDIR%%/access.log';
@@ -735,7 +759,7 @@ http {
     $http
 
     server {
-        listen 127.0.0.1:%%PORT%% backlog=4096;
+        listen 127.0.0.1:%%PORT%% backlog=4096 $listen;
         $server
 
         location /api/v1/ {
