@@ -47,6 +47,28 @@ for my $case (qw(order_create_pay order_create_pay3 card_begin)) {
     }
 }
 
+# the card begin's HTTP ceiling (t/bench/order): the three transactions the
+# request makes, each order PAYMENT_IN_PROGRESS with its key and its log
+{
+    my $before = 0 + $t->psql('SELECT count(*) FROM orders');
+    my ($rc, $out) = $t->run([ "$CommerceTest::PGBIN/pgbench", '-n',
+        '-M', 'prepared', '-c', $clients, '-j', 2, '-t', $tx,
+        '-f', $t->root . '/t/bench/card_begin_http.sql', '-h', '127.0.0.1',
+        '-p', $t->pg_port, '-U', 'postgres', 'commerce' ], timeout => 120);
+    my ($done) = $out =~ /number of transactions actually processed: (\d+)/;
+    is($rc, 0, 'card_begin_http.sql: pgbench exits 0') or diag($out);
+    is($done, $clients * $tx, "... $done transactions, none failed");
+    is($t->psql(qq{SELECT count(*) || ' ' || count(*) FILTER (
+            WHERE o.status = 'PAYMENT_IN_PROGRESS'
+              AND p.transaction_key = 'BENCH:' || p.id AND p.status = 'PENDING'
+              AND EXISTS (SELECT 1 FROM payment_interface_request_log l
+                           WHERE l.payment_id = p.id))
+        FROM (SELECT id, status FROM orders ORDER BY id OFFSET $before) o
+        JOIN payments p ON p.order_id = o.id}),
+        ($clients * $tx) . ' ' . ($clients * $tx),
+        '... each order PAYMENT_IN_PROGRESS, its payment keyed and logged');
+}
+
 # the parts: every item in a part of its product's store, the parts adding
 # up to their order
 is(0 + $t->psql(q{SELECT count(*) FROM order_items i
