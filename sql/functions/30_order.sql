@@ -188,7 +188,7 @@ END $$;
 -- currval('orders_id_seq') is its id).  p_card {gateway, cardType, last4}
 -- (cm_order_create_card, 40_payment.sql; p_method NULL): an order with
 -- something to pay is written PAYMENT_IN_PROGRESS with its PENDING payment
--- (cm__card_payment_new) and shows it.
+-- (in the placing statement; its columns: cm__card_columns) and shows it.
 --
 -- The path is cut to the statements an order must run (issue 14, the
 -- profile in README "The order transaction"): one query checks the user
@@ -239,7 +239,6 @@ DECLARE
     v_order    bigint;
     v_created  timestamptz;
     v_seller   boolean;
-    v_card     payments;
     v_payment  text;
     v_doc      text;
 BEGIN
@@ -321,7 +320,8 @@ BEGIN
     -- writes), prices the coupon (70_coupon.sql) once every item is taken,
     -- takes the balance, and writes the order, its parts (one per store,
     -- the discount split: cm__order_parts_split, 98_parts.sql), its items
-    -- and its BALANCE payment with the ledger row; or none of them when an
+    -- and its BALANCE payment with the ledger row (or its PENDING card
+    -- payment); or none of them when an
     -- item lacks stock or the balance is short (the error is raised below,
     -- and everything rolls back).  Lock order: the products ->
     -- their variants -> the coupon -> the user -> the sales rows (the
@@ -396,6 +396,15 @@ BEGIN
     ), led AS (
         INSERT INTO balance_ledger (user_id, kind, amount, balance_after, order_id)
         SELECT p_user, 'PAYMENT', -o.payment_amount, b.balance, o.id FROM o, b
+    ), card AS (
+        -- an order waiting for its card: its PENDING payment (40_payment.sql)
+        INSERT INTO payments (order_id, method, status, amount, gateway, card_type,
+                              card_last4, provider)
+        SELECT o.id, c.method, 'PENDING', o.payment_amount, p_card[1], c.card_type,
+               p_card[3], c.provider
+          FROM o, cm__card_columns(p_card[2], p_card[3]) AS c
+         WHERE o.status = 'PAYMENT_IN_PROGRESS'
+        RETURNING id, method
     )
     SELECT s.k, ARRAY(SELECT t.id FROM t) AS taken,
            (SELECT '[' || string_agg(cm__order_item_json(t.product_id, t.id, t.option_values,
@@ -403,6 +412,7 @@ BEGIN
                                      ',' ORDER BY t.product_id, t.id) || ']' FROM t) AS items,
            m.total, m.discount, m.pay, m.status, o.id AS placed, o.created_at,
            (SELECT pay.id FROM pay) AS pay_id,
+           (SELECT card.id FROM card) AS card_id, (SELECT card.method FROM card) AS card_method,
            (SELECT bool_or(parts.store_id IS NOT NULL) FROM parts) AS seller
       INTO x
       FROM s LEFT JOIN m ON true LEFT JOIN o ON true;
@@ -454,10 +464,8 @@ BEGIN
 
     IF x.pay_id IS NOT NULL THEN
         v_payment := cm__payment_json(x.pay_id, 'BALANCE', 'SUCCESS', v_pay_amount, NULL);
-    ELSIF v_status = 'PAYMENT_IN_PROGRESS' THEN
-        v_card := cm__card_payment_new(v_order, v_pay_amount, p_card[1], p_card[2], p_card[3]);
-        v_payment := cm__payment_json(v_card.id, v_card.method, v_card.status, v_card.amount,
-                                      NULL);
+    ELSIF x.card_id IS NOT NULL THEN
+        v_payment := cm__payment_json(x.card_id, x.card_method, 'PENDING', v_pay_amount, NULL);
     END IF;
 
     -- its shipping address (98_parts.sql): given, or needed by a seller's part

@@ -131,9 +131,24 @@ BEGIN
 END
 $$;
 
+-- A PENDING payment's method, card type and provider, from what the buyer
+-- gave (cm__card_check_args has checked it): last digits make a CARD
+-- payment of that card type; without them, 'TRANSFER' a transfer, any
+-- other type an EASY_PAY payment with that provider.  Inlined where it is
+-- used (a sql function of one SELECT): cm__card_payment_new, and the
+-- placing statement of an order waiting for its card (30_order.sql).
+CREATE OR REPLACE FUNCTION cm__card_columns(p_card_type text, p_card_last4 text,
+                                            OUT method text, OUT card_type text,
+                                            OUT provider text)
+RETURNS SETOF record LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_card_last4 IS NOT NULL THEN 'CARD'
+                WHEN p_card_type = 'TRANSFER' THEN 'TRANSFER' ELSE 'EASY_PAY' END,
+           CASE WHEN p_card_last4 IS NULL THEN NULL ELSE p_card_type END,
+           CASE WHEN p_card_last4 IS NULL AND p_card_type <> 'TRANSFER' THEN p_card_type END
+$$;
+
 -- The PENDING payment of cm__card_start (CARD, EASY_PAY or TRANSFER, as
--- it says), written; -> its row.  Also for an order placed waiting for its
--- card payment (cm__order_place, 30_order.sql).
+-- it says), written; -> its row.
 CREATE OR REPLACE FUNCTION cm__card_payment_new(p_order bigint, p_amount bigint, p_gateway text,
                                                 p_card_type text, p_card_last4 text)
 RETURNS payments LANGUAGE plpgsql AS $$
@@ -145,11 +160,9 @@ BEGIN
     END IF;
     INSERT INTO payments (order_id, method, status, amount, gateway, card_type, card_last4,
                           provider)
-    VALUES (p_order, CASE WHEN p_card_last4 IS NOT NULL THEN 'CARD'
-                          WHEN p_card_type = 'TRANSFER' THEN 'TRANSFER' ELSE 'EASY_PAY' END,
-            'PENDING', p_amount, p_gateway,
-            CASE WHEN p_card_last4 IS NULL THEN NULL ELSE p_card_type END, p_card_last4,
-            CASE WHEN p_card_last4 IS NULL AND p_card_type <> 'TRANSFER' THEN p_card_type END)
+    SELECT p_order, c.method, 'PENDING', p_amount, p_gateway, c.card_type, p_card_last4,
+           c.provider
+      FROM cm__card_columns(p_card_type, p_card_last4) AS c
     RETURNING * INTO v_pay;
     RETURN v_pay;
 END
