@@ -393,7 +393,7 @@ sub load_demo {
 }
 
 # bench_shop($orders): the demo as a bench wants it: balances and stock
-# that last the whole bench, then $orders orders (1 unit of a random
+# that last the whole bench, then $orders orders (none when 0) (1 unit of a random
 # product, paid by balance: t/bench/minimal_order_pay.sql through pgbench)
 # and VACUUM ANALYZE.  A shop has orders: on empty order tables, the
 # plans a session keeps (prepared statements, plpgsql, foreign keys)
@@ -406,7 +406,7 @@ sub bench_shop {
                  UPDATE product_variants SET stock = 1000000000;
                  VACUUM ANALYZE;');
     if ($orders) {
-        $self->_run_ok([ 'pgbench', '-n', '-M', 'prepared', '-c', 4, '-j', 2,
+        $self->_run_ok([ "$PGBIN/pgbench", '-n', '-M', 'prepared', '-c', 4, '-j', 2,
             '-t', int(($orders + 3) / 4), '-f', "$ROOT/t/bench/minimal_order_pay.sql",
             '-h', '127.0.0.1', '-p', $self->pg_port, '-U', 'postgres', 'commerce' ],
             timeout => 300);
