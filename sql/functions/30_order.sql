@@ -177,7 +177,10 @@ BEGIN
                                  ELSE d.vcnt <> 1 END), false)
       INTO user_found, held, pids, vids, missing, bad
       FROM unnest(p_products, p_variants) WITH ORDINALITY AS u(pid, vid, ord)
-      LEFT JOIN product_variants v ON v.id = u.vid
+      -- (a subquery with LIMIT is never flattened: each named variant is
+      -- one probe of the key, where a join scanned a small table whole)
+      LEFT JOIN LATERAL (SELECT w.id, w.product_id FROM product_variants w
+                          WHERE w.id = u.vid LIMIT 1) v ON true
       LEFT JOIN LATERAL (SELECT min(w.id) AS vmin, count(*) AS vcnt
                            FROM product_variants w
                           WHERE u.vid IS NULL AND w.product_id = u.pid) d ON true;
@@ -186,9 +189,12 @@ END $$;
 -- The order of cm_order_create, written; -> its document when p_doc, else
 -- NULL (the points and cart paths read the order they need themselves:
 -- currval('orders_id_seq') is its id).  p_card {gateway, cardType, last4}
--- (cm_order_create_card, 40_payment.sql; p_method NULL): an order with
--- something to pay is written PAYMENT_IN_PROGRESS with its PENDING payment
--- (in the placing statement; its columns: cm__card_columns) and shows it.
+-- (cm_order_create_card, 40_payment.sql; p_method NULL; checked by
+-- cm__card_check_args first): an order with something to pay is written
+-- PAYMENT_IN_PROGRESS with its PENDING payment (in the placing statement;
+-- its columns: cm__card_columns) and shows it, and the answer is the card
+-- start's {"paymentId","orderId","amount","order"} ("paymentId" null and
+-- "amount" 0 for an order PAID at once).
 --
 -- The path is cut to the statements an order must run (issue 14, the
 -- profile in README "The order transaction"): one query checks the user
@@ -242,6 +248,9 @@ DECLARE
     v_payment  text;
     v_doc      text;
 BEGIN
+    IF p_card IS NOT NULL THEN
+        PERFORM cm__card_check_args(p_card[1], p_card[2], p_card[3]);    -- 40_payment.sql
+    END IF;
     -- Input shape (the module validates too; this keeps the database safe).
     IF n IS NULL OR n < 1 OR n > 50 OR cardinality(p_products) IS DISTINCT FROM n
        OR (p_variants IS NOT NULL AND cardinality(p_variants) <> n)
@@ -382,6 +391,14 @@ BEGIN
           FROM o, cm__order_parts_split(o.total_amount, o.discount_amount,
                                         ARRAY(SELECT t.store_id FROM t),
                                         ARRAY(SELECT t.price * t.qty FROM t)) AS y
+         WHERE o.discount_amount > 0
+        UNION ALL
+        -- no discount to split (no coupon): each store's items' sum
+        SELECT o.id, t.store_id, o.status, sum(t.price * t.qty)::bigint, 0,
+               sum(t.price * t.qty)::bigint
+          FROM o, t
+         WHERE o.discount_amount = 0
+         GROUP BY o.id, o.status, t.store_id
         RETURNING id, store_id
     ), items AS (
         INSERT INTO order_items (order_id, part_id, product_id, variant_id, option_values, name,
@@ -481,9 +498,15 @@ BEGIN
                               v_pay_amount, v_payment, coalesce('[' || v_payment || ']', '[]'),
                               v_created);
     IF v_seller THEN
-        RETURN cm__order_parts_doc(v_doc, v_order);
+        v_doc := cm__order_parts_doc(v_doc, v_order);
     END IF;
-    RETURN v_doc;
+    IF p_card IS NULL THEN
+        RETURN v_doc;
+    END IF;
+    -- the card's start (cm_order_create_card): nothing to pay, no payment
+    RETURN '{"paymentId":' || coalesce(x.card_id::text, 'null') || ',"orderId":' || v_order
+        || ',"amount":' || CASE WHEN x.card_id IS NULL THEN 0 ELSE v_pay_amount END
+        || ',"order":' || v_doc || '}';
 END
 $$;
 

@@ -221,8 +221,9 @@ $$;
 -- validation, errors, locks, stock reservation, coupon p_coupon) and start
 -- its card payment of the order's paymentAmount, in one transaction: the
 -- order is written PAYMENT_IN_PROGRESS with its PENDING payment
--- (cm__order_place with the card; issue 14: no second row version of the
--- order and its parts, the document built once).
+-- (cm__order_place with the card, which checks it and writes the answer;
+-- issue 14: no second row version of the order and its parts, the
+-- document built once, the order not read back).
 -- -> same document as cm_card_begin; for an order with nothing to pay
 -- (PAID at once by cm_order_create) "paymentId" is null, "amount" 0 and no
 -- card payment starts.
@@ -234,25 +235,9 @@ CREATE OR REPLACE FUNCTION cm_order_create_card(p_user bigint, p_products bigint
                                                 p_gateway text, p_card_type text, p_card_last4 text,
                                                 p_coupon bigint DEFAULT NULL,
                                                 p_variants bigint[] DEFAULT NULL)
-RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_order  bigint;
-    o        record;
-    v_doc    text;
-BEGIN
-    PERFORM cm__card_check_args(p_gateway, p_card_type, p_card_last4);
-    -- placed PAYMENT_IN_PROGRESS with its payment, or PAID (nothing to pay)
-    v_doc := cm__order_place(p_user, p_products, p_quantities, NULL, p_coupon, p_variants, true,
-                             ARRAY[p_gateway, p_card_type, p_card_last4]);
-    -- The ids cm__order_place just drew in this session (no other nextval since).
-    v_order := currval('orders_id_seq');
-    SELECT x.status, x.payment_amount INTO o FROM orders x WHERE x.id = v_order;
-    IF o.status = 'PAID' THEN
-        RETURN '{"paymentId":null,"orderId":' || v_order || ',"amount":0,"order":' || v_doc || '}';
-    END IF;
-    RETURN '{"paymentId":' || currval('payments_id_seq') || ',"orderId":' || v_order
-        || ',"amount":' || o.payment_amount || ',"order":' || v_doc || '}';
-END
+RETURNS text LANGUAGE sql AS $$
+    SELECT cm__order_place(p_user, p_products, p_quantities, NULL, p_coupon, p_variants, true,
+                           ARRAY[p_gateway, p_card_type, p_card_last4])
 $$;
 
 -- The PG accepted the request and gave its transaction key; the payment
