@@ -393,12 +393,15 @@ BEGIN
                                         ARRAY(SELECT t.price * t.qty FROM t)) AS y
          WHERE o.discount_amount > 0
         UNION ALL
-        -- no discount to split (no coupon): each store's items' sum
-        SELECT o.id, t.store_id, o.status, sum(t.price * t.qty)::bigint, 0,
-               sum(t.price * t.qty)::bigint
-          FROM o, t
-         WHERE o.discount_amount = 0
-         GROUP BY o.id, o.status, t.store_id
+        -- no discount to split (no coupon): each store's items' sum, in
+        -- the split's order (its part ids: the largest first, then by
+        -- store)
+        (SELECT o.id, t.store_id, o.status, sum(t.price * t.qty)::bigint AS total, 0,
+                sum(t.price * t.qty)::bigint
+           FROM o, t
+          WHERE o.discount_amount = 0
+          GROUP BY o.id, o.status, t.store_id
+          ORDER BY total DESC, t.store_id NULLS LAST)
         RETURNING id, store_id
     ), items AS (
         INSERT INTO order_items (order_id, part_id, product_id, variant_id, option_values, name,
