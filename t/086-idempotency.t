@@ -605,6 +605,20 @@ is(scalar @{ pg_txns($oid83) }, 1, 'one transaction at the PG');
 
 my $o84 = order(84, { items => [ { productId => 19, quantity => 1 } ] });
 my $oid84 = $o84->{json}{id};
+# Storing this key's answer waits on a lock the test holds from before the
+# request: a trigger of the test's own (dropped below) makes the UPDATE to
+# DONE wait for it.  (Taking the key's row lock after the claim raced the
+# PG's answer: a loaded machine took the lock after it was stored.)
+$t->psql(q{CREATE FUNCTION t086_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_advisory_xact_lock(86084); RETURN NEW; END $$;
+    CREATE TRIGGER t086_hold BEFORE UPDATE ON idempotency_keys FOR EACH ROW
+      WHEN (NEW.idem_key = 'finish-84' AND NEW.state = 'DONE')
+      EXECUTE FUNCTION t086_hold();});
+$lock = $t->psql_bg(q{BEGIN;
+    SELECT pg_advisory_xact_lock(86084);
+    SELECT pg_sleep(60) AS finish_lock_84;
+    COMMIT;});
+ok(wait_active('%finish_lock_84%'), "storing the key's answer is held");
 $sim->control(latencyMs => [1200, 1200]);
 my $storing = $t->background(sub {
     my $r = pay(84, $oid84, card(), 'finish-84', timeout => 20);
@@ -612,13 +626,6 @@ my $storing = $t->background(sub {
 });
 ok(wait_until(sub { (key_row(84, 'finish-84') // '') eq 'IN_FLIGHT|-' }),
     'card payment with a key: claimed, the PG is slow to answer');
-# hold the key's row: the answer, once the PG has answered, waits to be stored
-$lock = $t->psql_bg(q{BEGIN;
-    SELECT 1 FROM idempotency_keys WHERE user_id = 84 AND idem_key = 'finish-84'
-       FOR UPDATE;
-    SELECT pg_sleep(60) AS finish_lock_84;
-    COMMIT;});
-ok(wait_active('%finish_lock_84%'), "the key's row is held");
 ok(wait_until(sub { $t->psql(q{SELECT count(*) FROM pg_stat_activity
     WHERE application_name = 'ngx_commerce' AND wait_event_type = 'Lock'
       AND query LIKE '%cm_idem_finish%'}) == 1 }, timeout => 10),
@@ -635,6 +642,7 @@ is($t->psql(q{SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
 my $stored = $t->collect($storing);
 is($stored->{status}, 202, 'the client gets its 202');
 $t->psql_wait($lock);
+$t->psql('DROP TRIGGER t086_hold ON idempotency_keys; DROP FUNCTION t086_hold()');
 is(key_row(84, 'finish-84'), 'DONE|202',
     'the answer was stored on another connection');
 $sim->control(latencyMs => [0, 5]);
